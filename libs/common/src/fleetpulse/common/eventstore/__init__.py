@@ -1,0 +1,38 @@
+"""Event store: append with expected version, read streams and the log, projections."""
+
+from fleetpulse.common.errors import ConcurrencyError
+from fleetpulse.common.eventstore.checkpoints import (
+    first_delivery,
+    lock_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from fleetpulse.common.eventstore.model import (
+    ANY_VERSION,
+    NO_STREAM,
+    NewEvent,
+    RecordedEvent,
+    metadata,
+    stream_id,
+)
+from fleetpulse.common.eventstore.notifications import EventNotifications
+from fleetpulse.common.eventstore.postgres import PostgresEventStore
+from fleetpulse.common.eventstore.projection import Projection, ProjectionRunner
+
+__all__ = [
+    "ANY_VERSION",
+    "NO_STREAM",
+    "ConcurrencyError",
+    "EventNotifications",
+    "NewEvent",
+    "PostgresEventStore",
+    "Projection",
+    "ProjectionRunner",
+    "RecordedEvent",
+    "first_delivery",
+    "lock_checkpoint",
+    "metadata",
+    "read_checkpoint",
+    "save_checkpoint",
+    "stream_id",
+]

@@ -1,0 +1,67 @@
+"""Events as values: what is appended (:class:`NewEvent`) and what was recorded."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fleetpulse.common.observability import inject_context
+
+JsonObject = dict[str, Any]
+ANY_VERSION = -1
+NO_STREAM = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append. ``type`` is past tense (``DeviceRegistered``)."""
+
+    type: str
+    data: JsonObject
+    metadata: JsonObject = field(default_factory=dict)
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    position: int
+    event_id: uuid.UUID
+    stream_id: str
+    version: int
+    type: str
+    tenant_id: str
+    data: JsonObject
+    metadata: JsonObject
+    recorded_at: datetime
+
+
+def stream_id(kind: str, tenant_id: str, entity_id: str | None = None) -> str:
+    """``tenant-{t}`` or ``{kind}-{tenant}-{id}`` (device, profile, rule, ...)."""
+    if entity_id is None:
+        return f"{kind}-{tenant_id}"
+    return f"{kind}-{tenant_id}-{entity_id}"
+
+
+def metadata(
+    *,
+    actor: str,
+    correlation_id: str | None = None,
+    causation: RecordedEvent | None = None,
+    **extra: Any,
+) -> JsonObject:
+    """Metadata for a new event: who caused it, which flow it belongs to, and the trace context.
+
+    With ``causation`` the new event inherits its correlation id and names it as the cause.
+    """
+    if causation is not None:
+        correlation_id = correlation_id or causation.metadata.get("correlation_id")
+    result: JsonObject = {
+        "actor": actor,
+        "correlation_id": correlation_id or str(uuid.uuid4()),
+        "causation_id": str(causation.event_id) if causation is not None else None,
+    }
+    result.update(inject_context())
+    result.update(extra)
+    return result

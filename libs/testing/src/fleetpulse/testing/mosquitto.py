@@ -1,0 +1,1 @@
+"""Private Mosquitto broker fixture (to be written)."""
