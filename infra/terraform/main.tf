@@ -1,0 +1,180 @@
+# FleetPulse AWS landing zone (Phase 45 layout): providers, state backend, shared locals.
+# The per-service facts (queues, secrets, ports) live in local.services so every other file
+# derives its resources from one table; tests/infra cross-checks that table against services/.
+
+terraform {
+  required_version = ">= 1.10.0"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.80"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
+  }
+
+  # Partial configuration: bucket, key and region come from `-backend-config=backend.hcl`
+  # (see README). use_lockfile gives S3-native state locking (Terraform >= 1.10).
+  backend "s3" {
+    encrypt      = true
+    use_lockfile = true
+  }
+}
+
+provider "aws" {
+  region = var.aws_region
+
+  default_tags {
+    tags = {
+      Project     = var.project
+      Environment = var.environment
+      ManagedBy   = "terraform"
+    }
+  }
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+data "aws_availability_zones" "available" {
+  state = "available"
+}
+
+locals {
+  name         = "${var.project}-${var.environment}"
+  account_id   = data.aws_caller_identity.current.account_id
+  region       = data.aws_region.current.name
+  partition    = data.aws_partition.current.partition
+  azs          = slice(data.aws_availability_zones.available.names, 0, 2)
+  queue_prefix = coalesce(var.queue_prefix, "${local.name}-")
+
+  # Public entry point: the custom domain when given, else the ALB's own name.
+  public_host     = var.domain_name != "" ? var.domain_name : aws_lb.main.dns_name
+  public_base_url = "https://${local.public_host}"
+  oidc_issuer     = "${local.public_base_url}/auth/realms/${var.keycloak_realm}"
+  mqtt_internal   = "mosquitto.${aws_service_discovery_private_dns_namespace.main.name}"
+
+  # SQS work queues; each gets a dead-letter queue and a redrive policy (sqs.tf).
+  queues = {
+    ingest = {
+      visibility_timeout_seconds = 60
+      max_receive_count          = 5
+    }
+    evaluator = {
+      visibility_timeout_seconds = 60
+      max_receive_count          = 5
+    }
+    dispatcher = {
+      visibility_timeout_seconds = 60
+      max_receive_count          = 5
+    }
+    deliveries = {
+      visibility_timeout_seconds = 300
+      max_receive_count          = 10
+    }
+  }
+
+  # The five Python services. consumes/sends_to name keys of local.queues; secrets map an
+  # environment variable to a secret (and optional JSON key) injected by ECS at start.
+  services = {
+    ingest = {
+      package          = "fleetpulse-ingest"
+      command          = ["fleetpulse-ingest"]
+      port             = 8080
+      cpu              = 512
+      memory           = 1024
+      consumes         = ["ingest"]
+      sends_to         = ["evaluator"]
+      publishes_events = false
+      uses_mqtt        = true
+      secrets = {
+        FLEETPULSE_DATABASE_URL = { secret = "database_url", key = "" }
+        FLEETPULSE_MQTT_URL     = { secret = "mqtt_admin", key = "url" }
+      }
+    }
+    evaluator = {
+      package          = "fleetpulse-evaluator"
+      command          = ["fleetpulse-evaluator"]
+      port             = 8080
+      cpu              = 256
+      memory           = 512
+      consumes         = ["evaluator"]
+      sends_to         = []
+      publishes_events = true
+      uses_mqtt        = false
+      secrets = {
+        FLEETPULSE_DATABASE_URL = { secret = "database_url", key = "" }
+      }
+    }
+    dispatcher = {
+      package          = "fleetpulse-dispatcher"
+      command          = ["fleetpulse-dispatcher"]
+      port             = 8080
+      cpu              = 256
+      memory           = 512
+      consumes         = ["dispatcher"]
+      sends_to         = []
+      publishes_events = true
+      uses_mqtt        = false
+      secrets = {
+        FLEETPULSE_DATABASE_URL = { secret = "database_url", key = "" }
+      }
+    }
+    delivery_worker = {
+      package          = "fleetpulse-delivery-worker"
+      command          = ["fleetpulse-delivery-worker"]
+      port             = 8080
+      cpu              = 256
+      memory           = 512
+      consumes         = ["deliveries"]
+      sends_to         = []
+      publishes_events = true
+      uses_mqtt        = true
+      secrets = {
+        FLEETPULSE_DATABASE_URL           = { secret = "database_url", key = "" }
+        FLEETPULSE_MQTT_URL               = { secret = "mqtt_admin", key = "url" }
+        FLEETPULSE_WEBHOOK_ENCRYPTION_KEY = { secret = "webhook_encryption_key", key = "" }
+      }
+    }
+    provision_api = {
+      package          = "fleetpulse-provision-api"
+      command          = ["fleetpulse-provision-api"]
+      port             = 8000
+      cpu              = 512
+      memory           = 1024
+      consumes         = []
+      sends_to         = []
+      publishes_events = true
+      uses_mqtt        = true
+      secrets = {
+        FLEETPULSE_DATABASE_URL           = { secret = "database_url", key = "" }
+        FLEETPULSE_MQTT_URL               = { secret = "mqtt_admin", key = "url" }
+        FLEETPULSE_WEBHOOK_ENCRYPTION_KEY = { secret = "webhook_encryption_key", key = "" }
+      }
+    }
+  }
+
+  # Services whose desired count follows the depth of the queue they consume (ecs.tf).
+  queue_scaled_services = {
+    evaluator       = "evaluator"
+    delivery_worker = "deliveries"
+  }
+
+  # Third-party containers run next to the services.
+  platform_containers = {
+    mosquitto = { image = var.mosquitto_image }
+    keycloak  = { image = var.keycloak_image }
+  }
+
+  secret_arns = {
+    database_url           = aws_secretsmanager_secret.database_url.arn
+    mqtt_admin             = aws_secretsmanager_secret.mqtt_admin.arn
+    keycloak_admin         = aws_secretsmanager_secret.keycloak_admin.arn
+    keycloak_db            = aws_secretsmanager_secret.keycloak_db.arn
+    webhook_encryption_key = aws_secretsmanager_secret.webhook_encryption_key.arn
+  }
+}
