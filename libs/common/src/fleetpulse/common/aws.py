@@ -34,12 +34,14 @@ async def aws_client(service: str, config: AwsConfig) -> AsyncIterator[Any]:
     session = get_session()
     kwargs: dict[str, Any] = {
         "region_name": config.region,
-        "config": AioConfig(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=50),
+        "config": AioConfig(
+            retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=50
+        ),
     }
     if config.endpoint_url:
         kwargs["endpoint_url"] = config.endpoint_url
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
             kwargs["aws_access_key_id"] = "testing"
             kwargs["aws_secret_access_key"] = "testing"  # noqa: S105 - emulator placeholder
-    async with session.create_client(service, **kwargs) as client:
+    async with session.create_client(service, **kwargs) as client:  # type: ignore[call-overload]
         yield client

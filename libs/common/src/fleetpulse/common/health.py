@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -73,13 +74,10 @@ class HealthServer:
         if path == "/readyz":
             failing = await self._health.failing_checks()
             if failing:
-                return "503 Service Unavailable", ('{"status":"unready","failing":%s}' % _json_list(failing)).encode()
+                body = json.dumps({"status": "unready", "failing": failing}).encode()
+                return "503 Service Unavailable", body
             return "200 OK", b'{"status":"ready"}'
         return "404 Not Found", b'{"status":"not found"}'
-
-
-def _json_list(items: list[str]) -> str:
-    return "[" + ",".join(f'"{item}"' for item in items) + "]"
 
 
 def _response(status: str, body: bytes) -> bytes:

@@ -13,9 +13,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import uvloop
 
@@ -47,7 +47,7 @@ class ServiceContext(Generic[S]):
 def run(
     name: str,
     settings_cls: type[S],
-    main: Callable[[ServiceContext[S]], Awaitable[None]],
+    main: Callable[[ServiceContext[S]], Coroutine[Any, Any, None]],
     *,
     grace_s: float = 25.0,
 ) -> None:
@@ -60,7 +60,7 @@ def run(
 async def serve(
     name: str,
     settings_cls: type[S],
-    main: Callable[[ServiceContext[S]], Awaitable[None]],
+    main: Callable[[ServiceContext[S]], Coroutine[Any, Any, None]],
     *,
     grace_s: float = 25.0,
 ) -> int:
@@ -83,7 +83,9 @@ def _configuration_failed(name: str, exc: ConfigurationError) -> int:
 
 
 async def _supervise(
-    context: ServiceContext[S], main: Callable[[ServiceContext[S]], Awaitable[None]], grace_s: float
+    context: ServiceContext[S],
+    main: Callable[[ServiceContext[S]], Coroutine[Any, Any, None]],
+    grace_s: float,
 ) -> int:
     task = asyncio.create_task(main(context), name=f"{context.name}-main")
     _install_signal_handlers(context, task)

@@ -107,7 +107,9 @@ def _from_mapping(cls: type[S], env: dict[str, str], overrides: dict[str, Any]) 
 
 async def _resolve_references(cls: type[ServiceSettings], env: dict[str, str]) -> dict[str, str]:
     wanted = {env_name(name): name for name in cls.model_fields}
-    references = {var: value for var, value in env.items() if var in wanted and is_secret_reference(value)}
+    references = {
+        var: value for var, value in env.items() if var in wanted and is_secret_reference(value)
+    }
     if not references:
         return {}
     resolver = SecretsManagerResolver(AwsConfig.from_environ(env))

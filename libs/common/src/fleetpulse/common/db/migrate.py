@@ -11,7 +11,6 @@ with its row in ``schema_migrations``, so a re-run applies only what is missing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import logging
 import sys
@@ -110,9 +109,10 @@ async def _ensure_ledger(conn: asyncpg.Connection) -> None:
 async def _apply_missing(
     conn: asyncpg.Connection, migrations: list[Migration], variant: Variant
 ) -> list[Migration]:
-    applied = {r["version"]: r["checksum"] for r in await conn.fetch(
-        "SELECT version, checksum FROM schema_migrations"
-    )}
+    applied = {
+        r["version"]: r["checksum"]
+        for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+    }
     done = []
     for migration in migrations:
         if migration.version in applied:
@@ -137,7 +137,10 @@ async def _apply(conn: asyncpg.Connection, migration: Migration, variant: Varian
             raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
         await conn.execute(
             "INSERT INTO schema_migrations (version, name, variant, checksum) VALUES ($1, $2, $3, $4)",
-            migration.version, migration.name, variant, migration.checksum,
+            migration.version,
+            migration.name,
+            variant,
+            migration.checksum,
         )
 
 

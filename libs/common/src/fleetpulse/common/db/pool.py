@@ -45,8 +45,12 @@ async def create_pool(
     return pool
 
 
-async def connect(dsn: str | SecretStr, *, application_name: str = "fleetpulse") -> asyncpg.Connection:
+async def connect(
+    dsn: str | SecretStr, *, application_name: str = "fleetpulse"
+) -> asyncpg.Connection:
     """One connection with the same codecs as the pool (for LISTEN and migrations)."""
-    conn = await asyncpg.connect(dsn_of(dsn), server_settings={"application_name": application_name})
+    conn = await asyncpg.connect(
+        dsn_of(dsn), server_settings={"application_name": application_name}
+    )
     await init_connection(conn)
     return conn

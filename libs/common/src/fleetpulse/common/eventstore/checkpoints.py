@@ -8,9 +8,12 @@ import asyncpg
 async def lock_checkpoint(conn: asyncpg.Connection, name: str) -> int:
     """The reader's position, row-locked until the transaction ends (one runner at a time)."""
     await conn.execute(
-        "INSERT INTO checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING", name
+        "INSERT INTO checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+        name,
     )
-    position = await conn.fetchval("SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE", name)
+    position = await conn.fetchval(
+        "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE", name
+    )
     return int(position)
 
 
@@ -25,7 +28,8 @@ async def save_checkpoint(conn: asyncpg.Connection, name: str, position: int) ->
         INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, $2, now())
         ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
         """,
-        name, position,
+        name,
+        position,
     )
 
 
@@ -37,6 +41,7 @@ async def first_delivery(conn: asyncpg.Connection, consumer: str, message_id: st
     inserted = await conn.fetchval(
         "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) "
         "ON CONFLICT DO NOTHING RETURNING true",
-        consumer, message_id,
+        consumer,
+        message_id,
     )
     return bool(inserted)

@@ -53,18 +53,24 @@ class PostgresEventStore:
             )
         except asyncpg.PostgresError as exc:
             raise _translate(exc, stream_id, expected_version) from exc
-        return [_recorded(stream_id, tenant_id, event, row) for event, row in zip(events, rows, strict=True)]
+        return [
+            _recorded(stream_id, tenant_id, event, row)
+            for event, row in zip(events, rows, strict=True)
+        ]
 
     async def read_stream(
         self, stream_id: str, *, after_version: int = 0, conn: asyncpg.Connection | None = None
     ) -> list[RecordedEvent]:
         rows = await (conn or self._pool).fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",
-            stream_id, after_version,
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",  # noqa: S608
+            stream_id,
+            after_version,
         )
         return [_from_row(row) for row in rows]
 
-    async def stream_version(self, stream_id: str, *, conn: asyncpg.Connection | None = None) -> int:
+    async def stream_version(
+        self, stream_id: str, *, conn: asyncpg.Connection | None = None
+    ) -> int:
         version = await (conn or self._pool).fetchval(
             "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
         )
@@ -79,13 +85,16 @@ class PostgresEventStore:
     ) -> list[RecordedEvent]:
         """Events after ``after_position`` in position order; never skips a late commit."""
         rows = await (conn or self._pool).fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-            after_position, limit,
+            f"SELECT {_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",  # noqa: S608
+            after_position,
+            limit,
         )
         return [_from_row(row) for row in rows]
 
     async def head_position(self, *, conn: asyncpg.Connection | None = None) -> int:
-        return int(await (conn or self._pool).fetchval("SELECT coalesce(max(position), 0) FROM events"))
+        return int(
+            await (conn or self._pool).fetchval("SELECT coalesce(max(position), 0) FROM events")
+        )
 
 
 def _append_args(
@@ -104,14 +113,18 @@ def _append_args(
 
 def _translate(exc: asyncpg.PostgresError, stream_id: str, expected: int) -> Exception:
     if getattr(exc, "sqlstate", None) == CONFLICT_SQLSTATE:
-        actual = int(str(getattr(exc, "detail", "") or "0:-1").split(":")[1])
+        detail = str(getattr(exc, "detail", "") or "0:-1")
+        actual = int(detail.split(":")[1])
         return ConcurrencyError(stream_id, expected, actual)
     if isinstance(exc, asyncpg.UniqueViolationError):
         return ConcurrencyError(stream_id, expected, -1)
-    return exc
+    original: Exception = exc
+    return original
 
 
-def _recorded(stream_id: str, tenant_id: str, event: NewEvent, row: asyncpg.Record) -> RecordedEvent:
+def _recorded(
+    stream_id: str, tenant_id: str, event: NewEvent, row: asyncpg.Record
+) -> RecordedEvent:
     return RecordedEvent(
         position=row["out_position"],
         event_id=event.event_id,

@@ -51,7 +51,9 @@ class ProjectionRunner:
     async def _apply_batch(self) -> int:
         async with self._store.pool.acquire() as conn, conn.transaction():
             position = await lock_checkpoint(conn, self._projection.name)
-            events = await self._store.read_all(after_position=position, limit=self._batch_size, conn=conn)
+            events = await self._store.read_all(
+                after_position=position, limit=self._batch_size, conn=conn
+            )
             for event in events:
                 await self._projection.apply(conn, event)
             if events:
@@ -65,19 +67,25 @@ class ProjectionRunner:
             for table in self._projection.tables:
                 await conn.execute(f"TRUNCATE {table}")
             position, total = 0, 0
-            while events := await self._store.read_all(after_position=position, limit=self._batch_size, conn=conn):
+            while events := await self._store.read_all(
+                after_position=position, limit=self._batch_size, conn=conn
+            ):
                 for event in events:
                     await self._projection.apply(conn, event)
                 position, total = events[-1].position, total + len(events)
             await save_checkpoint(conn, self._projection.name, position)
             return total
 
-    async def run(self, stop: asyncio.Event, notifications: EventNotifications, *, poll_s: float = 1.0) -> None:
+    async def run(
+        self, stop: asyncio.Event, notifications: EventNotifications, *, poll_s: float = 1.0
+    ) -> None:
         """Catch up whenever events are appended (or every ``poll_s``) until ``stop`` is set."""
         while not stop.is_set():
             try:
                 await self.catch_up()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("projection catch-up failed; retrying", extra={
-                    "projection": self._projection.name, "error": type(exc).__name__})
+                log.warning(
+                    "projection catch-up failed; retrying",
+                    extra={"projection": self._projection.name, "error": type(exc).__name__},
+                )
             await notifications.wait(poll_s)
