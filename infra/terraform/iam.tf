@@ -171,6 +171,7 @@ locals {
 }
 
 resource "aws_iam_role" "deploy" {
+  #checkov:skip=CKV_AWS_393:sub is pinned to repo:<owner/name>:ref:refs/heads/main; checkov evaluates the empty default of var.github_repository, for which the role is not created (count = 0).
   count = var.github_repository == "" ? 0 : 1
   name  = "${local.name}-github-deploy"
   assume_role_policy = jsonencode({

@@ -40,8 +40,14 @@ data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
 data "aws_partition" "current" {}
 
+# Pinned by name, so a new or impaired zone never reshuffles the subnets.
 data "aws_availability_zones" "available" {
   state = "available"
+
+  filter {
+    name   = "zone-name"
+    values = length(var.availability_zones) == 2 ? var.availability_zones : ["${var.aws_region}a", "${var.aws_region}b"]
+  }
 }
 
 locals {

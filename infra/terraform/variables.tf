@@ -42,6 +42,17 @@ variable "vpc_cidr" {
   }
 }
 
+variable "availability_zones" {
+  description = "The two availability zones to use. Empty: <region>a and <region>b."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.availability_zones) == 0 || length(var.availability_zones) == 2
+    error_message = "availability_zones must be empty or list exactly two zones."
+  }
+}
+
 variable "single_nat_gateway" {
   description = "One NAT gateway for both AZs (cheaper, dev) instead of one per AZ."
   type        = bool
