@@ -1,0 +1,217 @@
+"""MQTT for every service: endpoint parsing, client factories, reconnect backoff, shared topics.
+
+Two client libraries, each where it fits:
+
+- :func:`aiomqtt_client` (aiomqtt, on paho): plain clients that publish or subscribe and need no
+  control over acknowledgements: the simulator, the delivery MQTT channel, dynsec administration.
+  aiomqtt acknowledges a QoS 1 message when it is received, before the application has seen it.
+- :func:`acking_client` (zmqtt, the client under FastStream's MQTT broker): consumers that must
+  acknowledge a QoS 1 message only after they have done their work (ingest: after the batch
+  commit). Subscribe with ``auto_ack=False`` and call ``await message.ack()``; the broker
+  redelivers what was not acknowledged when a persistent session reconnects
+  (``clean_session=False``). Proven by ``libs/common/tests/test_mqtt_ack.py``.
+
+``FLEETPULSE_MQTT_URL`` is ``mqtt://user:pass@host:port`` or ``mqtts://`` (TLS, port 8883 by
+default); :meth:`MqttEndpoint.parse` reads it and never shows the password in ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+import zmqtt
+from pydantic import SecretStr
+
+__all__ = [
+    "Backoff",
+    "MqttEndpoint",
+    "acking_client",
+    "aiomqtt_client",
+    "run_with_reconnect",
+    "shared_subscription",
+]
+
+log = logging.getLogger(__name__)
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+_GROUP = re.compile(r"^[^/+#]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttEndpoint:
+    """Where and how to connect; ``password`` is a ``SecretStr`` and never printed."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: SecretStr | None = field(default=None, repr=False)
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str | SecretStr) -> MqttEndpoint:
+        """Read ``mqtt://[user[:pass]@]host[:port]`` or ``mqtts://...``; ``ValueError`` if malformed."""
+        raw = url.get_secret_value() if isinstance(url, SecretStr) else url
+        parts = urlsplit(raw)
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError("must be an mqtt:// or mqtts:// URL")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        try:
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        password = SecretStr(unquote(parts.password)) if parts.password is not None else None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=password,
+            tls=parts.scheme == "mqtts",
+        )
+
+    @property
+    def password_value(self) -> str | None:
+        return self.password.get_secret_value() if self.password is not None else None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The default verifying TLS context for ``mqtts``, ``None`` for plain ``mqtt``."""
+        return ssl.create_default_context() if self.tls else None
+
+    def __str__(self) -> str:
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def shared_subscription(group: str, topic_filter: str) -> str:
+    """``$share/{group}/{filter}``: the broker gives each message to one member of ``group``."""
+    if not _GROUP.match(group):
+        raise ValueError(f"invalid share group {group!r}: no '/', '+' or '#'")
+    if not topic_filter or topic_filter.startswith("$share/"):
+        raise ValueError(f"invalid topic filter {topic_filter!r}")
+    return f"$share/{group}/{topic_filter}"
+
+
+def aiomqtt_client(
+    endpoint: MqttEndpoint,
+    *,
+    identifier: str | None = None,
+    clean_session: bool | None = None,
+    **options: Any,
+) -> aiomqtt.Client:
+    """An aiomqtt client for ``endpoint`` (use ``async with``); ``options`` go to ``aiomqtt.Client``."""
+    return aiomqtt.Client(
+        endpoint.host,
+        endpoint.port,
+        username=endpoint.username,
+        password=endpoint.password_value,
+        identifier=identifier,
+        clean_session=clean_session,
+        tls_context=endpoint.ssl_context(),
+        **options,
+    )
+
+
+def acking_client(
+    endpoint: MqttEndpoint,
+    *,
+    client_id: str,
+    clean_session: bool = False,
+    keepalive: int = 30,
+    reconnect_attempts: int | None = None,
+) -> zmqtt.MQTTClient:
+    """A zmqtt client for consumers that acknowledge after their work (MQTT 3.1.1).
+
+    ``clean_session=False`` (the default) keeps the broker session, so unacknowledged QoS 1
+    messages are redelivered when the same ``client_id`` reconnects; zmqtt reconnects by itself
+    with exponential backoff (``reconnect_attempts=None``: forever). The broker's
+    ``max_inflight_messages`` bounds how many messages wait for an ack on one connection.
+    """
+    tls: ssl.SSLContext | bool = endpoint.ssl_context() or False
+    return zmqtt.MQTTClient(
+        endpoint.host,
+        endpoint.port,
+        client_id=client_id,
+        keepalive=keepalive,
+        clean_session=clean_session,
+        username=endpoint.username,
+        password=endpoint.password_value,
+        tls=tls,
+        reconnect=zmqtt.ReconnectConfig(
+            initial_delay=0.2, max_delay=10.0, max_attempts=reconnect_attempts
+        ),
+    )
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: ``next()`` -> a delay in ``[0, min(cap, base*2^n)]``."""
+
+    initial: float = 0.2
+    maximum: float = 30.0
+    factor: float = 2.0
+    attempt: int = 0
+
+    def next(self) -> float:
+        ceiling = min(self.maximum, self.initial * self.factor**self.attempt)
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+async def run_with_reconnect(
+    connect: Callable[[], aiomqtt.Client],
+    session: Callable[[aiomqtt.Client], Awaitable[None]],
+    *,
+    stop: asyncio.Event,
+    backoff: Backoff | None = None,
+) -> None:
+    """Run ``session(client)`` on a fresh connection until it returns or ``stop`` is set.
+
+    A lost or refused connection (``aiomqtt.MqttError``) is retried after a backoff delay, reset
+    once a connection succeeds. ``connect`` builds a new client per attempt (aiomqtt clients
+    are not reusable after a failure), e.g. ``lambda: aiomqtt_client(endpoint)``.
+    """
+    backoff = backoff or Backoff()
+    while not stop.is_set():
+        try:
+            async with connect() as client:
+                backoff.reset()
+                await _until_stopped(session(client), stop)
+                return
+        except aiomqtt.MqttError as exc:
+            delay = backoff.next()
+            log.warning(
+                "mqtt connection lost; retrying", extra={"error": str(exc), "delay_s": delay}
+            )
+            await _sleep_unless(stop, delay)
+
+
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if not task.cancelled():
+        task.result()
+
+
+async def _sleep_unless(stop: asyncio.Event, delay: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=delay)
