@@ -1,0 +1,168 @@
+"""The alerts projection: one ``alerts`` row per ``alert-{tenant}-{id}`` stream.
+
+Owned by the evaluator, which appends ``AlertOpened``/``AlertResolved`` and applies this
+projection inline, in the same transaction, so the partial unique index
+``alerts_one_open_per_fingerprint`` rejects a second open alert for a fingerprint at append time
+(:class:`AlertAlreadyOpenError`). provision_api appends ``AlertAcknowledged``, ``AlertSilenced``
+and ``AlertClosed`` and applies it inline too. Every handler applies an event only when it is
+newer than the row (``version``), so applying twice or replaying the log yields the same rows.
+Timestamps come from the event data (or ``recorded_at``), never from the clock.
+
+Status moves ``open -> acknowledged``, ``open|acknowledged -> resolved``, ``* -> closed``; an
+event that does not fit the current status (a late ``AlertResolved`` after ``AlertClosed``) still
+advances ``version`` and records its timestamp, but leaves ``status`` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import asyncpg
+
+from fleetpulse.common.errors import FleetPulseError
+from fleetpulse.common.eventstore.model import RecordedEvent
+
+Handler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
+
+OPEN_STATUSES = ("open", "acknowledged")
+ONE_OPEN_INDEX = "alerts_one_open_per_fingerprint"
+
+
+class AlertAlreadyOpenError(FleetPulseError):
+    """An ``AlertOpened`` for a fingerprint that already has an open or acknowledged alert.
+
+    Raised from inside the caller's transaction: apply in a savepoint to carry on after it.
+    """
+
+    def __init__(self, fingerprint: str) -> None:
+        super().__init__(f"an alert is already open for {fingerprint!r}")
+        self.fingerprint = fingerprint
+
+
+def fingerprint(tenant_id: str, rule_id: str, device_id: str) -> str:
+    return f"{tenant_id}:{rule_id}:{device_id}"
+
+
+def _at(event: RecordedEvent, key: str) -> datetime:
+    value = event.data.get(key)
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return event.recorded_at
+
+
+_OPENED_DETAILS = ("rule_name", "metric", "value", "threshold", "reason")
+
+
+async def _opened(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = event.data
+    details = {key: data[key] for key in _OPENED_DETAILS if key in data}
+    try:
+        await conn.execute(
+            """
+            INSERT INTO alerts (tenant_id, alert_id, fingerprint, rule_id, device_id, severity,
+                status, opened_at, details, version)
+            VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9)
+            ON CONFLICT (tenant_id, alert_id) DO NOTHING
+            """,
+            event.tenant_id, data["alert_id"], data["fingerprint"], data["rule_id"],
+            data["device_id"], data["severity"], _at(event, "opened_at"), details, event.version,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if getattr(exc, "constraint_name", None) == ONE_OPEN_INDEX:
+            raise AlertAlreadyOpenError(data["fingerprint"]) from exc
+        raise
+
+
+async def _acknowledged(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(
+        """
+        UPDATE alerts SET
+            status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END,
+            acknowledged_at = $3,
+            details = details || jsonb_build_object('acknowledged_by', $4::text),
+            version = $5
+        WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
+        """,
+        event.tenant_id, event.data["alert_id"], _at(event, "acknowledged_at"),
+        event.data.get("by"), event.version,
+    )
+
+
+async def _silenced(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(
+        """
+        UPDATE alerts SET
+            silenced_until = $3,
+            details = details || jsonb_build_object('silenced_by', $4::text),
+            version = $5
+        WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
+        """,
+        event.tenant_id, event.data["alert_id"], _at(event, "until"), event.data.get("by"),
+        event.version,
+    )
+
+
+async def _resolved(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(
+        """
+        UPDATE alerts SET
+            status = CASE WHEN status IN ('open', 'acknowledged') THEN 'resolved' ELSE status END,
+            resolved_at = $3,
+            details = details || jsonb_build_object('resolved_value', $4::jsonb),
+            version = $5
+        WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
+        """,
+        event.tenant_id, event.data["alert_id"], _at(event, "resolved_at"),
+        event.data.get("value"), event.version,
+    )
+
+
+async def _closed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(
+        """
+        UPDATE alerts SET
+            status = 'closed',
+            closed_at = $3,
+            details = details || jsonb_build_object('closed_by', $4::text),
+            version = $5
+        WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
+        """,
+        event.tenant_id, event.data["alert_id"], _at(event, "closed_at"), event.data.get("by"),
+        event.version,
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "AlertOpened": _opened,
+    "AlertAcknowledged": _acknowledged,
+    "AlertSilenced": _silenced,
+    "AlertResolved": _resolved,
+    "AlertClosed": _closed,
+}
+
+
+class AlertsProjection:
+    """The :class:`~fleetpulse.common.eventstore.Projection` of the alert streams."""
+
+    name = "alerts"
+    tables: tuple[str, ...] = ("alerts",)
+
+    def handles(self, event_type: str) -> bool:
+        return event_type in HANDLERS
+
+    async def apply(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
+        """Apply ``event`` if it is newer than the row; raises :class:`AlertAlreadyOpenError`."""
+        handler = HANDLERS.get(event.type)
+        if handler is not None:
+            await handler(conn, event)
+
+
+__all__ = [
+    "HANDLERS",
+    "ONE_OPEN_INDEX",
+    "OPEN_STATUSES",
+    "AlertAlreadyOpenError",
+    "AlertsProjection",
+    "fingerprint",
+]
