@@ -1,0 +1,72 @@
+# FleetPulse: one entry point for running, testing and benchmarking the platform.
+SHELL := /bin/bash
+UV ?= uv
+PACKAGES := fleetpulse.common fleetpulse.testing fleetpulse.ingest fleetpulse.evaluator \
+	fleetpulse.dispatcher fleetpulse.delivery_worker fleetpulse.provision_api
+MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | paste -sd: -)
+PYTEST_ARGS ?=
+
+.PHONY: help sync up down dev test test-fast lint typecheck format bench bench-eventstore \
+	bench-ingest bench-evaluator bench-delivery bench-api smoke simulate migrate config-table
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+sync: ## install the workspace (one venv, locked)
+	$(UV) sync --locked
+
+up: ## run the full platform with Docker Compose (needs a Docker engine)
+	./compose/up.sh
+
+down: ## stop the Compose stack
+	./compose/down.sh
+
+dev: sync ## run the platform as local processes (no Docker): PostgreSQL, private broker, moto, dev OIDC, five services
+	$(UV) run fleetpulse-dev
+
+migrate: sync ## apply database migrations to FLEETPULSE_DATABASE_URL
+	$(UV) run fleetpulse-migrate
+
+lint: sync ## ruff
+	$(UV) run ruff check .
+	$(UV) run ruff format --check libs/common/src
+
+typecheck: sync ## mypy (strict for libs/common)
+	MYPYPATH=$(MYPYPATH) $(UV) run mypy $(addprefix -p ,$(PACKAGES))
+
+test: lint typecheck ## ruff, mypy and every test suite (slow ones included)
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-fast: sync ## the tests not marked slow
+	$(UV) run pytest -m "not slow" $(PYTEST_ARGS)
+
+format: sync
+	$(UV) run ruff format libs/common/src
+	$(UV) run ruff check --fix .
+
+bench: sync ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
+	$(UV) run python benchmarks/run_all.py
+
+bench-eventstore: sync ## event store appends/s and catch-up reads/s
+	$(UV) run python benchmarks/eventstore.py
+
+bench-ingest: sync ## ingest messages/s and readings/s vs a naive bridge and mosquitto_sub
+	$(UV) run python benchmarks/ingest.py
+
+bench-evaluator: sync
+	$(UV) run python benchmarks/evaluator.py
+
+bench-delivery: sync
+	$(UV) run python benchmarks/delivery.py
+
+bench-api: sync
+	$(UV) run python benchmarks/api.py
+
+smoke: sync ## end-to-end check against a running stack (make dev or make up)
+	$(UV) run fleetpulse-smoke
+
+simulate: sync ## simulated devices publishing telemetry to a running stack
+	$(UV) run fleetpulse-simulate
+
+config-table: sync ## print the README's configuration table from the settings classes
+	$(UV) run python scripts/config_table.py
