@@ -33,7 +33,7 @@ def report(title: str, figures: Mapping[str, float], baseline: Path | None, save
     print(f"\n{title}")
     for name, value in figures.items():
         line = f"  {name:<40} {value:>14,.1f}"
-        if name in before and before[name]:
+        if before.get(name):
             change = (value - before[name]) / before[name] * 100
             line += f"   (baseline {before[name]:,.1f}, {change:+.1f}%)"
         print(line)
