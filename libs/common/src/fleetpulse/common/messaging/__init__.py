@@ -1,0 +1,62 @@
+"""Messaging: SQS consumer and packed publisher, SNS publisher, resource declaration, the event
+envelope and the outbox relay (events -> SNS ``{prefix}domain-events``)."""
+
+from fleetpulse.common.messaging.envelope import event_to_message, message_to_event
+from fleetpulse.common.messaging.errors import MessagingError, PublishError, ResourceNotFoundError
+from fleetpulse.common.messaging.outbox import OutboxRelay
+from fleetpulse.common.messaging.resources import (
+    DELIVERIES_FILTER,
+    DISPATCHER_FILTER,
+    PlatformNames,
+    PlatformResources,
+    QueueRef,
+    declare_platform,
+    declare_queue,
+    declare_topic,
+    platform_resources,
+    queue_names,
+    queue_ref,
+    subscribe_queue,
+    topic_arn,
+)
+from fleetpulse.common.messaging.sns import SnsMessage, SnsPublisher
+from fleetpulse.common.messaging.sqs import (
+    MessageHandler,
+    RetryLater,
+    SqsBatchPublisher,
+    SqsConsumer,
+    SqsMessage,
+    pack_records,
+    unpack_records,
+)
+
+__all__ = [
+    "DELIVERIES_FILTER",
+    "DISPATCHER_FILTER",
+    "MessageHandler",
+    "MessagingError",
+    "OutboxRelay",
+    "PlatformNames",
+    "PlatformResources",
+    "PublishError",
+    "QueueRef",
+    "ResourceNotFoundError",
+    "RetryLater",
+    "SnsMessage",
+    "SnsPublisher",
+    "SqsBatchPublisher",
+    "SqsConsumer",
+    "SqsMessage",
+    "declare_platform",
+    "declare_queue",
+    "declare_topic",
+    "event_to_message",
+    "message_to_event",
+    "pack_records",
+    "platform_resources",
+    "queue_names",
+    "queue_ref",
+    "subscribe_queue",
+    "topic_arn",
+    "unpack_records",
+]

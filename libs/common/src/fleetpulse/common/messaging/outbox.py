@@ -1,0 +1,154 @@
+"""The outbox relay: every committed event goes to SNS ``{prefix}domain-events``, at least once.
+
+The ``events`` table is the outbox: appends commit with the state change they describe, and the
+relay publishes after the commit, following ``position`` (appends are serialised, so it never
+skips a late commit). It saves its checkpoint only after SNS accepted a batch, so a crash between
+the two republishes that batch (duplicates, which consumers drop by event id) and loses nothing.
+
+Every service that appends runs a relay; a session-level advisory lock on a dedicated connection
+elects one publisher across processes. The others retry the lock, and take over when the leader's
+connection ends (crash, kill -9, network loss), since PostgreSQL then releases its lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable
+
+import asyncpg
+from pydantic import SecretStr
+
+from fleetpulse.common.db.pool import connect
+from fleetpulse.common.eventstore import (
+    EventNotifications,
+    PostgresEventStore,
+    read_checkpoint,
+    save_checkpoint,
+)
+from fleetpulse.common.messaging._batching import backoff_s
+from fleetpulse.common.messaging.envelope import event_to_message
+from fleetpulse.common.messaging.errors import AWS_ERRORS, MessagingError
+from fleetpulse.common.messaging.sns import SnsMessage, SnsPublisher
+from fleetpulse.common.observability import meter
+
+log = logging.getLogger(__name__)
+_published_counter = meter("fleetpulse.messaging").create_counter(
+    "fleetpulse.outbox.published", description="Events published to SNS by the outbox relay"
+)
+_RETRYABLE: tuple[type[Exception], ...] = (
+    OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, *AWS_ERRORS, MessagingError,
+)
+
+
+def advisory_lock_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_try_advisory_lock`` derived from ``name``."""
+    return int.from_bytes(hashlib.sha256(f"fleetpulse:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+class OutboxRelay:
+    """Publishes the event log to SNS, one leader at a time, until :meth:`run`'s ``stop`` is set.
+
+    Parameters:
+        store: the event store (or its pool) to read from.
+        publisher: the ``SnsPublisher`` of the domain-events topic.
+        dsn: database URL for the leader's dedicated connection and LISTEN notifications.
+        name: checkpoint name and advisory-lock identity (relays sharing it elect one leader).
+        batch_size: events read and published per round (then the checkpoint is saved).
+        poll_s: how long to wait for a notification before looking anyway.
+        lock_retry_s: how often a follower tries to become leader.
+    """
+
+    def __init__(
+        self,
+        store: PostgresEventStore | asyncpg.Pool,
+        publisher: SnsPublisher,
+        *,
+        dsn: str | SecretStr,
+        name: str = "outbox-relay",
+        batch_size: int = 100,
+        poll_s: float = 1.0,
+        lock_retry_s: float = 2.0,
+    ) -> None:
+        self._store = store if isinstance(store, PostgresEventStore) else PostgresEventStore(store)
+        self._publisher = publisher
+        self._dsn = dsn
+        self._name = name
+        self._batch_size = batch_size
+        self._poll_s = poll_s
+        self._lock_retry_s = lock_retry_s
+        self._lock_key = advisory_lock_key(name)
+        self._is_leader = False
+
+    @property
+    def is_leader(self) -> bool:
+        return self._is_leader
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set; database and SNS failures are logged and retried."""
+        failures = 0
+        async with EventNotifications(self._dsn) as notifications:
+            while not stop.is_set():
+                try:
+                    await self._session(stop, notifications)
+                    failures = 0
+                except _RETRYABLE as exc:
+                    failures += 1
+                    log.warning("outbox relay failed; retrying", extra={
+                        "relay": self._name, "error": f"{type(exc).__name__}: {exc}", "attempt": failures})
+                    await _sleep_unless(stop, backoff_s(failures, 0.5, 30.0))
+
+    async def _session(self, stop: asyncio.Event, notifications: EventNotifications) -> None:
+        """One database session: wait to become leader, then publish until stopped."""
+        conn = await connect(self._dsn, application_name=self._name)
+        try:
+            while not stop.is_set():
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                    self._is_leader = True
+                    log.info("outbox relay is leader", extra={"relay": self._name})
+                    await self._publish_until(stop, conn, notifications)
+                    return
+                await _sleep_unless(stop, self._lock_retry_s)
+        finally:
+            self._is_leader = False
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)  # ends the session, releasing the lock
+
+    async def _publish_until(
+        self, stop: asyncio.Event, conn: asyncpg.Connection, notifications: EventNotifications
+    ) -> None:
+        while not stop.is_set():
+            if await self._publish_batch(conn) < self._batch_size:
+                await _until_stop_or(stop, notifications.wait(self._poll_s))
+
+    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        """Publish one batch past the checkpoint, then move the checkpoint; returns its size.
+
+        Only the leader calls it (``conn`` holds the advisory lock).
+        """
+        position = await read_checkpoint(conn, self._name)
+        events = await self._store.read_all(after_position=position, limit=self._batch_size, conn=conn)
+        if not events:
+            return 0
+        await self._publisher.publish_batch([SnsMessage(*event_to_message(e)) for e in events])
+        await save_checkpoint(conn, self._name, events[-1].position)
+        _published_counter.add(len(events), {"relay": self._name})
+        return len(events)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _until_stop_or(stop: asyncio.Event, awaitable: Awaitable[None]) -> None:
+    waiting = asyncio.ensure_future(awaitable)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, stopped):
+            task.cancel()
+        await asyncio.gather(waiting, stopped, return_exceptions=True)

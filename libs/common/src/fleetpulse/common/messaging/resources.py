@@ -1,0 +1,239 @@
+"""Queues, topics and subscriptions: declared by services when ``AUTO_CREATE`` is on (local
+emulators), only looked up otherwise (Terraform owns them in AWS).
+
+Every declaration is idempotent: calling it again with the same arguments changes nothing, and
+with new arguments (a filter policy, a receive count) updates the existing resource.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from fleetpulse.common.messaging.errors import ResourceNotFoundError, error_code
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.literals import QueueAttributeNameType
+
+DLQ_SUFFIX = "-dlq"
+DLQ_RETENTION_S = 14 * 24 * 3600
+_QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
+_NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+#: SNS filter policies of the platform's subscribed queues (on the ``type`` attribute).
+DISPATCHER_FILTER: dict[str, Any] = {"type": [{"prefix": "Alert"}]}
+DELIVERIES_FILTER: dict[str, Any] = {"type": ["DeliveryScheduled"]}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRef:
+    """An SQS queue: its name, the URL the API calls take, and the ARN policies name."""
+
+    name: str
+    url: str
+    arn: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformNames:
+    """Names of the platform's queues and topic for one ``queue_prefix``."""
+
+    ingest: str
+    evaluator: str
+    dispatcher: str
+    deliveries: str
+    domain_events: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformResources:
+    """The platform's queues and the domain-events topic ARN."""
+
+    ingest: QueueRef
+    evaluator: QueueRef
+    dispatcher: QueueRef
+    deliveries: QueueRef
+    domain_events_arn: str
+
+
+def queue_names(prefix: str) -> PlatformNames:
+    """``{prefix}ingest``, ``{prefix}evaluator``, ``{prefix}dispatcher``, ``{prefix}deliveries``
+    and the topic ``{prefix}domain-events``."""
+    return PlatformNames(
+        ingest=f"{prefix}ingest",
+        evaluator=f"{prefix}evaluator",
+        dispatcher=f"{prefix}dispatcher",
+        deliveries=f"{prefix}deliveries",
+        domain_events=f"{prefix}domain-events",
+    )
+
+
+async def declare_queue(
+    sqs: SQSClient,
+    name: str,
+    *,
+    dlq: bool = True,
+    max_receive_count: int = 5,
+    visibility_timeout_s: int = 30,
+) -> QueueRef:
+    """Create ``name`` (and ``{name}-dlq`` with a redrive policy after ``max_receive_count``
+    receives), or bring an existing queue's attributes up to date."""
+    attributes: dict[QueueAttributeNameType, str] = {"VisibilityTimeout": str(visibility_timeout_s)}
+    if dlq:
+        dead = await _create_or_update(sqs, name + DLQ_SUFFIX, {"MessageRetentionPeriod": str(DLQ_RETENTION_S)})
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": dead.arn, "maxReceiveCount": str(max_receive_count)}
+        )
+    return await _create_or_update(sqs, name, attributes)
+
+
+async def _create_or_update(
+    sqs: SQSClient, name: str, attributes: dict[QueueAttributeNameType, str]
+) -> QueueRef:
+    try:
+        url = (await sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
+    except ClientError as exc:
+        if error_code(exc) not in _QUEUE_EXISTS:
+            raise
+        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        await sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return QueueRef(name=name, url=url, arn=await _queue_arn(sqs, url))
+
+
+async def queue_ref(sqs: SQSClient, name: str) -> QueueRef:
+    """Look an existing queue up; raises :class:`ResourceNotFoundError` when it is missing."""
+    try:
+        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+    except ClientError as exc:
+        if error_code(exc) in _NO_QUEUE:
+            raise ResourceNotFoundError("SQS queue", name) from None
+        raise
+    return QueueRef(name=name, url=url, arn=await _queue_arn(sqs, url))
+
+
+async def _queue_arn(sqs: SQSClient, url: str) -> str:
+    response = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return response["Attributes"]["QueueArn"]
+
+
+async def declare_topic(sns: SNSClient, name: str) -> str:
+    """Create the SNS topic ``name`` (idempotent) and return its ARN."""
+    return (await sns.create_topic(Name=name))["TopicArn"]
+
+
+async def topic_arn(sns: SNSClient, name: str) -> str:
+    """The ARN of an existing topic; raises :class:`ResourceNotFoundError` when it is missing."""
+    paginator = sns.get_paginator("list_topics")
+    async for page in paginator.paginate():
+        for topic in page.get("Topics", []):
+            arn = topic.get("TopicArn", "")
+            if arn.rsplit(":", 1)[-1] == name:
+                return arn
+    raise ResourceNotFoundError("SNS topic", name)
+
+
+async def subscribe_queue(
+    sns: SNSClient,
+    sqs: SQSClient,
+    topic_arn: str,
+    queue: QueueRef,
+    filter_policy: dict[str, Any] | None = None,
+) -> str:
+    """Deliver ``topic_arn`` to ``queue`` raw (message attributes become SQS attributes), only
+    messages matching ``filter_policy`` (on message attributes); returns the subscription ARN."""
+    await _allow_topic(sqs, queue, topic_arn)
+    existing = await _subscription_of(sns, topic_arn, queue.arn)
+    if existing is None:
+        response = await sns.subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=queue.arn,
+            Attributes=_subscribe_attributes(filter_policy), ReturnSubscriptionArn=True,
+        )
+        return response["SubscriptionArn"]
+    updates = {"RawMessageDelivery": "true", "FilterPolicy": json.dumps(filter_policy or {})}
+    for attribute, value in updates.items():
+        await sns.set_subscription_attributes(
+            SubscriptionArn=existing, AttributeName=attribute, AttributeValue=value
+        )
+    return existing
+
+
+def _subscribe_attributes(filter_policy: dict[str, Any] | None) -> dict[str, str]:
+    attributes = {"RawMessageDelivery": "true"}
+    if filter_policy:
+        attributes["FilterPolicy"] = json.dumps(filter_policy)
+    return attributes
+
+
+async def _subscription_of(sns: SNSClient, topic_arn: str, queue_arn: str) -> str | None:
+    paginator = sns.get_paginator("list_subscriptions_by_topic")
+    async for page in paginator.paginate(TopicArn=topic_arn):
+        for subscription in page.get("Subscriptions", []):
+            if subscription.get("Endpoint") == queue_arn and subscription.get("Protocol") == "sqs":
+                return subscription.get("SubscriptionArn")
+    return None
+
+
+async def _allow_topic(sqs: SQSClient, queue: QueueRef, topic_arn: str) -> None:
+    """Add a statement letting ``topic_arn`` send to ``queue``, keeping the others."""
+    response = await sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["Policy"])
+    policy = _policy_document(response.get("Attributes", {}).get("Policy"), queue.arn)
+    sid = "sns-" + topic_arn.rsplit(":", 1)[-1]
+    if any(statement.get("Sid") == sid for statement in policy["Statement"]):
+        return
+    policy["Statement"].append({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue.arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+    })
+    await sqs.set_queue_attributes(QueueUrl=queue.url, Attributes={"Policy": json.dumps(policy)})
+
+
+def _policy_document(raw: str | None, queue_arn: str) -> dict[str, Any]:
+    if raw:
+        document: dict[str, Any] = json.loads(raw)
+        document.setdefault("Statement", [])
+        return document
+    return {"Version": "2012-10-17", "Id": f"{queue_arn}/policy", "Statement": []}
+
+
+async def declare_platform(
+    sqs: SQSClient,
+    sns: SNSClient,
+    prefix: str,
+    *,
+    max_receive_count: int = 5,
+    visibility_timeout_s: int = 30,
+) -> PlatformResources:
+    """Declare every queue (with its DLQ), the domain-events topic and the filtered
+    subscriptions (dispatcher: ``type`` Alert*, deliveries: ``type`` DeliveryScheduled)."""
+    names = queue_names(prefix)
+    queues = [
+        await declare_queue(sqs, name, max_receive_count=max_receive_count,
+                            visibility_timeout_s=visibility_timeout_s)
+        for name in (names.ingest, names.evaluator, names.dispatcher, names.deliveries)
+    ]
+    ingest, evaluator, dispatcher, deliveries = queues
+    topic = await declare_topic(sns, names.domain_events)
+    await subscribe_queue(sns, sqs, topic, dispatcher, DISPATCHER_FILTER)
+    await subscribe_queue(sns, sqs, topic, deliveries, DELIVERIES_FILTER)
+    return PlatformResources(ingest, evaluator, dispatcher, deliveries, topic)
+
+
+async def platform_resources(sqs: SQSClient, sns: SNSClient, prefix: str) -> PlatformResources:
+    """Look the platform's resources up without creating anything (``AUTO_CREATE=false``)."""
+    names = queue_names(prefix)
+    return PlatformResources(
+        ingest=await queue_ref(sqs, names.ingest),
+        evaluator=await queue_ref(sqs, names.evaluator),
+        dispatcher=await queue_ref(sqs, names.dispatcher),
+        deliveries=await queue_ref(sqs, names.deliveries),
+        domain_events_arn=await topic_arn(sns, names.domain_events),
+    )
