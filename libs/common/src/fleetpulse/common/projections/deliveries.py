@@ -1,0 +1,124 @@
+"""The deliveries projection: ``deliveries`` and ``delivery_attempts`` from ``delivery-{t}-{id}``.
+
+Owned by the dispatcher (which appends ``DeliveryScheduled`` and applies this inline, so the
+unique ``(alert_event_id, integration_id)`` makes a second delivery for the same alert event and
+integration impossible: :class:`DeliveryAlreadyScheduledError`) and the delivery worker (which
+appends ``DeliveryAttempted``/``DeliverySucceeded``/``DeliveryAbandoned`` and applies it inline).
+Every handler applies an event only when it is newer than the row (``version``); attempts are
+keyed by number. Applying twice or replaying the log yields the same rows. Timestamps come from
+the event (data or ``recorded_at``), never from the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import asyncpg
+
+from fleetpulse.common.errors import FleetPulseError
+from fleetpulse.common.eventstore.model import RecordedEvent
+
+__all__ = ["HANDLERS", "DeliveriesProjection", "DeliveryAlreadyScheduledError"]
+
+Handler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
+ONCE_PER_EVENT = "deliveries_once_per_event"
+
+
+class DeliveryAlreadyScheduledError(FleetPulseError):
+    """A delivery for this (alert event, integration) exists already.
+
+    Raised inside the caller's transaction, which must then roll back (or use a savepoint).
+    """
+
+    def __init__(self, alert_event_id: str, integration_id: str) -> None:
+        super().__init__(f"a delivery of alert event {alert_event_id} to {integration_id} exists")
+        self.alert_event_id = alert_event_id
+        self.integration_id = integration_id
+
+
+def _time(value: object) -> datetime | None:
+    if isinstance(value, str) and value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+async def _scheduled(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = event.data
+    try:
+        await conn.execute(
+            """
+            INSERT INTO deliveries (tenant_id, delivery_id, alert_id, alert_event_id, integration_id,
+                route_id, notification_type, status, scheduled_at, next_attempt_at, version)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 'scheduled', $8, $8, $9)
+            ON CONFLICT (tenant_id, delivery_id) DO NOTHING
+            """,
+            event.tenant_id, data["delivery_id"], data["alert_id"], data["alert_event_id"],
+            data["integration_id"], data.get("route_id"), data.get("notification_type"),
+            _time(data.get("not_before")) or event.recorded_at, event.version,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != ONCE_PER_EVENT:
+            raise
+        raise DeliveryAlreadyScheduledError(data["alert_event_id"], data["integration_id"]) from None
+
+
+async def _attempted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = event.data
+    await conn.execute(
+        """
+        INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, attempted_at, status_code,
+            latency_ms, error)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (tenant_id, delivery_id, attempt) DO NOTHING
+        """,
+        event.tenant_id, data["delivery_id"], data["attempt"],
+        _time(data.get("attempted_at")) or event.recorded_at, data.get("status_code"),
+        data.get("latency_ms"), data.get("error"),
+    )
+    await conn.execute(
+        """
+        UPDATE deliveries SET attempts = greatest(attempts, $3), last_status_code = $4,
+            last_error = $5, next_attempt_at = $6, version = $7
+        WHERE tenant_id = $1 AND delivery_id = $2 AND version < $7
+        """,
+        event.tenant_id, data["delivery_id"], data["attempt"], data.get("status_code"),
+        data.get("error"), _time(data.get("next_attempt_at")), event.version,
+    )
+
+
+def _completed(status: str) -> Handler:
+    async def handle(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+        await conn.execute(
+            """
+            UPDATE deliveries SET status = $3, completed_at = $4, next_attempt_at = NULL,
+                version = $5
+            WHERE tenant_id = $1 AND delivery_id = $2 AND version < $5
+            """,
+            event.tenant_id, event.data["delivery_id"], status, event.recorded_at, event.version,
+        )
+
+    return handle
+
+
+HANDLERS: dict[str, Handler] = {
+    "DeliveryScheduled": _scheduled,
+    "DeliveryAttempted": _attempted,
+    "DeliverySucceeded": _completed("succeeded"),
+    "DeliveryAbandoned": _completed("abandoned"),
+}
+
+
+class DeliveriesProjection:
+    """The :class:`~fleetpulse.common.eventstore.Projection` of the delivery streams."""
+
+    name = "deliveries"
+    tables = ("deliveries", "delivery_attempts")
+
+    def handles(self, event_type: str) -> bool:
+        return event_type in HANDLERS
+
+    async def apply(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
+        handler = HANDLERS.get(event.type)
+        if handler is not None:
+            await handler(conn, event)
