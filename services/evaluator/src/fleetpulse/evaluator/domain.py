@@ -1,0 +1,308 @@
+"""Rule evaluation, pure: (rule, state, record or clock) -> (new state, decision).
+
+No I/O here. A key is one (tenant, rule, device); its state is ``None`` (nothing going on),
+``pending`` (a threshold condition holds since ``since`` but not yet for ``duration_s``) or
+``firing`` (alert ``alert_id`` is open). Records of a device are applied in timestamp order, and
+only when newer than the newest record already applied to that device: a duplicate or a late
+(older) record changes nothing, which makes evaluation idempotent under redelivery and safe
+under reordering.
+
+Threshold rules open when ``value <operator> threshold`` has held for ``duration_s``; the alert's
+``opened_at`` is ``since + duration_s`` whether a newer record or the clock (:func:`on_clock`)
+noticed it first. While firing, the condition is tested against ``clear_threshold`` when given
+(hysteresis), and a record no longer meeting it resolves the alert. ``no_data`` rules open at
+``last_seen + timeout_s`` (fired by the clock) and resolve on the next record of the device.
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+Value = float | int | bool
+Status = Literal["pending", "firing"]
+IdFactory = Callable[[], str]
+
+SEVERITIES = ("critical", "major", "minor", "warning", "info")
+OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
+    "lte": operator.le, "eq": operator.eq, "ne": operator.ne,
+}
+RULE_KINDS = ("threshold", "no_data")
+
+
+def severity_rank(severity: str) -> int:
+    """0 for ``critical`` up to 4 for ``info``: a lower rank is more severe."""
+    return SEVERITIES.index(severity)
+
+
+def new_alert_id() -> str:
+    return uuid.uuid4().hex
+
+
+class InvalidRuleError(ValueError):
+    """A rule definition the evaluator cannot evaluate (it is skipped and logged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    tenant_id: str
+    rule_id: str
+    name: str
+    kind: str
+    severity: str
+    selector: Mapping[str, Any] = field(default_factory=dict)
+    metric: str | None = None
+    operator: str = "gt"
+    threshold: float = 0.0
+    clear_threshold: float | None = None
+    duration_s: float = 0.0
+    timeout_s: float = 0.0
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in RULE_KINDS:
+            raise InvalidRuleError(f"unknown rule kind {self.kind!r}")
+        if self.severity not in SEVERITIES:
+            raise InvalidRuleError(f"unknown severity {self.severity!r}")
+        if self.kind == "threshold" and (not self.metric or self.operator not in OPERATORS):
+            raise InvalidRuleError("a threshold rule needs a metric and a known operator")
+        if self.kind == "no_data" and self.timeout_s <= 0:
+            raise InvalidRuleError("a no_data rule needs timeout_s > 0")
+
+    def selects(self, tags: Mapping[str, Any]) -> bool:
+        """True when every tag of the selector has the same value on the device."""
+        return all(tags.get(key) == value for key, value in self.selector.items())
+
+    def breaches(self, value: Value) -> bool:
+        return OPERATORS[self.operator](value, self.threshold)
+
+    def still_breaches(self, value: Value) -> bool:
+        """While firing: the condition against ``clear_threshold`` (hysteresis) if there is one."""
+        bound = self.threshold if self.clear_threshold is None else self.clear_threshold
+        return OPERATORS[self.operator](value, bound)
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(seconds=self.duration_s)
+
+    @property
+    def timeout(self) -> timedelta:
+        return timedelta(seconds=self.timeout_s)
+
+    def fingerprint(self, device_id: str) -> str:
+        return f"{self.tenant_id}:{self.rule_id}:{device_id}"
+
+
+def rule_from_catalog(
+    *, tenant_id: str, rule_id: str, name: str, kind: str, severity: str,
+    definition: Mapping[str, Any], device_selector: Mapping[str, Any] | None, version: int,
+) -> Rule:
+    """A :class:`Rule` from a ``rules`` row (``definition`` holds the kind-specific fields)."""
+    clear = definition.get("clear_threshold")
+    try:
+        return Rule(
+            tenant_id=tenant_id, rule_id=rule_id, name=name, kind=kind, severity=severity,
+            selector=dict((device_selector or {}).get("tags") or {}),
+            metric=definition.get("metric"), operator=definition.get("operator", "gt"),
+            threshold=float(definition.get("threshold", 0.0)),
+            clear_threshold=None if clear is None else float(clear),
+            duration_s=float(definition.get("duration_s") or 0.0),
+            timeout_s=float(definition.get("timeout_s") or 0.0), version=version,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidRuleError(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A reading (``metrics``) or a heartbeat (no metrics) of one device."""
+
+    tenant_id: str
+    device_id: str
+    ts: datetime
+    metrics: Mapping[str, Value] = field(default_factory=dict)
+    kind: str = "reading"
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleState:
+    status: Status
+    since: datetime
+    """pending: when the condition began to hold; firing: when the alert opened."""
+    rule_version: int
+    alert_id: str | None = None
+    value: Value | None = None
+
+    def due_at(self, rule: Rule) -> datetime | None:
+        """When a pending state opens if nothing changes."""
+        return self.since + rule.duration if self.status == "pending" else None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    rule: Rule
+    device_id: str
+    alert_id: str
+    opened_at: datetime
+    value: Value | None
+    reason: str
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveAlert:
+    rule: Rule
+    device_id: str
+    alert_id: str
+    resolved_at: datetime
+    value: Value | None
+    traceparent: str | None = None
+
+
+Decision = OpenAlert | ResolveAlert
+Step = tuple[RuleState | None, Decision | None]
+
+
+def reconcile(rule: Rule, state: RuleState | None) -> RuleState | None:
+    """A pending state of an older rule version starts over; a firing one keeps its alert."""
+    if state is not None and state.status == "pending" and state.rule_version != rule.version:
+        return None
+    return state
+
+
+def on_value(
+    rule: Rule, state: RuleState | None, device_id: str, ts: datetime, value: Value,
+    new_id: IdFactory = new_alert_id,
+) -> Step:
+    """A threshold rule sees ``value`` of its metric at ``ts`` (newer than anything applied)."""
+    if state is not None and state.status == "firing":
+        if rule.still_breaches(value):
+            return state, None
+        assert state.alert_id is not None
+        return None, ResolveAlert(rule, device_id, state.alert_id, ts, value)
+    if not rule.breaches(value):
+        return None, None
+    since = ts if state is None else state.since
+    pending = RuleState("pending", since, rule.version, value=value)
+    if ts - since >= rule.duration:
+        return _open(rule, pending, device_id, since + rule.duration, new_id)
+    return pending, None
+
+
+def on_clock(rule: Rule, state: RuleState | None, device_id: str, now: datetime,
+             new_id: IdFactory = new_alert_id) -> Step:
+    """The clock reached ``now``: a pending threshold whose duration has elapsed opens."""
+    if state is None or state.status != "pending" or now < state.since + rule.duration:
+        return state, None
+    return _open(rule, state, device_id, state.since + rule.duration, new_id)
+
+
+def on_seen(rule: Rule, state: RuleState | None, device_id: str, ts: datetime) -> Step:
+    """A no_data rule sees a record of its device at ``ts``: an open alert resolves."""
+    if state is not None and state.status == "firing":
+        assert state.alert_id is not None
+        return None, ResolveAlert(rule, device_id, state.alert_id, ts, None)
+    return state, None
+
+
+def silence_due(rule: Rule, last_seen: datetime, rearmed_at: datetime | None = None) -> datetime:
+    """When a no_data rule opens: ``timeout_s`` after the last record (or after a close)."""
+    start = last_seen if rearmed_at is None else max(last_seen, rearmed_at)
+    return start + rule.timeout
+
+
+def on_silence(
+    rule: Rule, state: RuleState | None, device_id: str, last_seen: datetime, now: datetime,
+    rearmed_at: datetime | None = None, new_id: IdFactory = new_alert_id,
+) -> Step:
+    """The clock reached ``now`` with no record since ``last_seen``: a no_data rule may open."""
+    due = silence_due(rule, last_seen, rearmed_at)
+    if state is not None or now < due:
+        return state, None
+    pending = RuleState("pending", last_seen, rule.version)
+    return _open(rule, pending, device_id, due, new_id)
+
+
+def _open(rule: Rule, pending: RuleState, device_id: str, at: datetime, new_id: IdFactory) -> Step:
+    alert_id = new_id()
+    firing = RuleState("firing", at, rule.version, alert_id=alert_id, value=pending.value)
+    return firing, OpenAlert(rule, device_id, alert_id, at, pending.value, _reason(rule, pending))
+
+
+def _reason(rule: Rule, pending: RuleState) -> str:
+    if rule.kind == "no_data":
+        return f"no telemetry or heartbeat for {rule.timeout_s:g}s"
+    held = f" for {rule.duration_s:g}s" if rule.duration_s else ""
+    return f"{rule.metric} {rule.operator} {rule.threshold:g}{held} (value {pending.value})"
+
+
+@dataclass(slots=True)
+class DeviceOutcome:
+    """What a batch of records did to one device's rule states."""
+
+    states: dict[str, RuleState]
+    changed: set[str]
+    decisions: list[Decision]
+    last_seen: datetime | None
+    applied: int = 0
+
+
+def evaluate_device(
+    rules: Sequence[Rule], states: Mapping[str, RuleState], last_seen: datetime | None,
+    records: Iterable[Record], new_id: IdFactory = new_alert_id,
+) -> DeviceOutcome:
+    """Apply one device's records, oldest first, skipping any not newer than ``last_seen``.
+
+    ``states`` maps rule id to the device's non-empty states; ``changed`` names the rules whose
+    state must be written (absent from ``states`` afterwards means deleted). States of rules not
+    in ``rules`` (deleted, or no longer selecting the device) are kept as they are.
+    """
+    outcome = DeviceOutcome(dict(states), set(), [], last_seen)
+    for rule in rules:
+        old = states.get(rule.rule_id)
+        _record_step(outcome, rule.rule_id, old, reconcile(rule, old), None, None)
+    for record in sorted(records, key=_by_ts):
+        if outcome.last_seen is not None and record.ts <= outcome.last_seen:
+            continue
+        outcome.last_seen = record.ts
+        outcome.applied += 1
+        _apply_record(rules, record, outcome, new_id)
+    return outcome
+
+
+def _by_ts(record: Record) -> datetime:
+    return record.ts
+
+
+def _apply_record(rules: Sequence[Rule], record: Record, outcome: DeviceOutcome, new_id: IdFactory) -> None:
+    metrics, states = record.metrics, outcome.states
+    for rule in rules:
+        state = states.get(rule.rule_id)
+        if rule.kind == "threshold":
+            value = metrics.get(rule.metric)  # type: ignore[arg-type]
+            if value is None or (state is None and not rule.breaches(value)):
+                continue
+            new_state, decision = on_value(rule, state, record.device_id, record.ts, value, new_id)
+        elif state is None:
+            continue
+        else:
+            new_state, decision = on_seen(rule, state, record.device_id, record.ts)
+        _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
+
+
+def _record_step(outcome: DeviceOutcome, rule_id: str, old: RuleState | None, new: RuleState | None,
+                 decision: Decision | None, traceparent: str | None) -> None:
+    if new is not old:
+        outcome.changed.add(rule_id)
+        if new is None:
+            outcome.states.pop(rule_id, None)
+        else:
+            outcome.states[rule_id] = new
+    if decision is not None:
+        outcome.decisions.append(replace(decision, traceparent=traceparent))
