@@ -7,18 +7,22 @@ wipes another one's resources.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
-from fleetpulse.common.aws import AwsConfig
+from fleetpulse.common.aws import AwsConfig, aws_client
 from fleetpulse.testing.ports import free_port, wait_for_port
 
-__all__ = ["aws_config", "moto_server", "queue_prefix"]
+__all__ = ["aws_config", "moto_server", "queue_prefix", "sns_client", "sqs_client"]
 
 
 def _start_moto(port: int) -> subprocess.Popen[bytes]:
@@ -62,3 +66,47 @@ def aws_config(moto_server: str) -> AwsConfig:
 def queue_prefix() -> str:
     """A name prefix unique to this test (``t<hex>-``), for queues and topics on the shared server."""
     return f"t{uuid.uuid4().hex[:10]}-"
+
+
+@pytest_asyncio.fixture
+async def sqs_client(aws_config: AwsConfig) -> AsyncIterator[Any]:
+    """An aiobotocore SQS client on the session's moto server."""
+    async with aws_client("sqs", aws_config) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def sns_client(aws_config: AwsConfig) -> AsyncIterator[Any]:
+    """An aiobotocore SNS client on the session's moto server."""
+    async with aws_client("sns", aws_config) as client:
+        yield client
+
+
+async def receive_all(
+    sqs: Any, queue_url: str, *, expected: int | None = None, timeout_s: float = 10.0,
+    quiet_s: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Receive and delete messages until ``expected`` arrived (or, without it, until the queue
+    stays empty for ``quiet_s``), or ``timeout_s`` passed; returns the raw messages."""
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    last_seen = time.monotonic()
+    while time.monotonic() < deadline:
+        if expected is not None and len(messages) >= expected:
+            break
+        if expected is None and time.monotonic() - last_seen >= quiet_s:
+            break
+        response = await sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+            MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+        )
+        batch = response.get("Messages", [])
+        if not batch:
+            await asyncio.sleep(0.05)
+            continue
+        last_seen = time.monotonic()
+        messages.extend(batch)
+        await sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+        ])
+    return messages
