@@ -48,6 +48,12 @@ locals {
         { name = "FLEETPULSE_OIDC_ISSUER", value = local.oidc_issuer },
         { name = "FLEETPULSE_OIDC_AUDIENCE", value = "fleetpulse-api" },
         { name = "FLEETPULSE_CREDENTIALS_BACKEND", value = var.enable_iot_core ? "iot-core" : "mosquitto" },
+        { name = "FLEETPULSE_IOT_POLICY_NAME", value = "${local.name}-device" },
+        # What devices are told in the provisioning response: the public MQTT-over-TLS endpoint.
+        { name = "FLEETPULSE_MQTT_PUBLIC_HOST", value = aws_lb.mqtt.dns_name },
+        { name = "FLEETPULSE_MQTT_PUBLIC_PORT", value = "8883" },
+        # Tasks are reachable from the ALB security group only, so its X-Forwarded-For is trusted.
+        { name = "FLEETPULSE_FORWARDED_ALLOW_IPS", value = "*" },
       ],
     )
   }
