@@ -1,0 +1,206 @@
+"""The dispatcher's handlers: alert events in, ``DeliveryScheduled`` events out.
+
+Each alert event is handled in one transaction that records it in the inbox (a redelivered
+event changes nothing), takes a per-alert lock (so an alert's opening and resolution are never
+decided concurrently), and appends the deliveries with the deliveries projection applied inline.
+Lock order, to stay free of deadlocks: alert lock, then group rows (sorted), then appends (which
+hold the event store's append lock until commit).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from fleetpulse.common.eventstore import NewEvent, RecordedEvent, first_delivery, metadata
+from fleetpulse.dispatcher.domain import (
+    ENDING_EVENTS,
+    FIRING_EVENTS,
+    AlertFacts,
+    GroupState,
+    Route,
+    Target,
+    delivery_id_for,
+    ending_payload,
+    firing_payload,
+    firing_targets,
+    group_of,
+    join_group,
+)
+from fleetpulse.dispatcher.store import PostgresDispatchStore
+
+log = logging.getLogger(__name__)
+CONSUMER = "dispatcher"
+ACTOR = "dispatcher"
+ENDED_STATUSES = ("resolved", "closed")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    """A group notification to send now: its route, members and group description."""
+
+    route: Route
+    members: tuple[Mapping[str, Any], ...]
+    group: Mapping[str, Any]
+
+
+class Dispatcher:
+    def __init__(self, store: PostgresDispatchStore, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def handle(self, event: RecordedEvent) -> None:
+        """Handle one alert event (at least once is fine: the inbox drops repeats)."""
+        if event.type not in FIRING_EVENTS | ENDING_EVENTS:
+            return
+        alert_id = str(event.data["alert_id"])
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            await self._store.lock_alert(conn, event.tenant_id, alert_id)
+            if not await first_delivery(conn, CONSUMER, str(event.event_id)):
+                return
+            if event.type in FIRING_EVENTS:
+                await self._on_firing(conn, event)
+            else:
+                await self._on_ending(conn, event)
+
+    async def _on_firing(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
+        tenant, now = event.tenant_id, self._clock()
+        alert = await self._store.alert(conn, tenant, str(event.data["alert_id"]))
+        if alert is not None and alert["status"] in ENDED_STATUSES:
+            return  # it ended before we saw it open: nothing fired, nothing to resolve
+        device_tags = await self._store.device_tags(conn, tenant, str(event.data.get("device_id")))
+        facts = AlertFacts(tenant, event.data, device_tags)
+        targets = await self._targets(conn, facts, alert, now)
+        member = {**event.data, "alert_event_id": str(event.event_id),
+                  "correlation_id": event.metadata.get("correlation_id")}
+        flushes = [_Flush(t.route, (member,), group_of(t.route, facts).labels)
+                   for t in targets if not t.route.groups]
+        flushes += await self._join_groups(conn, tenant, [t for t in targets if t.route.groups],
+                                           facts, member, now)
+        for flush in flushes:
+            await self._send_firing(conn, tenant, flush, now, causation=event)
+
+    async def _targets(
+        self, conn: asyncpg.Connection, facts: AlertFacts, alert: Mapping[str, Any] | None,
+        now: datetime,
+    ) -> list[Target]:
+        tenant = facts.tenant_id
+        return firing_targets(
+            await self._store.routes(conn, tenant), facts, now=now,
+            enabled_integrations=await self._store.enabled_integrations(conn, tenant),
+            silenced_until=alert["silenced_until"] if alert else None,
+        )
+
+    async def _join_groups(
+        self, conn: asyncpg.Connection, tenant: str, targets: Sequence[Target], facts: AlertFacts,
+        member: Mapping[str, Any], now: datetime,
+    ) -> list[_Flush]:
+        due = []
+        for target in sorted(targets, key=lambda t: (t.route.route_id, group_of(t.route, facts).key)):
+            route, group = target.route, group_of(target.route, facts)
+            state = await self._store.lock_group(conn, tenant, route, group.key, group.labels)
+            state = join_group(state, member, route, now)
+            if state.flush_at is not None and state.flush_at <= now:
+                due.append(_Flush(route, state.pending, group.labels))
+                state = GroupState((), None, now)
+            await self._store.save_group(conn, tenant, route.route_id, group.key, state)
+        return due
+
+    async def _send_firing(
+        self, conn: asyncpg.Connection, tenant: str, flush: _Flush, now: datetime,
+        causation: RecordedEvent | None = None,
+    ) -> None:
+        lead, integration = flush.members[0], flush.route.integration_id
+        delivery_id = delivery_id_for(str(lead["alert_event_id"]), integration)
+        event = NewEvent("DeliveryScheduled", {
+            "delivery_id": delivery_id, "alert_id": lead["alert_id"],
+            "alert_event_id": lead["alert_event_id"], "alert_event_type": "AlertOpened",
+            "integration_id": integration, "route_id": flush.route.route_id,
+            "notification_type": "firing",
+            "payload": firing_payload(tenant, flush.members, flush.route, flush.group, now),
+        }, metadata=_metadata(causation, lead))
+        await self._store.schedule(conn, tenant, delivery_id, event)
+        await self._store.record_firing(conn, tenant, [str(m["alert_id"]) for m in flush.members],
+                                        integration, flush.route.route_id, delivery_id, now)
+
+    async def _on_ending(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
+        tenant, alert_id, now = event.tenant_id, str(event.data["alert_id"]), self._clock()
+        await self._store.leave_groups(conn, tenant, alert_id)
+        notified = await self._store.unresolved_notifications(conn, tenant, alert_id)
+        if not notified:
+            return
+        alert = await self._store.alert(conn, tenant, alert_id) or {"alert_id": alert_id}
+        payload = ending_payload(tenant, event.type, event.data, _alert_summary(alert), now)
+        for row in notified:
+            delivery_id = delivery_id_for(str(event.event_id), row["integration_id"])
+            await self._store.schedule(conn, tenant, delivery_id, NewEvent("DeliveryScheduled", {
+                "delivery_id": delivery_id, "alert_id": alert_id,
+                "alert_event_id": str(event.event_id), "alert_event_type": event.type,
+                "integration_id": row["integration_id"], "route_id": row["route_id"],
+                "notification_type": "resolved", "payload": payload,
+            }, metadata=metadata(actor=ACTOR, causation=event)))
+            await self._store.record_resolved(conn, tenant, alert_id, row["integration_id"], delivery_id)
+
+    async def flush_due_groups(self, limit: int = 50) -> int:
+        """Send the notifications of groups whose wait is over; returns how many groups."""
+        now = self._clock()
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            rows = await self._store.due_groups(conn, now, limit)
+            for row in rows:
+                await self._flush_group(conn, row, now)
+            return len(rows)
+
+    async def _flush_group(self, conn: asyncpg.Connection, row: Mapping[str, Any], now: datetime) -> None:
+        tenant = row["tenant_id"]
+        members = await self._still_firing(conn, tenant, row["pending"], now)
+        route = await self._store.route(conn, tenant, row["route_id"])
+        sent = False
+        if members and route is not None and await self._may_notify(conn, tenant, route, now):
+            await self._send_firing(conn, tenant, _Flush(route, tuple(members), row["labels"]), now)
+            sent = True
+        state = GroupState((), None, now if sent else row["last_notified_at"])
+        await self._store.save_group(conn, tenant, row["route_id"], row["group_key"], state)
+
+    async def _still_firing(
+        self, conn: asyncpg.Connection, tenant: str, pending: Sequence[Mapping[str, Any]], now: datetime
+    ) -> list[Mapping[str, Any]]:
+        states = await self._store.alert_states(conn, tenant, [str(m["alert_id"]) for m in pending])
+        kept = []
+        for member in pending:
+            state = states.get(str(member["alert_id"]), {})
+            silenced = state.get("silenced_until")
+            if state.get("status") in ENDED_STATUSES or (silenced is not None and now < silenced):
+                continue
+            kept.append(member)
+        return kept
+
+    async def _may_notify(self, conn: asyncpg.Connection, tenant: str, route: Route, now: datetime) -> bool:
+        windows = (await self._store.enabled_integrations(conn, tenant)).get(route.integration_id)
+        if windows is None:
+            return False
+        return not any(w.covers(now) for w in (*route.maintenance_windows, *windows))
+
+
+def _alert_summary(alert: Mapping[str, Any]) -> dict[str, Any]:
+    details = alert.get("details") or {}
+    summary = {k: v for k, v in alert.items() if k not in ("details", "silenced_until", "status")}
+    summary.update({k: v for k, v in details.items() if k in ("rule_name", "metric", "threshold")})
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in summary.items()}
+
+
+def _metadata(causation: RecordedEvent | None, lead: Mapping[str, Any]) -> dict[str, Any]:
+    if causation is not None:
+        return metadata(actor=ACTOR, causation=causation)
+    return metadata(actor=ACTOR, correlation_id=lead.get("correlation_id"),
+                    causation_id=lead.get("alert_event_id"))

@@ -1,0 +1,175 @@
+"""The dispatcher against a real PostgreSQL: routing, idempotency, grouping, silences, resolution."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleetpulse.dispatcher.service import Dispatcher
+from fleetpulse.dispatcher.store import PostgresDispatchStore
+
+World = Any  # the ``world`` fixture (conftest.World)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def dispatcher(world: World, clock: Clock | None = None) -> Dispatcher:
+    return Dispatcher(PostgresDispatchStore(world.store), clock or Clock())
+
+
+async def test_an_alert_goes_to_every_matching_integration_once(world: World) -> None:
+    await world.device("d1", {"site": "north"})
+    for name in ("hook", "pager", "other"):
+        await world.integration(name)
+    await world.route("all", "hook")
+    await world.route("critical-north", "pager",
+                      match={"severity_at_least": "critical", "device_tags": {"site": "north"}})
+    await world.route("also-hook", "hook", match={"rule_ids": ["r1"]})
+    await world.route("south", "other", match={"device_tags": {"site": "south"}})
+    opened = await world.open_alert("d1")
+    d = dispatcher(world)
+    await asyncio.gather(d.handle(opened), d.handle(opened))
+    await d.handle(opened)
+    deliveries = await world.deliveries()
+    assert sorted(row["integration_id"] for row in deliveries) == ["hook", "pager"]
+    scheduled = deliveries[0]["scheduled"]
+    assert scheduled["alert_event_id"] == str(opened.event_id)
+    assert scheduled["notification_type"] == "firing"
+    assert scheduled["payload"]["type"] == "alert.opened"
+    assert scheduled["payload"]["data"]["alert_id"] == opened.data["alert_id"]
+
+
+async def test_resolution_follows_a_firing_notification(world: World) -> None:
+    await world.integration("hook")
+    await world.route("all", "hook")
+    opened = await world.open_alert()
+    d = dispatcher(world)
+    await d.handle(opened)
+    resolved = await world.resolve(opened.data["alert_id"])
+    await d.handle(resolved)
+    await d.handle(resolved)
+    deliveries = await world.deliveries()
+    assert [r["notification_type"] for r in deliveries] == ["firing", "resolved"]
+    assert deliveries[1]["scheduled"]["payload"]["type"] == "alert.resolved"
+    assert deliveries[1]["scheduled"]["payload"]["data"]["rule_id"] == "r1"
+
+
+async def test_resolution_follows_even_when_silenced_in_between(world: World) -> None:
+    await world.integration("hook")
+    await world.route("all", "hook")
+    opened = await world.open_alert()
+    d = dispatcher(world)
+    await d.handle(opened)
+    alert_id = opened.data["alert_id"]
+    await d.handle(await world.silence(alert_id, datetime.now(UTC) + timedelta(hours=1)))
+    await d.handle(await world.resolve(alert_id))
+    assert [r["notification_type"] for r in await world.deliveries()] == ["firing", "resolved"]
+
+
+async def test_a_silenced_alert_does_not_fire_and_so_does_not_resolve(world: World) -> None:
+    await world.integration("hook")
+    await world.route("all", "hook")
+    opened = await world.open_alert()
+    await world.silence(opened.data["alert_id"], datetime.now(UTC) + timedelta(hours=1))
+    d = dispatcher(world)
+    await d.handle(opened)
+    await d.handle(await world.resolve(opened.data["alert_id"]))
+    assert await world.deliveries() == []
+
+
+async def test_resolution_seen_before_the_opening_sends_nothing(world: World) -> None:
+    await world.integration("hook")
+    await world.route("all", "hook")
+    opened = await world.open_alert()
+    resolved = await world.resolve(opened.data["alert_id"])
+    d = dispatcher(world)
+    await d.handle(resolved)
+    await d.handle(opened)
+    assert await world.deliveries() == []
+
+
+async def test_maintenance_window_suppresses_firing(world: World) -> None:
+    now = datetime.now(UTC)
+    window = {"start": (now - timedelta(minutes=5)).isoformat(),
+              "end": (now + timedelta(hours=1)).isoformat()}
+    await world.integration("hook", {"url": "https://x.example/h", "maintenance_windows": [window]})
+    await world.integration("route-window")
+    await world.route("all", "hook")
+    await world.route("r2", "route-window", match={"maintenance_windows": [window]})
+    await dispatcher(world).handle(await world.open_alert())
+    assert await world.deliveries() == []
+
+
+async def test_group_wait_collects_alerts_into_one_notification(world: World) -> None:
+    await world.integration("hook")
+    await world.route("grouped", "hook", group_by=["rule_id"], group_wait_s=30)
+    clock = Clock()
+    d = dispatcher(world, clock)
+    first, second = await world.open_alert("d1"), await world.open_alert("d2")
+    other_rule = await world.open_alert("d3", rule_id="r2")
+    for event in (first, second, other_rule):
+        await d.handle(event)
+    assert await d.flush_due_groups() == 0
+    assert await world.deliveries() == []
+    clock.advance(31)
+    assert await d.flush_due_groups() == 2
+    deliveries = await world.deliveries()
+    assert len(deliveries) == 2
+    by_lead = {r["alert_id"]: r["scheduled"]["payload"]["data"]["alerts"] for r in deliveries}
+    assert [a["device_id"] for a in by_lead[first.data["alert_id"]]] == ["d1", "d2"]
+    # Both members fired, so both resolutions follow.
+    await d.handle(await world.resolve(second.data["alert_id"]))
+    assert [r["notification_type"] for r in await world.deliveries()].count("resolved") == 1
+
+
+async def test_repeat_interval_holds_new_alerts_of_a_notified_group(world: World) -> None:
+    await world.integration("hook")
+    await world.route("grouped", "hook", group_by=["rule_id"], repeat_interval_s=600)
+    clock = Clock()
+    d = dispatcher(world, clock)
+    await d.handle(await world.open_alert("d1"))
+    assert len(await world.deliveries()) == 1  # no wait: the first alert goes out at once
+    clock.advance(60)
+    await d.handle(await world.open_alert("d2"))
+    await d.handle(await world.open_alert("d3"))
+    assert await d.flush_due_groups() == 0
+    clock.advance(541)
+    assert await d.flush_due_groups() == 1
+    deliveries = await world.deliveries()
+    assert len(deliveries) == 2
+    assert [a["device_id"] for a in deliveries[1]["scheduled"]["payload"]["data"]["alerts"]] == ["d2", "d3"]
+
+
+async def test_an_alert_resolved_while_waiting_in_its_group_is_not_notified(world: World) -> None:
+    await world.integration("hook")
+    await world.route("grouped", "hook", group_by=["rule_id"], group_wait_s=30)
+    clock = Clock()
+    d = dispatcher(world, clock)
+    opened = await world.open_alert("d1")
+    await d.handle(opened)
+    await d.handle(await world.resolve(opened.data["alert_id"]))
+    clock.advance(31)
+    await d.flush_due_groups()
+    assert await world.deliveries() == []
+
+
+async def test_concurrent_open_and_resolve_always_end_with_a_resolution(world: World) -> None:
+    await world.integration("hook")
+    await world.route("all", "hook")
+    d = dispatcher(world)
+    for _ in range(10):
+        opened = await world.open_alert()
+        resolved = await world.resolve(opened.data["alert_id"])
+        await asyncio.gather(d.handle(opened), d.handle(resolved))
+    types = [r["notification_type"] for r in await world.deliveries()]
+    assert types.count("firing") == types.count("resolved")
