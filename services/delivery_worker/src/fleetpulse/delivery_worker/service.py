@@ -1,0 +1,200 @@
+"""The delivery worker's handler: one ``DeliveryScheduled`` in, one attempt (or a deferral) out.
+
+For each received delivery: claim it (a lease, so two copies of a message never attempt it at
+once), skip it if it is finished, defer it if its next attempt is not due or its integration's
+circuit is open, otherwise attempt it through the integration's channel and record
+``DeliveryAttempted`` (+ ``DeliverySucceeded`` / ``DeliveryAbandoned``, + ``IntegrationDisabled``
+on 410) in one transaction with the projection. The answer tells the SQS entrypoint what to do
+with the message: drop it, send it again after a delay, or dead-letter it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fleetpulse.common.crypto import SealError, SecretBox
+from fleetpulse.common.errors import ConcurrencyError
+from fleetpulse.common.eventstore import NewEvent, RecordedEvent, metadata
+from fleetpulse.common.observability import meter
+from fleetpulse.delivery_worker.breaker import CircuitBreakers
+from fleetpulse.delivery_worker.channels.base import Channel, Notification
+from fleetpulse.delivery_worker.retry import AttemptResult, Decision, Verdict, decide
+from fleetpulse.delivery_worker.store import Busy, Integration, PostgresDeliveryStore
+
+log = logging.getLogger(__name__)
+ACTOR = "delivery-worker"
+_outcomes = meter("fleetpulse.delivery").create_counter(
+    "fleetpulse.deliveries", description="Delivery attempts by channel and outcome")
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Nothing more to do with this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+
+
+Outcome = Done | Requeue | DeadLetter
+
+
+class IntegrationCache:
+    """Integrations read through a short TTL, so busy integrations cost no query per delivery."""
+
+    def __init__(self, store: PostgresDeliveryStore, ttl_s: float = 5.0) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._entries: dict[tuple[str, str], tuple[float, Integration | None]] = {}
+
+    async def get(self, tenant_id: str, integration_id: str) -> Integration | None:
+        key, now = (tenant_id, integration_id), time.monotonic()
+        cached = self._entries.get(key)
+        if cached is not None and now - cached[0] < self._ttl_s:
+            return cached[1]
+        integration = await self._store.integration(tenant_id, integration_id)
+        self._entries[key] = (now, integration)
+        return integration
+
+    def forget(self, tenant_id: str, integration_id: str) -> None:
+        self._entries.pop((tenant_id, integration_id), None)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        store: PostgresDeliveryStore,
+        channels: Mapping[str, Channel],
+        secrets: SecretBox,
+        breakers: CircuitBreakers,
+        *,
+        lease_s: float = 60.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._channels = channels
+        self._secrets = secrets
+        self._breakers = breakers
+        self._integrations = IntegrationCache(store)
+        self._lease_s = lease_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    async def handle(self, event: RecordedEvent) -> Outcome:
+        if event.type != "DeliveryScheduled":
+            return Done()
+        tenant, delivery_id = event.tenant_id, str(event.data["delivery_id"])
+        claim = await self._store.claim(tenant, delivery_id, self._lease_s)
+        if isinstance(claim, Busy):
+            return Done() if claim.finished else Requeue(claim.retry_in_s)
+        now = self._clock()
+        if claim.next_attempt_at is not None and claim.next_attempt_at > now + timedelta(seconds=0.5):
+            await self._store.release(tenant, delivery_id)
+            return Requeue((claim.next_attempt_at - now).total_seconds())
+        integration = await self._integrations.get(tenant, str(event.data["integration_id"]))
+        if integration is None or not integration.enabled:
+            return await self._abandon(event, claim.version, claim.attempts, "integration disabled or deleted")
+        return await self._attempt(event, integration, claim.attempts + 1, claim.version)
+
+    async def _attempt(
+        self, event: RecordedEvent, integration: Integration, attempt: int, version: int
+    ) -> Outcome:
+        tenant, delivery_id = event.tenant_id, str(event.data["delivery_id"])
+        breaker_key = f"{tenant}:{integration.integration_id}"
+        wait = self._breakers.acquire(breaker_key)
+        if wait > 0:
+            await self._store.release(tenant, delivery_id)
+            return Requeue(wait + self._rng.uniform(0, min(wait, 5.0)))
+        try:
+            result = await self._send(event, integration)
+        except BaseException:
+            self._breakers.release(breaker_key, endpoint_failure=False)
+            raise
+        self._breakers.release(breaker_key, endpoint_failure=result.endpoint_failure)
+        decision = decide(result, attempt, self._rng)
+        _outcomes.add(1, {"channel": integration.kind, "outcome": decision.verdict.value})
+        return await self._record(event, integration, attempt, version, result, decision)
+
+    async def _send(self, event: RecordedEvent, integration: Integration) -> AttemptResult:
+        channel = self._channels.get(integration.kind)
+        if channel is None:
+            return AttemptResult(ok=False, error=f"no channel for {integration.kind}", permanent=True)
+        try:
+            secret = self._secret(event.tenant_id, integration)
+        except SealError as exc:
+            return AttemptResult(ok=False, error=f"cannot open the signing secret: {exc}", permanent=True)
+        return await channel.send(Notification(
+            message_id=str(event.data["delivery_id"]), tenant_id=event.tenant_id,
+            integration_id=integration.integration_id, config=integration.config,
+            payload=event.data.get("payload") or {}, secret=secret))
+
+    def _secret(self, tenant_id: str, integration: Integration) -> str | None:
+        if integration.secret_sealed is None:
+            return None
+        return self._secrets.open(integration.secret_sealed, f"{tenant_id}:{integration.integration_id}")
+
+    async def _record(
+        self, event: RecordedEvent, integration: Integration, attempt: int, version: int,
+        result: AttemptResult, decision: Decision,
+    ) -> Outcome:
+        now, delivery_id = self._clock(), str(event.data["delivery_id"])
+        next_at = now + timedelta(seconds=decision.delay_s) if decision.verdict is Verdict.RETRY else None
+        meta = metadata(actor=ACTOR, causation=event)
+        events = [NewEvent("DeliveryAttempted", {
+            "delivery_id": delivery_id, "attempt": attempt, "status_code": result.status_code,
+            "latency_ms": result.latency_ms, "error": result.error,
+            "next_attempt_at": next_at.isoformat() if next_at else None,
+            "attempted_at": now.isoformat()}, meta)]
+        disable = None
+        if decision.verdict is Verdict.SUCCEEDED:
+            events.append(NewEvent("DeliverySucceeded", {"delivery_id": delivery_id, "attempt": attempt}, meta))
+        elif decision.verdict in (Verdict.ABANDON, Verdict.DISABLE):
+            events.append(_abandoned(delivery_id, attempt, decision.reason, meta))
+        if decision.verdict is Verdict.DISABLE:
+            disable = NewEvent("IntegrationDisabled", {
+                "integration_id": integration.integration_id, "reason": decision.reason}, meta)
+        try:
+            await self._store.record(event.tenant_id, delivery_id, version, events, disable,
+                                     integration.integration_id)
+        except ConcurrencyError:
+            log.warning("delivery moved on during an attempt", extra={"delivery_id": delivery_id})
+            return Requeue(1.0)
+        if disable is not None:
+            self._integrations.forget(event.tenant_id, integration.integration_id)
+        return _outcome(decision)
+
+    async def _abandon(self, event: RecordedEvent, version: int, attempts: int, reason: str) -> Outcome:
+        delivery_id = str(event.data["delivery_id"])
+        meta = metadata(actor=ACTOR, causation=event)
+        try:
+            await self._store.record(event.tenant_id, delivery_id, version,
+                                     [_abandoned(delivery_id, attempts, reason, meta)])
+        except ConcurrencyError:
+            return Requeue(1.0)
+        return Done()
+
+
+def _abandoned(delivery_id: str, attempts: int, reason: str, meta: dict[str, Any]) -> NewEvent:
+    return NewEvent("DeliveryAbandoned", {"delivery_id": delivery_id, "attempts": attempts,
+                                          "reason": reason}, meta)
+
+
+def _outcome(decision: Decision) -> Outcome:
+    if decision.verdict is Verdict.RETRY:
+        return Requeue(decision.delay_s)
+    if decision.verdict is Verdict.ABANDON:
+        return DeadLetter(decision.reason)
+    return Done()

@@ -1,0 +1,129 @@
+"""What the delivery worker reads and writes in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from fleetpulse.common.eventstore import ConcurrencyError, NewEvent, PostgresEventStore, stream_id
+from fleetpulse.common.projections.catalog import CatalogProjection
+from fleetpulse.common.projections.deliveries import DeliveriesProjection
+
+_DELIVERIES = DeliveriesProjection()
+_CATALOG = CatalogProjection()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery this worker may attempt now (its lease is held until :meth:`record`)."""
+
+    attempts: int
+    version: int
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """The delivery is finished, unknown, or being attempted elsewhere."""
+
+    finished: bool
+    retry_in_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    integration_id: str
+    kind: str
+    config: dict[str, Any]
+    enabled: bool
+    secret_sealed: str | None
+
+
+class PostgresDeliveryStore:
+    def __init__(self, events: PostgresEventStore) -> None:
+        self._events = events
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._events.pool
+
+    async def claim(self, tenant_id: str, delivery_id: str, lease_s: float) -> Claim | Busy:
+        row = await self.pool.fetchrow(
+            """
+            WITH target AS (
+                SELECT tenant_id, delivery_id, status, lease_until FROM deliveries
+                WHERE tenant_id = $1 AND delivery_id = $2),
+            claimed AS (
+                UPDATE deliveries d SET lease_until = now() + make_interval(secs => $3)
+                FROM target t
+                WHERE d.tenant_id = t.tenant_id AND d.delivery_id = t.delivery_id
+                  AND t.status = 'scheduled' AND (t.lease_until IS NULL OR t.lease_until < now())
+                RETURNING d.attempts, d.version, d.next_attempt_at)
+            SELECT t.status, extract(epoch FROM t.lease_until - now()) AS leased_for,
+                   c.attempts, c.version, c.next_attempt_at
+            FROM target t LEFT JOIN claimed c ON true
+            """, tenant_id, delivery_id, lease_s)
+        if row is None or row["status"] != "scheduled":
+            return Busy(finished=True)
+        if row["version"] is None:
+            return Busy(finished=False, retry_in_s=max(1.0, float(row["leased_for"] or 1)))
+        return Claim(row["attempts"], row["version"], row["next_attempt_at"])
+
+    async def release(self, tenant_id: str, delivery_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND delivery_id = $2",
+            tenant_id, delivery_id)
+
+    async def integration(self, tenant_id: str, integration_id: str) -> Integration | None:
+        row = await self.pool.fetchrow(
+            "SELECT integration_id, kind, config, status, secret_sealed FROM integrations"
+            " WHERE tenant_id = $1 AND integration_id = $2", tenant_id, integration_id)
+        if row is None:
+            return None
+        return Integration(row["integration_id"], row["kind"], dict(row["config"] or {}),
+                           row["status"] == "enabled", row["secret_sealed"])
+
+    async def record(
+        self, tenant_id: str, delivery_id: str, expected_version: int, events: Sequence[NewEvent],
+        disable: NewEvent | None = None, integration_id: str | None = None,
+    ) -> None:
+        """Append the attempt's events (and ``IntegrationDisabled``), project them, free the lease.
+
+        Raises ``ConcurrencyError`` if the delivery moved on meanwhile (then nothing is written).
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            recorded = await self._events.append(
+                stream_id("delivery", tenant_id, delivery_id), events, tenant_id=tenant_id,
+                expected_version=expected_version, conn=conn)
+            for event in recorded:
+                await _DELIVERIES.apply(conn, event)
+            await conn.execute(
+                "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND delivery_id = $2",
+                tenant_id, delivery_id)
+            if disable is not None and integration_id is not None:
+                await self._disable(conn, tenant_id, integration_id, disable)
+
+    async def _disable(
+        self, conn: asyncpg.Connection, tenant_id: str, integration_id: str, event: NewEvent
+    ) -> None:
+        status = await conn.fetchval(
+            "SELECT status FROM integrations WHERE tenant_id = $1 AND integration_id = $2 FOR UPDATE",
+            tenant_id, integration_id)
+        if status != "enabled":
+            return
+        stream = stream_id("integration", tenant_id, integration_id)
+        for _ in range(5):
+            version = await self._events.stream_version(stream, conn=conn)
+            try:
+                async with conn.transaction():
+                    recorded = await self._events.append(stream, [event], tenant_id=tenant_id,
+                                                         expected_version=version, conn=conn)
+                    await _CATALOG.apply(conn, recorded[0])
+                return
+            except ConcurrencyError:
+                continue
+        raise ConcurrencyError(stream, -1, -1)
