@@ -1,0 +1,1 @@
+"""HTTP entrypoints: decode, authorise, call a command or query, encode. Nothing else."""

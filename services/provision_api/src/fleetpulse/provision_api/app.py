@@ -1,0 +1,50 @@
+"""The FastAPI application: routers under /api/v1, problem documents, OpenAPI at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from fleetpulse.provision_api import problems
+from fleetpulse.provision_api.api import alerts, catalog, devices, health, provisioning, tenants
+from fleetpulse.provision_api.api.deps import Services
+
+BASE_PATH = "/api/v1"
+DESCRIPTION = """FleetPulse HTTP API.
+
+Authenticate with `Authorization: Bearer <JWT>` from the Keycloak realm `fleetpulse` (RS256;
+tenant from the `tenant_id` claim, roles from `realm_access.roles`: viewer, operator,
+tenant-admin, platform-admin). Errors are `application/problem+json`. Lists are paginated with
+`limit` (at most 500) and the opaque `next_cursor`. Updates take `If-Match` with the version from
+the `ETag`; a stale version answers 412.
+"""
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(title="FleetPulse API", version="1.0.0", description=DESCRIPTION,
+                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app.state.services = services
+    problems.install(app)
+    api = APIRouter(prefix=BASE_PATH)
+    for router in (tenants.router, devices.router, catalog.rules, catalog.integrations,
+                   catalog.routes, alerts.alerts, alerts.deliveries, alerts.quarantine,
+                   provisioning.profiles, provisioning.claims):
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(health.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem.pop("$defs", {}))
+        components["Problem"] = problem
+        app.openapi_schema = schema
+    return app.openapi_schema

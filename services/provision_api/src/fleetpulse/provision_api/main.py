@@ -1,0 +1,137 @@
+"""``fleetpulse-provision-api``: the HTTP API on uvicorn (uvloop), wired in :func:`bootstrap`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import httpx
+import uvicorn
+
+from fleetpulse.common.aws import aws_client
+from fleetpulse.common.crypto import SecretBox
+from fleetpulse.common.db import create_pool
+from fleetpulse.common.errors import ConfigurationError
+from fleetpulse.common.eventstore import EventNotifications, PostgresEventStore, ProjectionRunner
+from fleetpulse.common.mqtt import MqttEndpoint
+from fleetpulse.common.projections.alerts import AlertsProjection
+from fleetpulse.common.projections.catalog import CatalogProjection
+from fleetpulse.common.runtime import ServiceContext, run
+from fleetpulse.provision_api.api.deps import Services
+from fleetpulse.provision_api.app import create_app
+from fleetpulse.provision_api.auth import JwksCache, TokenVerifier, http_fetch
+from fleetpulse.provision_api.credentials import CredentialIssuer
+from fleetpulse.provision_api.credentials.iot_core import IotCoreCredentialIssuer
+from fleetpulse.provision_api.credentials.mosquitto import DynsecAdmin, MosquittoCredentialIssuer
+from fleetpulse.provision_api.queries import Queries
+from fleetpulse.provision_api.ratelimit import RateLimiter
+from fleetpulse.provision_api.service import Commands
+from fleetpulse.provision_api.settings import Settings
+from fleetpulse.provision_api.writer import CommandWriter
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def credential_issuer(settings: Settings) -> AsyncIterator[CredentialIssuer]:
+    if settings.credentials_backend == "iot-core":
+        yield IotCoreCredentialIssuer(lambda: aws_client("iot", settings.aws),
+                                      policy_name=settings.iot_policy_name)
+        return
+    if settings.mqtt_url is None:
+        raise ConfigurationError("FLEETPULSE_MQTT_URL", "required when CREDENTIALS_BACKEND=mosquitto")
+    admin = DynsecAdmin(MqttEndpoint.parse(settings.mqtt_url))
+    await admin.start()
+    try:
+        yield MosquittoCredentialIssuer(admin)
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def bootstrap(
+    settings: Settings, *, issuer: CredentialIssuer | None = None
+) -> AsyncIterator[tuple[Services, PostgresEventStore]]:
+    """Wire every adapter; ``issuer`` replaces the configured credentials backend (tests)."""
+    pool = await create_pool(settings.database_url, min_size=2, max_size=settings.db_pool_size,
+                             application_name="fleetpulse-provision-api")
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as http, contextlib.AsyncExitStack() as stack:
+            if issuer is None:
+                issuer = await stack.enter_async_context(credential_issuer(settings))
+            store = PostgresEventStore(pool)
+            queries = Queries(pool)
+            queries = Queries(pool, timescale=await queries.timescale())
+            writer = CommandWriter(store, [CatalogProjection(), AlertsProjection()])
+            keys = JwksCache(http_fetch(http), issuer=settings.oidc_issuer,
+                             jwks_url=settings.oidc_jwks_url, ttl_s=settings.jwks_cache_s,
+                             min_refresh_s=settings.jwks_min_refresh_s)
+            services = Services(
+                commands=Commands(writer, issuer, SecretBox(settings.webhook_encryption_key.get_secret_value())),
+                queries=queries,
+                verifier=TokenVerifier(keys, issuer=settings.oidc_issuer, audience=settings.oidc_audience),
+                provision_limiter=RateLimiter(settings.provision_rate_per_minute),
+                mqtt_host=settings.mqtt_public_host, mqtt_port=settings.mqtt_public_port,
+                readiness=lambda: _failing(pool))
+            yield services, store
+    finally:
+        await pool.close()
+
+
+async def _failing(pool: asyncpg.Pool) -> list[str]:
+    try:
+        await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=2.0)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return ["database"]
+    return []
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM and tells us to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(app, host=settings.api_host, port=settings.api_port, loop="none",  # type: ignore[arg-type]
+                          lifespan="off", log_config=None, access_log=False, proxy_headers=True,
+                          forwarded_allow_ips=settings.forwarded_allow_ips,
+                          timeout_graceful_shutdown=20)
+
+
+async def serve(context: ServiceContext[Settings]) -> None:
+    settings = context.settings
+    async with bootstrap(settings) as (services, store):
+        context.health.add_check("database", lambda: _ready(services))
+        server = ApiServer(uvicorn_config(create_app(services), settings))
+        async with EventNotifications(settings.database_url) as notifications:
+            projector = asyncio.create_task(
+                ProjectionRunner(store, CatalogProjection()).run(context.shutdown, notifications))
+            serving = asyncio.create_task(server.serve())
+            await _until(context.shutdown, serving)
+            server.should_exit = True
+            await serving
+            await projector
+
+
+async def _ready(services: Services) -> bool:
+    return not await services.readiness()
+
+
+async def _until(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done() and not stop.is_set():
+        stop.set()
+        task.result()
+
+
+def main() -> None:
+    run("fleetpulse-provision-api", Settings, serve)

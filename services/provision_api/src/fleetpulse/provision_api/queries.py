@@ -1,0 +1,264 @@
+"""Reads from the projections. Every query is scoped by tenant (``WHERE tenant_id = $1``)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from fleetpulse.common.eventstore import RecordedEvent
+from fleetpulse.common.projections.catalog import RULE_DEFINITION_FIELDS
+from fleetpulse.provision_api.domain import NotFoundError
+from fleetpulse.provision_api.pagination import decode_cursor, page
+
+Row = dict[str, Any]
+PageResult = tuple[list[Row], str | None]
+QUARANTINE_PREVIEW_BYTES = 4096
+
+
+class Queries:
+    def __init__(self, pool: asyncpg.Pool, *, timescale: bool = False) -> None:
+        self._pool = pool
+        self._timescale = timescale
+
+    async def _one(self, what: str, sql: str, *args: Any) -> Row:
+        row = await self._pool.fetchrow(sql, *args)
+        if row is None:
+            raise NotFoundError(what)
+        return dict(row)
+
+    # --- tenants -------------------------------------------------------------------------
+    async def tenants(self, limit: int, cursor: str | None) -> PageResult:
+        after = decode_cursor(cursor, str)
+        rows = await self._pool.fetch(
+            "SELECT * FROM tenants WHERE ($1::text IS NULL OR tenant_id > $1) "
+            "ORDER BY tenant_id LIMIT $2", after[0] if after else None, limit + 1)
+        return page([dict(r) for r in rows], limit, lambda r: (r["tenant_id"],))
+
+    async def tenant(self, tenant_id: str) -> Row:
+        return await self._one(f"tenant {tenant_id}",
+                               "SELECT * FROM tenants WHERE tenant_id = $1", tenant_id)
+
+    # --- devices -------------------------------------------------------------------------
+    async def device(self, tenant_id: str, device_id: str) -> Row:
+        return await self._one(f"device {device_id}",
+                               "SELECT * FROM devices WHERE tenant_id = $1 AND device_id = $2",
+                               tenant_id, device_id)
+
+    async def devices(
+        self, tenant_id: str, tags: dict[str, str], status: str | None, limit: int,
+        cursor: str | None,
+    ) -> PageResult:
+        after = decode_cursor(cursor, str)
+        rows = await self._pool.fetch(
+            """
+            SELECT * FROM devices
+            WHERE tenant_id = $1 AND ($2::jsonb = '{}'::jsonb OR tags @> $2::jsonb)
+              AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR device_id > $4)
+            ORDER BY device_id LIMIT $5
+            """,
+            tenant_id, tags, status, after[0] if after else None, limit + 1)
+        return page([dict(r) for r in rows], limit, lambda r: (r["device_id"],))
+
+    async def stream(
+        self, stream_id: str, tenant_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[RecordedEvent], str | None]:
+        after = decode_cursor(cursor, int)
+        rows = await self._pool.fetch(
+            "SELECT * FROM events WHERE stream_id = $1 AND tenant_id = $2 AND version > $3 "
+            "ORDER BY version LIMIT $4", stream_id, tenant_id, after[0] if after else 0, limit + 1)
+        events = [_event(r) for r in rows]
+        return page(events, limit, lambda e: (e.version,))
+
+    # --- rules, integrations, routes, profiles -------------------------------------------
+    async def rule(self, tenant_id: str, rule_id: str) -> Row:
+        return _rule(await self._one(f"rule {rule_id}",
+                                     "SELECT * FROM rules WHERE tenant_id = $1 AND rule_id = $2",
+                                     tenant_id, rule_id))
+
+    async def rules(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
+        rows, next_cursor = await self._by_id("rules", "rule_id", tenant_id, limit, cursor)
+        return [_rule(r) for r in rows], next_cursor
+
+    async def integration(self, tenant_id: str, integration_id: str) -> Row:
+        return await self._one(
+            f"integration {integration_id}",
+            "SELECT * FROM integrations WHERE tenant_id = $1 AND integration_id = $2",
+            tenant_id, integration_id)
+
+    async def integrations(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
+        return await self._by_id("integrations", "integration_id", tenant_id, limit, cursor)
+
+    async def route(self, tenant_id: str, route_id: str) -> Row:
+        return await self._one(f"route {route_id}",
+                               "SELECT * FROM routes WHERE tenant_id = $1 AND route_id = $2",
+                               tenant_id, route_id)
+
+    async def routes(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
+        return await self._by_id("routes", "route_id", tenant_id, limit, cursor)
+
+    async def profile(self, tenant_id: str, profile_id: str) -> Row:
+        return await self._one(
+            f"provisioning profile {profile_id}",
+            "SELECT * FROM provisioning_profiles WHERE tenant_id = $1 AND profile_id = $2",
+            tenant_id, profile_id)
+
+    async def profiles(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
+        return await self._by_id("provisioning_profiles", "profile_id", tenant_id, limit, cursor)
+
+    async def profile_by_key(self, provision_key: str) -> Row | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM provisioning_profiles WHERE provision_key = $1", provision_key)
+        return dict(row) if row is not None else None
+
+    async def _by_id(
+        self, table: str, key: str, tenant_id: str, limit: int, cursor: str | None
+    ) -> PageResult:
+        after = decode_cursor(cursor, str)
+        rows = await self._pool.fetch(
+            f"SELECT * FROM {table} WHERE tenant_id = $1 AND ($2::text IS NULL OR {key} > $2) "  # noqa: S608
+            f"ORDER BY {key} LIMIT $3", tenant_id, after[0] if after else None, limit + 1)
+        return page([dict(r) for r in rows], limit, lambda r: (r[key],))
+
+    # --- alerts --------------------------------------------------------------------------
+    async def alert(self, tenant_id: str, alert_id: str) -> Row:
+        return await self._one(f"alert {alert_id}",
+                               "SELECT * FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
+                               tenant_id, alert_id)
+
+    async def alerts(
+        self, tenant_id: str, status: str | None, limit: int, cursor: str | None
+    ) -> PageResult:
+        after = decode_cursor(cursor, datetime, str)
+        rows = await self._pool.fetch(
+            """
+            SELECT * FROM alerts
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+              AND ($3::timestamptz IS NULL OR (opened_at, alert_id) < ($3, $4::text))
+            ORDER BY opened_at DESC, alert_id DESC LIMIT $5
+            """,
+            tenant_id, status, after[0] if after else None, after[1] if after else None, limit + 1)
+        return page([dict(r) for r in rows], limit, lambda r: (r["opened_at"], r["alert_id"]))
+
+    # --- deliveries, quarantine ----------------------------------------------------------
+    async def deliveries(
+        self, tenant_id: str, alert_id: str | None, limit: int, cursor: str | None
+    ) -> PageResult:
+        after = decode_cursor(cursor, str)
+        rows = await self._pool.fetch(
+            """
+            SELECT * FROM deliveries
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR alert_id = $2)
+              AND ($3::text IS NULL OR delivery_id > $3)
+            ORDER BY delivery_id LIMIT $4
+            """,
+            tenant_id, alert_id, after[0] if after else None, limit + 1)
+        deliveries, next_cursor = page([dict(r) for r in rows], limit, lambda r: (r["delivery_id"],))
+        await self._attach_attempts(tenant_id, deliveries)
+        return deliveries, next_cursor
+
+    async def delivery(self, tenant_id: str, delivery_id: str) -> Row:
+        row = await self._one(
+            f"delivery {delivery_id}",
+            "SELECT * FROM deliveries WHERE tenant_id = $1 AND delivery_id = $2",
+            tenant_id, delivery_id)
+        await self._attach_attempts(tenant_id, [row])
+        return row
+
+    async def _attach_attempts(self, tenant_id: str, deliveries: list[Row]) -> None:
+        ids = [d["delivery_id"] for d in deliveries]
+        rows = await self._pool.fetch(
+            "SELECT * FROM delivery_attempts WHERE tenant_id = $1 AND delivery_id = ANY($2::text[]) "
+            "ORDER BY delivery_id, attempt", tenant_id, ids) if ids else []
+        by_delivery: dict[str, list[Row]] = {i: [] for i in ids}
+        for row in rows:
+            by_delivery[row["delivery_id"]].append(dict(row))
+        for delivery in deliveries:
+            delivery["attempt_count"] = delivery["attempts"]
+            delivery["alert_event_id"] = str(delivery["alert_event_id"])
+            delivery["attempts"] = by_delivery[delivery["delivery_id"]]
+
+    async def quarantine(
+        self, tenant_id: str, device_id: str | None, limit: int, cursor: str | None
+    ) -> PageResult:
+        after = decode_cursor(cursor, int)
+        rows = await self._pool.fetch(
+            """
+            SELECT id, received_at, device_id, topic, reason, detail, octet_length(payload) AS size,
+                   substring(payload FROM 1 FOR $5) AS preview
+            FROM quarantine
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR device_id = $2)
+              AND ($3::bigint IS NULL OR id < $3)
+            ORDER BY id DESC LIMIT $4
+            """,
+            tenant_id, device_id, after[0] if after else None, limit + 1, QUARANTINE_PREVIEW_BYTES)
+        items = [_quarantined(r) for r in rows]
+        return page(items, limit, lambda r: (r["id"],))
+
+    # --- telemetry -----------------------------------------------------------------------
+    async def readings(
+        self, tenant_id: str, device_id: str, metric: str | None, start: datetime, end: datetime,
+        limit: int, cursor: str | None,
+    ) -> PageResult:
+        after = decode_cursor(cursor, datetime)
+        rows = await self._pool.fetch(
+            """
+            SELECT time, seq,
+                   CASE WHEN $3::text IS NULL THEN metrics
+                        ELSE jsonb_build_object($3::text, metrics -> $3::text) END AS metrics
+            FROM telemetry
+            WHERE tenant_id = $1 AND device_id = $2 AND time >= $4 AND time < $5
+              AND ($3::text IS NULL OR metrics ? $3::text)
+              AND ($6::timestamptz IS NULL OR time > $6)
+            ORDER BY time LIMIT $7
+            """,
+            tenant_id, device_id, metric, start, end, after[0] if after else None, limit + 1)
+        return page([dict(r) for r in rows], limit, lambda r: (r["time"],))
+
+    async def buckets(
+        self, tenant_id: str, device_id: str, metric: str, start: datetime, end: datetime,
+        width: timedelta,
+    ) -> list[Row]:
+        binning = ("time_bucket($6::interval, time)" if self._timescale
+                   else "date_bin($6::interval, time, TIMESTAMPTZ '2000-01-01 00:00:00+00')")
+        rows = await self._pool.fetch(
+            f"""
+            SELECT {binning} AS bucket, min(v) AS min, max(v) AS max, avg(v) AS avg,
+                   count(v) AS count
+            FROM (SELECT time, CASE jsonb_typeof(metrics -> $3)
+                                 WHEN 'number' THEN (metrics ->> $3)::double precision
+                                 WHEN 'boolean' THEN CASE WHEN (metrics -> $3)::boolean
+                                                          THEN 1.0 ELSE 0.0 END
+                               END AS v
+                  FROM telemetry
+                  WHERE tenant_id = $1 AND device_id = $2 AND time >= $4 AND time < $5
+                    AND metrics ? $3) AS readings
+            GROUP BY 1 ORDER BY 1
+            """,  # noqa: S608 - binning is one of two constants
+            tenant_id, device_id, metric, start, end, width)
+        return [dict(r) for r in rows]
+
+    async def timescale(self) -> bool:
+        return bool(await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
+
+
+def _rule(row: Row) -> Row:
+    definition = row.pop("definition") or {}
+    return {**row, **{k: definition.get(k) for k in RULE_DEFINITION_FIELDS}}
+
+
+def _quarantined(row: asyncpg.Record) -> Row:
+    preview = bytes(row["preview"] or b"")
+    return {"id": row["id"], "received_at": row["received_at"], "device_id": row["device_id"],
+            "topic": row["topic"], "reason": row["reason"], "detail": row["detail"],
+            "payload_base64": base64.b64encode(preview).decode(), "payload_size": row["size"]}
+
+
+def _event(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        position=row["position"], event_id=row["event_id"], stream_id=row["stream_id"],
+        version=row["version"], type=row["type"], tenant_id=row["tenant_id"], data=row["data"],
+        metadata=row["metadata"], recorded_at=row["recorded_at"])

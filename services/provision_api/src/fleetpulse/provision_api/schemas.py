@@ -1,0 +1,408 @@
+"""Request and response bodies of the HTTP API (contract names from ARCHITECTURE "HTTP API")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from fleetpulse.provision_api.domain import ID_PATTERN
+
+T = TypeVar("T")
+
+
+def storable(value: str) -> str:
+    """PostgreSQL text holds neither NUL nor lone surrogates: refuse them as validation errors."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable)]
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Name = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+TagValue = Annotated[Text, StringConstraints(max_length=256)]
+Tags = Annotated[dict[TagKey, TagValue], Field(max_length=32)]
+Metric = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+Severity = Literal["critical", "major", "minor", "warning", "info"]
+Operator = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
+Seconds = Annotated[int, Field(ge=0, le=30 * 86400)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null on the last page")
+
+
+class EventOut(BaseModel):
+    event_id: str
+    type: str = Field(examples=["DeviceRegistered"])
+    version: int
+    position: int
+    data: dict[str, Any]
+    actor: str | None
+    recorded_at: datetime
+
+
+# --- tenants -------------------------------------------------------------------------------
+
+class TenantCreate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"tenant_id": "acme", "name": "Acme Logistics"}]})
+    tenant_id: Id
+    name: Name
+
+
+class Tenant(BaseModel):
+    tenant_id: str
+    name: str
+    created_at: datetime
+    version: int
+
+
+# --- devices -------------------------------------------------------------------------------
+
+class DeviceCreate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"device_id": "truck-042", "name": "Reefer truck 42",
+                      "tags": {"site": "berlin", "kind": "reefer"}}]})
+    device_id: Id
+    name: Name | None = None
+    tags: Tags = Field(default_factory=dict)
+
+
+class Device(BaseModel):
+    device_id: str
+    name: str | None
+    tags: dict[str, str]
+    status: Literal["active", "decommissioned"]
+    credentials_version: int
+    registered_at: datetime
+    decommissioned_at: datetime | None
+    updated_at: datetime
+    version: int
+
+
+class MqttCredentials(BaseModel):
+    host: str
+    port: int
+    client_id: str
+    username: str | None
+    password: str | None = Field(description="Shown once; FleetPulse keeps no copy")
+    topic_prefix: str = Field(examples=["tenant/acme/device/truck-042/"])
+    certificate_pem: str | None = Field(default=None, description="AWS IoT Core only")
+    private_key: str | None = Field(default=None, description="AWS IoT Core only; shown once")
+
+
+class DeviceWithCredentials(Device):
+    mqtt: MqttCredentials
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+class DeviceSelector(Strict):
+    tags: Tags = Field(default_factory=dict)
+
+
+class ThresholdRuleIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "Reefer too warm", "kind": "threshold", "metric": "temp_c", "operator": "gt",
+        "threshold": 8.0, "clear_threshold": 6.5, "duration_s": 300, "severity": "major",
+        "device_selector": {"tags": {"kind": "reefer"}}}]})
+    name: Name
+    kind: Literal["threshold"]
+    metric: Metric
+    operator: Operator
+    threshold: Finite
+    clear_threshold: Finite | None = None
+    duration_s: Seconds = 0
+    severity: Severity
+    device_selector: DeviceSelector = Field(default_factory=DeviceSelector)
+
+
+class NoDataRuleIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "Silent device", "kind": "no_data", "timeout_s": 900, "severity": "warning"}]})
+    name: Name
+    kind: Literal["no_data"]
+    timeout_s: Annotated[int, Field(ge=1, le=30 * 86400)]
+    severity: Severity
+    device_selector: DeviceSelector = Field(default_factory=DeviceSelector)
+
+
+RuleIn = Annotated[ThresholdRuleIn | NoDataRuleIn, Field(discriminator="kind")]
+
+
+class Rule(BaseModel):
+    rule_id: str
+    name: str
+    kind: Literal["threshold", "no_data"]
+    severity: Severity
+    metric: str | None = None
+    operator: Operator | None = None
+    threshold: float | None = None
+    clear_threshold: float | None = None
+    duration_s: int | None = None
+    timeout_s: int | None = None
+    device_selector: dict[str, Any]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# --- integrations --------------------------------------------------------------------------
+
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+HeaderValue = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[\t\x20-\x7e]*$")]
+HttpUrl = Annotated[Text, StringConstraints(pattern=r"^https?://[^\s/$.?#][^\s]*$", max_length=2048)]
+Email = Annotated[Text, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$")]
+MqttTopic = Annotated[Text, StringConstraints(pattern=r"^[^#+\x00]{1,256}$")]
+SnsArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")]
+
+
+class WebhookIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "On-call webhook", "kind": "webhook", "url": "https://hooks.example.com/fleet",
+        "headers": {"X-Team": "ops"}}]})
+    name: Name
+    kind: Literal["webhook"]
+    url: HttpUrl
+    headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=20)] = Field(default_factory=dict)
+
+
+class EmailIn(Strict):
+    name: Name
+    kind: Literal["email"]
+    to: Annotated[list[Email], Field(min_length=1, max_length=50)]
+
+
+class MqttIn(Strict):
+    name: Name
+    kind: Literal["mqtt"]
+    topic: MqttTopic
+
+
+class SnsIn(Strict):
+    name: Name
+    kind: Literal["sns"]
+    topic_arn: SnsArn
+
+
+IntegrationIn = Annotated[WebhookIn | EmailIn | MqttIn | SnsIn, Field(discriminator="kind")]
+
+
+class Integration(BaseModel):
+    integration_id: str
+    name: str
+    kind: Literal["webhook", "email", "mqtt", "sns"]
+    config: dict[str, Any]
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class IntegrationCreated(Integration):
+    secret: str | None = Field(
+        description="Webhook signing secret (whsec_...): shown once, never again")
+
+
+# --- routes --------------------------------------------------------------------------------
+
+class RouteMatch(Strict):
+    severity_at_least: Severity | None = None
+    rule_ids: Annotated[list[Id], Field(max_length=100)] | None = None
+    device_tags: Tags | None = None
+
+
+class RouteIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "Critical to on-call", "integration_id": "int_0123456789abcdef",
+        "match": {"severity_at_least": "major"}, "group_by": ["rule_id"], "group_wait_s": 30,
+        "repeat_interval_s": 3600}]})
+    name: Name
+    integration_id: Id
+    match: RouteMatch = Field(default_factory=RouteMatch)
+    group_by: Annotated[list[Annotated[str, StringConstraints(pattern=r"^[a-z_.]{1,64}$")]],
+                        Field(max_length=10)] = Field(default_factory=list)
+    group_wait_s: Annotated[int, Field(ge=0, le=3600)] = 0
+    repeat_interval_s: Annotated[int, Field(ge=60, le=7 * 86400)] | None = None
+
+
+class Route(BaseModel):
+    route_id: str
+    name: str
+    integration_id: str
+    match: dict[str, Any]
+    group_by: list[str]
+    group_wait_s: int
+    repeat_interval_s: int | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+AlertStatus = Literal["open", "acknowledged", "resolved", "closed"]
+
+
+class Alert(BaseModel):
+    alert_id: str
+    fingerprint: str
+    rule_id: str
+    device_id: str
+    severity: str
+    status: AlertStatus
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    silenced_until: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    details: dict[str, Any]
+    version: int
+
+
+class AlertWithEvents(Alert):
+    events: list[EventOut]
+
+
+class SilenceIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"duration_s": 3600}]})
+    duration_s: Annotated[int, Field(ge=60, le=30 * 86400, description="How long to silence")]
+
+
+# --- deliveries, quarantine, telemetry -----------------------------------------------------
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+class Delivery(BaseModel):
+    delivery_id: str
+    alert_id: str
+    alert_event_id: str
+    integration_id: str
+    status: Literal["scheduled", "succeeded", "abandoned"]
+    attempt_count: int
+    last_status_code: int | None
+    last_error: str | None
+    scheduled_at: datetime
+    completed_at: datetime | None
+    version: int
+    attempts: list[DeliveryAttempt]
+
+
+class QuarantinedMessage(BaseModel):
+    id: int
+    received_at: datetime
+    device_id: str | None
+    topic: str
+    reason: str
+    detail: str
+    payload_base64: str = Field(description="The first 4 KiB of the payload, base64")
+    payload_size: int
+
+
+class Reading(BaseModel):
+    time: datetime
+    seq: int | None
+    metrics: dict[str, Any]
+
+
+class Bucket(BaseModel):
+    bucket: datetime
+    min: float | None
+    max: float | None
+    avg: float | None
+    count: int
+
+
+class Telemetry(BaseModel):
+    device_id: str
+    metric: str | None
+    bucket: str | None
+    time_from: datetime = Field(alias="from")
+    time_to: datetime = Field(alias="to")
+    readings: list[Reading] | None = None
+    buckets: list[Bucket] | None = None
+    next_cursor: str | None = None
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+# --- provisioning --------------------------------------------------------------------------
+
+class ProfileIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "Berlin reefers 2026", "device_limit": 500,
+        "expires_at": "2027-01-01T00:00:00Z", "tags": {"site": "berlin"}}]})
+    name: Name
+    device_limit: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    expires_at: datetime | None = None
+    tags: Tags = Field(default_factory=dict)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a time zone")
+        return value
+
+
+class Profile(BaseModel):
+    profile_id: str
+    name: str
+    provision_key: str
+    device_limit: int | None
+    devices_claimed: int
+    expires_at: datetime | None
+    tags: dict[str, str]
+    status: Literal["active", "revoked"]
+    created_at: datetime
+    version: int
+
+
+class ProfileCreated(Profile):
+    provision_secret: str = Field(description="Shown once; FleetPulse keeps only a hash")
+
+
+class ProvisionIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "provision_key": "pk_4fbc1d2a9e0b7c3d5f6a", "provision_secret": "ps_...",
+        "device_id": "truck-043", "name": "Reefer truck 43"}]})
+    provision_key: Annotated[Text, StringConstraints(min_length=1, max_length=128)]
+    provision_secret: Annotated[Text, StringConstraints(min_length=1, max_length=256)]
+    device_id: Id
+    name: Name | None = None
+
+
+class Health(BaseModel):
+    status: str
+    failing: list[str] = Field(default_factory=list)
