@@ -1,0 +1,273 @@
+"""The payload contract, pure: topic -> device, bytes -> readings or a quarantine reason.
+
+No I/O here. :class:`Validator` turns one received message into :class:`Accepted` records or a
+:class:`Rejected` verdict with one of the contract's reasons; the device registry and the clock
+are passed in, so every rule is unit-tested without a broker or a database.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+import msgspec
+
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_BATCH_READINGS = 500
+MAX_METRICS = 64
+QUARANTINE_PAYLOAD_BYTES = 4 * 1024
+DETAIL_CHARS = 500
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_METRIC = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Kind = Literal["reading", "heartbeat"]
+DeviceStatus = Literal["active", "decommissioned"]
+TOPIC_KINDS: dict[str, Kind] = {"telemetry": "reading", "heartbeat": "heartbeat"}
+
+
+class Reason(StrEnum):
+    BAD_TOPIC = "BAD_TOPIC"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    BAD_JSON = "BAD_JSON"
+    SCHEMA_INVALID = "SCHEMA_INVALID"
+    UNKNOWN_DEVICE = "UNKNOWN_DEVICE"
+    DEVICE_DECOMMISSIONED = "DEVICE_DECOMMISSIONED"
+    RATE_LIMITED = "RATE_LIMITED"
+    TIMESTAMP_OUT_OF_RANGE = "TIMESTAMP_OUT_OF_RANGE"
+
+
+class ReadingIn(msgspec.Struct):
+    metrics: dict[str, float | bool] = {}
+    ts: datetime | int | None = None
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+
+
+class BatchIn(msgspec.Struct):
+    readings: list[ReadingIn]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTopic:
+    tenant_id: str
+    device_id: str
+    kind: Kind
+
+
+@dataclass(slots=True)
+class Record:
+    """One accepted reading or heartbeat; ``time_us`` is epoch microseconds (the row key)."""
+
+    kind: Kind
+    tenant_id: str
+    device_id: str
+    time_us: int
+    seq: int | None
+    metrics: dict[str, float | bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    records: list[Record]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: Reason
+    detail: str
+    tenant_id: str | None = None
+    device_id: str | None = None
+
+
+Verdict = Accepted | Rejected
+
+
+class InvalidPayloadError(ValueError):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def parse_topic(topic: str) -> DeviceTopic | None:
+    """``tenant/{t}/device/{d}/telemetry|heartbeat`` -> its parts, anything else -> None."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "tenant" or parts[2] != "device":
+        return None
+    kind = TOPIC_KINDS.get(parts[4])
+    if kind is None or not _ID.match(parts[1]) or not _ID.match(parts[3]):
+        return None
+    return DeviceTopic(parts[1], parts[3], kind)
+
+
+_single = msgspec.json.Decoder(ReadingIn)
+_batch = msgspec.json.Decoder(BatchIn)
+
+
+def decode_readings(payload: bytes) -> tuple[list[ReadingIn], bool]:
+    """The readings of a payload and whether it was a batch; raises :class:`InvalidPayloadError`."""
+    is_batch = b'"readings"' in payload
+    try:
+        if is_batch:
+            return _batch.decode(payload).readings, True
+        return [_single.decode(payload)], False
+    except msgspec.ValidationError as exc:
+        raise InvalidPayloadError(Reason.SCHEMA_INVALID, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidPayloadError(Reason.BAD_JSON, str(exc)) from None
+    except UnicodeDecodeError:
+        raise InvalidPayloadError(Reason.BAD_JSON, "payload is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidPayloadError(Reason.SCHEMA_INVALID, "nesting too deep") from None
+
+
+def epoch_us(ts: datetime | int) -> int:
+    if isinstance(ts, int):
+        return ts * 1000
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - _EPOCH) // _MICROSECOND
+
+
+_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+
+
+class MetricNames:
+    """Checks metric names against the contract, remembering the (few) valid names seen."""
+
+    def __init__(self, remember: int = 10_000) -> None:
+        self._valid: set[str] = set()
+        self._remember = remember
+
+    def check(self, metrics: dict[str, float | bool]) -> None:
+        if len(metrics) > MAX_METRICS:
+            raise InvalidPayloadError(
+                Reason.SCHEMA_INVALID, f"{len(metrics)} metrics in one reading (max {MAX_METRICS})"
+            )
+        for name, value in metrics.items():
+            if name not in self._valid:
+                self._learn(name)
+            if value.__class__ is float and not math.isfinite(value):
+                raise InvalidPayloadError(Reason.SCHEMA_INVALID, f"metric {name!r} is not finite")
+
+    def _learn(self, name: str) -> None:
+        if not _METRIC.match(name):
+            raise InvalidPayloadError(Reason.SCHEMA_INVALID, f"bad metric name {name[:80]!r}")
+        if len(self._valid) < self._remember:
+            self._valid.add(name)
+
+
+class RateLimiter:
+    """A token bucket per device: ``rate`` messages/s, at most ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int, max_devices: int = 1_000_000) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._max_devices = max_devices
+        self._buckets: dict[tuple[str, str], list[float]] = {}
+
+    def allow(self, key: tuple[str, str], now: float) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._max_devices:
+                self._buckets.clear()  # only forgets history: buckets start full again
+            bucket = self._buckets[key] = [self._burst, now]
+        tokens = min(self._burst, bucket[0] + (now - bucket[1]) * self._rate)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1.0
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    max_future_us: int
+    retention_us: int
+
+    def check(self, time_us: int, now_us: int) -> None:
+        if time_us > now_us + self.max_future_us:
+            raise InvalidPayloadError(Reason.TIMESTAMP_OUT_OF_RANGE, "ts too far in the future")
+        if time_us < now_us - self.retention_us:
+            raise InvalidPayloadError(Reason.TIMESTAMP_OUT_OF_RANGE, "ts older than retention")
+
+
+StatusLookup = Callable[[str, str], DeviceStatus | None]
+
+
+class Validator:
+    """One message -> a verdict: topic, size, registry, rate limit, payload, timestamps."""
+
+    def __init__(self, status_of: StatusLookup, limiter: RateLimiter, window: TimeWindow) -> None:
+        self._status_of = status_of
+        self._limiter = limiter
+        self._window = window
+        self._names = MetricNames()
+
+    def validate(self, topic: str, payload: bytes, received_us: int) -> Verdict:
+        where = parse_topic(topic)
+        if where is None:
+            return Rejected(
+                Reason.BAD_TOPIC,
+                f"topic {topic[:200]!r} is not tenant/{{t}}/device/{{d}}/telemetry|heartbeat",
+            )
+        rejected = self._admit(where, len(payload), received_us)
+        if rejected is not None:
+            return rejected
+        try:
+            return Accepted(self._records(where, payload, received_us))
+        except InvalidPayloadError as exc:
+            return Rejected(exc.reason, str(exc)[:DETAIL_CHARS], where.tenant_id, where.device_id)
+
+    def _admit(self, where: DeviceTopic, size: int, received_us: int) -> Rejected | None:
+        t, d = where.tenant_id, where.device_id
+        if size > MAX_PAYLOAD_BYTES:
+            return Rejected(
+                Reason.PAYLOAD_TOO_LARGE, f"{size} bytes (max {MAX_PAYLOAD_BYTES})", t, d
+            )
+        status = self._status_of(t, d)
+        if status is None:
+            return Rejected(
+                Reason.UNKNOWN_DEVICE, f"device {d!r} is not registered in tenant {t!r}", t, d
+            )
+        if status == "decommissioned":
+            return Rejected(Reason.DEVICE_DECOMMISSIONED, f"device {d!r} is decommissioned", t, d)
+        if not self._limiter.allow((t, d), received_us / 1e6):
+            return Rejected(Reason.RATE_LIMITED, "per-device rate limit exceeded", t, d)
+        return None
+
+    def _records(self, where: DeviceTopic, payload: bytes, received_us: int) -> list[Record]:
+        if where.kind == "heartbeat" and payload.strip() in (b"", b"{}"):
+            return [Record("heartbeat", where.tenant_id, where.device_id, received_us, None, {})]
+        readings, is_batch = decode_readings(payload)
+        if len(readings) > MAX_BATCH_READINGS:
+            raise InvalidPayloadError(
+                Reason.SCHEMA_INVALID, f"{len(readings)} readings (max {MAX_BATCH_READINGS})"
+            )
+        return [self._record(where, r, is_batch, received_us) for r in readings]
+
+    def _record(
+        self, where: DeviceTopic, reading: ReadingIn, in_batch: bool, received_us: int
+    ) -> Record:
+        if reading.ts is None and in_batch:
+            raise InvalidPayloadError(Reason.SCHEMA_INVALID, "ts is required in a batch")
+        self._names.check(reading.metrics)
+        time_us = received_us if reading.ts is None else epoch_us(reading.ts)
+        self._window.check(time_us, received_us)
+        return Record(
+            where.kind, where.tenant_id, where.device_id, time_us, reading.seq, reading.metrics
+        )
+
+
+def truncate_payload(payload: bytes) -> bytes:
+    return payload[:QUARANTINE_PAYLOAD_BYTES]
+
+
+def iso_from_us(time_us: int) -> str:
+    seconds, micros = divmod(time_us, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"

@@ -1,0 +1,86 @@
+"""Ingest settings: ``FLEETPULSE_*`` environment variables (see ``settings_table``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+
+from fleetpulse.common.settings import ServiceSettings
+
+KNOWN_SOURCES = frozenset({"mqtt", "sqs"})
+
+
+class Settings(ServiceSettings):
+    """Ingest: MQTT shared subscription and/or the SQS ingest queue -> telemetry."""
+
+    mqtt_url: SecretStr | None = Field(
+        default=None,
+        description="Broker URL mqtt://user:pass@host:port (mqtts:// for TLS); required for the mqtt source",
+    )
+    sources: str = Field(
+        default="mqtt", description="Comma-separated sources to consume: mqtt, sqs"
+    )
+    mqtt_client_id: str = Field(
+        default="fleetpulse-ingest",
+        pattern=r"^[A-Za-z0-9_-]{1,40}$",
+        description="Client id prefix; connection i uses '{prefix}-{i}' with a persistent session. "
+        "Give each replica its own prefix.",
+    )
+    mqtt_connections: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Connections in the shared group; each holds up to the broker's "
+        "max_inflight_messages unacknowledged messages",
+    )
+    mqtt_share_group: str = Field(default="ingest", description="Shared subscription group")
+    batch_max_rows: int = Field(
+        default=5000, ge=1, le=100_000, description="Flush a batch at this many readings"
+    )
+    batch_max_ms: int = Field(
+        default=100,
+        ge=1,
+        le=60_000,
+        description="Flush a batch at most this many ms after its first message",
+    )
+    writers: int = Field(default=2, ge=1, le=16, description="Batches written concurrently")
+    max_pending_messages: int = Field(
+        default=20_000,
+        ge=100,
+        description="Received but not yet batched messages; when full, sources stop pulling",
+    )
+    rate_limit_per_s: float = Field(
+        default=20.0, gt=0, description="Per-device token bucket refill (messages per second)"
+    )
+    rate_limit_burst: int = Field(default=100, ge=1, description="Per-device token bucket size")
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Readings older than this are quarantined (TIMESTAMP_OUT_OF_RANGE)",
+    )
+    max_future_s: int = Field(
+        default=300, ge=0, description="Readings further in the future are quarantined"
+    )
+    quarantine_rows_per_minute: int = Field(
+        default=50,
+        ge=0,
+        description="Quarantine rows stored per tenant and reason per minute; the rest only counted",
+    )
+    registry_poll_ms: int = Field(
+        default=1000, ge=100, description="How often device status changes are polled"
+    )
+    forward_to_evaluator: bool = Field(
+        default=True, description="Send accepted readings to the {prefix}evaluator queue"
+    )
+    sqs_wait_s: int = Field(default=10, ge=0, le=20, description="SQS long-poll wait")
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: str) -> str:
+        chosen = {s.strip() for s in value.split(",") if s.strip()}
+        if not chosen or chosen - KNOWN_SOURCES:
+            raise ValueError(f"must name sources among {sorted(KNOWN_SOURCES)}")
+        return ",".join(sorted(chosen))
+
+    @property
+    def source_names(self) -> frozenset[str]:
+        return frozenset(self.sources.split(","))

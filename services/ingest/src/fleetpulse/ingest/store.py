@@ -1,0 +1,112 @@
+"""PostgreSQL adapter: one transaction per batch, array inserts idempotent on the telemetry key."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from fleetpulse.ingest.batch import MINUTE_US, Batch
+
+# Errors after which the same write may succeed later (lost connection, server restarting, ...).
+RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+INSERT_TELEMETRY = """
+INSERT INTO telemetry (time, tenant_id, device_id, seq, metrics, received_at)
+SELECT fleetpulse_ts_us(u.t), u.tn, u.d, u.s, u.m::jsonb, fleetpulse_ts_us(u.r)
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
+     AS u(t, tn, d, s, m, r)
+ON CONFLICT (tenant_id, device_id, time) DO NOTHING
+"""
+
+UPSERT_DEVICE_STATE = """
+INSERT INTO device_state AS s (tenant_id, device_id, last_seen, last_reading_at, last_heartbeat,
+                               metrics, updated_at)
+SELECT u.tn, u.d, fleetpulse_ts_us(u.ls), fleetpulse_ts_us(u.lr), fleetpulse_ts_us(u.lh), u.m::jsonb, now()
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[])
+     AS u(tn, d, ls, lr, lh, m)
+ON CONFLICT (tenant_id, device_id) DO UPDATE SET
+    last_seen = GREATEST(s.last_seen, EXCLUDED.last_seen),
+    last_reading_at = GREATEST(s.last_reading_at, EXCLUDED.last_reading_at),
+    last_heartbeat = GREATEST(s.last_heartbeat, EXCLUDED.last_heartbeat),
+    metrics = CASE
+        WHEN EXCLUDED.last_reading_at IS NULL THEN s.metrics
+        WHEN s.last_reading_at IS NULL OR EXCLUDED.last_reading_at >= s.last_reading_at
+            THEN s.metrics || EXCLUDED.metrics
+        ELSE EXCLUDED.metrics || s.metrics END,
+    updated_at = now()
+"""
+
+INSERT_QUARANTINE = """
+INSERT INTO quarantine (received_at, tenant_id, device_id, topic, reason, detail, payload)
+SELECT fleetpulse_ts_us(u.r), u.tn, u.d, u.tp, u.rs, u.dt, u.p
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+     AS u(r, tn, d, tp, rs, dt, p)
+"""
+
+UPSERT_QUARANTINE_COUNTS = """
+INSERT INTO quarantine_counts AS q (minute, tenant_id, reason, stored, suppressed)
+SELECT fleetpulse_ts_us(u.m), u.tn, u.rs, u.st, u.sp
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS u(m, tn, rs, st, sp)
+ON CONFLICT (minute, tenant_id, reason) DO UPDATE SET
+    stored = q.stored + EXCLUDED.stored, suppressed = q.suppressed + EXCLUDED.suppressed
+"""
+
+UPSERT_DUPLICATES = """
+INSERT INTO ingest_duplicate_counts AS c (minute, duplicates) VALUES (fleetpulse_ts_us($1::bigint), $2)
+ON CONFLICT (minute) DO UPDATE SET duplicates = c.duplicates + EXCLUDED.duplicates
+"""
+
+
+class PostgresTelemetryStore:
+    """Writes a :class:`Batch` atomically; returns how many readings were duplicates."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def write(self, batch: Batch) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            duplicates = await self._telemetry(conn, batch)
+            if batch.seen:
+                await conn.execute(UPSERT_DEVICE_STATE, *batch.device_state_columns())
+            if batch.quarantine:
+                await conn.execute(
+                    INSERT_QUARANTINE, *map(list, zip(*batch.quarantine, strict=True))
+                )
+            if batch.quarantine_counts:
+                await conn.execute(UPSERT_QUARANTINE_COUNTS, *batch.quarantine_count_columns())
+            if duplicates:
+                minute = batch.first_received_us // MINUTE_US * MINUTE_US
+                await conn.execute(UPSERT_DUPLICATES, minute, duplicates)
+        return duplicates
+
+    async def _telemetry(self, conn: asyncpg.Connection, batch: Batch) -> int:
+        if not batch.times:
+            return 0
+        status = await conn.execute(
+            INSERT_TELEMETRY,
+            batch.times,
+            batch.tenants,
+            batch.devices,
+            batch.seqs,
+            batch.metrics,
+            batch.received,
+        )
+        inserted = int(status.rsplit(" ", 1)[1])
+        return len(batch.times) - inserted
+
+    async def ensure_partitions(self, days_back: int = 1, days_ahead: int = 7) -> int:
+        async with self._pool.acquire() as conn:
+            return int(
+                await conn.fetchval(
+                    "SELECT fleetpulse_ensure_telemetry_partitions($1, $2)", days_back, days_ahead
+                )
+            )
+
+    async def ping(self) -> bool:
+        async with self._pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT true"))
