@@ -1,0 +1,118 @@
+"""``PostgresAlertLog``: alert decisions become events on ``alert-{tenant}-{id}`` streams.
+
+Each event is appended and applied to the alerts projection in a savepoint of the caller's
+transaction, so the partial unique index refuses a second open alert for a fingerprint at append
+time (the savepoint rolls back; the caller adopts the alert already open) and a resolve that
+raced with a close is dropped rather than failing the whole batch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from fleetpulse.common.errors import ConcurrencyError
+from fleetpulse.common.eventstore import (
+    NO_STREAM,
+    NewEvent,
+    PostgresEventStore,
+    RecordedEvent,
+    metadata,
+    stream_id,
+)
+from fleetpulse.common.projections.alerts import (
+    OPEN_STATUSES,
+    AlertAlreadyOpenError,
+    AlertsProjection,
+)
+from fleetpulse.evaluator.domain import OpenAlert, ResolveAlert
+
+ACTOR = "evaluator"
+_RESOLVE_ATTEMPTS = 3
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def opened_data(decision: OpenAlert) -> dict[str, Any]:
+    rule = decision.rule
+    data: dict[str, Any] = {
+        "alert_id": decision.alert_id, "fingerprint": rule.fingerprint(decision.device_id),
+        "rule_id": rule.rule_id, "rule_name": rule.name, "device_id": decision.device_id,
+        "severity": rule.severity, "opened_at": _iso(decision.opened_at), "reason": decision.reason,
+        "kind": rule.kind,
+    }
+    if rule.kind == "threshold":
+        data |= {"metric": rule.metric, "value": decision.value, "threshold": rule.threshold,
+                 "operator": rule.operator}
+    return data
+
+
+def resolved_data(decision: ResolveAlert) -> dict[str, Any]:
+    rule = decision.rule
+    data: dict[str, Any] = {
+        "alert_id": decision.alert_id, "resolved_at": _iso(decision.resolved_at),
+        "fingerprint": rule.fingerprint(decision.device_id), "rule_id": rule.rule_id,
+        "device_id": decision.device_id, "severity": rule.severity,
+    }
+    if decision.value is not None:
+        data["value"] = decision.value
+    return data
+
+
+def _metadata(traceparent: str | None) -> dict[str, Any]:
+    result = metadata(actor=ACTOR)
+    if traceparent:
+        result["traceparent"] = traceparent
+    return result
+
+
+class PostgresAlertLog:
+    """Appends ``AlertOpened``/``AlertResolved`` with the alerts projection applied inline."""
+
+    def __init__(self, store: PostgresEventStore, projection: AlertsProjection | None = None) -> None:
+        self._store = store
+        self._projection = projection or AlertsProjection()
+
+    async def open(self, conn: asyncpg.Connection, decision: OpenAlert) -> bool:
+        """Append ``AlertOpened``; False when an alert is already open for the fingerprint."""
+        event = NewEvent("AlertOpened", opened_data(decision), _metadata(decision.traceparent))
+        stream = stream_id("alert", decision.rule.tenant_id, decision.alert_id)
+        try:
+            await self._append(conn, stream, event, decision.rule.tenant_id, NO_STREAM)
+        except AlertAlreadyOpenError:
+            return False
+        return True
+
+    async def resolve(self, conn: asyncpg.Connection, decision: ResolveAlert) -> bool:
+        """Append ``AlertResolved`` unless the alert is no longer open (closed meanwhile)."""
+        tenant = decision.rule.tenant_id
+        stream = stream_id("alert", tenant, decision.alert_id)
+        event = NewEvent("AlertResolved", resolved_data(decision), _metadata(decision.traceparent))
+        for _ in range(_RESOLVE_ATTEMPTS):
+            status = await conn.fetchval(
+                "SELECT status FROM alerts WHERE tenant_id = $1 AND alert_id = $2", tenant,
+                decision.alert_id,
+            )
+            if status not in OPEN_STATUSES:
+                return False
+            version = await self._store.stream_version(stream, conn=conn)
+            try:
+                await self._append(conn, stream, event, tenant, version)
+            except ConcurrencyError:
+                continue
+            return True
+        return False
+
+    async def _append(
+        self, conn: asyncpg.Connection, stream: str, event: NewEvent, tenant: str, expected: int
+    ) -> RecordedEvent:
+        async with conn.transaction():  # a savepoint: a refusal leaves the batch intact
+            (recorded,) = await self._store.append(
+                stream, [event], tenant_id=tenant, expected_version=expected, conn=conn
+            )
+            await self._projection.apply(conn, recorded)
+        return recorded

@@ -1,0 +1,129 @@
+"""Rules and device tags in memory, refreshed from the catalog projection (``rules``, ``devices``).
+
+:class:`Catalog` is pure: which rules apply to which device. :class:`PostgresCatalogSource`
+reloads it when a cheap fingerprint of either table changes, polled every
+``refresh_s`` (1 s by default), so a Rule*/Device* event takes effect within a couple of seconds
+of its projection committing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from fleetpulse.evaluator.domain import InvalidRuleError, Rule, rule_from_catalog, severity_rank
+
+log = logging.getLogger(__name__)
+DeviceKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    tags: Mapping[str, Any]
+    active: bool = True
+
+
+class Catalog:
+    """Which rules select which device; answers are cached until the next replace."""
+
+    def __init__(self, rules: Iterable[Rule] = (), devices: Mapping[DeviceKey, DeviceInfo] | None = None) -> None:
+        self._rules: dict[str, list[Rule]] = {}
+        self._devices: dict[DeviceKey, DeviceInfo] = {}
+        self._selected: dict[DeviceKey, list[Rule]] = {}
+        self.replace(rules=rules, devices=devices or {})
+
+    def replace(self, *, rules: Iterable[Rule] | None = None,
+                devices: Mapping[DeviceKey, DeviceInfo] | None = None) -> None:
+        if rules is not None:
+            by_tenant: dict[str, list[Rule]] = {}
+            for rule in sorted(rules, key=lambda r: (severity_rank(r.severity), r.rule_id)):
+                by_tenant.setdefault(rule.tenant_id, []).append(rule)
+            self._rules = by_tenant
+        if devices is not None:
+            self._devices = dict(devices)
+        self._selected = {}
+
+    def rules_for(self, key: DeviceKey) -> list[Rule]:
+        """The enabled rules of the device's tenant whose selector matches its tags, most severe
+        first; none for a decommissioned device. An unknown device has no tags (yet)."""
+        selected = self._selected.get(key)
+        if selected is None:
+            info = self._devices.get(key, DeviceInfo({}))
+            rules = self._rules.get(key[0], []) if info.active else []
+            selected = self._selected[key] = [r for r in rules if r.selects(info.tags)]
+        return selected
+
+    def no_data_rules(self) -> list[Rule]:
+        return [r for rules in self._rules.values() for r in rules if r.kind == "no_data"]
+
+    def selects(self, key: DeviceKey, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules_for(key) if r.rule_id == rule_id), None)
+
+    @property
+    def rule_count(self) -> int:
+        return sum(len(r) for r in self._rules.values())
+
+
+_RULES_FINGERPRINT = "SELECT count(*), coalesce(sum(hashtextextended(tenant_id || '/' || rule_id || '/' || version || '/' || enabled::text, 0)), 0) FROM rules"
+_DEVICES_FINGERPRINT = "SELECT count(*), coalesce(sum(hashtextextended(tenant_id || '/' || device_id || '/' || version, 0)), 0) FROM devices"
+
+
+class PostgresCatalogSource:
+    """Keeps a :class:`Catalog` in step with the ``rules`` and ``devices`` projections."""
+
+    def __init__(self, pool: asyncpg.Pool, catalog: Catalog) -> None:
+        self._pool = pool
+        self._catalog = catalog
+        self._fingerprints: dict[str, tuple[int, int]] = {}
+
+    async def refresh(self) -> bool:
+        """Reload what changed since the last call; True if anything did."""
+        rules_changed = await self._changed("rules", _RULES_FINGERPRINT)
+        devices_changed = await self._changed("devices", _DEVICES_FINGERPRINT)
+        if rules_changed:
+            self._catalog.replace(rules=await self._load_rules())
+        if devices_changed:
+            self._catalog.replace(devices=await self._load_devices())
+        return rules_changed or devices_changed
+
+    async def run(self, stop: asyncio.Event, refresh_s: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.refresh()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("catalog refresh failed; retrying", extra={"error": type(exc).__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), refresh_s)
+
+    async def _changed(self, name: str, query: str) -> bool:
+        row = await self._pool.fetchrow(query)
+        fingerprint = (int(row[0]), int(row[1]))
+        if self._fingerprints.get(name) == fingerprint:
+            return False
+        self._fingerprints[name] = fingerprint
+        return True
+
+    async def _load_rules(self) -> list[Rule]:
+        rows = await self._pool.fetch(
+            "SELECT tenant_id, rule_id, name, kind, severity, definition, device_selector, version "
+            "FROM rules WHERE enabled"
+        )
+        rules = []
+        for row in rows:
+            try:
+                rules.append(rule_from_catalog(**dict(row)))
+            except InvalidRuleError as exc:
+                log.warning("rule skipped", extra={"tenant_id": row["tenant_id"],
+                                                   "rule_id": row["rule_id"], "error": str(exc)})
+        return rules
+
+    async def _load_devices(self) -> dict[DeviceKey, DeviceInfo]:
+        rows = await self._pool.fetch("SELECT tenant_id, device_id, tags, status FROM devices")
+        return {(r["tenant_id"], r["device_id"]): DeviceInfo(r["tags"] or {}, r["status"] == "active")
+                for r in rows}
