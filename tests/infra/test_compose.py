@@ -1,0 +1,190 @@
+"""compose/: the file validates, every built image has its Dockerfile, long-running services
+have health checks and ordered start-up, and every FLEETPULSE_* variable a service is given
+is a field of that service's settings class."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = REPO / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+SERVICES = ["ingest", "evaluator", "dispatcher", "delivery_worker", "provision_api"]
+PREFIX = "FLEETPULSE_"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def test_compose_config_is_valid() -> None:
+    command = compose_command()
+    if command is None:
+        pytest.skip("neither docker-compose nor the docker compose plugin is installed")
+    for profile in ([], ["--profile", "simulator"]):
+        result = subprocess.run(
+            [*command, "-f", str(COMPOSE_FILE), *profile, "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def test_every_built_image_has_its_dockerfile(compose: dict[str, Any]) -> None:
+    built = {n: s["build"] for n, s in compose["services"].items() if "build" in s}
+    assert set(SERVICES) <= set(built)
+    for name, build in built.items():
+        context = (COMPOSE_DIR / build["context"]).resolve()
+        assert context == REPO, f"{name}: build context must be the repository root"
+        dockerfile = context / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
+    for svc in SERVICES:
+        assert built[svc]["dockerfile"] == f"services/{svc}/Dockerfile"
+
+
+def test_long_running_services_have_healthchecks_and_conditions(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    one_shot = {
+        dep
+        for s in services.values()
+        for dep, cond in (s.get("depends_on") or {}).items()
+        if cond.get("condition") == "service_completed_successfully"
+    }
+    assert {"migrate", "mosquitto-init"} <= one_shot
+    for name, service in services.items():
+        if name in one_shot or service.get("profiles"):
+            continue
+        test = (service.get("healthcheck") or {}).get("test")
+        assert test and test != ["NONE"], f"{name} has no healthcheck"
+        depends = service.get("depends_on") or {}
+        assert isinstance(depends, dict), f"{name}: depends_on without conditions"
+        for dep, cond in depends.items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            expected = "service_completed_successfully" if dep in one_shot else "service_healthy"
+            assert cond.get("condition") == expected, f"{name} -> {dep}"
+    for svc in SERVICES:
+        depends = services[svc]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["timescaledb"]["condition"] == "service_healthy"
+    assert services["migrate"]["command"] == ["fleetpulse-migrate"]
+
+
+def test_services_use_the_aws_emulator_with_auto_create(compose: dict[str, Any]) -> None:
+    for svc in SERVICES:
+        env = env_of(compose["services"][svc])
+        assert env["FLEETPULSE_AUTO_CREATE"] == "true", svc
+        assert env["FLEETPULSE_AWS_ENDPOINT_URL"] == "http://aws:5000", svc
+        assert env["FLEETPULSE_DATABASE_URL"].startswith("postgresql://"), svc
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            assert env[var], f"{svc}: {var}"
+    api = env_of(compose["services"]["provision_api"])
+    assert api["FLEETPULSE_OIDC_ISSUER"].endswith("/realms/fleetpulse")
+    assert api["FLEETPULSE_OIDC_AUDIENCE"] == "fleetpulse-api"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_fleetpulse_variables_are_settings_fields(compose: dict[str, Any], svc: str) -> None:
+    settings = importlib.import_module(f"fleetpulse.{svc}.settings").Settings
+    fields = set(settings.model_fields)
+    given = {
+        var.removeprefix(PREFIX).lower()
+        for var in env_of(compose["services"][svc])
+        if var.startswith(PREFIX)
+    }
+    assert given - fields == set(), f"{svc}: compose sets variables its Settings does not have"
+
+
+def test_mosquitto_requires_authentication_and_dynamic_security() -> None:
+    conf = (COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text()
+    assert re.search(r"^allow_anonymous false$", conf, re.M)
+    assert "mosquitto_dynamic_security.so" in conf
+    init = (COMPOSE_DIR / "mosquitto" / "init-dynsec.sh").read_text()
+    assert "mosquitto_ctrl dynsec init" in init
+
+
+def test_realm_export() -> None:
+    realm = json.loads((COMPOSE_DIR / "keycloak" / "realm-fleetpulse.json").read_text())
+    assert realm["realm"] == "fleetpulse"
+    roles = {r["name"] for r in realm["roles"]["realm"]}
+    assert {"viewer", "operator", "tenant-admin", "platform-admin"} <= roles
+    clients = {c["clientId"]: c for c in realm["clients"]}
+    api, console = clients["fleetpulse-api"], clients["fleetpulse-console"]
+    assert api["publicClient"] is False
+    assert console["publicClient"] is True
+    assert console["attributes"]["pkce.code.challenge.method"] == "S256"
+    for client in (api, console):
+        mappers = {m["protocolMapper"]: m["config"] for m in client["protocolMappers"]}
+        assert mappers["oidc-audience-mapper"]["included.client.audience"] == "fleetpulse-api"
+        assert mappers["oidc-audience-mapper"]["access.token.claim"] == "true"
+        tenant = mappers["oidc-usermodel-attribute-mapper"]
+        assert tenant["user.attribute"] == tenant["claim.name"] == "tenant_id"
+        assert tenant["access.token.claim"] == "true"
+    users = {u["username"]: u for u in realm["users"]}
+    demo = users["demo-admin"]
+    assert demo["attributes"]["tenant_id"] == ["demo"]
+    assert "tenant-admin" in demo["realmRoles"]
+    # Keycloak >= 24 drops attributes its user profile does not declare.
+    profile = realm["components"]["org.keycloak.userprofile.UserProfileProvider"][0]
+    declared = json.loads(profile["config"]["kc.user.profile.config"][0])
+    assert "tenant_id" in {a["name"] for a in declared["attributes"]}
+
+
+def migration_tables() -> set[str]:
+    migrations = REPO / "libs" / "common" / "src" / "fleetpulse" / "common" / "db" / "migrations"
+    text = " ".join(p.read_text() for p in migrations.glob("*.sql"))
+    return set(re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", text, re.I))
+
+
+def test_grafana_dashboards_query_existing_tables() -> None:
+    datasource = yaml.safe_load(
+        (COMPOSE_DIR / "grafana/provisioning/datasources/timescaledb.yml").read_text()
+    )["datasources"][0]
+    dashboards = sorted((COMPOSE_DIR / "grafana" / "dashboards").glob("*.json"))
+    assert {p.stem for p in dashboards} == {
+        "fleet-overview",
+        "ingest",
+        "open-alerts",
+        "delivery-outcomes",
+    }
+    tables = migration_tables()
+    used: set[str] = set()
+    for path in dashboards:
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            assert panel["datasource"]["uid"] == datasource["uid"], path.name
+            for target in panel["targets"]:
+                sql = re.sub(r"extract\(\s*\w+\s+FROM", "extract(", target["rawSql"], flags=re.I)
+                used |= set(re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", sql, re.I))
+    used.discard("interval")
+    for contract in ("telemetry", "quarantine", "device_state", "alerts", "deliveries", "events"):
+        assert contract in used, f"no dashboard reads {contract}"
+    if tables:
+        assert used <= tables, f"dashboards read tables no migration creates: {used - tables}"
