@@ -159,7 +159,8 @@ resource "aws_ecs_service" "service" {
     ignore_changes = [task_definition, desired_count]
   }
 
-  depends_on = [aws_lb_listener.https]
+  # A target group must be attached to the load balancer (through its rule) before ECS uses it.
+  depends_on = [aws_lb_listener_rule.api, aws_lb_listener_rule.keycloak]
 }
 
 # Queue-depth autoscaling: keep the backlog per running task near the target.
@@ -570,5 +571,6 @@ resource "aws_ecs_service" "keycloak" {
     rollback = true
   }
 
-  depends_on = [aws_lb_listener.https]
+  # A target group must be attached to the load balancer (through its rule) before ECS uses it.
+  depends_on = [aws_lb_listener_rule.api, aws_lb_listener_rule.keycloak]
 }
