@@ -8,9 +8,10 @@ success closes the circuit. The bulkhead caps attempts in flight per integration
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -19,7 +20,7 @@ class _Circuit:
     open_until: float = 0.0
     open_s: float = 0.0
     probing: bool = False
-    in_flight: int = 0
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
 
 class CircuitBreakers:
@@ -39,25 +40,40 @@ class CircuitBreakers:
         self._clock = clock
         self._circuits: dict[str, _Circuit] = {}
 
-    def acquire(self, key: str) -> float:
+    async def acquire(self, key: str, wait_s: float = 0.0) -> float:
         """0 if an attempt to ``key`` may start now (then call :meth:`release`), else how many
-        seconds to defer it."""
-        circuit = self._circuits.setdefault(key, _Circuit())
+        seconds to defer it. Waits up to ``wait_s`` for a free slot of the bulkhead."""
+        circuit = self._circuit(key)
+        deferral = self._deferral(circuit)
+        if deferral > 0:
+            return deferral
+        if not await _take_slot(circuit.slots, wait_s):
+            return 1.0
+        deferral = self._deferral(circuit)
+        if deferral > 0:
+            circuit.slots.release()
+            return deferral
+        if circuit.failures >= self._threshold:
+            circuit.probing = True
+        return 0.0
+
+    def _circuit(self, key: str) -> _Circuit:
+        circuit = self._circuits.get(key)
+        if circuit is None:
+            circuit = self._circuits[key] = _Circuit(slots=asyncio.Semaphore(self._max_in_flight))
+        return circuit
+
+    def _deferral(self, circuit: _Circuit) -> float:
         now = self._clock()
         if circuit.open_until > now:
             return circuit.open_until - now
-        if circuit.in_flight >= self._max_in_flight:
-            return 1.0
-        if circuit.failures >= self._threshold:
-            if circuit.probing:
-                return max(1.0, self._open_s / 10)
-            circuit.probing = True
-        circuit.in_flight += 1
+        if circuit.failures >= self._threshold and circuit.probing:
+            return max(1.0, self._open_s / 10)
         return 0.0
 
     def release(self, key: str, *, endpoint_failure: bool) -> None:
         circuit = self._circuits[key]
-        circuit.in_flight -= 1
+        circuit.slots.release()
         if not endpoint_failure:
             circuit.failures, circuit.open_s, circuit.probing = 0, 0.0, False
             return
@@ -70,3 +86,16 @@ class CircuitBreakers:
     def is_open(self, key: str) -> bool:
         circuit = self._circuits.get(key)
         return circuit is not None and circuit.open_until > self._clock()
+
+
+async def _take_slot(slots: asyncio.Semaphore, wait_s: float) -> bool:
+    if wait_s <= 0:
+        if slots.locked():
+            return False
+        await slots.acquire()  # free: returns at once
+        return True
+    try:
+        await asyncio.wait_for(slots.acquire(), wait_s)
+    except TimeoutError:
+        return False
+    return True

@@ -25,7 +25,7 @@ from fleetpulse.common.observability import meter
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
 from fleetpulse.delivery_worker.channels.base import Channel, Notification
 from fleetpulse.delivery_worker.retry import AttemptResult, Decision, Verdict, decide
-from fleetpulse.delivery_worker.store import Busy, Integration, PostgresDeliveryStore
+from fleetpulse.delivery_worker.store import AttemptRecord, Busy, Integration, PostgresDeliveryStore
 
 log = logging.getLogger(__name__)
 ACTOR = "delivery-worker"
@@ -81,6 +81,7 @@ class DeliveryWorker:
         breakers: CircuitBreakers,
         *,
         lease_s: float = 60.0,
+        slot_wait_s: float = 2.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
     ) -> None:
@@ -90,6 +91,7 @@ class DeliveryWorker:
         self._breakers = breakers
         self._integrations = IntegrationCache(store)
         self._lease_s = lease_s
+        self._slot_wait_s = slot_wait_s
         self._clock = clock
         self._rng = rng or random.Random()
 
@@ -114,7 +116,7 @@ class DeliveryWorker:
     ) -> Outcome:
         tenant, delivery_id = event.tenant_id, str(event.data["delivery_id"])
         breaker_key = f"{tenant}:{integration.integration_id}"
-        wait = self._breakers.acquire(breaker_key)
+        wait = await self._breakers.acquire(breaker_key, self._slot_wait_s)
         if wait > 0:
             await self._store.release(tenant, delivery_id)
             return Requeue(wait + self._rng.uniform(0, min(wait, 5.0)))
@@ -167,8 +169,9 @@ class DeliveryWorker:
             disable = NewEvent("IntegrationDisabled", {
                 "integration_id": integration.integration_id, "reason": decision.reason}, meta)
         try:
-            await self._store.record(event.tenant_id, delivery_id, version, events, disable,
-                                     integration.integration_id)
+            await self._store.record(AttemptRecord(
+                event.tenant_id, delivery_id, version, events, release=decision.verdict is Verdict.RETRY,
+                disable=disable, integration_id=integration.integration_id))
         except ConcurrencyError:
             log.warning("delivery moved on during an attempt", extra={"delivery_id": delivery_id})
             return Requeue(1.0)
@@ -180,8 +183,8 @@ class DeliveryWorker:
         delivery_id = str(event.data["delivery_id"])
         meta = metadata(actor=ACTOR, causation=event)
         try:
-            await self._store.record(event.tenant_id, delivery_id, version,
-                                     [_abandoned(delivery_id, attempts, reason, meta)])
+            await self._store.record(AttemptRecord(
+                event.tenant_id, delivery_id, version, [_abandoned(delivery_id, attempts, reason, meta)]))
         except ConcurrencyError:
             return Requeue(1.0)
         return Done()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,9 +44,37 @@ class Integration:
     secret_sealed: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """The events of one attempt, to append to one delivery stream at ``expected_version``.
+
+    ``release`` frees the lease (a retry is coming); ``disable`` is an ``IntegrationDisabled``.
+    """
+
+    tenant_id: str
+    delivery_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+    release: bool = False
+    disable: NewEvent | None = None
+    integration_id: str | None = None
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 class PostgresDeliveryStore:
-    def __init__(self, events: PostgresEventStore) -> None:
+    """Reads and claims deliveries; records attempts in batches.
+
+    Appends are serialised by the event store until commit, so one transaction per attempt
+    would cap throughput at one commit at a time. :meth:`record` instead queues the attempt and
+    the first caller to get the writer lock commits everything queued so far in one transaction
+    (falling back to one transaction each if that fails, so one bad record cannot sink others).
+    """
+
+    def __init__(self, events: PostgresEventStore, *, max_batch: int = 100) -> None:
         self._events = events
+        self._max_batch = max_batch
+        self._queue: list[AttemptRecord] = []
+        self._writer = asyncio.Lock()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -87,25 +116,56 @@ class PostgresDeliveryStore:
         return Integration(row["integration_id"], row["kind"], dict(row["config"] or {}),
                            row["status"] == "enabled", row["secret_sealed"])
 
-    async def record(
-        self, tenant_id: str, delivery_id: str, expected_version: int, events: Sequence[NewEvent],
-        disable: NewEvent | None = None, integration_id: str | None = None,
-    ) -> None:
-        """Append the attempt's events (and ``IntegrationDisabled``), project them, free the lease.
+    async def record(self, record: AttemptRecord) -> None:
+        """Append the attempt's events (and ``IntegrationDisabled``) with the projection.
 
         Raises ``ConcurrencyError`` if the delivery moved on meanwhile (then nothing is written).
         """
-        async with self.pool.acquire() as conn, conn.transaction():
-            recorded = await self._events.append(
-                stream_id("delivery", tenant_id, delivery_id), events, tenant_id=tenant_id,
-                expected_version=expected_version, conn=conn)
-            for event in recorded:
-                await _DELIVERIES.apply(conn, event)
+        self._queue.append(record)
+        async with self._writer:
+            if not record.done.done():
+                batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+                try:
+                    await self._write_batch(batch)
+                finally:
+                    for waiting in batch:  # only when the writer was cancelled mid-batch
+                        if not waiting.done.done():
+                            waiting.done.set_exception(ConnectionError("attempt batch interrupted"))
+        await record.done
+
+    async def _write_batch(self, batch: list[AttemptRecord]) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                for record in batch:
+                    await self._write(conn, record)
+        except Exception:
+            await self._write_each(batch)
+            return
+        for record in batch:
+            record.done.set_result(None)
+
+    async def _write_each(self, batch: list[AttemptRecord]) -> None:
+        for record in batch:
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await self._write(conn, record)
+            except Exception as exc:
+                record.done.set_exception(exc)
+            else:
+                record.done.set_result(None)
+
+    async def _write(self, conn: asyncpg.Connection, record: AttemptRecord) -> None:
+        recorded = await self._events.append(
+            stream_id("delivery", record.tenant_id, record.delivery_id), record.events,
+            tenant_id=record.tenant_id, expected_version=record.expected_version, conn=conn)
+        for event in recorded:
+            await _DELIVERIES.apply(conn, event)
+        if record.release:
             await conn.execute(
                 "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND delivery_id = $2",
-                tenant_id, delivery_id)
-            if disable is not None and integration_id is not None:
-                await self._disable(conn, tenant_id, integration_id, disable)
+                record.tenant_id, record.delivery_id)
+        if record.disable is not None and record.integration_id is not None:
+            await self._disable(conn, record.tenant_id, record.integration_id, record.disable)
 
     async def _disable(
         self, conn: asyncpg.Connection, tenant_id: str, integration_id: str, event: NewEvent
