@@ -25,7 +25,7 @@ from pathlib import Path
 
 from fleetpulse.dev_oidc.config import dev_dir
 from fleetpulse.devstack.database import database_url
-from fleetpulse.devstack.layout import DevDir, Ports, StackState, listening
+from fleetpulse.devstack.layout import SERVICE_NAMES, DevDir, Ports, StackState, listening
 from fleetpulse.devstack.secrets import DevSecrets
 from fleetpulse.devstack.services import StackConfig
 from fleetpulse.devstack.stack import DevStack, StackError
@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mqtt-port", type=int, default=1884)
     parser.add_argument("--oidc-port", type=int, default=8081)
     parser.add_argument("--moto-port", type=int, default=5000)
+    parser.add_argument(
+        "--services",
+        default=",".join(SERVICE_NAMES),
+        help="comma-separated services to run (default all; '' for infrastructure only)",
+    )
     parser.add_argument("--reset-broker", action="store_true", help="new dynsec file and sessions")
     parser.add_argument("--ready-timeout", type=float, default=90.0, help="seconds per service")
     return parser.parse_args(argv)
@@ -99,7 +104,11 @@ def _run(args: argparse.Namespace, dev: DevDir) -> int:
         ports=ports_from(args),
         secrets=DevSecrets.load_or_create(dev.secrets_file),
     )
-    stack = DevStack(config, dev, say, reset_broker=args.reset_broker)
+    wanted = {name.strip() for name in args.services.split(",") if name.strip()}
+    if unknown := wanted - set(SERVICE_NAMES):
+        say(f"ERROR: unknown services {sorted(unknown)}; choose from {', '.join(SERVICE_NAMES)}")
+        return EXIT_USAGE
+    stack = DevStack(config, dev, say, reset_broker=args.reset_broker, services=wanted)
     GATE.install()
     try:
         stack.start(args.postgres, args.database, args.ready_timeout)

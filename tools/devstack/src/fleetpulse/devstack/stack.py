@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from fleetpulse.devstack.broker import (
@@ -21,7 +21,7 @@ from fleetpulse.devstack.broker import (
     user_commands,
 )
 from fleetpulse.devstack.database import ensure_database, run_migrations
-from fleetpulse.devstack.layout import DevDir, StackState, listening
+from fleetpulse.devstack.layout import SERVICE_NAMES, DevDir, StackState, listening
 from fleetpulse.devstack.secrets import write_private
 from fleetpulse.devstack.services import (
     SERVICES,
@@ -55,12 +55,19 @@ def base_env() -> dict[str, str]:
 
 class DevStack:
     def __init__(
-        self, config: StackConfig, dev: DevDir, say: Say, *, reset_broker: bool = False
+        self,
+        config: StackConfig,
+        dev: DevDir,
+        say: Say,
+        *,
+        reset_broker: bool = False,
+        services: Collection[str] = SERVICE_NAMES,
     ) -> None:
         self.config = config
         self.dev = dev
         self.say = say
         self.reset_broker = reset_broker
+        self.services = [spec for spec in SERVICES if spec.name in services]
         self.supervisor = Supervisor(dev.logs)
         self.skipped: list[str] = []
 
@@ -73,8 +80,8 @@ class DevStack:
         self._start_moto()
         self._start_oidc()
         write_private(self.dev.env_file, render_env_file(shared_env(self.config)))
-        started = [self._start_service(spec) for spec in SERVICES]
-        for spec, child in zip(SERVICES, started, strict=True):
+        started = [self._start_service(spec) for spec in self.services]
+        for spec, child in zip(self.services, started, strict=True):
             if child is not None:
                 self._wait_http(child, self.config.ports.health[spec.name], ready_timeout)
             if child is not None and spec.name == "provision-api":
