@@ -74,13 +74,13 @@ class Queries:
 
     # --- rules, integrations, routes, profiles -------------------------------------------
     async def rule(self, tenant_id: str, rule_id: str) -> Row:
-        return _rule(await self._one(f"rule {rule_id}",
+        return rule_view(await self._one(f"rule {rule_id}",
                                      "SELECT * FROM rules WHERE tenant_id = $1 AND rule_id = $2",
                                      tenant_id, rule_id))
 
     async def rules(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
         rows, next_cursor = await self._by_id("rules", "rule_id", tenant_id, limit, cursor)
-        return [_rule(r) for r in rows], next_cursor
+        return [rule_view(r) for r in rows], next_cursor
 
     async def integration(self, tenant_id: str, integration_id: str) -> Row:
         return await self._one(
@@ -245,7 +245,7 @@ class Queries:
             "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
 
 
-def _rule(row: Row) -> Row:
+def rule_view(row: Row) -> Row:
     definition = row.pop("definition") or {}
     return {**row, **{k: definition.get(k) for k in RULE_DEFINITION_FIELDS}}
 

@@ -18,6 +18,7 @@ from fleetpulse.provision_api.api.deps import (
     problems,
 )
 from fleetpulse.provision_api.domain import ID_PATTERN
+from fleetpulse.provision_api.queries import rule_view
 
 rules = APIRouter(prefix="/rules", tags=["rules"])
 integrations = APIRouter(prefix="/integrations", tags=["integrations"])
@@ -44,7 +45,7 @@ def _tagged(response: Response, row: dict[str, Any], location: str | None = None
 @rules.post("", status_code=201, response_model=schemas.Rule, responses=problems())
 async def create_rule(body: schemas.RuleIn, caller: TenantAdmin, wired: Wired,
                       response: Response) -> Any:
-    row = await wired.commands.create_rule(caller.tenant_id, body, caller.actor)
+    row = rule_view(await wired.commands.create_rule(caller.tenant_id, body, caller.actor))
     return _tagged(response, row, f"/api/v1/rules/{row['rule_id']}")
 
 
@@ -61,8 +62,8 @@ async def get_rule(rule_id: RuleId, caller: Viewer, wired: Wired, response: Resp
 @rules.put("/{rule_id}", response_model=schemas.Rule, responses=problems(404, 412))
 async def replace_rule(rule_id: RuleId, body: schemas.RuleIn, caller: TenantAdmin, wired: Wired,
                        version: IfMatch, response: Response) -> Any:
-    await wired.commands.update_rule(caller.tenant_id, rule_id, body, version, caller.actor)
-    return _tagged(response, await wired.queries.rule(caller.tenant_id, rule_id))
+    row = await wired.commands.update_rule(caller.tenant_id, rule_id, body, version, caller.actor)
+    return _tagged(response, rule_view(row))
 
 
 @rules.delete("/{rule_id}", status_code=204, responses=problems(404, 412))

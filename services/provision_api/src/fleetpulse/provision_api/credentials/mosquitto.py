@@ -143,19 +143,28 @@ class MosquittoCredentialIssuer:
         role = role_name(device)
         acl = {"acltype": "publishClientSend", "topic": device.topic_prefix + "#",
                "priority": 0, "allow": True}
-        _check(await self._admin.execute(
+        role_response, client_response = await self._admin.execute(
             {"command": "createRole", "rolename": role, "acls": [acl]},
             {"command": "createClient", "username": device.username, "password": password,
              "clientid": device.username, "roles": [{"rolename": role, "priority": 0}]},
-        ), tolerated=("already exists",))
-        # Re-issuing (after a failed command or a re-registration): make the state what we want.
-        _check(await self._admin.execute(
-            {"command": "setClientPassword", "username": device.username, "password": password},
-            {"command": "addClientRole", "username": device.username, "rolename": role},
-            {"command": "enableClient", "username": device.username},
-        ), tolerated=("already",))
+        )
+        _check([role_response, client_response], tolerated=("already exists",))
+        if client_response.get("error"):
+            await self._reissue(device, role, password)
         return IssuedCredentials(client_id=device.username, username=device.username,
                                  password=password)
+
+    async def _reissue(self, device: DeviceIdentity, role: str, password: str) -> None:
+        """The client exists (a re-registration, or a command whose commit failed): reset it."""
+        (current,) = await self._admin.execute({"command": "getClient", "username": device.username})
+        _check([current])
+        roles = {r.get("rolename") for r in current.get("data", {}).get("client", {}).get("roles", [])}
+        commands: list[Command] = [
+            {"command": "setClientPassword", "username": device.username, "password": password},
+            {"command": "enableClient", "username": device.username}]
+        if role not in roles:
+            commands.append({"command": "addClientRole", "username": device.username, "rolename": role})
+        _check(await self._admin.execute(*commands))
 
     async def rotate(self, device: DeviceIdentity) -> IssuedCredentials:
         password = new_password()
