@@ -80,6 +80,6 @@ class WebhookReceiver:
     def find(self, event_type: str, alert_id: str) -> ReceivedWebhook | None:
         for webhook in self.received:
             data = webhook.body.get("data") or {}
-            if webhook.type == event_type and data.get("alert_id") in (alert_id, None):
+            if webhook.type == event_type and data.get("alert_id") == alert_id:
                 return webhook
         return None
