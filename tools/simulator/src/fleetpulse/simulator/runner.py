@@ -62,6 +62,12 @@ class Budget:
             self.messages -= 1
         return True
 
+    def sleep_s(self, wanted: float) -> float:
+        """``wanted``, cut short at the deadline."""
+        if self.deadline is None:
+            return wanted
+        return max(0.0, min(wanted, self.deadline - time.monotonic()))
+
     def give_back(self) -> None:
         if self.messages is not None:
             self.messages += 1
@@ -82,7 +88,7 @@ async def run_device(
     rng = random.Random(f"{options.seed}:{device.device_id}" if options.seed is not None else None)
     model = SensorModel(rng, options.profile)
     behaviour = ConnectionBehaviour(rng, options.dropout_probability)
-    await asyncio.sleep(rng.uniform(0, options.interval_s))  # spread the fleet over the interval
+    await asyncio.sleep(budget.sleep_s(rng.uniform(0, options.interval_s)))  # spread the fleet
     seq, sessions = 0, 0
     while not budget.exhausted():
         try:
@@ -96,8 +102,8 @@ async def run_device(
             stats.errors += 1
             stats.last_error = f"{device.device_id}: {exc}"
             offline_s = min(5.0, max(1.0, options.interval_s))
-        if offline_s and not budget.exhausted():
-            await asyncio.sleep(offline_s)
+        if offline_s:
+            await asyncio.sleep(budget.sleep_s(offline_s))
 
 
 async def publish_session(
@@ -125,7 +131,7 @@ async def publish_session(
         await client.publish(topic, json.dumps(model.reading(datetime.now(UTC), seq)), qos=1)
         stats.acknowledged += 1
         next_at += options.interval_s
-        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.sleep(budget.sleep_s(max(0.0, next_at - time.monotonic())))
     return 0.0, seq
 
 
