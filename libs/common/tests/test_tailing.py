@@ -33,13 +33,14 @@ async def test_tailing_reader_sees_every_event_once_in_order(
     async def reader() -> None:
         position = 0
         while True:
+            writers_finished = done.is_set()  # decided before the read, so the last read sees all
             events = await event_store.read_all(after_position=position, limit=37)
             for event in events:
                 seen.append(event.data["w"] * 1000 + event.data["i"])
                 positions.append(event.position)
             if events:
                 position = events[-1].position
-            elif done.is_set():
+            elif writers_finished:
                 return
             else:
                 await asyncio.sleep(0.001)
