@@ -161,7 +161,7 @@ class DevStack:
             if time.monotonic() > deadline:
                 raise StackError(f"{child.name}: {what} not ready after {timeout:.0f}s")
             time.sleep(0.1)
-        self.say(f"{child.name} ready (pid {child.pid})")
+        self.say(f"{child.name} ready on {what} (pid {child.pid})")
 
     def _write_state(self) -> None:
         StackState(
