@@ -52,7 +52,7 @@ class Platform:
         await self._append(f"route-{TENANT}-r{integration_id}", "RouteCreated", {
             "route_id": f"r{integration_id}", "name": "all", "integration_id": integration_id,
             "match": {}, "group_by": [], "group_wait_s": 0, "repeat_interval_s": None})
-        return integration_id
+        return str(integration_id)
 
     async def open_alert(self) -> RecordedEvent:
         alert_id = uuid.uuid4().hex[:12]
@@ -70,7 +70,7 @@ class Platform:
 
 @pytest_asyncio.fixture
 async def platform(seeder: Any, database_url: str, moto_server: str, queue_prefix: str) -> AsyncIterator[Platform]:
-    common = {"database_url": SecretStr(database_url), "aws_endpoint_url": moto_server,
+    common: dict[str, Any] = {"database_url": SecretStr(database_url), "aws_endpoint_url": moto_server,
               "queue_prefix": queue_prefix, "auto_create": True, "health_port": 0}
     worker_settings = WorkerSettings(**common, webhook_encryption_key=SecretStr(seeder.key),
                                      allow_private_webhooks=True, webhook_timeout_s=4.0)
