@@ -1,0 +1,1 @@
+"""A sample receiver of FleetPulse webhooks that verifies their signatures."""

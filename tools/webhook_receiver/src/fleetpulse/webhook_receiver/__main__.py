@@ -1,0 +1,3 @@
+from fleetpulse.webhook_receiver.app import main
+
+main()
