@@ -93,15 +93,14 @@ class PostgresAlertLog:
         stream = stream_id("alert", tenant, decision.alert_id)
         event = NewEvent("AlertResolved", resolved_data(decision), _metadata(decision.traceparent))
         for _ in range(_RESOLVE_ATTEMPTS):
-            status = await conn.fetchval(
-                "SELECT status FROM alerts WHERE tenant_id = $1 AND alert_id = $2", tenant,
+            row = await conn.fetchrow(
+                "SELECT status, version FROM alerts WHERE tenant_id = $1 AND alert_id = $2", tenant,
                 decision.alert_id,
             )
-            if status not in OPEN_STATUSES:
+            if row is None or row["status"] not in OPEN_STATUSES:
                 return False
-            version = await self._store.stream_version(stream, conn=conn)
-            try:
-                await self._append(conn, stream, event, tenant, version)
+            try:  # the row's version is the stream's: every writer applies the projection inline
+                await self._append(conn, stream, event, tenant, row["version"])
             except ConcurrencyError:
                 continue
             return True

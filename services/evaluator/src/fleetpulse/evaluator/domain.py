@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -28,6 +28,10 @@ Status = Literal["pending", "firing"]
 IdFactory = Callable[[], str]
 
 SEVERITIES = ("critical", "major", "minor", "warning", "info")
+# ``value <op> bound`` as a bound method of the bound: one C call on the hot path.
+_BOUND_TESTS: dict[str, str] = {
+    "gt": "__lt__", "gte": "__le__", "lt": "__gt__", "lte": "__ge__", "eq": "__eq__", "ne": "__ne__",
+}
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
     "lte": operator.le, "eq": operator.eq, "ne": operator.ne,
@@ -63,6 +67,9 @@ class Rule:
     duration_s: float = 0.0
     timeout_s: float = 0.0
     version: int = 1
+    breached_by: Callable[[Value], Any] = field(init=False, repr=False, compare=False)
+    """``breached_by(value) is True`` when ``value`` meets the condition."""
+    still_breached_by: Callable[[Value], Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in RULE_KINDS:
@@ -73,18 +80,21 @@ class Rule:
             raise InvalidRuleError("a threshold rule needs a metric and a known operator")
         if self.kind == "no_data" and self.timeout_s <= 0:
             raise InvalidRuleError("a no_data rule needs timeout_s > 0")
+        test = _BOUND_TESTS.get(self.operator, "__eq__")
+        clear = self.threshold if self.clear_threshold is None else self.clear_threshold
+        object.__setattr__(self, "breached_by", getattr(float(self.threshold), test))
+        object.__setattr__(self, "still_breached_by", getattr(float(clear), test))
 
     def selects(self, tags: Mapping[str, Any]) -> bool:
         """True when every tag of the selector has the same value on the device."""
         return all(tags.get(key) == value for key, value in self.selector.items())
 
     def breaches(self, value: Value) -> bool:
-        return OPERATORS[self.operator](value, self.threshold)
+        return self.breached_by(value) is True
 
     def still_breaches(self, value: Value) -> bool:
         """While firing: the condition against ``clear_threshold`` (hysteresis) if there is one."""
-        bound = self.threshold if self.clear_threshold is None else self.clear_threshold
-        return OPERATORS[self.operator](value, bound)
+        return self.still_breached_by(value) is True
 
     @property
     def duration(self) -> timedelta:
@@ -255,7 +265,7 @@ class DeviceOutcome:
 
 def evaluate_device(
     rules: Sequence[Rule], states: Mapping[str, RuleState], last_seen: datetime | None,
-    records: Iterable[Record], new_id: IdFactory = new_alert_id,
+    records: Sequence[Record], new_id: IdFactory = new_alert_id,
 ) -> DeviceOutcome:
     """Apply one device's records, oldest first, skipping any not newer than ``last_seen``.
 
@@ -264,10 +274,12 @@ def evaluate_device(
     in ``rules`` (deleted, or no longer selecting the device) are kept as they are.
     """
     outcome = DeviceOutcome(dict(states), set(), [], last_seen)
-    for rule in rules:
-        old = states.get(rule.rule_id)
-        _record_step(outcome, rule.rule_id, old, reconcile(rule, old), None, None)
-    for record in sorted(records, key=_by_ts):
+    if states:
+        for rule in rules:
+            old = states.get(rule.rule_id)
+            _record_step(outcome, rule.rule_id, old, reconcile(rule, old), None, None)
+    ordered = records if len(records) == 1 else sorted(records, key=_by_ts)
+    for record in ordered:
         if outcome.last_seen is not None and record.ts <= outcome.last_seen:
             continue
         outcome.last_seen = record.ts
@@ -282,11 +294,11 @@ def _by_ts(record: Record) -> datetime:
 
 def _apply_record(rules: Sequence[Rule], record: Record, outcome: DeviceOutcome, new_id: IdFactory) -> None:
     metrics, states = record.metrics, outcome.states
-    for rule in rules:
-        state = states.get(rule.rule_id)
+    for rule in rules:  # the hot loop: most readings of most devices change nothing
+        state = states.get(rule.rule_id) if states else None
         if rule.kind == "threshold":
             value = metrics.get(rule.metric)  # type: ignore[arg-type]
-            if value is None or (state is None and not rule.breaches(value)):
+            if value is None or (state is None and rule.breached_by(value) is not True):
                 continue
             new_state, decision = on_value(rule, state, record.device_id, record.ts, value, new_id)
         elif state is None:

@@ -30,6 +30,7 @@ from fleetpulse.common.messaging import (
 from fleetpulse.common.runtime import ServiceContext, run
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
+from fleetpulse.evaluator.coalescer import Coalescer
 from fleetpulse.evaluator.messages import decode_records
 from fleetpulse.evaluator.service import Evaluator
 from fleetpulse.evaluator.settings import Settings
@@ -78,9 +79,12 @@ async def bootstrap(settings: Settings, pool: asyncpg.Pool, sqs: SQSClient, sns:
     evaluator = Evaluator(pool, catalog, PostgresAlertLog(store),
                           duration_grace_s=settings.duration_grace_s)
 
+    coalescer = Coalescer(evaluator.handle, max_records=settings.batch_max_records,
+                          linger_s=settings.batch_linger_ms / 1000)
+
     async def on_message(message: SqsMessage) -> None:
         records, _ = decode_records(message.body)
-        await evaluator.handle(records)
+        await coalescer.submit(records)
 
     consumer = SqsConsumer(sqs, resources.evaluator.url, on_message,
                            concurrency=settings.consumer_concurrency,

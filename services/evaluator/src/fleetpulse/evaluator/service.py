@@ -146,22 +146,22 @@ class Evaluator:
                 await asyncio.wait_for(stop.wait(), interval_s)
 
     async def _evaluate(self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, list[Record]]) -> Outcome:
-        last_seen = await self._states.lock_devices(conn, by_device)
+        newest = {key: max(r.ts for r in records) for key, records in by_device.items()}
+        last_seen = await self._states.advance_devices(conn, newest)
         states = await self._states.load(conn, by_device)
         writes: list[StateWrite] = []
-        seen: dict[DeviceKey, datetime] = {}
         decisions: list[tuple[DeviceKey, Decision]] = []
         outcome = Outcome()
         for key, records in by_device.items():
             rules = self._catalog.rules_for(key)
             result = evaluate_device(rules, states.get(key, {}), last_seen.get(key), records, self._new_id)
             outcome.applied += result.applied
-            outcome.skipped += len(records) - result.applied
-            if result.last_seen is not None and result.last_seen != last_seen.get(key):
-                seen[key] = result.last_seen
-            writes += _writes(key, rules, result.changed, result.states)
-            decisions += [(key, d) for d in result.decisions]
-        await self._states.save(conn, writes, seen)
+            if result.changed:
+                writes += _writes(key, rules, result.changed, result.states)
+            if result.decisions:
+                decisions += [(key, d) for d in result.decisions]
+        outcome.skipped = sum(map(len, by_device.values())) - outcome.applied
+        await self._states.save(conn, writes)
         await self._decide(conn, decisions, outcome)
         return outcome
 

@@ -9,7 +9,11 @@ from fleetpulse.common.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     consumer_concurrency: int = Field(
-        default=4, ge=1, le=64, description="SQS messages (record batches) evaluated at once")
+        default=16, ge=1, le=256, description="SQS messages (record batches) in flight at once")
+    batch_max_records: int = Field(
+        default=10_000, ge=1, description="Records of several messages evaluated in one transaction")
+    batch_linger_ms: float = Field(
+        default=20.0, ge=0, le=1000, description="How long a transaction waits for more messages")
     visibility_timeout_s: int = Field(
         default=30, ge=5, description="SQS visibility timeout of a received batch")
     tick_interval_s: float = Field(

@@ -46,6 +46,24 @@ class PostgresRuleStateStore:
     def __init__(self) -> None:
         self._known: set[DeviceKey] = set()
 
+    async def advance_devices(
+        self, conn: asyncpg.Connection, newest: dict[DeviceKey, datetime]
+    ) -> dict[DeviceKey, datetime | None]:
+        """Lock the devices' rows (creating missing ones) and move each last_seen to at least
+        ``newest[key]``, in one statement; returns each device's last_seen from before."""
+        keys = sorted(newest)
+        rows = await conn.fetch(
+            """
+            INSERT INTO evaluator_devices AS d (tenant_id, device_id, last_seen)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) ORDER BY 1, 2
+            ON CONFLICT (tenant_id, device_id) DO UPDATE
+               SET prev_seen = d.last_seen, last_seen = greatest(d.last_seen, EXCLUDED.last_seen)
+            RETURNING d.tenant_id, d.device_id, d.prev_seen, (xmax = 0) AS inserted
+            """,
+            [k[0] for k in keys], [k[1] for k in keys], [newest[k] for k in keys],
+        )
+        return {(r["tenant_id"], r["device_id"]): None if r["inserted"] else r["prev_seen"] for r in rows}
+
     async def lock_devices(
         self, conn: asyncpg.Connection, keys: Iterable[DeviceKey], *, skip_locked: bool = False
     ) -> dict[DeviceKey, datetime | None]:
