@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 UV ?= uv
 PACKAGES := fleetpulse.common fleetpulse.testing fleetpulse.ingest fleetpulse.evaluator \
-	fleetpulse.dispatcher fleetpulse.delivery_worker fleetpulse.provision_api
+	fleetpulse.dispatcher fleetpulse.delivery_worker fleetpulse.provision_api \
+	fleetpulse.dev_oidc fleetpulse.devstack fleetpulse.simulator fleetpulse.smoke
 MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | paste -sd: -)
 PYTEST_ARGS ?=
 
@@ -22,7 +23,7 @@ down: ## stop the Compose stack
 	./compose/down.sh
 
 dev: sync ## run the platform as local processes (no Docker): PostgreSQL, private broker, moto, dev OIDC, five services
-	$(UV) run fleetpulse-dev
+	$(UV) run fleetpulse-dev $(DEV_ARGS)
 
 migrate: sync ## apply database migrations to FLEETPULSE_DATABASE_URL
 	$(UV) run fleetpulse-migrate
@@ -63,10 +64,10 @@ bench-api: sync
 	$(UV) run python benchmarks/api.py
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up)
-	$(UV) run fleetpulse-smoke
+	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)
 
 simulate: sync ## simulated devices publishing telemetry to a running stack
-	$(UV) run fleetpulse-simulate
+	$(UV) run fleetpulse-simulate $(SIMULATE_ARGS)
 
 config-table: sync ## print the README's configuration table from the settings classes
 	$(UV) run python scripts/config_table.py
