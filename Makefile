@@ -30,7 +30,6 @@ migrate: sync ## apply database migrations to FLEETPULSE_DATABASE_URL
 
 lint: sync ## ruff
 	$(UV) run ruff check .
-	$(UV) run ruff format --check libs/common/src
 
 typecheck: sync ## mypy (strict for libs/common)
 	MYPYPATH=$(MYPYPATH) $(UV) run mypy $(addprefix -p ,$(PACKAGES))
