@@ -96,3 +96,20 @@ async def test_applying_twice_and_rebuilding_give_the_same_rows(event_store: Pos
     await ProjectionRunner(event_store, PROJECTION).rebuild()
     assert await rows(event_store.pool) == before
     assert before[0][0]["status"] == "abandoned"
+
+
+async def test_apply_batch_gives_the_rows_apply_gives(event_store: PostgresEventStore) -> None:
+    for n in range(3):
+        await append_inline(event_store, f"delivery-t1-d{n}", [scheduled(f"d{n}", uuid.uuid4())], NO_STREAM)
+        await append_inline(event_store, f"delivery-t1-d{n}", [
+            NewEvent("DeliveryAttempted", {"delivery_id": f"d{n}", "attempt": 1, "status_code": 200,
+                                           "latency_ms": 1.0, "error": None, "next_attempt_at": None,
+                                           "attempted_at": "2030-01-01T00:00:00+00:00"}),
+            NewEvent("DeliverySucceeded", {"delivery_id": f"d{n}", "attempt": 1,
+                                           "completed_at": "2030-01-01T00:00:01+00:00"}),
+        ], 1)
+    one_by_one = await rows(event_store.pool)
+    async with event_store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("TRUNCATE deliveries, delivery_attempts")
+        await PROJECTION.apply_batch(conn, await event_store.read_all(conn=conn))
+    assert await rows(event_store.pool) == one_by_one

@@ -162,9 +162,10 @@ class DeliveryWorker:
             "attempted_at": now.isoformat()}, meta)]
         disable = None
         if decision.verdict is Verdict.SUCCEEDED:
-            events.append(NewEvent("DeliverySucceeded", {"delivery_id": delivery_id, "attempt": attempt}, meta))
+            events.append(NewEvent("DeliverySucceeded", {
+                "delivery_id": delivery_id, "attempt": attempt, "completed_at": now.isoformat()}, meta))
         elif decision.verdict in (Verdict.ABANDON, Verdict.DISABLE):
-            events.append(_abandoned(delivery_id, attempt, decision.reason, meta))
+            events.append(_abandoned(delivery_id, attempt, decision.reason, meta, now))
         if decision.verdict is Verdict.DISABLE:
             disable = NewEvent("IntegrationDisabled", {
                 "integration_id": integration.integration_id, "reason": decision.reason}, meta)
@@ -183,16 +184,18 @@ class DeliveryWorker:
         delivery_id = str(event.data["delivery_id"])
         meta = metadata(actor=ACTOR, causation=event)
         try:
-            await self._store.record(AttemptRecord(
-                event.tenant_id, delivery_id, version, [_abandoned(delivery_id, attempts, reason, meta)]))
+            await self._store.record(AttemptRecord(event.tenant_id, delivery_id, version, [
+                _abandoned(delivery_id, attempts, reason, meta, self._clock())]))
         except ConcurrencyError:
             return Requeue(1.0)
         return Done()
 
 
-def _abandoned(delivery_id: str, attempts: int, reason: str, meta: dict[str, Any]) -> NewEvent:
+def _abandoned(
+    delivery_id: str, attempts: int, reason: str, meta: dict[str, Any], at: datetime
+) -> NewEvent:
     return NewEvent("DeliveryAbandoned", {"delivery_id": delivery_id, "attempts": attempts,
-                                          "reason": reason}, meta)
+                                          "reason": reason, "completed_at": at.isoformat()}, meta)
 
 
 def _outcome(decision: Decision) -> Outcome:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from fleetpulse.common.eventstore import ConcurrencyError, NewEvent, PostgresEventStore, stream_id
+from fleetpulse.common.eventstore import (
+    ConcurrencyError,
+    NewEvent,
+    PostgresEventStore,
+    RecordedEvent,
+    stream_id,
+)
 from fleetpulse.common.projections.catalog import CatalogProjection
 from fleetpulse.common.projections.deliveries import DeliveriesProjection
 
@@ -136,8 +142,9 @@ class PostgresDeliveryStore:
     async def _write_batch(self, batch: list[AttemptRecord]) -> None:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                for record in batch:
-                    await self._write(conn, record)
+                await self._append_many(conn, batch)
+                await _DELIVERIES.apply_batch(conn, [e for r in batch for e in _as_recorded(r)])
+                await self._finish(conn, batch)
         except Exception:
             await self._write_each(batch)
             return
@@ -155,17 +162,32 @@ class PostgresDeliveryStore:
                 record.done.set_result(None)
 
     async def _write(self, conn: asyncpg.Connection, record: AttemptRecord) -> None:
-        recorded = await self._events.append(
+        await _DELIVERIES.apply_batch(conn, await self._append(conn, record))
+        await self._finish(conn, [record])
+
+    async def _append(self, conn: asyncpg.Connection, record: AttemptRecord) -> list[RecordedEvent]:
+        return await self._events.append(
             stream_id("delivery", record.tenant_id, record.delivery_id), record.events,
             tenant_id=record.tenant_id, expected_version=record.expected_version, conn=conn)
-        for event in recorded:
-            await _DELIVERIES.apply(conn, event)
-        if record.release:
-            await conn.execute(
+
+    async def _append_many(self, conn: asyncpg.Connection, batch: Sequence[AttemptRecord]) -> None:
+        """Every record's append in one pipelined round trip; any conflict fails them all."""
+        await conn.executemany(
+            "SELECT fleetpulse_append($1, $2, $3, $4, $5, $6, $7)",
+            [(stream_id("delivery", r.tenant_id, r.delivery_id), r.expected_version, r.tenant_id,
+              [e.event_id for e in r.events], [e.type for e in r.events], [e.data for e in r.events],
+              [e.metadata for e in r.events]) for r in batch])
+
+    async def _finish(self, conn: asyncpg.Connection, batch: Sequence[AttemptRecord]) -> None:
+        """Free the leases of retried deliveries; disable integrations that answered 410."""
+        released = [(r.tenant_id, r.delivery_id) for r in batch if r.release]
+        if released:
+            await conn.executemany(
                 "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND delivery_id = $2",
-                record.tenant_id, record.delivery_id)
-        if record.disable is not None and record.integration_id is not None:
-            await self._disable(conn, record.tenant_id, record.integration_id, record.disable)
+                released)
+        for record in batch:
+            if record.disable is not None and record.integration_id is not None:
+                await self._disable(conn, record.tenant_id, record.integration_id, record.disable)
 
     async def _disable(
         self, conn: asyncpg.Connection, tenant_id: str, integration_id: str, event: NewEvent
@@ -187,3 +209,12 @@ class PostgresDeliveryStore:
             except ConcurrencyError:
                 continue
         raise ConcurrencyError(stream, -1, -1)
+
+
+def _as_recorded(record: AttemptRecord) -> list[RecordedEvent]:
+    """The record's events as appended, for the projection (which reads neither ``position`` nor
+    ``recorded_at`` of attempt events: their times travel in the data)."""
+    stream = stream_id("delivery", record.tenant_id, record.delivery_id)
+    now = datetime.now(UTC)
+    return [RecordedEvent(0, e.event_id, stream, record.expected_version + i, e.type, record.tenant_id,
+                          e.data, e.metadata, now) for i, e in enumerate(record.events, start=1)]

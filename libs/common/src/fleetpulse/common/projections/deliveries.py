@@ -11,7 +11,7 @@ the event (data or ``recorded_at``), never from the clock.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -63,49 +63,56 @@ async def _scheduled(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         raise DeliveryAlreadyScheduledError(data["alert_event_id"], data["integration_id"]) from None
 
 
-async def _attempted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+_INSERT_ATTEMPT = """
+    INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, attempted_at, status_code,
+        latency_ms, error)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (tenant_id, delivery_id, attempt) DO NOTHING
+"""
+_UPDATE_ATTEMPTED = """
+    UPDATE deliveries SET attempts = greatest(attempts, $3), last_status_code = $4,
+        last_error = $5, next_attempt_at = $6, version = $7
+    WHERE tenant_id = $1 AND delivery_id = $2 AND version < $7
+"""
+_UPDATE_COMPLETED = """
+    UPDATE deliveries SET status = $3, completed_at = $4, next_attempt_at = NULL, version = $5
+    WHERE tenant_id = $1 AND delivery_id = $2 AND version < $5
+"""
+_COMPLETED_STATUS = {"DeliverySucceeded": "succeeded", "DeliveryAbandoned": "abandoned"}
+
+
+def _attempt_row(event: RecordedEvent) -> tuple[object, ...]:
     data = event.data
-    await conn.execute(
-        """
-        INSERT INTO delivery_attempts (tenant_id, delivery_id, attempt, attempted_at, status_code,
-            latency_ms, error)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
-        ON CONFLICT (tenant_id, delivery_id, attempt) DO NOTHING
-        """,
-        event.tenant_id, data["delivery_id"], data["attempt"],
-        _time(data.get("attempted_at")) or event.recorded_at, data.get("status_code"),
-        data.get("latency_ms"), data.get("error"),
-    )
-    await conn.execute(
-        """
-        UPDATE deliveries SET attempts = greatest(attempts, $3), last_status_code = $4,
-            last_error = $5, next_attempt_at = $6, version = $7
-        WHERE tenant_id = $1 AND delivery_id = $2 AND version < $7
-        """,
-        event.tenant_id, data["delivery_id"], data["attempt"], data.get("status_code"),
-        data.get("error"), _time(data.get("next_attempt_at")), event.version,
-    )
+    return (event.tenant_id, data["delivery_id"], data["attempt"],
+            _time(data.get("attempted_at")) or event.recorded_at, data.get("status_code"),
+            data.get("latency_ms"), data.get("error"))
 
 
-def _completed(status: str) -> Handler:
-    async def handle(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-        await conn.execute(
-            """
-            UPDATE deliveries SET status = $3, completed_at = $4, next_attempt_at = NULL,
-                version = $5
-            WHERE tenant_id = $1 AND delivery_id = $2 AND version < $5
-            """,
-            event.tenant_id, event.data["delivery_id"], status, event.recorded_at, event.version,
-        )
+def _attempted_row(event: RecordedEvent) -> tuple[object, ...]:
+    data = event.data
+    return (event.tenant_id, data["delivery_id"], data["attempt"], data.get("status_code"),
+            data.get("error"), _time(data.get("next_attempt_at")), event.version)
 
-    return handle
+
+def _completed_row(event: RecordedEvent) -> tuple[object, ...]:
+    return (event.tenant_id, event.data["delivery_id"], _COMPLETED_STATUS[event.type],
+            _time(event.data.get("completed_at")) or event.recorded_at, event.version)
+
+
+async def _attempted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(_INSERT_ATTEMPT, *_attempt_row(event))
+    await conn.execute(_UPDATE_ATTEMPTED, *_attempted_row(event))
+
+
+async def _completed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(_UPDATE_COMPLETED, *_completed_row(event))
 
 
 HANDLERS: dict[str, Handler] = {
     "DeliveryScheduled": _scheduled,
     "DeliveryAttempted": _attempted,
-    "DeliverySucceeded": _completed("succeeded"),
-    "DeliveryAbandoned": _completed("abandoned"),
+    "DeliverySucceeded": _completed,
+    "DeliveryAbandoned": _completed,
 }
 
 
@@ -122,3 +129,18 @@ class DeliveriesProjection:
         handler = HANDLERS.get(event.type)
         if handler is not None:
             await handler(conn, event)
+
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        """Apply many attempt events in a few round trips (``executemany``), same rows as
+        :meth:`apply` one by one, provided each stream's events come in version order and the
+        batch holds no ``DeliveryScheduled`` after a later event of its stream."""
+        for event in events:
+            if event.type == "DeliveryScheduled":
+                await _scheduled(conn, event)
+        attempted = [e for e in events if e.type == "DeliveryAttempted"]
+        completed = [e for e in events if e.type in _COMPLETED_STATUS]
+        if attempted:
+            await conn.executemany(_INSERT_ATTEMPT, [_attempt_row(e) for e in attempted])
+            await conn.executemany(_UPDATE_ATTEMPTED, [_attempted_row(e) for e in attempted])
+        if completed:
+            await conn.executemany(_UPDATE_COMPLETED, [_completed_row(e) for e in completed])
