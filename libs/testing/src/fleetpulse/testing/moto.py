@@ -110,3 +110,47 @@ async def receive_all(
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
         ])
     return messages
+
+
+class QueueDrain:
+    """Receives and deletes whatever arrives on a queue, in the background, into ``messages``.
+
+    moto's ReceiveMessage costs time proportional to the queue's depth, so tests that move
+    hundreds of messages should drain while producing: ``async with QueueDrain(sqs, url) as d:``.
+    """
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self.messages: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> QueueDrain:
+        self._task = asyncio.create_task(self._drain())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        while True:
+            response = await self._sqs.receive_message(
+                QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                MessageAttributeNames=["All"],
+            )
+            batch = response.get("Messages", [])
+            if batch:
+                self.messages.extend(batch)
+                await self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+                ])
+
+    async def wait_until(self, predicate: Any, timeout_s: float = 30.0) -> None:
+        """Wait until ``predicate(messages)`` holds; AssertionError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self.messages):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"queue drain: condition not met with {len(self.messages)} messages")
+            await asyncio.sleep(0.05)
