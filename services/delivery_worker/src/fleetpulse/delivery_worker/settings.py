@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from fleetpulse.common.crypto import SecretBox
 from fleetpulse.common.settings import ServiceSettings
 
 
@@ -40,3 +41,9 @@ class Settings(ServiceSettings):
     mqtt_url: SecretStr | None = Field(
         default=None, description="Broker for MQTT integrations (mqtt://user:pass@host:port)"
     )
+
+    @field_validator("webhook_encryption_key")
+    @classmethod
+    def _opens_secrets(cls, value: SecretStr) -> SecretStr:
+        SecretBox(value.get_secret_value())  # raises ValueError naming what is wrong
+        return value
