@@ -1,0 +1,246 @@
+"""Ingest throughput: fleetpulse-ingest vs a naive one-INSERT-per-message bridge vs mosquitto_sub.
+
+Everything is local and private: a Mosquitto with dynamic security, a fresh migrated database,
+``--publishers`` publisher processes (QoS 1) and the consumer under test as its own process.
+Prints sustained messages/s and readings/s (single and batched payloads), p50/p99
+publish-to-commit latency (probe readings polled in the table every 10 ms), peak RSS of ingest,
+and the ratios against the naive bridge and the raw C subscriber.
+
+    uv run python benchmarks/ingest.py [--single 60000] [--batched 3000] [--publishers 3]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import parser, percentile, report
+from ingest_load import publish_share
+
+from fleetpulse.testing.mosquitto import start_mosquitto
+from fleetpulse.testing.ports import free_port
+from fleetpulse.testing.postgres import create_migrated_database, drop_database, unique_name
+
+TENANT = "bench"
+DEVICES = 2000
+
+
+def single_messages(n: int, base_ms: int) -> list[tuple[str, bytes]]:
+    return [(f"tenant/{TENANT}/device/d{i % DEVICES}/telemetry",
+             b'{"ts":%d,"seq":%d,"metrics":{"temp_c":21.5,"rpm":%d,"ok":true}}' % (base_ms - i // DEVICES, i, i))
+            for i in range(n)]
+
+
+def batched_messages(n: int, base_ms: int, per: int = 100) -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(n):
+        ts0 = base_ms - (i // DEVICES) * per
+        readings = b",".join(b'{"ts":%d,"metrics":{"temp_c":21.5,"rpm":%d}}' % (ts0 - j, j) for j in range(per))
+        out.append((f"tenant/{TENANT}/device/d{i % DEVICES}/telemetry", b'{"readings":[%s]}' % readings))
+    return out
+
+
+class Peak:
+    """Samples the RSS of a process tree every 100 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            try:
+                procs = [self.process, *self.process.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+            await asyncio.sleep(0.1)
+
+    def stop(self) -> float:
+        self._task.cancel()
+        return self.peak / 2**20
+
+
+async def publish_all(broker, user: str, messages: list[tuple[str, bytes]], publishers: int) -> float:
+    loop = asyncio.get_running_loop()
+    shares = [messages[i::publishers] for i in range(publishers)]
+    with ProcessPoolExecutor(publishers) as pool:
+        started = time.perf_counter()
+        await asyncio.gather(*(loop.run_in_executor(pool, publish_share, broker.host, broker.port,
+                                                    user, "pw", share) for share in shares))
+    return time.perf_counter() - started
+
+
+async def rows(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM telemetry"))
+
+
+async def wait_rows(pool: asyncpg.Pool, expected: int, timeout: float = 300) -> float:
+    deadline = time.perf_counter() + timeout
+    while (n := await rows(pool)) < expected:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{n} of {expected} rows")
+        if os.environ.get("BENCH_VERBOSE"):
+            print(f"  {n}/{expected} rows", file=sys.stderr, flush=True)
+        await asyncio.sleep(0.02)
+    return time.perf_counter()
+
+
+async def probe(pool: asyncpg.Pool, broker, user: str, stop: asyncio.Event) -> list[float]:
+    """Publish a probe reading every 20 ms; latency = first seen in the table - publish time."""
+    from fleetpulse.common.mqtt import MqttEndpoint, aiomqtt_client
+
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+    seq = 0
+    async with aiomqtt_client(MqttEndpoint.parse(broker.url_for(user, "pw"))) as client:
+        while not stop.is_set():
+            seq += 1
+            sent[seq] = time.perf_counter()
+            ts = int(time.time() * 1000)
+            await client.publish(f"tenant/{TENANT}/device/probe/telemetry",
+                                 b'{"ts":%d,"seq":%d,"metrics":{"p":1}}' % (ts, seq), qos=1)
+            found = await pool.fetch("SELECT seq FROM telemetry WHERE tenant_id=$1 AND device_id='probe' "
+                                     "AND seq = ANY($2::bigint[])", TENANT, list(sent))
+            now = time.perf_counter()
+            for row in found:
+                latencies.append((now - sent.pop(row["seq"])) * 1000)
+            await asyncio.sleep(0.01)
+    return latencies
+
+
+async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool,
+                              messages: list[tuple[str, bytes]], readings: int, publishers: int):
+    await pool.execute("TRUNCATE telemetry, device_state")
+    port = free_port()
+    env = {**os.environ, "FLEETPULSE_DATABASE_URL": db_url,
+           "FLEETPULSE_MQTT_URL": broker.url_for(user, "pw"),
+           "FLEETPULSE_MQTT_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}",
+           "FLEETPULSE_HEALTH_PORT": str(port), "FLEETPULSE_FORWARD_TO_EVALUATOR": "false",
+           "FLEETPULSE_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(["fleetpulse-ingest"], env=env)  # noqa: ASYNC220
+    await asyncio.sleep(2.0)
+    peak = Peak(process.pid)
+    stop = asyncio.Event()
+    prober = asyncio.create_task(probe(pool, broker, user, stop))
+    started = time.perf_counter()
+    published_s = await publish_all(broker, user, messages, publishers)
+    print(f"  published {len(messages)} in {published_s:.1f}s", file=sys.stderr, flush=True)
+    ended = await wait_rows(pool, readings)
+    stop.set()
+    latencies = await prober
+    rss = peak.stop()
+    process.terminate()
+    process.wait(30)
+    seconds = ended - started
+    return len(messages) / seconds, readings / seconds, latencies, rss
+
+
+NAIVE = r'''
+import asyncio, sys, orjson, asyncpg, aiomqtt
+async def main(db, host, port, user, n):
+    conn = await asyncpg.connect(db)
+    async with aiomqtt.Client(host, int(port), username=user, password="pw", identifier="naive",
+                              clean_session=True, max_inflight_messages=1000) as client:
+        await client.subscribe("tenant/+/device/+/+", qos=1)
+        print("ready", flush=True)
+        async for m in client.messages:
+            p = orjson.loads(m.payload)
+            _, t, _, d, _ = m.topic.value.split("/")
+            await conn.execute("INSERT INTO telemetry (time, tenant_id, device_id, seq, metrics) "
+                               "VALUES (to_timestamp($1/1000.0), $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING",
+                               p["ts"], t, d, p.get("seq"), orjson.dumps(p["metrics"]).decode())
+asyncio.run(main(*sys.argv[1:]))
+'''
+
+
+async def run_naive(db_url: str, broker, user: str, pool: asyncpg.Pool,
+                    messages: list[tuple[str, bytes]], publishers: int) -> float:
+    await pool.execute("TRUNCATE telemetry")
+    process = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-c", NAIVE, db_url, broker.host, str(broker.port),
+                                user, str(len(messages))], stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    await asyncio.to_thread(process.stdout.readline)
+    started = time.perf_counter()
+    await publish_all(broker, user, messages, publishers)
+    ended = await wait_rows(pool, len(messages), timeout=600)
+    process.kill()
+    process.wait()
+    return len(messages) / (ended - started)
+
+
+async def run_mosquitto_sub(broker, user: str, messages: list[tuple[str, bytes]], publishers: int) -> float:
+    process = subprocess.Popen(  # noqa: ASYNC220
+        ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-u", user, "-P", "pw",
+         "-t", "tenant/+/device/+/+", "-q", "1", "-C", str(len(messages))],
+        stdout=subprocess.DEVNULL)
+    await asyncio.sleep(0.5)
+    started = time.perf_counter()
+    await publish_all(broker, user, messages, publishers)
+    await asyncio.to_thread(process.wait, 300)
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--single", type=int, default=60_000, help="single-reading messages")
+    p.add_argument("--batched", type=int, default=3_000, help="100-reading messages")
+    p.add_argument("--naive", type=int, default=10_000, help="messages through the naive bridge")
+    p.add_argument("--publishers", type=int, default=3)
+    args = p.parse_args()
+    broker = start_mosquitto(Path(tempfile.mkdtemp(prefix="fp-bench-")))
+    user = "bench"
+    broker.add_service_client(user, "pw")
+    name = unique_name("fp_bench_ingest")
+    db_url = await create_migrated_database(name)
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4)
+    try:
+        await pool.executemany(
+            "INSERT INTO devices (tenant_id, device_id, status, registered_at, updated_at, version) "
+            "VALUES ($1, $2, 'active', now(), now(), 1)",
+            [(TENANT, f"d{i}") for i in range(DEVICES)] + [(TENANT, "probe")])
+        await pool.execute("SELECT fleetpulse_ensure_telemetry_partitions(2, 2)")
+        base_ms = int(time.time() * 1000)
+        single = single_messages(args.single, base_ms)
+        s_msgs, _, s_lat, s_rss = await run_ingest_scenario(
+            db_url, broker, user, pool, single, args.single, args.publishers)
+        batched = batched_messages(args.batched, base_ms - 3_600_000)
+        b_msgs, b_reads, b_lat, b_rss = await run_ingest_scenario(
+            db_url, broker, user, pool, batched, args.batched * 100, args.publishers)
+        naive = await run_naive(db_url, broker, user, pool, single[: args.naive], args.publishers)
+        raw = await run_mosquitto_sub(broker, user, single, args.publishers)
+    finally:
+        await pool.close()
+        await drop_database(name)
+        broker.kill()
+    latencies = s_lat + b_lat
+    report("ingest (one process, 2 cores, local broker and PostgreSQL)", {
+        "single: messages/s": s_msgs,
+        "batched(100): messages/s": b_msgs,
+        "batched(100): readings/s": b_reads,
+        "naive bridge: messages/s": naive,
+        "mosquitto_sub -> /dev/null: messages/s": raw,
+        "ingest / naive (single)": s_msgs / naive,
+        "ingest / mosquitto_sub (single)": s_msgs / raw,
+        "latency p50 ms (publish->commit)": percentile(latencies, 0.5),
+        "latency p99 ms (publish->commit)": percentile(latencies, 0.99),
+        "peak RSS MiB (single)": s_rss,
+        "peak RSS MiB (batched)": b_rss,
+    }, args.baseline, args.save)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
