@@ -68,5 +68,5 @@ smoke: sync ## end-to-end check against a running stack (make dev or make up)
 simulate: sync ## simulated devices publishing telemetry to a running stack
 	$(UV) run fleetpulse-simulate $(SIMULATE_ARGS)
 
-config-table: sync ## print the README's configuration table from the settings classes
-	$(UV) run python scripts/config_table.py
+config-table: sync ## rewrite the README configuration table from the settings classes
+	$(UV) run python scripts/config_table.py --write

@@ -11,6 +11,8 @@ import importlib
 
 from fleetpulse.common.settings import ServiceSettings, settings_table
 
+START = "<!-- config-table:start -->"
+END = "<!-- config-table:end -->"
 SERVICES = {
     "ingest": "fleetpulse.ingest.settings",
     "evaluator": "fleetpulse.evaluator.settings",
@@ -40,9 +42,27 @@ def rows() -> list[tuple[str, str, str, str]]:
 
 def markdown() -> str:
     lines = ["| variable | services | default | meaning |", "| --- | --- | --- | --- |"]
-    lines += [f"| `{v}` | {s} | `{d}` | {m} |" for v, s, d, m in rows()]
+    lines += [f"| `{v}` | {s} | `{d}` | {_cell(m)} |" for v, s, d, m in rows()]
     return "\n".join(lines)
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def insert_into(readme: str) -> str:
+    """``readme`` with the table between the config-table markers replaced by a fresh one."""
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{markdown()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(markdown())
+    import sys
+    from pathlib import Path
+
+    if "--write" in sys.argv:
+        path = Path(__file__).resolve().parents[1] / "README.md"
+        path.write_text(insert_into(path.read_text()))
+    else:
+        print(markdown())
