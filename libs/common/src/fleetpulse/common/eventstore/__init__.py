@@ -17,13 +17,14 @@ from fleetpulse.common.eventstore.model import (
 )
 from fleetpulse.common.eventstore.notifications import EventNotifications
 from fleetpulse.common.eventstore.postgres import PostgresEventStore
-from fleetpulse.common.eventstore.projection import Projection, ProjectionRunner
+from fleetpulse.common.eventstore.projection import HandlerProjection, Projection, ProjectionRunner
 
 __all__ = [
     "ANY_VERSION",
     "NO_STREAM",
     "ConcurrencyError",
     "EventNotifications",
+    "HandlerProjection",
     "NewEvent",
     "PostgresEventStore",
     "Projection",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import ClassVar, Protocol
 
 import asyncpg
 
@@ -29,6 +30,28 @@ class Projection(Protocol):
     tables: tuple[str, ...]
 
     async def apply(self, conn: asyncpg.Connection, event: RecordedEvent) -> None: ...
+
+
+EventHandler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
+
+
+class HandlerProjection:
+    """A projection made of one handler per event type; other types are ignored.
+
+    Subclasses set ``name``, ``tables`` and ``handlers``.
+    """
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[str, ...]]
+    handlers: ClassVar[Mapping[str, EventHandler]]
+
+    def handles(self, event_type: str) -> bool:
+        return event_type in self.handlers
+
+    async def apply(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
+        handler = self.handlers.get(event.type)
+        if handler is not None:
+            await handler(conn, event)
 
 
 class ProjectionRunner:

@@ -22,6 +22,7 @@ import asyncpg
 
 from fleetpulse.common.errors import FleetPulseError
 from fleetpulse.common.eventstore.model import RecordedEvent
+from fleetpulse.common.eventstore.projection import HandlerProjection
 
 Handler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
 
@@ -142,20 +143,13 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-class AlertsProjection:
-    """The :class:`~fleetpulse.common.eventstore.Projection` of the alert streams."""
+class AlertsProjection(HandlerProjection):
+    """The alert streams' projection; applying a second open alert for a fingerprint raises
+    :class:`AlertAlreadyOpenError`."""
 
     name = "alerts"
-    tables: tuple[str, ...] = ("alerts",)
-
-    def handles(self, event_type: str) -> bool:
-        return event_type in HANDLERS
-
-    async def apply(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
-        """Apply ``event`` if it is newer than the row; raises :class:`AlertAlreadyOpenError`."""
-        handler = HANDLERS.get(event.type)
-        if handler is not None:
-            await handler(conn, event)
+    tables = ("alerts",)
+    handlers = HANDLERS
 
 
 __all__ = [

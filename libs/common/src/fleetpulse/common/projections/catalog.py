@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common.eventstore.model import RecordedEvent
+from fleetpulse.common.eventstore.projection import HandlerProjection
 
 Handler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
 
@@ -232,22 +233,15 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-class CatalogProjection:
+class CatalogProjection(HandlerProjection):
     """The :class:`~fleetpulse.common.eventstore.Projection` of the configuration streams."""
 
     name = "catalog"
-    tables: tuple[str, ...] = (
+    tables = (
         "tenants", "devices", "provisioning_profiles", "rules", "integrations", "routes",
         "catalog_tombstones",
     )
-
-    def handles(self, event_type: str) -> bool:
-        return event_type in HANDLERS
-
-    async def apply(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
-        handler = HANDLERS.get(event.type)
-        if handler is not None:
-            await handler(conn, event)
+    handlers = HANDLERS
 
 
 __all__ = ["HANDLERS", "CatalogProjection", "rule_definition"]

@@ -18,6 +18,7 @@ import asyncpg
 
 from fleetpulse.common.errors import FleetPulseError
 from fleetpulse.common.eventstore.model import RecordedEvent
+from fleetpulse.common.eventstore.projection import HandlerProjection
 
 __all__ = ["HANDLERS", "DeliveriesProjection", "DeliveryAlreadyScheduledError"]
 
@@ -116,19 +117,12 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-class DeliveriesProjection:
+class DeliveriesProjection(HandlerProjection):
     """The :class:`~fleetpulse.common.eventstore.Projection` of the delivery streams."""
 
     name = "deliveries"
     tables = ("deliveries", "delivery_attempts")
-
-    def handles(self, event_type: str) -> bool:
-        return event_type in HANDLERS
-
-    async def apply(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
-        handler = HANDLERS.get(event.type)
-        if handler is not None:
-            await handler(conn, event)
+    handlers = HANDLERS
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
         """Apply many attempt events in a few round trips (``executemany``), same rows as
