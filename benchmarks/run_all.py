@@ -1,0 +1,58 @@
+"""Run every benchmark and write benchmarks/results.json and benchmarks/results.md.
+
+    uv run python benchmarks/run_all.py [--only ingest,api] [--baseline benchmarks/results.json]
+
+Each script saves its figures with ``--save``; this collects them into one JSON document (so a
+later run can be compared with ``--baseline``) and a short Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = ("eventstore", "ingest", "evaluator", "delivery", "api")
+
+
+def run_one(name: str, out: Path) -> dict[str, float]:
+    print(f"== {name}", flush=True)
+    command = [sys.executable, str(HERE / f"{name}.py"), "--save", str(out)]
+    completed = subprocess.run(command, cwd=HERE.parent, check=False)
+    if completed.returncode != 0 or not out.exists():
+        print(f"!! {name} failed (exit {completed.returncode})", flush=True)
+        return {}
+    figures: dict[str, float] = json.loads(out.read_text())
+    return figures
+
+
+def markdown(results: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]]) -> str:
+    lines = ["| benchmark | figure | value | baseline |", "| --- | --- | ---: | ---: |"]
+    for name, figures in results.items():
+        for figure, value in figures.items():
+            before = baseline.get(name, {}).get(figure)
+            shown = f"{before:,.1f}" if isinstance(before, int | float) else ""
+            lines.append(f"| {name} | {figure} | {value:,.1f} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", help="comma-separated subset of " + ",".join(BENCHMARKS))
+    p.add_argument("--baseline", type=Path, help="an earlier results.json to compare against")
+    args = p.parse_args()
+    chosen = args.only.split(",") if args.only else list(BENCHMARKS)
+    (HERE / "results").mkdir(exist_ok=True)
+    results = {name: run_one(name, HERE / "results" / f"{name}.json") for name in chosen}
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else {}
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (HERE / "results.md").write_text(markdown(results, baseline))
+    print((HERE / "results.md").read_text())
+    return 0 if all(results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
