@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import asyncpg
-import pytest
 
 from .conftest import count, ingest_settings, publish, register_devices, running_ingest, wait_until
 
@@ -158,16 +157,24 @@ async def test_decommissioned_device_is_quarantined_within_5s(
     )
 
 
-@pytest.mark.slow
+INGEST_BACKENDS = (
+    "FROM pg_stat_activity WHERE application_name = 'fleetpulse-ingest' "
+    "AND datname = current_database()"
+)
+
+
 async def test_survives_killed_database_connections(
     database_url: str, db_pool: asyncpg.Pool, mqtt_url: str, tenant: str
 ) -> None:
+    """Deterministic: ingest's writes are held on a table lock, killed while blocked, then
+    released. Ingest must stop pulling while blocked, count the failed writes, retry, and land
+    every reading exactly once."""
     devices = [f"d{i}" for i in range(50)]
     await register_devices(db_pool, tenant, devices)
     now_ms = int(time.time() * 1000)
     messages = [
         (f"tenant/{tenant}/device/{devices[i % 50]}/telemetry", reading(now_ms - i // 50))
-        for i in range(5000)
+        for i in range(3000)
     ]
     settings = ingest_settings(
         database_url,
@@ -178,17 +185,43 @@ async def test_survives_killed_database_connections(
         max_pending_messages=500,
     )
     async with running_ingest(settings) as ingest:
-        publisher = asyncio.create_task(publish(mqtt_url, messages))
-        for _ in range(5):
-            await asyncio.sleep(0.4)
-            await db_pool.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'fleetpulse-ingest' AND datname = current_database()"
+        locker = await asyncpg.connect(database_url)
+        try:
+            locking = locker.transaction()
+            await locking.start()
+            await locker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
+            await publish(mqtt_url, messages)  # the broker takes all of it while ingest is stuck
+            await wait_until(lambda: _blocked_writers(db_pool, settings.writers), timeout=10)
+            await wait_until(lambda: _true(ingest.pipeline.pending == 500), timeout=10)
+            for _ in range(5):  # stopped pulling: bounded, nothing acknowledged
+                await asyncio.sleep(0.1)
+                assert ingest.pipeline.pending <= 500
+                assert ingest.metrics.stats.received == 0
+            killed = await db_pool.fetchval(
+                f"SELECT count(pg_terminate_backend(pid)) {INGEST_BACKENDS} "
+                "AND wait_event_type = 'Lock'"
             )
-        await publisher
-        await wait_until(lambda: _rows(db_pool, 5000), timeout=40)
-        assert ingest.metrics.stats.write_errors > 0
+            assert killed == settings.writers
+            await wait_until(lambda: _true(ingest.metrics.stats.write_errors >= killed), 10)
+            await locking.rollback()
+        finally:
+            await locker.close()
+        await wait_until(lambda: _true(ingest.metrics.stats.received >= 3000), timeout=20)
         assert ingest.pipeline.pending <= 500
+    assert await count(db_pool, "SELECT count(*) FROM telemetry") == 3000
+    assert (
+        await count(
+            db_pool,
+            "SELECT count(DISTINCT (device_id, time)) FROM telemetry WHERE tenant_id=$1",
+            tenant,
+        )
+        == 3000
+    )
+
+
+async def _blocked_writers(pool: asyncpg.Pool, writers: int) -> bool:
+    blocked = await count(pool, f"SELECT count(*) {INGEST_BACKENDS} AND wait_event_type = 'Lock'")
+    return blocked == writers
 
 
 async def _rows(pool: asyncpg.Pool, expected: int) -> bool:
