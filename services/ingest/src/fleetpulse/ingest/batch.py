@@ -32,6 +32,8 @@ class Envelope:
     payload: bytes
     received_us: int
     token: Any = None
+    #: Set by a source that could not even unwrap the message: it is quarantined as BAD_JSON.
+    defect: str | None = None
 
 
 class QuarantineThrottle:

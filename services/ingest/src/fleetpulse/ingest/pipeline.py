@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from fleetpulse.common.mqtt import Backoff
 from fleetpulse.common.observability import tracer
 from fleetpulse.ingest.batch import Batch, Envelope, QuarantineThrottle
-from fleetpulse.ingest.domain import Validator, parse_topic
+from fleetpulse.ingest.domain import Reason, Rejected, Validator, parse_topic
 from fleetpulse.ingest.forwarder import ReadingsForwarder
 from fleetpulse.ingest.metrics import IngestMetrics
 from fleetpulse.ingest.registry import DeviceRegistry
@@ -127,6 +127,9 @@ class Pipeline:
             return None
 
     async def _add(self, batch: Batch, envelope: Envelope) -> None:
+        if envelope.defect is not None:
+            batch.add(envelope, Rejected(Reason.BAD_JSON, envelope.defect))
+            return
         where = parse_topic(envelope.topic)
         if where is not None:
             key = (where.tenant_id, where.device_id)
