@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -34,6 +33,12 @@ from fleetpulse.testing.postgres import create_migrated_database, drop_database,
 
 TENANT = "bench"
 DEVICES = 2000
+# One client-id prefix for every ingest run: its sessions are persistent members of the shared
+# group, and Mosquitto keeps handing an offline member its share of the messages. A second
+# ingest with a new prefix therefore saw only half of the batched stream (the cause of the
+# "stall"); reusing the prefix resumes the sessions, and forget_sessions() removes them after.
+INGEST_CLIENT_ID = "bench-ingest"
+INGEST_CONNECTIONS = 4
 
 
 def single_messages(n: int, base_ms: int) -> list[tuple[str, bytes]]:
@@ -121,31 +126,82 @@ async def probe(pool: asyncpg.Pool, broker, user: str, stop: asyncio.Event) -> l
     return latencies
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate (then kill) a process this script started; safe to call twice."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def forget_sessions(broker, user: str) -> None:
+    """Drop ingest's persistent sessions (clean-session connect), so they stop collecting."""
+    from paho.mqtt import client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    for i in range(INGEST_CONNECTIONS):
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{INGEST_CLIENT_ID}-{i}",
+                             clean_session=True)
+        client.username_pw_set(user, "pw")
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        time.sleep(0.1)
+        client.disconnect()
+        client.loop_stop()
+
+
 async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool,
-                              messages: list[tuple[str, bytes]], readings: int, publishers: int):
+                              messages: list[tuple[str, bytes]], readings: int, publishers: int,
+                              processes: list[subprocess.Popen]):
     await pool.execute("TRUNCATE telemetry, device_state")
     port = free_port()
     env = {**os.environ, "FLEETPULSE_DATABASE_URL": db_url,
            "FLEETPULSE_MQTT_URL": broker.url_for(user, "pw"),
-           "FLEETPULSE_MQTT_CLIENT_ID": f"bench-{uuid.uuid4().hex[:6]}",
+           "FLEETPULSE_MQTT_CLIENT_ID": INGEST_CLIENT_ID,
+           "FLEETPULSE_MQTT_CONNECTIONS": str(INGEST_CONNECTIONS),
+           # the probe device publishes ~50 messages/s: above the default 20/s device limit
+           "FLEETPULSE_RATE_LIMIT_PER_S": "200", "FLEETPULSE_RATE_LIMIT_BURST": "500",
            "FLEETPULSE_HEALTH_PORT": str(port), "FLEETPULSE_FORWARD_TO_EVALUATOR": "false",
-           "FLEETPULSE_LOG_LEVEL": "WARNING"}
+           "FLEETPULSE_LOG_LEVEL": os.environ.get("BENCH_INGEST_LOG_LEVEL", "WARNING")}
     process = subprocess.Popen(["fleetpulse-ingest"], env=env)  # noqa: ASYNC220
-    await asyncio.sleep(2.0)
-    peak = Peak(process.pid)
-    stop = asyncio.Event()
-    prober = asyncio.create_task(probe(pool, broker, user, stop))
-    started = time.perf_counter()
-    published_s = await publish_all(broker, user, messages, publishers)
-    print(f"  published {len(messages)} in {published_s:.1f}s", file=sys.stderr, flush=True)
-    ended = await wait_rows(pool, readings)
-    stop.set()
-    latencies = await prober
-    rss = peak.stop()
-    process.terminate()
-    process.wait(30)
+    processes.append(process)
+    try:
+        await wait_ready(port)
+        peak = Peak(process.pid)
+        stop = asyncio.Event()
+        prober = asyncio.create_task(probe(pool, broker, user, stop))
+        try:
+            started = time.perf_counter()
+            published_s = await publish_all(broker, user, messages, publishers)
+            print(f"  published {len(messages)} in {published_s:.1f}s", file=sys.stderr, flush=True)
+            ended = await wait_rows(pool, readings)
+        finally:
+            stop.set()
+            latencies = await prober
+            rss = peak.stop()
+    finally:
+        stop_process(process)
     seconds = ended - started
     return len(messages) / seconds, readings / seconds, latencies, rss
+
+
+async def wait_ready(port: int, timeout: float = 30.0) -> None:
+    """Until ingest's /readyz answers 200 (database and every MQTT connection subscribed)."""
+    import httpx
+
+    deadline = time.perf_counter() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.perf_counter() < deadline:
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError("ingest did not become ready")
 
 
 NAIVE = r'''
@@ -167,30 +223,39 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 async def run_naive(db_url: str, broker, user: str, pool: asyncpg.Pool,
-                    messages: list[tuple[str, bytes]], publishers: int) -> float:
+                    messages: list[tuple[str, bytes]], publishers: int,
+                    processes: list[subprocess.Popen]) -> float:
     await pool.execute("TRUNCATE telemetry")
     process = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, "-c", NAIVE, db_url, broker.host, str(broker.port),
                                 user, str(len(messages))], stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    await asyncio.to_thread(process.stdout.readline)
-    started = time.perf_counter()
-    await publish_all(broker, user, messages, publishers)
-    ended = await wait_rows(pool, len(messages), timeout=600)
-    process.kill()
-    process.wait()
+    processes.append(process)
+    try:
+        assert process.stdout is not None
+        await asyncio.to_thread(process.stdout.readline)
+        started = time.perf_counter()
+        await publish_all(broker, user, messages, publishers)
+        ended = await wait_rows(pool, len(messages), timeout=600)
+    finally:
+        process.kill()
+        process.wait()
     return len(messages) / (ended - started)
 
 
-async def run_mosquitto_sub(broker, user: str, messages: list[tuple[str, bytes]], publishers: int) -> float:
+async def run_mosquitto_sub(broker, user: str, messages: list[tuple[str, bytes]], publishers: int,
+                            processes: list[subprocess.Popen]) -> float:
     process = subprocess.Popen(  # noqa: ASYNC220
         ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-u", user, "-P", "pw",
          "-t", "tenant/+/device/+/+", "-q", "1", "-C", str(len(messages))],
         stdout=subprocess.DEVNULL)
-    await asyncio.sleep(0.5)
-    started = time.perf_counter()
-    await publish_all(broker, user, messages, publishers)
-    await asyncio.to_thread(process.wait, 300)
+    processes.append(process)
+    try:
+        await asyncio.sleep(0.5)
+        started = time.perf_counter()
+        await publish_all(broker, user, messages, publishers)
+        await asyncio.to_thread(process.wait, 300)
+    finally:
+        stop_process(process)
     return len(messages) / (time.perf_counter() - started)
 
 
@@ -207,6 +272,7 @@ async def main() -> None:
     name = unique_name("fp_bench_ingest")
     db_url = await create_migrated_database(name)
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4)
+    processes: list[subprocess.Popen] = []
     try:
         await pool.executemany(
             "INSERT INTO devices (tenant_id, device_id, status, registered_at, updated_at, version) "
@@ -216,13 +282,17 @@ async def main() -> None:
         base_ms = int(time.time() * 1000)
         single = single_messages(args.single, base_ms)
         s_msgs, _, s_lat, s_rss = await run_ingest_scenario(
-            db_url, broker, user, pool, single, args.single, args.publishers)
+            db_url, broker, user, pool, single, args.single, args.publishers, processes)
         batched = batched_messages(args.batched, base_ms - 3_600_000)
         b_msgs, b_reads, b_lat, b_rss = await run_ingest_scenario(
-            db_url, broker, user, pool, batched, args.batched * 100, args.publishers)
-        naive = await run_naive(db_url, broker, user, pool, single[: args.naive], args.publishers)
-        raw = await run_mosquitto_sub(broker, user, single, args.publishers)
+            db_url, broker, user, pool, batched, args.batched * 100, args.publishers, processes)
+        forget_sessions(broker, user)
+        naive = await run_naive(db_url, broker, user, pool, single[: args.naive], args.publishers,
+                                processes)
+        raw = await run_mosquitto_sub(broker, user, single, args.publishers, processes)
     finally:
+        for process in processes:  # whatever failed above, nothing we started survives
+            stop_process(process)
         await pool.close()
         await drop_database(name)
         broker.kill()

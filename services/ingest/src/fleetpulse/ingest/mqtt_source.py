@@ -90,6 +90,8 @@ async def _acknowledge(messages: list[Any]) -> None:
     for message in messages:
         try:
             await message.ack()
-        except zmqtt.MQTTError as exc:  # connection lost: the broker redelivers it
+        # Connection lost (zmqtt raises MQTTError, or RuntimeError/OSError from a transport closed
+        # under it): the broker redelivers the rest on reconnect, the writes are idempotent.
+        except (zmqtt.MQTTError, RuntimeError, OSError) as exc:
             log.warning("mqtt ack failed", extra={"error": str(exc)})
             return
