@@ -62,6 +62,7 @@ class Peak:
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.cpu_s = 0.0
         self._task = asyncio.create_task(self._sample())
 
     async def _sample(self) -> None:
@@ -69,6 +70,7 @@ class Peak:
             try:
                 procs = [self.process, *self.process.children(recursive=True)]
                 self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+                self.cpu_s = sum(sum(p.cpu_times()[:2]) for p in procs)
             except psutil.Error:
                 pass
             await asyncio.sleep(0.1)
@@ -185,6 +187,8 @@ async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool
     finally:
         stop_process(process)
     seconds = ended - started
+    print(f"  ingest CPU {peak.cpu_s:.1f}s for {seconds:.1f}s wall "
+          f"({peak.cpu_s / len(messages) * 1e6:.0f} us/message)", file=sys.stderr, flush=True)
     return len(messages) / seconds, readings / seconds, latencies, rss
 
 
