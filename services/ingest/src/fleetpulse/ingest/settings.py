@@ -23,7 +23,10 @@ class Settings(ServiceSettings):
         default="fleetpulse-ingest",
         pattern=r"^[A-Za-z0-9_-]{1,40}$",
         description="Client id prefix; connection i uses '{prefix}-{i}' with a persistent session. "
-        "Give each replica its own prefix.",
+        "Give each replica its own, stable prefix (e.g. a StatefulSet ordinal): the broker keeps "
+        "giving an offline persistent member of the shared group its share of the messages, "
+        "so a replica that is retired for good must have its sessions cleaned (clean-session "
+        "connect with the same client ids), or that share waits in the broker.",
     )
     mqtt_connections: int = Field(
         default=4,
