@@ -113,7 +113,7 @@ def make_settings(database_url: str, oidc: TestIssuer, **overrides: Any) -> Sett
         "database_url": database_url, "oidc_issuer": oidc.url, "health_port": 0,
         "webhook_encryption_key": SecretBox.generate_key(), "jwks_min_refresh_s": 0.0,
         "mqtt_public_host": "mqtt.test", "mqtt_public_port": 1883,
-        "provision_rate_per_minute": 30}
+        "provision_rate_per_minute": 30, "outbox_relay": False}
     values.update(overrides)
     return Settings.model_validate(values)
 

@@ -89,7 +89,8 @@ def message_handler(worker: DeliveryWorker, requeuer: Requeuer) -> Callable[[Sqs
         try:
             event = message_to_event(message.body)
         except ValueError as exc:
-            log.error("dropping a message that is not an event", extra={"error": str(exc)})
+            log.error("dead-lettering a message that is not an event", extra={"error": str(exc)})
+            await requeuer.dead_letter(message, f"not an event: {exc}")
             return
         outcome = await worker.handle(event)
         if isinstance(outcome, Requeue):

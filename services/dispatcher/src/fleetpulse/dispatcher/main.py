@@ -58,8 +58,9 @@ def message_handler(dispatcher: Dispatcher) -> Any:
         try:
             event = message_to_event(message.body)
         except ValueError as exc:
-            log.error("dropping a message that is not an event", extra={"error": str(exc)})
-            return
+            # not ours to drop: fail it, so the queue's redrive policy moves it to the DLQ
+            log.error("refusing a message that is not an event", extra={"error": str(exc)})
+            raise
         await dispatcher.handle(event)
 
     return handle

@@ -17,6 +17,13 @@ from fleetpulse.common.crypto import SecretBox
 from fleetpulse.common.db import create_pool
 from fleetpulse.common.errors import ConfigurationError
 from fleetpulse.common.eventstore import EventNotifications, PostgresEventStore, ProjectionRunner
+from fleetpulse.common.messaging import (
+    OutboxRelay,
+    SnsPublisher,
+    declare_topic,
+    queue_names,
+    topic_arn,
+)
 from fleetpulse.common.mqtt import MqttEndpoint
 from fleetpulse.common.projections.alerts import AlertsProjection
 from fleetpulse.common.projections.catalog import CatalogProjection
@@ -110,14 +117,29 @@ async def serve(context: ServiceContext[Settings]) -> None:
     async with bootstrap(settings) as (services, store):
         context.health.add_check("database", lambda: _ready(services))
         server = ApiServer(uvicorn_config(create_app(services), settings))
-        async with EventNotifications(settings.database_url) as notifications:
-            projector = asyncio.create_task(
-                ProjectionRunner(store, CatalogProjection()).run(context.shutdown, notifications))
+        async with EventNotifications(settings.database_url) as notifications, \
+                outbox_relay(settings, store) as relay:
+            background = [ProjectionRunner(store, CatalogProjection()).run(context.shutdown, notifications)]
+            if relay is not None:
+                background.append(relay.run(context.shutdown))
+            workers = [asyncio.create_task(job) for job in background]
             serving = asyncio.create_task(server.serve())
             await _until(context.shutdown, serving)
             server.should_exit = True
             await serving
-            await projector
+            await asyncio.gather(*workers)
+
+
+@asynccontextmanager
+async def outbox_relay(settings: Settings, store: PostgresEventStore) -> AsyncIterator[OutboxRelay | None]:
+    """The leader-elected relay that publishes this service's (and every) committed event to SNS."""
+    if not settings.outbox_relay:
+        yield None
+        return
+    async with aws_client("sns", settings.aws) as sns:
+        name = queue_names(settings.queue_prefix).domain_events
+        arn = await (declare_topic(sns, name) if settings.auto_create else topic_arn(sns, name))
+        yield OutboxRelay(store, SnsPublisher(sns, arn), dsn=settings.database_url)
 
 
 async def _ready(services: Services) -> bool:

@@ -59,6 +59,10 @@ class Settings(ServiceSettings):
         default=10, ge=1, description="POST /provision attempts allowed per source per minute"
     )
     db_pool_size: int = Field(default=10, ge=1, le=100, description="Database connections")
+    outbox_relay: bool = Field(
+        default=True,
+        description="Run the outbox relay (committed events -> SNS {prefix}domain-events) in this process",
+    )
 
     @field_validator("mqtt_url")
     @classmethod

@@ -41,8 +41,8 @@ class HandlerProjection:
     Subclasses set ``name``, ``tables`` and ``handlers``.
     """
 
-    name: ClassVar[str]
-    tables: ClassVar[tuple[str, ...]]
+    name: str
+    tables: tuple[str, ...]
     handlers: ClassVar[Mapping[str, EventHandler]]
 
     def handles(self, event_type: str) -> bool:

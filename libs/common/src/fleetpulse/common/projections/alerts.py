@@ -148,7 +148,7 @@ class AlertsProjection(HandlerProjection):
     :class:`AlertAlreadyOpenError`."""
 
     name = "alerts"
-    tables = ("alerts",)
+    tables: tuple[str, ...] = ("alerts",)
     handlers = HANDLERS
 
 

@@ -237,7 +237,7 @@ class CatalogProjection(HandlerProjection):
     """The :class:`~fleetpulse.common.eventstore.Projection` of the configuration streams."""
 
     name = "catalog"
-    tables = (
+    tables: tuple[str, ...] = (
         "tenants", "devices", "provisioning_profiles", "rules", "integrations", "routes",
         "catalog_tombstones",
     )

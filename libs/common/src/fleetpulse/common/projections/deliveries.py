@@ -121,7 +121,7 @@ class DeliveriesProjection(HandlerProjection):
     """The :class:`~fleetpulse.common.eventstore.Projection` of the delivery streams."""
 
     name = "deliveries"
-    tables = ("deliveries", "delivery_attempts")
+    tables: tuple[str, ...] = ("deliveries", "delivery_attempts")
     handlers = HANDLERS
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
