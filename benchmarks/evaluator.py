@@ -1,14 +1,15 @@
 """Evaluator: readings/s with 1,000 devices x 10 rules, and breach-to-AlertOpened-committed latency.
 
     uv run python benchmarks/evaluator.py [--devices 1000] [--seconds 15] [--batch 1000]
-        [--concurrency 4] [--rate 50000] [--baseline old.json] [--save new.json]
+        [--concurrency 4] [--rate 50000] [--coalesce] [--baseline old.json] [--save new.json]
 
 Runs the evaluator's handler (``Evaluator.handle``: lock devices, load state, evaluate, write
 state, append alert events with the inline projection, commit) against a fresh migrated database
 on the local PostgreSQL (FLEETPULSE_TEST_POSTGRES_URL). SQS is left out: it is measured by the
 messaging benchmarks, and moto could not feed 50,000 readings/s anyway. Batches are what ingest
 sends: ``--batch`` records of distinct devices (one packed SQS message), ``--concurrency``
-handled at once like the SQS consumer does.
+handled at once like the SQS consumer does. With ``--coalesce`` the batches go through the
+service's ``Coalescer`` (as in production: ``--concurrency`` is then the SQS messages in flight).
 
 1. core: the pure evaluation core alone (no database), readings/s.
 2. throughput: as fast as it goes, readings/s.
@@ -32,6 +33,7 @@ from fleetpulse.common.db import create_pool
 from fleetpulse.common.eventstore import PostgresEventStore
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
+from fleetpulse.evaluator.coalescer import Coalescer
 from fleetpulse.evaluator.domain import Record, RuleState, evaluate_device
 from fleetpulse.evaluator.service import Evaluator
 from fleetpulse.testing.postgres import create_migrated_database, drop_database, unique_name
@@ -81,7 +83,7 @@ class Readings:
         self._normal = [{"temp_c": 20 + 30 * rnd(), "humidity": 30 + 40 * rnd(),
                          "pressure": 1000 + 50 * rnd(), "battery": 50 + 50 * rnd(),
                          "door_open": False} for _ in range(4099)]
-        self._hot = {**self._normal[0], "temp_c": 90.0}
+        self.hot = {**self._normal[0], "temp_c": 90.0}
 
     def batch(self, size: int) -> list[Record]:
         """``size`` records; whole steps when ``size`` is a multiple of the device count."""
@@ -95,7 +97,7 @@ class Readings:
         self.step += 1
         hot = set(self._random.sample(range(len(self._devices)), self._breaches))
         normal, offset = self._normal, self.step * 7
-        return [Record(T, device, ts, self._hot if i in hot else normal[(i + offset) % 4099])
+        return [Record(T, device, ts, self.hot if i in hot else normal[(i + offset) % 4099])
                 for i, device in enumerate(self._devices)]
 
 
@@ -115,20 +117,28 @@ def _core_rate(catalog: Catalog, devices: int, n: int) -> float:
 
 
 async def _drive(evaluator: Evaluator, readings: Readings, *, batch: int, concurrency: int,
-                 seconds: float, rate: float | None) -> tuple[float, list[float], int]:
+                 seconds: float, rate: float | None, coalesce: bool = False) -> tuple[float, list[float], int]:
     """Offer batches (paced at ``rate`` readings/s, or as fast as taken) for ``seconds``;
     returns (readings/s, latencies of opened alerts, alerts opened)."""
     queue: asyncio.Queue[tuple[float, list[Record]] | None] = asyncio.Queue(maxsize=0 if rate else concurrency)
     latencies: list[float] = []
     done = 0
+    offered_at: dict[tuple[str, datetime], float] = {}  # breaching record -> when offered
+
+    async def handle(records: list[Record]) -> None:
+        outcome = await evaluator.handle(records)
+        committed = time.perf_counter()
+        latencies.extend(committed - offered_at.pop((o.device_id, o.opened_at), committed)
+                         for o in outcome.opened)
+
+    coalescer = Coalescer(handle)
 
     async def worker() -> None:
         nonlocal done
         while (item := await queue.get()) is not None:
             offered, records = item
-            outcome = await evaluator.handle(records)
-            committed = time.perf_counter()
-            latencies.extend(committed - offered for _ in outcome.opened)
+            offered_at.update(((r.device_id, r.ts), offered) for r in records if r.metrics is readings.hot)
+            await (coalescer.submit(records) if coalesce else handle(records))
             done += len(records)
 
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
@@ -154,6 +164,7 @@ async def main() -> None:
     p.add_argument("--batch", type=int, default=1000, help="records per batch (SQS message)")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--rate", type=float, default=50_000, help="offered readings/s in the latency phase")
+    p.add_argument("--coalesce", action="store_true", help="through the service's Coalescer")
     p.add_argument("--breaches", type=int, default=1, help="devices breaching per 1,000-device step")
     args = p.parse_args()
     name = unique_name("fp_bench_evaluator")
@@ -167,18 +178,20 @@ async def main() -> None:
         core = _core_rate(catalog, args.devices, 200_000)
         evaluator = Evaluator(pool, catalog, PostgresAlertLog(PostgresEventStore(pool)))
         readings = Readings(args.devices, args.breaches)
-        await _drive(evaluator, readings, batch=args.batch, concurrency=args.concurrency, seconds=2, rate=None)
+        await _drive(evaluator, readings, batch=args.batch, concurrency=args.concurrency, seconds=2, rate=None,
+                     coalesce=args.coalesce)
         throughput, _, opened_max = await _drive(
-            evaluator, readings, batch=args.batch, concurrency=args.concurrency, seconds=args.seconds, rate=None)
+            evaluator, readings, batch=args.batch, concurrency=args.concurrency, seconds=args.seconds, rate=None,
+            coalesce=args.coalesce)
         offered, latencies, opened = await _drive(
             evaluator, readings, batch=args.batch, concurrency=args.concurrency, seconds=args.seconds,
-            rate=args.rate)
+            rate=args.rate, coalesce=args.coalesce)
         events = await pool.fetchval("SELECT count(*) FROM events")
     finally:
         await pool.close()
         await drop_database(name)
     report(f"evaluator: {args.devices} devices x {len(RULES)} rules, batch {args.batch}, "
-           f"concurrency {args.concurrency}", {
+           f"concurrency {args.concurrency}{', coalesced' if args.coalesce else ''}", {
                "core readings/s (no database)": core,
                "readings/s evaluated (max)": throughput,
                "alerts opened during max run": opened_max,

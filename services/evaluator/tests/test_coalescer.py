@@ -47,3 +47,29 @@ async def test_a_failed_batch_fails_every_submitter() -> None:
     assert all(isinstance(r, RuntimeError) for r in results)
     with pytest.raises(RuntimeError):
         await coalescer.submit(records(1))
+
+
+async def test_batches_due_while_the_slots_are_busy_wait_and_grow() -> None:
+    batches: list[int] = []
+    running = 0
+    release = asyncio.Event()
+
+    async def handle(batch: list[Record]) -> None:
+        nonlocal running
+        running += 1
+        assert running == 1
+        batches.append(len(batch))
+        await release.wait()
+        running -= 1
+
+    coalescer = Coalescer(handle, max_records=25, linger_s=0, max_in_flight=1)
+    first = asyncio.ensure_future(coalescer.submit(records(10)))
+    while not batches:
+        await asyncio.sleep(0)
+    rest = [asyncio.ensure_future(coalescer.submit(records(10))) for _ in range(5)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert batches == [10]  # the slot is busy: nothing else started
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 1)
+    assert batches == [10, 20, 20, 10]  # whole submissions, never above max_records
