@@ -91,7 +91,9 @@ class Batch:
     )
     quarantine_counts: Counter[tuple[int, str, str, bool]] = field(default_factory=Counter)
     quarantined: Counter[str] = field(default_factory=Counter)
+    #: Records for the evaluator queue; only collected when forwarding is enabled.
     evaluator_records: list[dict[str, Any]] = field(default_factory=list)
+    forward: bool = True
     accepted_messages: int = 0
     first_received_us: int = 0
 
@@ -116,7 +118,8 @@ class Batch:
             if seen is None:
                 seen = self.seen[key] = DeviceSeen(envelope.received_us)
             seen.add(record, envelope.received_us)
-            self.evaluator_records.append(_evaluator_record(record))
+            if self.forward:
+                self.evaluator_records.append(_evaluator_record(record))
             if record.kind == "reading":
                 self._append_reading(record, envelope.received_us)
 

@@ -93,8 +93,25 @@ class InvalidPayloadError(ValueError):
         self.reason = reason
 
 
+_TOPICS: dict[str, DeviceTopic | None] = {}
+_TOPICS_CACHED = 100_000
+
+
 def parse_topic(topic: str) -> DeviceTopic | None:
-    """``tenant/{t}/device/{d}/telemetry|heartbeat`` -> its parts, anything else -> None."""
+    """``tenant/{t}/device/{d}/telemetry|heartbeat`` -> its parts, anything else -> None.
+
+    Remembers the last ~100k topics (a fleet's devices repeat theirs on every message)."""
+    try:
+        return _TOPICS[topic]
+    except KeyError:
+        pass
+    if len(_TOPICS) >= _TOPICS_CACHED:
+        _TOPICS.clear()
+    where = _TOPICS[topic] = _parse_topic(topic)
+    return where
+
+
+def _parse_topic(topic: str) -> DeviceTopic | None:
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != "tenant" or parts[2] != "device":
         return None
@@ -268,6 +285,16 @@ def truncate_payload(payload: bytes) -> bytes:
     return payload[:QUARANTINE_PAYLOAD_BYTES]
 
 
+_ISO_SECONDS: dict[int, str] = {}
+
+
 def iso_from_us(time_us: int) -> str:
     seconds, micros = divmod(time_us, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
+    prefix = _ISO_SECONDS.get(seconds)
+    if prefix is None:
+        if len(_ISO_SECONDS) > 100_000:
+            _ISO_SECONDS.clear()
+        prefix = _ISO_SECONDS[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S."
+        )
+    return f"{prefix}{micros:06d}Z"

@@ -19,10 +19,15 @@ MAX_BODY_BYTES = 240 * 1024
 
 
 class ReadingsForwarder(Protocol):
+    #: ``False``: the pipeline does not even build the records (saves their cost per reading).
+    enabled: bool
+
     async def forward(self, records: list[dict[str, Any]]) -> None: ...
 
 
 class DiscardingForwarder:
+    enabled = False
+
     async def forward(self, records: list[dict[str, Any]]) -> None:
         return None
 
@@ -34,6 +39,8 @@ class SqsReadingsForwarder:
     committed and their messages are not acknowledged until this returns, so it retries the
     whole publish with backoff (the evaluator is idempotent under redelivery).
     """
+
+    enabled = True
 
     def __init__(self, sqs: Any, queue_url: str) -> None:
         self._publisher = SqsBatchPublisher(sqs, queue_url, max_message_bytes=MAX_BODY_BYTES)

@@ -1,7 +1,10 @@
 """One pipeline behind every source: collect -> validate -> write -> forward -> acknowledge.
 
-Sources ``await pipeline.submit(envelope)`` into a bounded queue, so when writes slow down the
-sources stop pulling (and the broker's in-flight window stops sending). A batch flushes at
+Sources hand messages to a bounded buffer: ``offer(envelope)`` (synchronous; ``False`` when full,
+then ``when_space(callback)`` calls the source back once there is room again) or ``await
+submit(envelope)``. So when writes slow down the sources stop pulling (and the broker's in-flight
+window stops sending). The collector takes messages in chunks, looks up unknown devices once per
+chunk, and validates without a coroutine per message. A batch flushes at
 ``max_rows`` readings or ``max_ms`` after its first message; ``writers`` batches are written
 concurrently. A failed write is retried with backoff until it commits; only then are the
 readings forwarded and the messages acknowledged to their source.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +31,7 @@ from fleetpulse.ingest.store import RETRYABLE
 
 log = logging.getLogger(__name__)
 Acknowledge = Callable[[list[Any]], Awaitable[None]]
+CHUNK = 256
 
 
 class TelemetryStore(Protocol):
@@ -64,26 +69,54 @@ class Pipeline:
         self._throttle = throttle
         self._metrics = metrics
         self._config = config
-        self._queue: asyncio.Queue[Envelope] = asyncio.Queue(config.max_pending)
+        self._pending: deque[Envelope] = deque()
+        self._arrived = asyncio.Event()
+        self._space_callbacks: list[Callable[[], None]] = []
+        # resume a paused source only when a quarter of the buffer is free: no pause/resume churn
+        self._resume_below = config.max_pending - max(1, config.max_pending // 4)
         self._batches: asyncio.Queue[Batch | None] = asyncio.Queue(config.writers)
         self._ackers: dict[Hashable, Acknowledge] = {}
         self._tracer = tracer("fleetpulse.ingest")
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     def register_source(self, source: Hashable, acknowledge: Acknowledge) -> None:
         self._ackers[source] = acknowledge
 
+    def offer(self, envelope: Envelope) -> bool:
+        """Buffer ``envelope`` unless full; ``False`` means full: see :meth:`when_space`."""
+        if len(self._pending) >= self._config.max_pending:
+            return False
+        self._pending.append(envelope)
+        if not self._arrived.is_set():
+            self._arrived.set()
+        return True
+
+    def when_space(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the buffer has room again."""
+        if callback not in self._space_callbacks:
+            self._space_callbacks.append(callback)
+        if len(self._pending) <= self._resume_below:
+            self._notify_space()
+
     async def submit(self, envelope: Envelope) -> None:
-        await self._queue.put(envelope)
+        while not self.offer(envelope):
+            room = asyncio.Event()
+            self.when_space(room.set)
+            await room.wait()
+
+    def _notify_space(self) -> None:
+        callbacks, self._space_callbacks = self._space_callbacks, []
+        for callback in callbacks:
+            callback()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Batch until ``stop`` is set and nothing is pending, then let the writers finish."""
         writers = [asyncio.create_task(self._writer()) for _ in range(self._config.writers)]
         try:
-            while not (stop.is_set() and self._queue.empty()):
+            while not (stop.is_set() and not self._pending):
                 batch = await self._collect(stop)
                 if batch is not None:
                     await self._batches.put(batch)
@@ -93,48 +126,68 @@ class Pipeline:
             await asyncio.gather(*writers)
 
     async def _collect(self, stop: asyncio.Event) -> Batch | None:
-        first = await self._first(stop)
-        if first is None:
+        if not await self._first(stop):
             return None
-        batch = Batch(self._throttle)
-        await self._add(batch, first)
+        batch = Batch(self._throttle, forward=self._forwarder.enabled)
         deadline = time.monotonic() + self._config.max_ms / 1000
-        while batch.rows < self._config.max_rows:
-            envelope = await self._next(deadline)
-            if envelope is None:
-                break
-            await self._add(batch, envelope)
+        max_rows = self._config.max_rows
+        pending = self._pending
+        while batch.rows < max_rows:
+            if not pending:
+                if not await self._arrival(deadline):
+                    break
+                continue
+            chunk = [pending.popleft() for _ in range(min(CHUNK, len(pending)))]
+            if self._space_callbacks and len(pending) <= self._resume_below:
+                self._notify_space()
+            await self._lookup_unknown(chunk)
+            for index, envelope in enumerate(chunk):
+                if batch.rows >= max_rows:
+                    pending.extendleft(reversed(chunk[index:]))  # next batch, same order
+                    break
+                self._add(batch, envelope)
         return batch
 
-    async def _first(self, stop: asyncio.Event) -> Envelope | None:
-        while True:
+    async def _first(self, stop: asyncio.Event) -> bool:
+        while not self._pending:
+            self._arrived.clear()
             try:
-                return await asyncio.wait_for(self._queue.get(), 0.2)
+                await asyncio.wait_for(self._arrived.wait(), 0.2)
             except TimeoutError:
-                if stop.is_set():
-                    return None
+                if stop.is_set() and not self._pending:
+                    return False
+        return True
 
-    async def _next(self, deadline: float) -> Envelope | None:
+    async def _arrival(self, deadline: float) -> bool:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            return False
+        self._arrived.clear()
         try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                return None
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            await asyncio.wait_for(self._arrived.wait(), timeout)
         except TimeoutError:
-            return None
+            return bool(self._pending)
+        return True
 
-    async def _add(self, batch: Batch, envelope: Envelope) -> None:
+    async def _lookup_unknown(self, chunk: list[Envelope]) -> None:
+        keys: set[tuple[str, str]] = set()
+        needs_lookup = self._registry.needs_lookup
+        for envelope in chunk:
+            if envelope.defect is not None:
+                continue
+            where = parse_topic(envelope.topic)
+            if where is not None:
+                key = (where.tenant_id, where.device_id)
+                if key not in keys and needs_lookup(key):
+                    keys.add(key)
+        if keys:
+            wanted = sorted(keys)
+            await self._retrying(lambda: self._registry.lookup(wanted), "registry lookup")
+
+    def _add(self, batch: Batch, envelope: Envelope) -> None:
         if envelope.defect is not None:
             batch.add(envelope, Rejected(Reason.BAD_JSON, envelope.defect))
             return
-        where = parse_topic(envelope.topic)
-        if where is not None:
-            key = (where.tenant_id, where.device_id)
-            if self._registry.needs_lookup(key):
-                await self._retrying(lambda: self._registry.lookup([key]), "registry lookup")
         batch.add(
             envelope,
             self._validator.validate(envelope.topic, envelope.payload, envelope.received_us),
