@@ -6,7 +6,13 @@ Prints sustained messages/s and readings/s (single and batched payloads), p50/p9
 publish-to-commit latency (probe readings polled in the table every 10 ms), peak RSS of ingest,
 and the ratios against the naive bridge and the raw C subscriber.
 
+Two regimes: *overloaded* (publishers as fast as the broker takes it: throughput, and latency
+including queueing) and *below capacity* (``--rate-fraction`` of the overloaded throughput,
+paced: latency without queueing). Publishers are raw-socket QoS 1 (``ingest_load.py``), so the
+load generator is not the limit.
+
     uv run python benchmarks/ingest.py [--single 60000] [--batched 3000] [--publishers 3]
+                                       [--rate-fraction 0.7]
 """
 
 from __future__ import annotations
@@ -80,13 +86,18 @@ class Peak:
         return self.peak / 2**20
 
 
-async def publish_all(broker, user: str, messages: list[tuple[str, bytes]], publishers: int) -> float:
+async def publish_all(broker, user: str, messages: list[tuple[str, bytes]], publishers: int,
+                      rate: float | None = None) -> float:
+    """``rate``: total messages/s over all publishers (paced), ``None``: as fast as possible."""
     loop = asyncio.get_running_loop()
     shares = [messages[i::publishers] for i in range(publishers)]
+    each = rate / publishers if rate else None
+    chunk = 10 if rate else 100
     with ProcessPoolExecutor(publishers) as pool:
         started = time.perf_counter()
         await asyncio.gather(*(loop.run_in_executor(pool, publish_share, broker.host, broker.port,
-                                                    user, "pw", share) for share in shares))
+                                                    user, "pw", share, 2000, chunk, each)
+                               for share in shares))
     return time.perf_counter() - started
 
 
@@ -157,7 +168,7 @@ def forget_sessions(broker, user: str) -> None:
 
 async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool,
                               messages: list[tuple[str, bytes]], readings: int, publishers: int,
-                              processes: list[subprocess.Popen]):
+                              processes: list[subprocess.Popen], rate: float | None = None):
     await pool.execute("TRUNCATE telemetry, device_state")
     port = free_port()
     env = {**os.environ, "FLEETPULSE_DATABASE_URL": db_url,
@@ -177,8 +188,9 @@ async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool
         prober = asyncio.create_task(probe(pool, broker, user, stop))
         try:
             started = time.perf_counter()
-            published_s = await publish_all(broker, user, messages, publishers)
-            print(f"  published {len(messages)} in {published_s:.1f}s", file=sys.stderr, flush=True)
+            published_s = await publish_all(broker, user, messages, publishers, rate)
+            print(f"  published {len(messages)} in {published_s:.1f}s"
+                  f"{f' (paced at {rate:.0f} msg/s)' if rate else ''}", file=sys.stderr, flush=True)
             ended = await wait_rows(pool, readings)
         finally:
             stop.set()
@@ -188,7 +200,10 @@ async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool
         stop_process(process)
     seconds = ended - started
     print(f"  ingest CPU {peak.cpu_s:.1f}s for {seconds:.1f}s wall "
-          f"({peak.cpu_s / len(messages) * 1e6:.0f} us/message)", file=sys.stderr, flush=True)
+          f"({peak.cpu_s / len(messages) * 1e6:.0f} us/message, "
+          f"{peak.cpu_s / readings * 1e6:.1f} us/reading); {len(latencies)} probes "
+          f"p50 {percentile(latencies, 0.5):.0f} ms p99 {percentile(latencies, 0.99):.0f} ms; "
+          f"load average {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
     return len(messages) / seconds, readings / seconds, latencies, rss
 
 
@@ -269,7 +284,11 @@ async def main() -> None:
     p.add_argument("--batched", type=int, default=3_000, help="100-reading messages")
     p.add_argument("--naive", type=int, default=10_000, help="messages through the naive bridge")
     p.add_argument("--publishers", type=int, default=3)
+    p.add_argument("--rate-fraction", type=float, default=0.7,
+                   help="below-capacity runs offer this fraction of the overloaded throughput "
+                        "(0: skip them)")
     args = p.parse_args()
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr, flush=True)
     broker = start_mosquitto(Path(tempfile.mkdtemp(prefix="fp-bench-")))
     user = "bench"
     broker.add_service_client(user, "pw")
@@ -290,6 +309,29 @@ async def main() -> None:
         batched = batched_messages(args.batched, base_ms - 3_600_000)
         b_msgs, b_reads, b_lat, b_rss = await run_ingest_scenario(
             db_url, broker, user, pool, batched, args.batched * 100, args.publishers, processes)
+        paced: dict[str, float] = {}
+        if args.rate_fraction > 0:
+            s_rate, b_rate = s_msgs * args.rate_fraction, b_msgs * args.rate_fraction
+            ps_msgs, _, ps_lat, _ = await run_ingest_scenario(
+                db_url, broker, user, pool, single, args.single, args.publishers, processes,
+                rate=s_rate)
+            pb_msgs, pb_reads, pb_lat, _ = await run_ingest_scenario(
+                db_url, broker, user, pool, batched, args.batched * 100, args.publishers,
+                processes, rate=b_rate)
+            paced = {
+                "below capacity single: messages/s achieved": ps_msgs,
+                "below capacity batched: readings/s achieved": pb_reads,
+                "below capacity batched: messages/s achieved": pb_msgs,
+                f"below capacity single @ {s_rate:.0f} msg/s offered: latency p50 ms":
+                    percentile(ps_lat, 0.5),
+                f"below capacity single @ {s_rate:.0f} msg/s offered: latency p99 ms":
+                    percentile(ps_lat, 0.99),
+                f"below capacity batched @ {b_rate * 100:.0f} readings/s offered: latency p50 ms":
+                    percentile(pb_lat, 0.5),
+                f"below capacity batched @ {b_rate * 100:.0f} readings/s offered: latency p99 ms":
+                    percentile(pb_lat, 0.99),
+                "below capacity: latency p99 ms (both)": percentile(ps_lat + pb_lat, 0.99),
+            }
         forget_sessions(broker, user)
         naive = await run_naive(db_url, broker, user, pool, single[: args.naive], args.publishers,
                                 processes)
@@ -301,6 +343,7 @@ async def main() -> None:
         await drop_database(name)
         broker.kill()
     latencies = s_lat + b_lat
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr, flush=True)
     report("ingest (one process, 2 cores, local broker and PostgreSQL)", {
         "single: messages/s": s_msgs,
         "batched(100): messages/s": b_msgs,
@@ -309,8 +352,11 @@ async def main() -> None:
         "mosquitto_sub -> /dev/null: messages/s": raw,
         "ingest / naive (single)": s_msgs / naive,
         "ingest / mosquitto_sub (single)": s_msgs / raw,
-        "latency p50 ms (publish->commit)": percentile(latencies, 0.5),
-        "latency p99 ms (publish->commit)": percentile(latencies, 0.99),
+        "overloaded: latency p50 ms (publish->commit)": percentile(latencies, 0.5),
+        "overloaded: latency p99 ms (publish->commit)": percentile(latencies, 0.99),
+        "overloaded single: latency p99 ms": percentile(s_lat, 0.99),
+        "overloaded batched: latency p99 ms": percentile(b_lat, 0.99),
+        **paced,
         "peak RSS MiB (single)": s_rss,
         "peak RSS MiB (batched)": b_rss,
     }, args.baseline, args.save)

@@ -15,13 +15,32 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+# The key and number columns travel as PostgreSQL array literals in one text parameter each:
+# asyncpg's array encoder runs two ``isinstance(x, collections.abc.*)`` checks per element
+# (~13% of ingest CPU on 100-reading batches); the literal costs one ``str.join``. Safe because
+# tenant and device ids match ``^[A-Za-z0-9_-]{1,64}$`` (quoted, so an id "NULL" stays text).
 INSERT_TELEMETRY = """
 INSERT INTO telemetry (time, tenant_id, device_id, seq, metrics, received_at)
 SELECT fleetpulse_ts_us(u.t), u.tn, u.d, u.s, u.m::jsonb, fleetpulse_ts_us(u.r)
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
+FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[], $4::text::bigint[],
+            $5::text[], $6::text::bigint[])
      AS u(t, tn, d, s, m, r)
 ON CONFLICT (tenant_id, device_id, time) DO NOTHING
 """
+
+
+def int_array(values: list[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def nullable_int_array(values: list[int | None]) -> str:
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
+
+
+def id_array(values: list[str]) -> str:
+    """Only for contract ids (no quote, backslash, comma or brace can occur)."""
+    return '{"' + '","'.join(values) + '"}'
+
 
 UPSERT_DEVICE_STATE = """
 INSERT INTO device_state AS s (tenant_id, device_id, last_seen, last_reading_at, last_heartbeat,
@@ -89,12 +108,12 @@ class PostgresTelemetryStore:
             return 0
         status = await conn.execute(
             INSERT_TELEMETRY,
-            batch.times,
-            batch.tenants,
-            batch.devices,
-            batch.seqs,
+            int_array(batch.times),
+            id_array(batch.tenants),
+            id_array(batch.devices),
+            nullable_int_array(batch.seqs),
             batch.metrics,
-            batch.received,
+            int_array(batch.received),
         )
         inserted = int(status.rsplit(" ", 1)[1])
         return len(batch.times) - inserted
