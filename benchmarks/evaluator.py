@@ -19,6 +19,7 @@ service's ``Coalescer`` (as in production: ``--concurrency`` is then the SQS mes
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import time
@@ -162,9 +163,10 @@ async def main() -> None:
     p.add_argument("--devices", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--batch", type=int, default=1000, help="records per batch (SQS message)")
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=16, help="SQS messages in flight (as in the service)")
     p.add_argument("--rate", type=float, default=50_000, help="offered readings/s in the latency phase")
-    p.add_argument("--coalesce", action="store_true", help="through the service's Coalescer")
+    p.add_argument("--coalesce", action=argparse.BooleanOptionalAction, default=True,
+                   help="through the service's Coalescer, as deployed (--no-coalesce: one transaction per message)")
     p.add_argument("--breaches", type=int, default=1, help="devices breaching per 1,000-device step")
     args = p.parse_args()
     name = unique_name("fp_bench_evaluator")
