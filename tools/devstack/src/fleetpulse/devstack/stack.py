@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import time
 import urllib.request
@@ -162,6 +163,39 @@ class DevStack:
                 raise StackError(f"{child.name}: {what} not ready after {timeout:.0f}s")
             time.sleep(0.1)
         self.say(f"{child.name} ready on {what} (pid {child.pid})")
+
+    # fault injection (tests) -------------------------------------------------------------------
+
+    def process_name(self, name: str) -> str:
+        """A child's name from a service name (``ingest``) or a child name (``mosquitto``)."""
+        return f"fleetpulse-{name}" if name in SERVICE_NAMES else name
+
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> Child:
+        """Signal one process (``ingest``, ``mosquitto``, ``moto``, ...) and wait until it exited."""
+        return self.supervisor.kill(self.process_name(name), signum)
+
+    def respawn(self, name: str, ready_timeout: float = 60.0) -> Child:
+        """Start a killed process again, as it was started, and wait until it is ready."""
+        child = self.supervisor.respawn(self.process_name(name))
+        if name in SERVICE_NAMES:
+            self._wait_http(child, self.config.ports.health[name], ready_timeout)
+            if name == "provision-api":
+                self._wait_port(child, self.config.ports.api, ready_timeout)
+        elif name == "mosquitto":
+            self._wait_port(child, self.config.ports.mqtt, ready_timeout)
+        elif name == "moto":
+            self._wait_port(child, self.config.ports.moto, ready_timeout)
+        elif name == "oidc":
+            self._wait_http(child, self.config.ports.oidc, ready_timeout)
+        self._write_state()
+        return child
+
+    def restart(
+        self, name: str, signum: int = signal.SIGKILL, ready_timeout: float = 60.0
+    ) -> Child:
+        """:meth:`kill` then :meth:`respawn`: SIGKILL a service mid-flow, SIGTERM the broker."""
+        self.kill(name, signum)
+        return self.respawn(name, ready_timeout)
 
     def _write_state(self) -> None:
         StackState(

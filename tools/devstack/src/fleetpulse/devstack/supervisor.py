@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -26,6 +26,8 @@ class Child:
     process: subprocess.Popen[bytes]
     log_file: Path
     infrastructure: bool
+    argv: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -107,9 +109,41 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            child = Child(name, process, log_file, infrastructure)
+            child = Child(name, process, log_file, infrastructure, tuple(argv), dict(env))
             self.children.append(child)
         return child
+
+    # fault injection (tests): kill one child, start it again as it was -----------------------
+
+    def child(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(f"no child process named {name!r}")
+
+    def kill(self, name: str, signum: int = signal.SIGKILL, grace_s: float = 10.0) -> Child:
+        """Send ``signum`` to ``name``'s process group and wait until it exited (SIGKILL after
+        ``grace_s``); the dead child stays in place until :meth:`respawn`."""
+        child = self.child(name)
+        signal_group(child.pid, signum)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.process.wait(timeout=grace_s)
+        signal_group(child.pid, signal.SIGKILL)  # and whatever it forked
+        child.process.wait()
+        return child
+
+    def respawn(self, name: str) -> Child:
+        """Start ``name`` again with its command line and environment, in its place (so the stop
+        order stays); its log is appended to. A running child is killed first."""
+        old = self.child(name)
+        if old.running():
+            self.kill(name)
+        index = self.children.index(old)
+        self.children.remove(old)
+        new = self.start(name, old.argv, old.env, infrastructure=old.infrastructure)
+        self.children.remove(new)
+        self.children.insert(index, new)
+        return new
 
     def first_exited(self) -> Child | None:
         return next((child for child in self.children if not child.running()), None)
