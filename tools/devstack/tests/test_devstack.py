@@ -17,8 +17,16 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleetpulse.common.settings import load_settings
 from fleetpulse.dev_oidc.config import read_env_file
-from fleetpulse.devstack.broker import DELIVERY_USER, INGEST_USER, refused, user_commands
+from fleetpulse.devstack.broker import (
+    DELIVERY_USER,
+    INGEST_ACLS,
+    INGEST_USER,
+    Acl,
+    refused,
+    user_commands,
+)
 from fleetpulse.devstack.database import database_url, drop_database
 from fleetpulse.devstack.layout import DevDir, Ports, StackState, listening
 from fleetpulse.devstack.secrets import DevSecrets
@@ -29,6 +37,8 @@ from fleetpulse.devstack.services import (
     service_env,
     shared_env,
 )
+from fleetpulse.ingest.mqtt_source import subscription_filter
+from fleetpulse.ingest.settings import Settings as IngestSettings
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 BIN = Path(sys.executable).parent
@@ -69,6 +79,14 @@ def test_every_service_gets_its_own_health_port_and_least_broker_privilege(tmp_p
     assert shared["FLEETPULSE_ALLOW_PRIVATE_WEBHOOKS"] == "true"
     assert shared["FLEETPULSE_AUTO_CREATE"] == "true"
     assert shared["FLEETPULSE_OIDC_ISSUER"] == "http://127.0.0.1:8081/realms/fleetpulse"
+
+
+async def test_the_single_ingest_subscribes_plainly_within_its_acl(tmp_path: Path) -> None:
+    env = service_env(config(tmp_path), next(s for s in SERVICES if s.name == "ingest"))
+    settings = await load_settings(IngestSettings, env)
+    topic = subscription_filter(settings.mqtt_share_group)
+    assert (settings.mqtt_connections, topic) == (1, "tenant/+/device/+/+")
+    assert Acl("subscribePattern", topic) in INGEST_ACLS
 
 
 def test_user_declaration_is_idempotent_by_design() -> None:

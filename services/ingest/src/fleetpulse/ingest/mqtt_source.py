@@ -1,4 +1,5 @@
-"""MQTT source: ``connections`` persistent sessions in one shared-subscription group.
+"""MQTT source: ``connections`` persistent sessions in one shared-subscription group (or one
+session with a plain subscription when the group is empty, see ``Settings.mqtt_share_group``).
 
 Each connection is a :class:`fleetpulse.common.mqtt_subscriber.MqttSubscriber` (chosen over
 zmqtt on profile evidence, see its module docstring): PUBLISH packets are parsed in
@@ -24,6 +25,11 @@ from fleetpulse.ingest.pipeline import Pipeline, now_us
 
 log = logging.getLogger(__name__)
 TOPIC_FILTER = "tenant/+/device/+/+"
+
+
+def subscription_filter(share_group: str) -> str:
+    """The shared subscription, or the plain filter when ``share_group`` is empty (one replica)."""
+    return shared_subscription(share_group, TOPIC_FILTER) if share_group else TOPIC_FILTER
 
 
 class _Connection:
@@ -65,7 +71,7 @@ class MqttSource:
         self._endpoint = endpoint
         self._pipeline = pipeline
         self._prefix = client_id_prefix
-        self._topic = shared_subscription(share_group, TOPIC_FILTER)
+        self._topic = subscription_filter(share_group)
         self._connections = [_Connection(self, i) for i in range(connections)]
         for connection in self._connections:
             pipeline.register_source(connection.key, connection.acknowledge)

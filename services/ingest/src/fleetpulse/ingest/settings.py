@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from fleetpulse.common.settings import ServiceSettings
 
@@ -35,7 +35,14 @@ class Settings(ServiceSettings):
         description="Connections in the shared group; each holds up to the broker's "
         "max_inflight_messages unacknowledged messages",
     )
-    mqtt_share_group: str = Field(default="ingest", description="Shared subscription group")
+    mqtt_share_group: str = Field(
+        default="ingest",
+        pattern=r"^[A-Za-z0-9_-]{0,40}$",
+        description="Shared subscription group, so replicas split the load. Empty: a plain "
+        "subscription (one replica, FLEETPULSE_MQTT_CONNECTIONS=1), which Mosquitto 2.0 restores "
+        "with the persistent session after a broker restart; it drops $share subscriptions "
+        "there, so until ingest reconnects a restarted broker discards what devices publish",
+    )
     batch_max_rows: int = Field(
         default=5000, ge=1, le=100_000, description="Flush a batch at this many readings"
     )
@@ -83,6 +90,16 @@ class Settings(ServiceSettings):
         if not chosen or chosen - KNOWN_SOURCES:
             raise ValueError(f"must name sources among {sorted(KNOWN_SOURCES)}")
         return ",".join(sorted(chosen))
+
+    @field_validator("mqtt_share_group")
+    @classmethod
+    def _plain_subscription_has_one_connection(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.data.get("mqtt_connections", 1) != 1:
+            raise ValueError(
+                "empty (a plain subscription) needs FLEETPULSE_MQTT_CONNECTIONS=1: "
+                "every connection would receive every message"
+            )
+        return value
 
     @property
     def source_names(self) -> frozenset[str]:

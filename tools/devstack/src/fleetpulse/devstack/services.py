@@ -100,6 +100,12 @@ def shared_env(config: StackConfig) -> dict[str, str]:
     }
 
 
+#: One ingest, so a plain persistent subscription: Mosquitto 2.0 restores it after a broker
+#: restart (it drops $share subscriptions from its persistence, losing what devices publish
+#: before ingest reconnects; tests/e2e/test_faults_dev.py::test_broker_restart_while_ingest_is_offline).
+SINGLE_INGEST_ENV = {"FLEETPULSE_MQTT_SHARE_GROUP": "", "FLEETPULSE_MQTT_CONNECTIONS": "1"}
+
+
 def service_env(config: StackConfig, spec: ServiceSpec) -> dict[str, str]:
     """Per-service overrides: its own health port and broker identity (least privilege)."""
     env = shared_env(config)
@@ -113,6 +119,8 @@ def service_env(config: StackConfig, spec: ServiceSpec) -> dict[str, str]:
         env["FLEETPULSE_MQTT_URL"] = config.mqtt_url(*mqtt_users[spec.name])
     else:
         del env["FLEETPULSE_MQTT_URL"]
+    if spec.name == "ingest":
+        env.update(SINGLE_INGEST_ENV)
     return env
 
 
