@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from fleetpulse.common.crypto import SecretBox
+from fleetpulse.common.crypto import SecretBox, seal_values
 from fleetpulse.common.eventstore import (
     NO_STREAM,
     NewEvent,
@@ -22,7 +22,7 @@ from fleetpulse.common.eventstore import (
 )
 from fleetpulse.common.projections.catalog import CatalogProjection
 from fleetpulse.common.projections.deliveries import DeliveriesProjection
-from fleetpulse.common.webhooks import generate_secret
+from fleetpulse.common.webhooks import generate_secret, headers_owner
 from fleetpulse.testing.ports import free_port
 
 TENANT = "t1"
@@ -98,8 +98,13 @@ class Seeder:
             await DeliveriesProjection().apply(conn, recorded)
             return recorded
 
-    async def integration(self, kind: str = "webhook", **config: Any) -> str:
+    async def integration(
+        self, kind: str = "webhook", custom_headers: dict[str, str] | None = None, **config: Any
+    ) -> str:
+        """``custom_headers`` are sealed as the API stores them; ``headers=`` goes in as given."""
         integration_id = "i" + uuid.uuid4().hex[:8]
+        if custom_headers:
+            config["headers"] = seal_values(self.box, custom_headers, headers_owner(TENANT, integration_id))
         secret = generate_secret()
         self.secrets[integration_id] = secret
         await self._append(f"integration-{TENANT}-{integration_id}", NewEvent("IntegrationCreated", {

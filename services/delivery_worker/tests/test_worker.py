@@ -73,6 +73,34 @@ async def test_fails_twice_then_succeeds_with_the_same_webhook_id(
     assert [(a["attempt"], a["status_code"]) for a in attempts] == [(1, 500), (2, 503), (3, 204)]
 
 
+async def test_sealed_custom_headers_are_sent_in_the_clear_only_to_the_endpoint(
+    seeder: Any, webhook: WebhookChannel, receiver_factory: Callable[..., Any]
+) -> None:
+    receiver = await receiver_factory()
+    headers = {"Authorization": "Bearer on-call-token", "X-Team": "ops"}
+    integration = await seeder.integration(url=receiver.url, custom_headers=headers)
+    stored = await seeder.store.pool.fetchval(
+        "SELECT config FROM integrations WHERE integration_id = $1", integration)
+    assert "on-call-token" not in str(stored)
+    assert await make_worker(seeder, webhook).handle(await seeder.delivery(integration)) == Done()
+    [got] = receiver.received
+    assert (got.headers["Authorization"], got.headers["X-Team"]) == ("Bearer on-call-token", "ops")
+    verify(seeder.secrets[integration], got.headers, got.body)
+
+
+async def test_a_header_that_does_not_open_abandons_without_sending(
+    seeder: Any, webhook: WebhookChannel, receiver_factory: Callable[..., Any]
+) -> None:
+    receiver = await receiver_factory()
+    integration = await seeder.integration(url=receiver.url, headers={"X-Team": "never sealed"})
+    scheduled = await seeder.delivery(integration)
+    await make_worker(seeder, webhook).handle(scheduled)
+    assert receiver.received == []
+    assert (await seeder.stream_types(scheduled.data["delivery_id"]))[-1] == "DeliveryAbandoned"
+    error = await seeder.store.pool.fetchval("SELECT error FROM delivery_attempts")
+    assert error.startswith("cannot open a custom header: X-Team: ")
+
+
 async def test_410_disables_the_integration(
     seeder: Any, webhook: WebhookChannel, receiver_factory: Callable[..., Any]
 ) -> None:

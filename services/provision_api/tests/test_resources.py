@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from fleetpulse.common.crypto import SecretBox
+from fleetpulse.common.crypto import SecretBox, open_values
 from fleetpulse.common.eventstore import NO_STREAM, NewEvent, PostgresEventStore
 from fleetpulse.common.projections.alerts import AlertsProjection
+from fleetpulse.common.webhooks import headers_owner
 from fleetpulse.provision_api.settings import Settings
 
 from .conftest import TestIssuer
@@ -88,6 +89,33 @@ async def test_webhook_secret_is_returned_once_and_sealed(
     assert kind_change.status_code == 422
     disabled = await api.delete(f"/api/v1/integrations/{integration_id}", headers=admin)
     assert disabled.json()["status"] == "disabled"
+
+
+async def test_custom_header_values_are_sealed_and_never_shown(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str], settings: Settings,
+    event_store: PostgresEventStore,
+) -> None:
+    admin, token = oidc.headers(), "Bearer on-call-9f2c"
+    body = {"name": "hook", "kind": "webhook", "url": "https://hooks.example.com/x",
+            "headers": {"Authorization": token, "X-Team": "ops"}}
+    created = await api.post("/api/v1/integrations", headers=admin, json=body)
+    assert created.status_code == 201, created.text
+    integration_id = created.json()["integration_id"]
+    path = f"/api/v1/integrations/{integration_id}"
+    updated = await api.put(path, headers={**admin, "If-Match": '"1"'},
+                            json={**body, "headers": {"Authorization": token + "-v2"}})
+    fetched = await api.get(path, headers=admin)
+    listed = await api.get("/api/v1/integrations", headers=admin)
+    assert created.json()["config"]["headers"] == {"Authorization": "<sealed>", "X-Team": "<sealed>"}
+    for response in (updated, fetched, listed):
+        assert response.status_code == 200, response.text
+        assert token not in response.text and "v1." not in response.text
+    assert fetched.json()["config"]["headers"] == {"Authorization": "<sealed>"}
+    events = await event_store.read_stream(f"integration-acme-{integration_id}")
+    assert all(token not in str(e.data) for e in events)
+    box = SecretBox(settings.webhook_encryption_key.get_secret_value())
+    stored = events[-1].data["config"]["headers"]
+    assert open_values(box, stored, headers_owner("acme", integration_id)) == {"Authorization": token + "-v2"}
 
 
 async def test_routes_need_an_integration_of_the_tenant(api: httpx.AsyncClient, oidc: TestIssuer,

@@ -52,3 +52,23 @@ class SecretBox:
             return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], owner.encode()).decode()
         except (binascii.Error, ValueError, InvalidTag):
             raise SealError("sealed value does not open with this key and owner") from None
+
+
+def seal_values(box: SecretBox, values: dict[str, str], owner: str) -> dict[str, str]:
+    """Seal each value of a mapping (webhook custom headers), bound to ``owner`` and its key."""
+    return {name: box.seal(value, _item_owner(owner, name)) for name, value in values.items()}
+
+
+def open_values(box: SecretBox, sealed: dict[str, str], owner: str) -> dict[str, str]:
+    """The plaintext of :func:`seal_values`; raises :class:`SealError` naming the key that fails."""
+    opened = {}
+    for name, value in sealed.items():
+        try:
+            opened[name] = box.open(value, _item_owner(owner, name))
+        except SealError as exc:
+            raise SealError(f"{name}: {exc}") from None
+    return opened
+
+
+def _item_owner(owner: str, name: str) -> str:
+    return f"{owner}:{name.lower()}"

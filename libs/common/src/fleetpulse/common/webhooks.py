@@ -23,6 +23,7 @@ __all__ = [
     "SECRET_PREFIX",
     "WebhookVerificationError",
     "generate_secret",
+    "headers_owner",
     "sign",
     "signature_headers",
     "verify",
@@ -41,6 +42,11 @@ class WebhookVerificationError(FleetPulseError):
 def generate_secret() -> str:
     """A new signing secret, ``whsec_`` followed by 32 random bytes in base64."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
+
+
+def headers_owner(tenant_id: str, integration_id: str) -> str:
+    """What an integration's sealed custom header values are bound to (``crypto.seal_values``)."""
+    return f"{tenant_id}:{integration_id}:headers"
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

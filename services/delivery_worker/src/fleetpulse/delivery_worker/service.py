@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fleetpulse.common.crypto import SealError, SecretBox
+from fleetpulse.common.crypto import SealError, SecretBox, open_values
 from fleetpulse.common.errors import ConcurrencyError
 from fleetpulse.common.eventstore import NewEvent, RecordedEvent, metadata
 from fleetpulse.common.observability import meter
+from fleetpulse.common.webhooks import headers_owner
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
 from fleetpulse.delivery_worker.channels.base import Channel, Notification
 from fleetpulse.delivery_worker.retry import AttemptResult, Decision, Verdict, decide
@@ -138,15 +139,27 @@ class DeliveryWorker:
             secret = self._secret(event.tenant_id, integration)
         except SealError as exc:
             return AttemptResult(ok=False, error=f"cannot open the signing secret: {exc}", permanent=True)
+        try:
+            config = self._opened_config(event.tenant_id, integration)
+        except SealError as exc:
+            return AttemptResult(ok=False, error=f"cannot open a custom header: {exc}", permanent=True)
         return await channel.send(Notification(
             message_id=str(event.data["delivery_id"]), tenant_id=event.tenant_id,
-            integration_id=integration.integration_id, config=integration.config,
+            integration_id=integration.integration_id, config=config,
             payload=event.data.get("payload") or {}, secret=secret))
 
     def _secret(self, tenant_id: str, integration: Integration) -> str | None:
         if integration.secret_sealed is None:
             return None
         return self._secrets.open(integration.secret_sealed, f"{tenant_id}:{integration.integration_id}")
+
+    def _opened_config(self, tenant_id: str, integration: Integration) -> Mapping[str, Any]:
+        """The config with the custom header values the API sealed, opened for this attempt only."""
+        sealed = integration.config.get("headers")
+        if not sealed:
+            return integration.config
+        owner = headers_owner(tenant_id, integration.integration_id)
+        return {**integration.config, "headers": open_values(self._secrets, sealed, owner)}
 
     async def _record(
         self, event: RecordedEvent, integration: Integration, attempt: int, version: int,

@@ -212,16 +212,28 @@ class SnsIn(Strict):
 IntegrationIn = Annotated[WebhookIn | EmailIn | MqttIn | SnsIn, Field(discriminator="kind")]
 
 
+SEALED = "<sealed>"
+
+
 class Integration(BaseModel):
     integration_id: str
     name: str
     kind: Literal["webhook", "email", "mqtt", "sns"]
-    config: dict[str, Any]
+    config: dict[str, Any] = Field(
+        description=f"As given, except custom webhook header values: sealed at rest and shown as {SEALED!r}")
     status: Literal["enabled", "disabled"]
     disabled_reason: str | None
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+    @field_validator("config")
+    @classmethod
+    def _hide_header_values(cls, config: dict[str, Any]) -> dict[str, Any]:
+        if headers := config.get("headers"):
+            return {**config, "headers": dict.fromkeys(headers, SEALED)}
+        return config
 
 
 class IntegrationCreated(Integration):

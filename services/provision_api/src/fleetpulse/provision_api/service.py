@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fleetpulse.common.crypto import SecretBox
+from fleetpulse.common.crypto import SecretBox, seal_values
 from fleetpulse.common.eventstore import NO_STREAM, NewEvent, metadata, stream_id
+from fleetpulse.common.webhooks import headers_owner
 from fleetpulse.provision_api import domain, schemas
 from fleetpulse.provision_api.auth import Principal
 from fleetpulse.provision_api.credentials import (
@@ -187,7 +188,7 @@ class Commands:
     ) -> tuple[Row, str | None]:
         integration_id = domain.new_id("int")
         secret = None
-        data = _integration_data(integration_id, body)
+        data = self._integration_data(tenant_id, integration_id, body)
         if body.kind == "webhook":
             secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
             data["secret_sealed"] = self._box.seal(secret, f"{tenant_id}:{integration_id}")
@@ -203,9 +204,19 @@ class Commands:
         def event(row: Row) -> NewEvent:
             if row["kind"] != body.kind:
                 raise InvalidError("body.kind", f"an integration's kind cannot change (it is {row['kind']})")
-            return NewEvent("IntegrationUpdated", _integration_data(integration_id, body))
+            return NewEvent("IntegrationUpdated", self._integration_data(tenant_id, integration_id, body))
 
         return await self._update("integration", tenant_id, integration_id, if_match, actor, event)
+
+    def _integration_data(
+        self, tenant_id: str, integration_id: str,
+        body: schemas.WebhookIn | schemas.EmailIn | schemas.MqttIn | schemas.SnsIn,
+    ) -> Row:
+        """The event data; custom webhook header values (often credentials) sealed like the secret."""
+        data = _integration_data(integration_id, body)
+        if headers := data["config"].get("headers"):
+            data["config"]["headers"] = seal_values(self._box, headers, headers_owner(tenant_id, integration_id))
+        return data
 
     async def disable_integration(
         self, tenant_id: str, integration_id: str, if_match: int | None, actor: str
