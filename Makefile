@@ -8,10 +8,11 @@ MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | pa
 PYTEST_ARGS ?=
 
 .PHONY: help sync up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-delivery bench-api smoke simulate migrate config-table
+	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
+	config-table
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 sync: ## install the workspace (one venv, locked)
 	$(UV) sync --locked
@@ -61,6 +62,9 @@ bench-delivery: sync
 
 bench-api: sync
 	$(UV) run python benchmarks/api.py
+
+bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on the dev stack
+	$(UV) run python benchmarks/e2e.py
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)
