@@ -28,7 +28,7 @@ from fleetpulse.testing.moto import QueueDrain, receive_all
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 RELAY = "outbox-relay"
 
-# Runs one relay until killed: python -c RUNNER <dsn> <moto url> <topic arn>
+# Runs one relay until killed: python -c RUNNER <dsn> <moto url> <topic arn> <lease s>
 RUNNER = """
 import asyncio, sys
 from fleetpulse.common.aws import AwsConfig, aws_client
@@ -36,10 +36,11 @@ from fleetpulse.common.db import create_pool
 from fleetpulse.common.messaging import OutboxRelay, SnsPublisher
 
 async def main() -> None:
-    dsn, endpoint, topic = sys.argv[1:4]
+    dsn, endpoint, topic, lease_s = sys.argv[1:5]
     pool = await create_pool(dsn, max_size=2)
     async with aws_client("sns", AwsConfig(endpoint_url=endpoint)) as sns:
-        relay = OutboxRelay(pool, SnsPublisher(sns, topic), dsn=dsn, batch_size=20, lock_retry_s=0.2)
+        relay = OutboxRelay(pool, SnsPublisher(sns, topic), dsn=dsn, batch_size=20,
+                            lock_retry_s=0.2, lease_s=float(lease_s))
         await relay.run(asyncio.Event())
 
 asyncio.run(main())
@@ -152,8 +153,8 @@ async def test_relay_survives_a_lost_database_connection_and_sns_errors(
     assert set(received) == ids | more
 
 
-def _start_runner(dsn: str, moto_url: str, topic: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", RUNNER, dsn, moto_url, topic],
+def _start_runner(dsn: str, moto_url: str, topic: str, lease_s: float = 30.0) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", RUNNER, dsn, moto_url, topic, str(lease_s)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
 
 
@@ -196,3 +197,38 @@ def _event_ids(messages: list[dict[str, Any]]) -> set[str]:
 async def _reached(pool: asyncpg.Pool, position: int) -> bool:
     return await _checkpoint(pool) >= position
 
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_frozen_leader_loses_its_lease_and_a_follower_takes_over(
+    event_store: PostgresEventStore, database_url: str, moto_server: str, sqs_client: Any,
+    sns_client: Any, platform: PlatformResources,
+) -> None:
+    """SIGSTOP keeps the leader's socket open (the kernel still answers), so only the idle-session
+    lease frees the lock; once thawed, the old leader publishes nothing the new one has not."""
+    ids = await _append_alerts(event_store, 20)
+    async with QueueDrain(sqs_client, platform.dispatcher.url) as drain:
+        frozen = _start_runner(database_url, moto_server, platform.domain_events_arn, lease_s=2.0)
+        try:
+            await until(lambda: _reached(event_store.pool, 20), timeout_s=30)
+            frozen.send_signal(signal.SIGSTOP)
+            follower = _relay(event_store, sns_client, platform, database_url, lease_s=2.0)
+            async with relaying(follower):
+                ids |= await _append_alerts(event_store, 20)
+                started = time.monotonic()
+                await drain.wait_until(lambda messages: _event_ids(messages) >= ids, timeout_s=30)
+                took_over_s = time.monotonic() - started
+                assert follower.is_leader
+                frozen.send_signal(signal.SIGCONT)
+                ids |= await _append_alerts(event_store, 20)
+                await drain.wait_until(lambda messages: _event_ids(messages) >= ids, timeout_s=30)
+                await asyncio.sleep(1.0)
+                assert follower.is_leader, "the thawed process took the lock back"
+        finally:
+            frozen.kill()
+            frozen.wait(10)
+    received = [str(message_to_event(m["Body"]).event_id) for m in drain.messages]
+    assert set(received) == ids
+    assert len(received) == len(ids)  # the frozen leader had nothing in flight: no duplicates
+    assert took_over_s < 10

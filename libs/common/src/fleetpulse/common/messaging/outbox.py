@@ -7,7 +7,13 @@ the two republishes that batch (duplicates, which consumers drop by event id) an
 
 Every service that appends runs a relay; a session-level advisory lock on a dedicated connection
 elects one publisher across processes. The others retry the lock, and take over when the leader's
-connection ends (crash, kill -9, network loss), since PostgreSQL then releases its lock.
+connection ends (crash, kill -9, network loss), since PostgreSQL then releases its lock. A leader
+that stops using its connection (a frozen process, a network partition that leaves the socket
+open) would hold the lock forever, so the connection is a lease: PostgreSQL ends a session idle
+longer than ``lease_s`` (``idle_session_timeout``) or whose peer stops answering TCP keepalives,
+and a live leader touches it at least every ``poll_s``. A leader that wakes up after losing its
+lease may publish the batch it had read once more (consumers drop duplicates by event id); its
+checkpoint write fails with the dead connection, and it rejoins as a follower.
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ class OutboxRelay:
         batch_size: events read and published per round (then the checkpoint is saved).
         poll_s: how long to wait for a notification before looking anyway.
         lock_retry_s: how often a follower tries to become leader.
+        lease_s: how long a silent leader keeps the lock (see the module docstring); above
+            ``poll_s`` and ``lock_retry_s``, and above the longest SNS publish, or a slow publish
+            costs the lease (a duplicate batch, not a loss).
     """
 
     def __init__(
@@ -71,7 +80,10 @@ class OutboxRelay:
         batch_size: int = 100,
         poll_s: float = 1.0,
         lock_retry_s: float = 2.0,
+        lease_s: float = 30.0,
     ) -> None:
+        if lease_s <= max(poll_s, lock_retry_s):
+            raise ValueError("lease_s must exceed poll_s and lock_retry_s")
         self._store = store if isinstance(store, PostgresEventStore) else PostgresEventStore(store)
         self._publisher = publisher
         self._dsn = dsn
@@ -80,6 +92,7 @@ class OutboxRelay:
         self._poll_s = poll_s
         self._lock_retry_s = lock_retry_s
         self._lock_key = advisory_lock_key(name)
+        self._lease_s = lease_s
         self._is_leader = False
 
     @property
@@ -104,6 +117,7 @@ class OutboxRelay:
         """One database session: wait to become leader, then publish until stopped."""
         conn = await connect(self._dsn, application_name=self._name)
         try:
+            await _hold_as_lease(conn, self._lease_s)
             while not stop.is_set():
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
                     self._is_leader = True
@@ -136,6 +150,16 @@ class OutboxRelay:
         await save_checkpoint(conn, self._name, events[-1].position)
         _published_counter.add(len(events), {"relay": self._name})
         return len(events)
+
+
+async def _hold_as_lease(conn: asyncpg.Connection, lease_s: float) -> None:
+    """PostgreSQL ends this session once it is idle, or its peer silent, for about ``lease_s``."""
+    probe_s = max(1, int(lease_s / 6))
+    await conn.execute(
+        f"SET idle_session_timeout = {int(lease_s * 1000)};"
+        f" SET tcp_keepalives_idle = {probe_s}; SET tcp_keepalives_interval = {probe_s};"
+        " SET tcp_keepalives_count = 3"
+    )
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
