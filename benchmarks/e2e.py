@@ -40,7 +40,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import asyncpg
 import httpx
 import orjson
@@ -50,11 +49,9 @@ from _common import parser, percentile, report
 
 from fleetpulse.dev_oidc import TokenRequest, mint_token
 from fleetpulse.dev_oidc.keys import load_key
-from fleetpulse.devstack.database import database_url, drop_database
-from fleetpulse.devstack.layout import SERVICE_NAMES, DevDir, Ports
-from fleetpulse.devstack.secrets import DevSecrets
-from fleetpulse.devstack.services import AUDIENCE, StackConfig
-from fleetpulse.devstack.stack import DevStack
+from fleetpulse.devstack.layout import SERVICE_NAMES
+from fleetpulse.devstack.services import AUDIENCE
+from fleetpulse.devstack.stack import DevStack, private_stack
 from fleetpulse.simulator.fleet import API, DeviceCredentials, bearer, check, register
 from fleetpulse.simulator.runner import Budget, DeviceOptions, Stats, run_device
 from fleetpulse.simulator.telemetry import SensorProfile, iso_timestamp
@@ -78,9 +75,9 @@ PROCESSES = (*SERVICE_NAMES, "mosquitto", "moto", "oidc")
 class RssSampler(threading.Thread):
     """Every ``interval_s``: per supervisor child, the summed RSS of its process and descendants."""
 
-    def __init__(self, stack: DevStack, interval_s: float) -> None:
+    def __init__(self, interval_s: float) -> None:
         super().__init__(name="rss-sampler", daemon=True)
-        self.stack = stack
+        self.stack: DevStack | None = None
         self.interval_s = interval_s
         self.peak: dict[str, float] = defaultdict(float)
         self.last: dict[str, float] = {}
@@ -91,7 +88,13 @@ class RssSampler(threading.Thread):
         while not self._done.wait(self.interval_s):
             self.sample()
 
+    def watch(self, stack: DevStack) -> None:
+        """Sample ``stack``'s processes from now on (before it starts, to see start-up too)."""
+        self.stack = stack
+        self.start()
+
     def sample(self) -> None:
+        assert self.stack is not None, "watch() a stack first"
         for child in list(self.stack.supervisor.children):
             name = child.name.removeprefix("fleetpulse-")
             rss = tree_rss(child.pid)
@@ -102,7 +105,8 @@ class RssSampler(threading.Thread):
 
     def stop(self) -> None:
         self._done.set()
-        self.join(timeout=5)
+        if self.is_alive():
+            self.join(timeout=5)
 
 
 def tree_rss(pid: int) -> float:
@@ -125,27 +129,11 @@ def tree_rss(pid: int) -> float:
 def dev_stack(say: Any, sample_s: float) -> Iterator[tuple[DevStack, RssSampler]]:
     """A private dev stack on free ports with its own database, its RSS sampled from the start;
     stopped and dropped on exit."""
-    server = server_url()
-    database = unique_name("fp_bench_e2e")
-    with tempfile.TemporaryDirectory(prefix="fp-bench-e2e-") as tmp:
-        dev = DevDir(Path(tmp) / ".dev")
-        dev.create()
-        config = StackConfig(
-            dev_dir=dev.root,
-            database_url=database_url(server, database),
-            ports=Ports.free(),
-            secrets=DevSecrets.load_or_create(dev.secrets_file),
-        )
-        stack = DevStack(config, dev, say=say)
-        sampler = RssSampler(stack, sample_s)
-        with ExitStack() as cleanup:  # each runs, in reverse order, even if one fails
-            cleanup.callback(lambda: asyncio.run(drop_database(server, database)))
-            cleanup.callback(stack.stop)
-            cleanup.callback(sampler.stop)
-            sampler.start()
-            stack.start(server, database, ready_timeout=90.0)
-            if stack.skipped:
-                raise RuntimeError(f"not every service runs: {stack.skipped}")
+    sampler = RssSampler(sample_s)
+    with ExitStack() as cleanup, tempfile.TemporaryDirectory(prefix="fp-bench-e2e-") as tmp:
+        cleanup.callback(sampler.stop)
+        database = unique_name("fp_bench_e2e")
+        with private_stack(server_url(), database, Path(tmp), say, before_start=sampler.watch) as stack:
             yield stack, sampler
 
 
@@ -252,13 +240,7 @@ class Bench:
         """``cycles`` breach/recovery cycles, one at a time, on one MQTT connection."""
         await asyncio.sleep(offset_s)
         seq = 0
-        async with aiomqtt.Client(
-            device.host,
-            device.port,
-            identifier=device.client_id,
-            username=device.username,
-            password=device.password,
-        ) as client:
+        async with device.mqtt_client() as client:
             for _ in range(cycles):
                 for value, event_type, kind in (
                     (BREACH, "alert.opened", "AlertOpened"),

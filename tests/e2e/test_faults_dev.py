@@ -46,11 +46,9 @@ from fleetpulse.common.aws import AwsConfig, aws_client
 from fleetpulse.common.webhooks import WebhookVerificationError, verify
 from fleetpulse.dev_oidc import TokenRequest, mint_token
 from fleetpulse.dev_oidc.keys import load_key
-from fleetpulse.devstack.database import database_url, drop_database
-from fleetpulse.devstack.layout import SERVICE_NAMES, DevDir, Ports, listening
-from fleetpulse.devstack.secrets import DevSecrets
+from fleetpulse.devstack.layout import SERVICE_NAMES, DevDir, listening
 from fleetpulse.devstack.services import AUDIENCE, REGION, StackConfig
-from fleetpulse.devstack.stack import DevStack
+from fleetpulse.devstack.stack import DevStack, private_stack
 from fleetpulse.dispatcher.domain import delivery_id_for
 from fleetpulse.simulator.fleet import API, DeviceCredentials, bearer, check, register
 
@@ -125,24 +123,11 @@ class Stack:
 @pytest.fixture(scope="module")
 def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     database = f"fleetpulse_faults_{uuid.uuid4().hex[:8]}"
-    dev = DevDir(tmp_path_factory.mktemp("faults") / ".dev")
-    dev.create()
-    config = StackConfig(
-        dev_dir=dev.root,
-        database_url=database_url(SERVER, database),
-        ports=Ports.free(),
-        secrets=DevSecrets.load_or_create(dev.secrets_file),
-    )
-    stack = DevStack(config, dev, say=lambda _line: None)
-    try:
-        stack.start(SERVER, database, ready_timeout=90.0)
-        assert not stack.skipped, f"not every service runs yet: {stack.skipped}"
-        yield Stack(stack, dev, database)
-    finally:
-        stack.stop()
-        asyncio.run(drop_database(SERVER, database))
-        still = [port for port in config.ports.all() if listening(port)]
-        assert still == [], f"still listening after stop: {still}"
+    root = tmp_path_factory.mktemp("faults")
+    with private_stack(SERVER, database, root, say=lambda _line: None) as stack:
+        yield Stack(stack, stack.dev, database)
+    still = [port for port in stack.config.ports.all() if listening(port)]
+    assert still == [], f"still listening after stop: {still}"
 
 
 @pytest.fixture(autouse=True)
@@ -444,14 +429,7 @@ class Scenario:
         d = self.device
         while sent < len(messages):
             try:
-                async with aiomqtt.Client(
-                    d.host,
-                    d.port,
-                    identifier=d.client_id,
-                    username=d.username,
-                    password=d.password,
-                    timeout=10,
-                ) as client:
+                async with self.device.mqtt_client(timeout=10) as client:
                     while sent < len(messages):
                         payload, stamps = messages[sent]
                         await client.publish(d.topic("telemetry"), payload, qos=1, timeout=10)

@@ -110,5 +110,6 @@ def test_generated_secret_has_prefix_and_32_bytes() -> None:
 def test_public_names() -> None:
     assert set(webhooks.__all__) == {
         "DEFAULT_TOLERANCE_S", "SECRET_PREFIX", "WebhookVerificationError", "generate_secret",
+        "headers_owner",
         "sign", "signature_headers", "verify",
     }

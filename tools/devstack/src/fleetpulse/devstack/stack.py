@@ -9,7 +9,8 @@ import signal
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from fleetpulse.devstack.broker import (
@@ -21,9 +22,14 @@ from fleetpulse.devstack.broker import (
     dynsec_control,
     user_commands,
 )
-from fleetpulse.devstack.database import ensure_database, run_migrations
-from fleetpulse.devstack.layout import SERVICE_NAMES, DevDir, StackState, listening
-from fleetpulse.devstack.secrets import write_private
+from fleetpulse.devstack.database import (
+    database_url,
+    drop_database,
+    ensure_database,
+    run_migrations,
+)
+from fleetpulse.devstack.layout import SERVICE_NAMES, DevDir, Ports, StackState, listening
+from fleetpulse.devstack.secrets import DevSecrets, write_private
 from fleetpulse.devstack.services import (
     SERVICES,
     ServiceSpec,
@@ -240,6 +246,38 @@ class DevStack:
         if killed:
             self.say(f"WARNING: killed after the SIGTERM deadline: {', '.join(killed)}")
         self.dev.state_file.unlink(missing_ok=True)
+
+
+@contextmanager
+def private_stack(
+    server_url: str,
+    database: str,
+    root: Path,
+    say: Say,
+    *,
+    before_start: Callable[[DevStack], None] | None = None,
+    ready_timeout: float = 90.0,
+) -> Iterator[DevStack]:
+    """A throwaway stack for tests and benchmarks: ``root/.dev``, free ports, its own database
+    ``database``, every service running; on exit it is stopped and the database dropped."""
+    dev = DevDir(root / ".dev")
+    dev.create()
+    config = StackConfig(
+        dev_dir=dev.root,
+        database_url=database_url(server_url, database),
+        ports=Ports.free(),
+        secrets=DevSecrets.load_or_create(dev.secrets_file),
+    )
+    stack = DevStack(config, dev, say)
+    with ExitStack() as cleanup:  # each runs, in reverse order, even if one fails
+        cleanup.callback(lambda: asyncio.run(drop_database(server_url, database)))
+        cleanup.callback(stack.stop)
+        if before_start is not None:
+            before_start(stack)
+        stack.start(server_url, database, ready_timeout)
+        if stack.skipped:
+            raise StackError(f"not every service runs: {', '.join(stack.skipped)}")
+        yield stack
 
 
 def healthy(url: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import aiomqtt
 import httpx
 
 API = "/api/v1"
@@ -41,6 +42,17 @@ class DeviceCredentials:
 
     def topic(self, kind: str = "telemetry") -> str:
         return f"{self.topic_prefix.rstrip('/')}/{kind}"
+
+    def mqtt_client(self, **options: Any) -> aiomqtt.Client:
+        """A client connecting as this device (its own id and credentials); ``options`` as aiomqtt's."""
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self.client_id,
+            username=self.username,
+            password=self.password,
+            **options,
+        )
 
 
 def check(response: httpx.Response, *allowed: int) -> httpx.Response:

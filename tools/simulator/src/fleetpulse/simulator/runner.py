@@ -136,11 +136,4 @@ async def publish_session(
 
 
 def connect(device: DeviceCredentials) -> aiomqtt.Client:
-    return aiomqtt.Client(
-        device.host,
-        device.port,
-        identifier=device.client_id,
-        username=device.username,
-        password=device.password,
-        keepalive=30,
-    )
+    return device.mqtt_client(keepalive=30)

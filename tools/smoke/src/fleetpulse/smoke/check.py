@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import aiomqtt
 import httpx
 
 from fleetpulse.simulator.fleet import (
@@ -134,13 +133,7 @@ class SmokeCheck:
             "seq": self.seq,
             "metrics": {"temperature_c": temperature_c},
         }
-        async with aiomqtt.Client(
-            device.host,
-            device.port,
-            identifier=device.client_id,
-            username=device.username,
-            password=device.password,
-        ) as client:
+        async with device.mqtt_client() as client:
             await client.publish(device.topic("telemetry"), json.dumps(reading), qos=1)
 
     async def stored(self, device: DeviceCredentials, temperature_c: float) -> None:
