@@ -44,6 +44,7 @@ locals {
         : { name = "FLEETPULSE_HEALTH_PORT", value = tostring(cfg.port) },
       ],
       var.otlp_endpoint == "" ? [] : [{ name = "FLEETPULSE_OTLP_ENDPOINT", value = var.otlp_endpoint }],
+      [for env, value in cfg.environment : { name = env, value = value }],
       svc != "provision_api" ? [] : [
         { name = "FLEETPULSE_OIDC_ISSUER", value = local.oidc_issuer },
         { name = "FLEETPULSE_OIDC_AUDIENCE", value = "fleetpulse-api" },
@@ -126,13 +127,15 @@ resource "aws_ecs_service" "service" {
   name                   = "${local.name}-${replace(each.key, "_", "-")}"
   cluster                = aws_ecs_cluster.main.id
   task_definition        = aws_ecs_task_definition.service[each.key].arn
-  desired_count          = var.service_desired_count
+  desired_count          = each.value.single_task ? 1 : var.service_desired_count
   launch_type            = "FARGATE"
   platform_version       = "LATEST"
   propagate_tags         = "SERVICE"
   enable_execute_command = false
 
-  health_check_grace_period_seconds = each.key == "provision_api" ? 60 : null
+  health_check_grace_period_seconds  = each.key == "provision_api" ? 60 : null
+  deployment_minimum_healthy_percent = each.value.single_task ? 0 : 100
+  deployment_maximum_percent         = each.value.single_task ? 100 : 200
 
   network_configuration {
     subnets          = aws_subnet.private[*].id

@@ -85,7 +85,9 @@ locals {
   }
 
   # The five Python services. consumes/sends_to name keys of local.queues; secrets map an
-  # environment variable to a secret (and optional JSON key) injected by ECS at start.
+  # environment variable to a secret (and optional JSON key) injected by ECS at start;
+  # environment adds plain settings. A single_task service runs exactly one task, and a deploy
+  # stops the old task before the new one starts.
   services = {
     ingest = {
       package          = "fleetpulse-ingest"
@@ -97,6 +99,15 @@ locals {
       sends_to         = ["evaluator"]
       publishes_events = false
       uses_mqtt        = true
+      # Persistent MQTT sessions under fixed client ids: one task (two would take each other's
+      # sessions over), with a plain subscription, which Mosquitto restores after a restart
+      # ($share ones it drops). IoT Core devices reach it through the ingest queue.
+      single_task = true
+      environment = {
+        FLEETPULSE_SOURCES          = var.enable_iot_core ? "mqtt,sqs" : "mqtt"
+        FLEETPULSE_MQTT_SHARE_GROUP = ""
+        FLEETPULSE_MQTT_CONNECTIONS = "1"
+      }
       secrets = {
         FLEETPULSE_DATABASE_URL = { secret = "database_url", key = "" }
         FLEETPULSE_MQTT_URL     = { secret = "mqtt_admin", key = "url" }
@@ -112,6 +123,8 @@ locals {
       sends_to         = []
       publishes_events = true
       uses_mqtt        = false
+      single_task      = false
+      environment      = {}
       secrets = {
         FLEETPULSE_DATABASE_URL = { secret = "database_url", key = "" }
       }
@@ -126,6 +139,8 @@ locals {
       sends_to         = []
       publishes_events = true
       uses_mqtt        = false
+      single_task      = false
+      environment      = {}
       secrets = {
         FLEETPULSE_DATABASE_URL = { secret = "database_url", key = "" }
       }
@@ -140,6 +155,8 @@ locals {
       sends_to         = []
       publishes_events = true
       uses_mqtt        = true
+      single_task      = false
+      environment      = {}
       secrets = {
         FLEETPULSE_DATABASE_URL           = { secret = "database_url", key = "" }
         FLEETPULSE_MQTT_URL               = { secret = "mqtt_admin", key = "url" }
@@ -156,6 +173,8 @@ locals {
       sends_to         = []
       publishes_events = true
       uses_mqtt        = true
+      single_task      = false
+      environment      = {}
       secrets = {
         FLEETPULSE_DATABASE_URL           = { secret = "database_url", key = "" }
         FLEETPULSE_MQTT_URL               = { secret = "mqtt_admin", key = "url" }

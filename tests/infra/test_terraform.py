@@ -8,6 +8,10 @@ catch the defect it exists for.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import importlib
+import itertools
 import re
 import shutil
 import subprocess
@@ -17,6 +21,9 @@ from typing import Any
 
 import hcl2
 import pytest
+
+from fleetpulse.common.errors import ConfigurationError
+from fleetpulse.common.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "infra" / "terraform"
@@ -457,3 +464,52 @@ def test_terraform_fmt() -> None:
         timeout=60,
     )
     assert result.returncode == 0, f"not terraform-fmt formatted:\n{result.stdout}{result.stderr}"
+
+
+def _branches(value: str) -> list[str]:
+    """The values a setting can take: both arms of a ``${cond ? "a" : "b"}``, or itself."""
+    arms = re.fullmatch(r'\$\{[^?]+\?\s*"([^"]*)"\s*:\s*"([^"]*)"\}', value)
+    return list(arms.groups()) if arms else [value]
+
+
+def environment_problems(model: TerraformModel, svc: str) -> list[str]:
+    """Every plain setting a task gets must be a field of its Settings and a valid value for it,
+    in every branch (IoT Core on or off): a bad one would stop the task at start."""
+    settings = importlib.import_module(f"fleetpulse.{svc}.settings").Settings
+    environment = model.locals["services"][svc]["environment"]
+    problems = [f"{svc}: {name} is not a setting" for name in environment
+                if name.removeprefix("FLEETPULSE_").lower() not in settings.model_fields]
+    required = {"FLEETPULSE_DATABASE_URL": "postgresql://u@db/x", "FLEETPULSE_MQTT_URL": "mqtt://u:p@b:1883",
+                "FLEETPULSE_WEBHOOK_ENCRYPTION_KEY": base64.b64encode(bytes(32)).decode(),
+                "FLEETPULSE_OIDC_ISSUER": "https://auth.example.com/realms/fleetpulse"}
+    for combo in itertools.product(*(_branches(v) for v in environment.values())):
+        try:
+            asyncio.run(load_settings(settings, {**required, **dict(zip(environment, combo, strict=True))}))
+        except ConfigurationError as exc:
+            problems.append(f"{svc}: {exc}")
+    return problems
+
+
+@pytest.mark.parametrize("svc", sorted(service_dirs()))
+def test_task_environment_loads_into_the_service_settings(model: TerraformModel, svc: str) -> None:
+    assert environment_problems(model, svc) == []
+
+
+def test_cross_check_catches_a_task_setting_that_would_stop_ingest(tmp_path: Path) -> None:
+    broken = mutated(tmp_path, "main.tf", 'FLEETPULSE_MQTT_CONNECTIONS = "1"', 'FLEETPULSE_MQTT_CONNECTIONS = "4"')
+    assert any("FLEETPULSE_MQTT_SHARE_GROUP" in p for p in environment_problems(broken, "ingest"))
+
+
+def test_ingest_runs_one_task_with_a_restorable_subscription_and_the_iot_queue(
+    model: TerraformModel,
+) -> None:
+    ingest = model.locals["services"]["ingest"]
+    assert ingest["single_task"] is True
+    assert [s for s, cfg in model.locals["services"].items() if cfg["single_task"]] == ["ingest"]
+    assert ingest["environment"]["FLEETPULSE_MQTT_SHARE_GROUP"] == ""
+    assert "sqs" in _branches(ingest["environment"]["FLEETPULSE_SOURCES"])[0].split(",")
+    service = model.resources[("aws_ecs_service", "service")]
+    assert service["desired_count"] == "${each.value.single_task ? 1 : var.service_desired_count}"
+    assert service["deployment_minimum_healthy_percent"] == "${each.value.single_task ? 0 : 100}"
+    assert service["deployment_maximum_percent"] == "${each.value.single_task ? 100 : 200}"
+    assert "cfg.environment" in str(model.locals["service_environment"])
