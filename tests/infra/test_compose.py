@@ -110,6 +110,26 @@ def test_services_use_the_aws_emulator_with_auto_create(compose: dict[str, Any])
     assert api["FLEETPULSE_OIDC_AUDIENCE"] == "fleetpulse-api"
 
 
+def test_only_the_api_connects_to_the_broker_as_its_admin(compose: dict[str, Any]) -> None:
+    """ingest and the delivery worker use their own least-privilege users, made by the one-shot
+    mosquitto-users (tests/infra/test_mosquitto_users.py runs its script on a real broker)."""
+    users = {}
+    for svc in SERVICES:
+        url = env_of(compose["services"][svc]).get("FLEETPULSE_MQTT_URL")
+        if url:
+            users[svc] = re.match(r"mqtt://(\$\{[^}]*\}|[^:]+):", url).group(1)  # type: ignore[union-attr]
+    assert users == {
+        "ingest": "fleetpulse-ingest",
+        "delivery_worker": "fleetpulse-delivery",
+        "provision_api": "${MQTT_ADMIN_USER:-fleetpulse-admin}",
+    }
+    for svc in ("ingest", "delivery_worker"):
+        wait = compose["services"][svc]["depends_on"]["mosquitto-users"]
+        assert wait == {"condition": "service_completed_successfully"}, svc
+    script = compose["services"]["mosquitto-users"]["volumes"][0].split(":")[0]
+    assert (COMPOSE_DIR / script).resolve() == COMPOSE_DIR / "mosquitto" / "service-users.sh"
+
+
 @pytest.mark.parametrize("svc", SERVICES)
 def test_fleetpulse_variables_are_settings_fields(compose: dict[str, Any], svc: str) -> None:
     settings = importlib.import_module(f"fleetpulse.{svc}.settings").Settings
