@@ -382,6 +382,15 @@ locals {
     { name = "MQTT_ADMIN_USERNAME", valueFrom = "${local.secret_arns.mqtt_admin}:username::" },
     { name = "MQTT_ADMIN_PASSWORD", valueFrom = "${local.secret_arns.mqtt_admin}:password::" },
   ]
+
+  # compose/mosquitto/service-users.sh (the same script `make up` runs) and what it reads.
+  service_users_script = file("${path.module}/../../compose/mosquitto/service-users.sh")
+  service_users_secrets = [
+    { name = "MQTT_ADMIN_USER", valueFrom = "${local.secret_arns.mqtt_admin}:username::" },
+    { name = "MQTT_ADMIN_PASSWORD", valueFrom = "${local.secret_arns.mqtt_admin}:password::" },
+    { name = "MQTT_INGEST_PASSWORD", valueFrom = "${local.secret_arns.mqtt_ingest}:password::" },
+    { name = "MQTT_DELIVERY_PASSWORD", valueFrom = "${local.secret_arns.mqtt_delivery}:password::" },
+  ]
 }
 
 resource "aws_ecs_task_definition" "mosquitto" {
@@ -446,6 +455,19 @@ resource "aws_ecs_task_definition" "mosquitto" {
         startPeriod = 20
       }
       logConfiguration = local.mosquitto_log
+    },
+    {
+      # Once the broker is healthy: (re)create the ingest and delivery broker users.
+      name                   = "service-users"
+      image                  = var.mosquitto_image
+      essential              = false
+      user                   = "1883:1883"
+      readonlyRootFilesystem = true
+      command                = ["sh", "-c", local.service_users_script]
+      dependsOn              = [{ containerName = "mosquitto", condition = "HEALTHY" }]
+      environment            = [{ name = "MQTT_HOST", value = "127.0.0.1" }]
+      secrets                = local.service_users_secrets
+      logConfiguration       = local.mosquitto_log
     },
   ])
 }

@@ -110,7 +110,7 @@ locals {
       }
       secrets = {
         FLEETPULSE_DATABASE_URL = { secret = "database_url", key = "" }
-        FLEETPULSE_MQTT_URL     = { secret = "mqtt_admin", key = "url" }
+        FLEETPULSE_MQTT_URL     = { secret = "mqtt_ingest", key = "url" }
       }
     }
     evaluator = {
@@ -159,7 +159,7 @@ locals {
       environment      = {}
       secrets = {
         FLEETPULSE_DATABASE_URL           = { secret = "database_url", key = "" }
-        FLEETPULSE_MQTT_URL               = { secret = "mqtt_admin", key = "url" }
+        FLEETPULSE_MQTT_URL               = { secret = "mqtt_delivery", key = "url" }
         FLEETPULSE_WEBHOOK_ENCRYPTION_KEY = { secret = "webhook_encryption_key", key = "" }
       }
     }
@@ -198,6 +198,8 @@ locals {
   secret_arns = {
     database_url           = aws_secretsmanager_secret.database_url.arn
     mqtt_admin             = aws_secretsmanager_secret.mqtt_admin.arn
+    mqtt_ingest            = aws_secretsmanager_secret.mqtt_service["ingest"].arn
+    mqtt_delivery          = aws_secretsmanager_secret.mqtt_service["delivery"].arn
     keycloak_admin         = aws_secretsmanager_secret.keycloak_admin.arn
     keycloak_db            = aws_secretsmanager_secret.keycloak_db.arn
     webhook_encryption_key = aws_secretsmanager_secret.webhook_encryption_key.arn

@@ -25,8 +25,8 @@ resource "random_password" "mqtt_admin" {
   special = false # it is embedded in an mqtt:// URL
 }
 
-# Mosquitto dynamic-security admin: the broker's init container creates it, the services use
-# it (url key) to connect, provision_api uses it to manage device credentials.
+# Mosquitto dynamic-security admin: the broker's init container creates it; provision_api uses it
+# (url key) to manage device credentials, the broker task to create the service users.
 resource "aws_secretsmanager_secret" "mqtt_admin" {
   #checkov:skip=CKV2_AWS_57:Rotation needs a dynsec-aware rotation function; Phase 46.
   name                    = "${local.name}/mqtt-admin"
@@ -41,6 +41,34 @@ resource "aws_secretsmanager_secret_version" "mqtt_admin" {
     username = "fleetpulse-admin"
     password = random_password.mqtt_admin.result
     url      = "mqtt://fleetpulse-admin:${random_password.mqtt_admin.result}@${local.mqtt_internal}:1883"
+  })
+}
+
+# Least-privilege broker users of ingest and the delivery worker (subscribe to device topics;
+# publish to integration topics but never as a device). The broker task's service-users
+# container creates them with compose/mosquitto/service-users.sh, the script `make up` runs.
+resource "random_password" "mqtt_service" {
+  for_each = toset(["ingest", "delivery"])
+  length   = 32
+  special  = false # it is embedded in an mqtt:// URL
+}
+
+resource "aws_secretsmanager_secret" "mqtt_service" {
+  #checkov:skip=CKV2_AWS_57:Rotation needs a dynsec-aware rotation function; Phase 46.
+  for_each                = random_password.mqtt_service
+  name                    = "${local.name}/mqtt-${each.key}"
+  description             = "Broker user fleetpulse-${each.key} (username, password, url)"
+  kms_key_id              = aws_kms_key.main.arn
+  recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "mqtt_service" {
+  for_each  = random_password.mqtt_service
+  secret_id = aws_secretsmanager_secret.mqtt_service[each.key].id
+  secret_string = jsonencode({
+    username = "fleetpulse-${each.key}"
+    password = each.value.result
+    url      = "mqtt://fleetpulse-${each.key}:${each.value.result}@${local.mqtt_internal}:1883"
   })
 }
 

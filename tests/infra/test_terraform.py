@@ -513,3 +513,20 @@ def test_ingest_runs_one_task_with_a_restorable_subscription_and_the_iot_queue(
     assert service["deployment_minimum_healthy_percent"] == "${each.value.single_task ? 0 : 100}"
     assert service["deployment_maximum_percent"] == "${each.value.single_task ? 100 : 200}"
     assert "cfg.environment" in str(model.locals["service_environment"])
+
+
+def test_only_provision_api_uses_the_broker_admin_and_the_broker_creates_service_users(
+    model: TerraformModel,
+) -> None:
+    mqtt = {svc: cfg["secrets"]["FLEETPULSE_MQTT_URL"]["secret"]
+            for svc, cfg in model.locals["services"].items() if "FLEETPULSE_MQTT_URL" in cfg["secrets"]}
+    assert mqtt == {"ingest": "mqtt_ingest", "delivery_worker": "mqtt_delivery", "provision_api": "mqtt_admin"}
+    broker = str(model.resources[("aws_ecs_task_definition", "mosquitto")]["container_definitions"])
+    assert '"service-users"' in broker and "local.service_users_script" in broker
+    path = re.fullmatch(r'\$\{file\("\$\{path\.module\}/([^"]+)"\)\}', model.locals["service_users_script"])
+    assert path, model.locals["service_users_script"]
+    assert (TF_DIR / path.group(1)).resolve() == REPO / "compose" / "mosquitto" / "service-users.sh"
+    wanted = {"MQTT_ADMIN_USER", "MQTT_ADMIN_PASSWORD", "MQTT_INGEST_PASSWORD", "MQTT_DELIVERY_PASSWORD"}
+    assert {s["name"] for s in model.locals["service_users_secrets"]} == wanted
+    script = (REPO / "compose" / "mosquitto" / "service-users.sh").read_text()
+    assert all(f"${{{name}" in script for name in wanted)
