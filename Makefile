@@ -29,8 +29,9 @@ dev: sync ## run the platform as local processes (no Docker): PostgreSQL, privat
 migrate: sync ## apply database migrations to FLEETPULSE_DATABASE_URL
 	$(UV) run fleetpulse-migrate
 
-lint: sync ## ruff
+lint: sync ## ruff check and ruff format --check
 	$(UV) run ruff check .
+	$(UV) run ruff format --check .
 
 typecheck: sync ## mypy (strict for libs/common)
 	MYPYPATH=$(MYPYPATH) $(UV) run mypy $(addprefix -p ,$(PACKAGES))
@@ -41,8 +42,8 @@ test: lint typecheck ## ruff, mypy and every test suite (slow ones included)
 test-fast: sync ## the tests not marked slow
 	$(UV) run pytest -m "not slow" $(PYTEST_ARGS)
 
-format: sync
-	$(UV) run ruff format libs/common/src
+format: sync ## ruff format and the safe ruff fixes
+	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
 bench: sync ## every benchmark; writes benchmarks/results.json and benchmarks/results.md

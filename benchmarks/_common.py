@@ -27,7 +27,9 @@ def percentile(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=1000, method="inclusive")[int(q * 1000) - 1]
 
 
-def report(title: str, figures: Mapping[str, float], baseline: Path | None, save: Path | None) -> None:
+def report(
+    title: str, figures: Mapping[str, float], baseline: Path | None, save: Path | None
+) -> None:
     """Print figures (and the change against a baseline) and optionally save them."""
     before: dict[str, Any] = json.loads(baseline.read_text()) if baseline else {}
     print(f"\n{title}")

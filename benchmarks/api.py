@@ -97,6 +97,7 @@ async def load(url: str) -> int:
 
 # --- identity ----------------------------------------------------------------------------------
 
+
 class Issuer:
     def __init__(self) -> None:
         self.port = free_port()
@@ -105,14 +106,25 @@ class Issuer:
 
     def token(self) -> str:
         now = int(time.time())
-        claims = {"iss": self.url, "aud": "fleetpulse-api", "sub": "bench", "iat": now,
-                  "nbf": now, "exp": now + 3600, "tenant_id": TENANT,
-                  "realm_access": {"roles": ["viewer"]}}
+        claims = {
+            "iss": self.url,
+            "aud": "fleetpulse-api",
+            "sub": "bench",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "tenant_id": TENANT,
+            "realm_access": {"roles": ["viewer"]},
+        }
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": KID})
 
     async def serve(self) -> web.AppRunner:
-        jwk = {**jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True),
-               "kid": KID, "use": "sig", "alg": "RS256"}
+        jwk = {
+            **jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True),
+            "kid": KID,
+            "use": "sig",
+            "alg": "RS256",
+        }
 
         async def jwks(_: web.Request) -> web.Response:
             return web.json_response({"keys": [jwk]})
@@ -127,13 +139,19 @@ class Issuer:
 
 # --- the API in its own process ----------------------------------------------------------------
 
+
 def start_api(database_url: str, issuer: Issuer, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "FLEETPULSE_DATABASE_URL": database_url,
-           "FLEETPULSE_OIDC_ISSUER": issuer.url,
-           "FLEETPULSE_OIDC_JWKS_URL": f"{issuer.url}/protocol/openid-connect/certs",
-           "FLEETPULSE_WEBHOOK_ENCRYPTION_KEY": SecretBox.generate_key(),
-           "FLEETPULSE_API_HOST": "127.0.0.1", "FLEETPULSE_API_PORT": str(port),
-           "FLEETPULSE_HEALTH_PORT": "0", "FLEETPULSE_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "FLEETPULSE_DATABASE_URL": database_url,
+        "FLEETPULSE_OIDC_ISSUER": issuer.url,
+        "FLEETPULSE_OIDC_JWKS_URL": f"{issuer.url}/protocol/openid-connect/certs",
+        "FLEETPULSE_WEBHOOK_ENCRYPTION_KEY": SecretBox.generate_key(),
+        "FLEETPULSE_API_HOST": "127.0.0.1",
+        "FLEETPULSE_API_PORT": str(port),
+        "FLEETPULSE_HEALTH_PORT": "0",
+        "FLEETPULSE_LOG_LEVEL": "WARNING",
+    }
     return subprocess.Popen([sys.executable, __file__, "--serve"], env=env)
 
 
@@ -173,12 +191,16 @@ def endpoints() -> dict[str, Request]:
         return _get(c, "/api/v1/devices", {"limit": 50, "tag": f"site:s{random.randrange(20)}"})
 
     def list_alerts(c: Client) -> Awaitable[int]:
-        return _get(c, "/api/v1/alerts", {"limit": 50, "status": random.choice(["open", "resolved"])})
+        return _get(
+            c, "/api/v1/alerts", {"limit": 50, "status": random.choice(["open", "resolved"])}
+        )
 
     return {"get-device": get_device, "list-devices": list_devices, "list-alerts": list_alerts}
 
 
-async def _timed(client: Client, request: Request, latencies: list[float], errors: list[int]) -> None:
+async def _timed(
+    client: Client, request: Request, latencies: list[float], errors: list[int]
+) -> None:
     started = time.perf_counter()
     status = await request(client)
     latencies.append((time.perf_counter() - started) * 1000)
@@ -186,8 +208,9 @@ async def _timed(client: Client, request: Request, latencies: list[float], error
         errors.append(status)
 
 
-async def open_loop(client: Client, request: Request, rate: float,
-                    seconds: float) -> dict[str, float]:
+async def open_loop(
+    client: Client, request: Request, rate: float, seconds: float
+) -> dict[str, float]:
     latencies: list[float] = []
     errors: list[int] = []
     tasks = []
@@ -199,12 +222,17 @@ async def open_loop(client: Client, request: Request, rate: float,
         tasks.append(asyncio.create_task(_timed(client, request, latencies, errors)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - started
-    return {"rps": len(latencies) / elapsed, "p50": percentile(sorted(latencies), 0.5),
-            "p99": percentile(sorted(latencies), 0.99), "errors": float(len(errors))}
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": percentile(sorted(latencies), 0.5),
+        "p99": percentile(sorted(latencies), 0.99),
+        "errors": float(len(errors)),
+    }
 
 
-async def closed_loop(client: Client, request: Request, seconds: float,
-                      concurrency: int = 16) -> float:
+async def closed_loop(
+    client: Client, request: Request, seconds: float, concurrency: int = 16
+) -> float:
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -234,7 +262,8 @@ async def main(rate: float, seconds: float) -> dict[str, float]:
         await asyncio.to_thread(wait_for_port, port, "127.0.0.1", 60)
         figures: dict[str, float] = {}
         async with aiohttp.ClientSession(
-            base_url=f"http://127.0.0.1:{port}", connector=aiohttp.TCPConnector(limit=64),
+            base_url=f"http://127.0.0.1:{port}",
+            connector=aiohttp.TCPConnector(limit=64),
             headers={"Authorization": f"Bearer {issuer.token()}"},
             timeout=aiohttp.ClientTimeout(total=30),
         ) as client:
@@ -246,7 +275,8 @@ async def main(rate: float, seconds: float) -> dict[str, float]:
                 figures[f"{label} p99 ms"] = result["p99"]
                 figures[f"{label} non-200"] = result["errors"]
                 figures[f"{label} max req/s (16 clients)"] = await closed_loop(
-                    client, request, min(seconds, 10))
+                    client, request, min(seconds, 10)
+                )
         return figures
     finally:
         if process is not None:

@@ -60,21 +60,42 @@ SECRET = generate_secret()
 
 async def append(store: PostgresEventStore, stream: str, type_: str, data: dict[str, Any]) -> None:
     async with store.pool.acquire() as conn, conn.transaction():
-        [event] = await store.append(stream, [NewEvent(type_, data, metadata(actor="bench"))],
-                                     tenant_id=T, conn=conn)
+        [event] = await store.append(
+            stream, [NewEvent(type_, data, metadata(actor="bench"))], tenant_id=T, conn=conn
+        )
         for projection in (CatalogProjection(), AlertsProjection(), DeliveriesProjection()):
             await projection.apply(conn, event)
 
 
 async def webhook_integration(store: PostgresEventStore, url: str, *, route: bool) -> str:
     integration_id = "i" + uuid.uuid4().hex[:8]
-    await append(store, f"integration-{T}-{integration_id}", "IntegrationCreated", {
-        "integration_id": integration_id, "name": "bench", "kind": "webhook", "config": {"url": url},
-        "secret_sealed": SecretBox(KEY).seal(SECRET, f"{T}:{integration_id}")})
+    await append(
+        store,
+        f"integration-{T}-{integration_id}",
+        "IntegrationCreated",
+        {
+            "integration_id": integration_id,
+            "name": "bench",
+            "kind": "webhook",
+            "config": {"url": url},
+            "secret_sealed": SecretBox(KEY).seal(SECRET, f"{T}:{integration_id}"),
+        },
+    )
     if route:
-        await append(store, f"route-{T}-r1", "RouteCreated", {
-            "route_id": "r1", "name": "all", "integration_id": integration_id, "match": {},
-            "group_by": [], "group_wait_s": 0, "repeat_interval_s": None})
+        await append(
+            store,
+            f"route-{T}-r1",
+            "RouteCreated",
+            {
+                "route_id": "r1",
+                "name": "all",
+                "integration_id": integration_id,
+                "match": {},
+                "group_by": [],
+                "group_wait_s": 0,
+                "repeat_interval_s": None,
+            },
+        )
     return integration_id
 
 
@@ -84,13 +105,36 @@ async def seed_deliveries(store: PostgresEventStore, integration_id: str, n: int
     async with store.pool.acquire() as conn, conn.transaction():
         for i in range(n):
             delivery_id = f"dlv_{i:07d}"
-            [event] = await store.append(f"delivery-{T}-{delivery_id}", [NewEvent("DeliveryScheduled", {
-                "delivery_id": delivery_id, "alert_id": f"a{i}", "alert_event_id": str(uuid.uuid4()),
-                "alert_event_type": "AlertOpened", "integration_id": integration_id, "route_id": "r1",
-                "notification_type": "firing",
-                "payload": {"type": "alert.opened", "timestamp": datetime.now(UTC).isoformat(),
-                            "data": {"alert_id": f"a{i}", "severity": "critical", "device_id": f"d{i}",
-                                     "rule_id": "r1", "status": "firing"}}})], tenant_id=T, conn=conn)
+            [event] = await store.append(
+                f"delivery-{T}-{delivery_id}",
+                [
+                    NewEvent(
+                        "DeliveryScheduled",
+                        {
+                            "delivery_id": delivery_id,
+                            "alert_id": f"a{i}",
+                            "alert_event_id": str(uuid.uuid4()),
+                            "alert_event_type": "AlertOpened",
+                            "integration_id": integration_id,
+                            "route_id": "r1",
+                            "notification_type": "firing",
+                            "payload": {
+                                "type": "alert.opened",
+                                "timestamp": datetime.now(UTC).isoformat(),
+                                "data": {
+                                    "alert_id": f"a{i}",
+                                    "severity": "critical",
+                                    "device_id": f"d{i}",
+                                    "rule_id": "r1",
+                                    "status": "firing",
+                                },
+                            },
+                        },
+                    )
+                ],
+                tenant_id=T,
+                conn=conn,
+            )
             await projection.apply(conn, event)
             events.append(event)
     return events
@@ -98,9 +142,12 @@ async def seed_deliveries(store: PostgresEventStore, integration_id: str, n: int
 
 @contextlib.contextmanager
 def process(args: list[str], port: int) -> Any:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "AWS_ACCESS_KEY_ID": "testing",
-                                 "AWS_SECRET_ACCESS_KEY": "testing"})
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+    )
     try:
         wait_for_port(port, timeout=30)
         yield proc
@@ -112,14 +159,26 @@ def process(args: list[str], port: int) -> Any:
 async def throughput(pool: asyncpg.Pool, deliveries: int, concurrency: int) -> float:
     store = PostgresEventStore(pool)
     port = free_port()
-    receiver = [sys.executable, "-m", "fleetpulse.webhook_receiver", "--secret", SECRET,
-                "--port", str(port), "--quiet"]
+    receiver = [
+        sys.executable,
+        "-m",
+        "fleetpulse.webhook_receiver",
+        "--secret",
+        SECRET,
+        "--port",
+        str(port),
+        "--quiet",
+    ]
     with process(receiver, port):
         integration = await webhook_integration(store, f"http://127.0.0.1:{port}/hook", route=False)
         events = await seed_deliveries(store, integration, deliveries)
         channel = WebhookChannel(allow_private=True, max_connections=concurrency)
-        worker = DeliveryWorker(PostgresDeliveryStore(store), {"webhook": channel}, SecretBox(KEY),
-                                CircuitBreakers(max_in_flight=concurrency))
+        worker = DeliveryWorker(
+            PostgresDeliveryStore(store),
+            {"webhook": channel},
+            SecretBox(KEY),
+            CircuitBreakers(max_in_flight=concurrency),
+        )
         slots = asyncio.Semaphore(concurrency)
 
         async def one(event: Any) -> Any:
@@ -164,19 +223,35 @@ async def latency(url: str, alerts: int, rate: float) -> tuple[list[float], floa
     store = PostgresEventStore(pool)
     moto_port = free_port()
     moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)]
-    common: dict[str, Any] = {"database_url": SecretStr(url), "aws_endpoint_url": f"http://127.0.0.1:{moto_port}",
-                              "queue_prefix": "bench-", "auto_create": True, "health_port": 0}
+    common: dict[str, Any] = {
+        "database_url": SecretStr(url),
+        "aws_endpoint_url": f"http://127.0.0.1:{moto_port}",
+        "queue_prefix": "bench-",
+        "auto_create": True,
+        "health_port": 0,
+    }
     stop = asyncio.Event()
     try:
         with process(moto, moto_port):
-            async with arrival_receiver() as (hook_url, arrivals), \
-                    dispatcher_main.bootstrap(DispatcherSettings(**common)) as dispatcher, \
-                    worker_main.bootstrap(WorkerSettings(**common, webhook_encryption_key=SecretStr(KEY),
-                                                         allow_private_webhooks=True)) as worker:
+            async with (
+                arrival_receiver() as (hook_url, arrivals),
+                dispatcher_main.bootstrap(DispatcherSettings(**common)) as dispatcher,
+                worker_main.bootstrap(
+                    WorkerSettings(
+                        **common, webhook_encryption_key=SecretStr(KEY), allow_private_webhooks=True
+                    )
+                ) as worker,
+            ):
                 await webhook_integration(store, hook_url, route=True)
-                tasks = [asyncio.create_task(c) for c in (
-                    dispatcher.consumer.run(stop), dispatcher.relay.run(stop), worker.consumer.run(stop),
-                    worker.relay.run(stop))]
+                tasks = [
+                    asyncio.create_task(c)
+                    for c in (
+                        dispatcher.consumer.run(stop),
+                        dispatcher.relay.run(stop),
+                        worker.consumer.run(stop),
+                        worker.relay.run(stop),
+                    )
+                ]
                 await asyncio.sleep(2.0)  # relays elected, consumers polling
                 committed = await offer_alerts(store, alerts, rate)
                 deadline = time.perf_counter() + 60
@@ -196,10 +271,24 @@ async def offer_alerts(store: PostgresEventStore, alerts: int, rate: float) -> d
     for i in range(alerts):
         await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
         alert_id = f"al{i:06d}"
-        await append(store, f"alert-{T}-{alert_id}", "AlertOpened", {
-            "alert_id": alert_id, "fingerprint": f"{T}:r1:d{i}", "rule_id": "r1", "rule_name": "hot",
-            "device_id": f"d{i}", "severity": "critical", "opened_at": datetime.now(UTC).isoformat(),
-            "metric": "temp", "value": 90.0, "threshold": 80.0, "reason": "temp > 80"})
+        await append(
+            store,
+            f"alert-{T}-{alert_id}",
+            "AlertOpened",
+            {
+                "alert_id": alert_id,
+                "fingerprint": f"{T}:r1:d{i}",
+                "rule_id": "r1",
+                "rule_name": "hot",
+                "device_id": f"d{i}",
+                "severity": "critical",
+                "opened_at": datetime.now(UTC).isoformat(),
+                "metric": "temp",
+                "value": 90.0,
+                "threshold": 80.0,
+                "reason": "temp > 80",
+            },
+        )
         committed[alert_id] = time.perf_counter()
     return committed
 
@@ -209,7 +298,9 @@ async def main() -> None:
     p.add_argument("--deliveries", type=int, default=5000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--alerts", type=int, default=200)
-    p.add_argument("--rate", type=float, default=20.0, help="alert events/s offered in the latency phase")
+    p.add_argument(
+        "--rate", type=float, default=20.0, help="alert events/s offered in the latency phase"
+    )
     args = p.parse_args()
     names = [unique_name("fp_bench_delivery"), unique_name("fp_bench_delivery_e2e")]
     try:
@@ -219,18 +310,25 @@ async def main() -> None:
             rate = await throughput(pool, args.deliveries, args.concurrency)
         finally:
             await pool.close()
-        samples, received = await latency(await create_migrated_database(names[1]), args.alerts, args.rate)
+        samples, received = await latency(
+            await create_migrated_database(names[1]), args.alerts, args.rate
+        )
     finally:
         for name in names:
             await drop_database(name)
-    report(f"delivery: {args.deliveries} webhooks, concurrency {args.concurrency}; "
-           f"{args.alerts} alerts at {args.rate:g}/s through moto", {
-               "deliveries/s to a local receiver": rate,
-               "alerts offered": args.alerts,
-               "webhooks received (%)": received * 100,
-               "alert event -> webhook received p50 ms": percentile(samples, 0.5) * 1000,
-               "alert event -> webhook received p99 ms": percentile(samples, 0.99) * 1000,
-           }, args.baseline, args.save)
+    report(
+        f"delivery: {args.deliveries} webhooks, concurrency {args.concurrency}; "
+        f"{args.alerts} alerts at {args.rate:g}/s through moto",
+        {
+            "deliveries/s to a local receiver": rate,
+            "alerts offered": args.alerts,
+            "webhooks received (%)": received * 100,
+            "alert event -> webhook received p50 ms": percentile(samples, 0.5) * 1000,
+            "alert event -> webhook received p99 ms": percentile(samples, 0.99) * 1000,
+        },
+        args.baseline,
+        args.save,
+    )
 
 
 if __name__ == "__main__":

@@ -133,7 +133,9 @@ def dev_stack(say: Any, sample_s: float) -> Iterator[tuple[DevStack, RssSampler]
     with ExitStack() as cleanup, tempfile.TemporaryDirectory(prefix="fp-bench-e2e-") as tmp:
         cleanup.callback(sampler.stop)
         database = unique_name("fp_bench_e2e")
-        with private_stack(server_url(), database, Path(tmp), say, before_start=sampler.watch) as stack:
+        with private_stack(
+            server_url(), database, Path(tmp), say, before_start=sampler.watch
+        ) as stack:
             yield stack, sampler
 
 

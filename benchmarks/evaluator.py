@@ -42,17 +42,40 @@ from fleetpulse.testing.postgres import create_migrated_database, drop_database,
 T = "bench"
 RULES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("hot", "threshold", "critical", {"metric": "temp_c", "operator": "gt", "threshold": 80}),
-    ("warm", "threshold", "major", {"metric": "temp_c", "operator": "gt", "threshold": 70,
-                                     "clear_threshold": 60, "duration_s": 5}),
+    (
+        "warm",
+        "threshold",
+        "major",
+        {
+            "metric": "temp_c",
+            "operator": "gt",
+            "threshold": 70,
+            "clear_threshold": 60,
+            "duration_s": 5,
+        },
+    ),
     ("freezing", "threshold", "minor", {"metric": "temp_c", "operator": "lt", "threshold": -10}),
     ("humid", "threshold", "warning", {"metric": "humidity", "operator": "gt", "threshold": 95}),
     ("dry", "threshold", "info", {"metric": "humidity", "operator": "lt", "threshold": 5}),
-    ("overpressure", "threshold", "major", {"metric": "pressure", "operator": "gte", "threshold": 1100}),
-    ("underpressure", "threshold", "major", {"metric": "pressure", "operator": "lte", "threshold": 900,
-                                             "duration_s": 10}),
+    (
+        "overpressure",
+        "threshold",
+        "major",
+        {"metric": "pressure", "operator": "gte", "threshold": 1100},
+    ),
+    (
+        "underpressure",
+        "threshold",
+        "major",
+        {"metric": "pressure", "operator": "lte", "threshold": 900, "duration_s": 10},
+    ),
     ("battery", "threshold", "warning", {"metric": "battery", "operator": "lt", "threshold": 10}),
-    ("door", "threshold", "minor", {"metric": "door_open", "operator": "eq", "threshold": 1,
-                                    "duration_s": 30}),
+    (
+        "door",
+        "threshold",
+        "minor",
+        {"metric": "door_open", "operator": "eq", "threshold": 1, "duration_s": 30},
+    ),
     ("silent", "no_data", "critical", {"timeout_s": 600}),
 ]
 
@@ -62,11 +85,16 @@ async def _seed(pool: asyncpg.Pool, devices: int) -> None:
     await pool.executemany(
         "INSERT INTO devices (tenant_id, device_id, tags, registered_at, updated_at, version) "
         "VALUES ($1, $2, $3, $4, $4, 1)",
-        [(T, f"d{i:05d}", {"site": "s1"}, now) for i in range(devices)])
+        [(T, f"d{i:05d}", {"site": "s1"}, now) for i in range(devices)],
+    )
     await pool.executemany(
         "INSERT INTO rules (tenant_id, rule_id, name, kind, severity, definition, device_selector, "
         "created_at, updated_at, version) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $7, 1)",
-        [(T, rid, kind, sev, definition, {"tags": {"site": "s1"}}, now) for rid, kind, sev, definition in RULES])
+        [
+            (T, rid, kind, sev, definition, {"tags": {"site": "s1"}}, now)
+            for rid, kind, sev, definition in RULES
+        ],
+    )
 
 
 class Readings:
@@ -81,9 +109,16 @@ class Readings:
         self.step = 0
         rnd = self._random.random
         # a pool of normal readings, so generating load costs little of the evaluator's CPU
-        self._normal = [{"temp_c": 20 + 30 * rnd(), "humidity": 30 + 40 * rnd(),
-                         "pressure": 1000 + 50 * rnd(), "battery": 50 + 50 * rnd(),
-                         "door_open": False} for _ in range(4099)]
+        self._normal = [
+            {
+                "temp_c": 20 + 30 * rnd(),
+                "humidity": 30 + 40 * rnd(),
+                "pressure": 1000 + 50 * rnd(),
+                "battery": 50 + 50 * rnd(),
+                "door_open": False,
+            }
+            for _ in range(4099)
+        ]
         self.hot = {**self._normal[0], "temp_c": 90.0}
 
     def batch(self, size: int) -> list[Record]:
@@ -98,8 +133,10 @@ class Readings:
         self.step += 1
         hot = set(self._random.sample(range(len(self._devices)), self._breaches))
         normal, offset = self._normal, self.step * 7
-        return [Record(T, device, ts, self.hot if i in hot else normal[(i + offset) % 4099])
-                for i, device in enumerate(self._devices)]
+        return [
+            Record(T, device, ts, self.hot if i in hot else normal[(i + offset) % 4099])
+            for i, device in enumerate(self._devices)
+        ]
 
 
 def _core_rate(catalog: Catalog, devices: int, n: int) -> float:
@@ -111,17 +148,31 @@ def _core_rate(catalog: Catalog, devices: int, n: int) -> float:
     for batch in batches:
         for record in batch:
             key = (record.tenant_id, record.device_id)
-            out = evaluate_device(catalog.rules_for(key), states.get(record.device_id, {}),
-                                  seen.get(record.device_id), (record,))
+            out = evaluate_device(
+                catalog.rules_for(key),
+                states.get(record.device_id, {}),
+                seen.get(record.device_id),
+                (record,),
+            )
             states[record.device_id], seen[record.device_id] = out.states, out.last_seen
     return len(batches) * devices / (time.perf_counter() - started)
 
 
-async def _drive(evaluator: Evaluator, readings: Readings, *, batch: int, concurrency: int,
-                 seconds: float, rate: float | None, coalesce: bool = False) -> tuple[float, list[float], int]:
+async def _drive(
+    evaluator: Evaluator,
+    readings: Readings,
+    *,
+    batch: int,
+    concurrency: int,
+    seconds: float,
+    rate: float | None,
+    coalesce: bool = False,
+) -> tuple[float, list[float], int]:
     """Offer batches (paced at ``rate`` readings/s, or as fast as taken) for ``seconds``;
     returns (readings/s, latencies of opened alerts, alerts opened)."""
-    queue: asyncio.Queue[tuple[float, list[Record]] | None] = asyncio.Queue(maxsize=0 if rate else concurrency)
+    queue: asyncio.Queue[tuple[float, list[Record]] | None] = asyncio.Queue(
+        maxsize=0 if rate else concurrency
+    )
     latencies: list[float] = []
     done = 0
     offered_at: dict[tuple[str, datetime], float] = {}  # breaching record -> when offered
@@ -129,8 +180,10 @@ async def _drive(evaluator: Evaluator, readings: Readings, *, batch: int, concur
     async def handle(records: list[Record]) -> None:
         outcome = await evaluator.handle(records)
         committed = time.perf_counter()
-        latencies.extend(committed - offered_at.pop((o.device_id, o.opened_at), committed)
-                         for o in outcome.opened)
+        latencies.extend(
+            committed - offered_at.pop((o.device_id, o.opened_at), committed)
+            for o in outcome.opened
+        )
 
     coalescer = Coalescer(handle)
 
@@ -138,7 +191,9 @@ async def _drive(evaluator: Evaluator, readings: Readings, *, batch: int, concur
         nonlocal done
         while (item := await queue.get()) is not None:
             offered, records = item
-            offered_at.update(((r.device_id, r.ts), offered) for r in records if r.metrics is readings.hot)
+            offered_at.update(
+                ((r.device_id, r.ts), offered) for r in records if r.metrics is readings.hot
+            )
             await (coalescer.submit(records) if coalesce else handle(records))
             done += len(records)
 
@@ -163,11 +218,21 @@ async def main() -> None:
     p.add_argument("--devices", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--batch", type=int, default=1000, help="records per batch (SQS message)")
-    p.add_argument("--concurrency", type=int, default=16, help="SQS messages in flight (as in the service)")
-    p.add_argument("--rate", type=float, default=50_000, help="offered readings/s in the latency phase")
-    p.add_argument("--coalesce", action=argparse.BooleanOptionalAction, default=True,
-                   help="through the service's Coalescer, as deployed (--no-coalesce: one transaction per message)")
-    p.add_argument("--breaches", type=int, default=1, help="devices breaching per 1,000-device step")
+    p.add_argument(
+        "--concurrency", type=int, default=16, help="SQS messages in flight (as in the service)"
+    )
+    p.add_argument(
+        "--rate", type=float, default=50_000, help="offered readings/s in the latency phase"
+    )
+    p.add_argument(
+        "--coalesce",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="through the service's Coalescer, as deployed (--no-coalesce: one transaction per message)",
+    )
+    p.add_argument(
+        "--breaches", type=int, default=1, help="devices breaching per 1,000-device step"
+    )
     args = p.parse_args()
     name = unique_name("fp_bench_evaluator")
     url = await create_migrated_database(name)
@@ -180,29 +245,53 @@ async def main() -> None:
         core = _core_rate(catalog, args.devices, 200_000)
         evaluator = Evaluator(pool, catalog, PostgresAlertLog(PostgresEventStore(pool)))
         readings = Readings(args.devices, args.breaches)
-        await _drive(evaluator, readings, batch=args.batch, concurrency=args.concurrency, seconds=2, rate=None,
-                     coalesce=args.coalesce)
+        await _drive(
+            evaluator,
+            readings,
+            batch=args.batch,
+            concurrency=args.concurrency,
+            seconds=2,
+            rate=None,
+            coalesce=args.coalesce,
+        )
         throughput, _, opened_max = await _drive(
-            evaluator, readings, batch=args.batch, concurrency=args.concurrency, seconds=args.seconds, rate=None,
-            coalesce=args.coalesce)
+            evaluator,
+            readings,
+            batch=args.batch,
+            concurrency=args.concurrency,
+            seconds=args.seconds,
+            rate=None,
+            coalesce=args.coalesce,
+        )
         offered, latencies, opened = await _drive(
-            evaluator, readings, batch=args.batch, concurrency=args.concurrency, seconds=args.seconds,
-            rate=args.rate, coalesce=args.coalesce)
+            evaluator,
+            readings,
+            batch=args.batch,
+            concurrency=args.concurrency,
+            seconds=args.seconds,
+            rate=args.rate,
+            coalesce=args.coalesce,
+        )
         events = await pool.fetchval("SELECT count(*) FROM events")
     finally:
         await pool.close()
         await drop_database(name)
-    report(f"evaluator: {args.devices} devices x {len(RULES)} rules, batch {args.batch}, "
-           f"concurrency {args.concurrency}{', coalesced' if args.coalesce else ''}", {
-               "core readings/s (no database)": core,
-               "readings/s evaluated (max)": throughput,
-               "alerts opened during max run": opened_max,
-               f"readings/s at offered {args.rate:,.0f}/s": offered,
-               "alerts opened during latency run": opened,
-               "breach->AlertOpened committed p50 ms": percentile(latencies, 0.5) * 1000,
-               "breach->AlertOpened committed p99 ms": percentile(latencies, 0.99) * 1000,
-               "alert events appended (total)": events,
-           }, args.baseline, args.save)
+    report(
+        f"evaluator: {args.devices} devices x {len(RULES)} rules, batch {args.batch}, "
+        f"concurrency {args.concurrency}{', coalesced' if args.coalesce else ''}",
+        {
+            "core readings/s (no database)": core,
+            "readings/s evaluated (max)": throughput,
+            "alerts opened during max run": opened_max,
+            f"readings/s at offered {args.rate:,.0f}/s": offered,
+            "alerts opened during latency run": opened,
+            "breach->AlertOpened committed p50 ms": percentile(latencies, 0.5) * 1000,
+            "breach->AlertOpened committed p99 ms": percentile(latencies, 0.99) * 1000,
+            "alert events appended (total)": events,
+        },
+        args.baseline,
+        args.save,
+    )
 
 
 if __name__ == "__main__":

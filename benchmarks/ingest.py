@@ -48,17 +48,26 @@ INGEST_CONNECTIONS = 4
 
 
 def single_messages(n: int, base_ms: int) -> list[tuple[str, bytes]]:
-    return [(f"tenant/{TENANT}/device/d{i % DEVICES}/telemetry",
-             b'{"ts":%d,"seq":%d,"metrics":{"temp_c":21.5,"rpm":%d,"ok":true}}' % (base_ms - i // DEVICES, i, i))
-            for i in range(n)]
+    return [
+        (
+            f"tenant/{TENANT}/device/d{i % DEVICES}/telemetry",
+            b'{"ts":%d,"seq":%d,"metrics":{"temp_c":21.5,"rpm":%d,"ok":true}}'
+            % (base_ms - i // DEVICES, i, i),
+        )
+        for i in range(n)
+    ]
 
 
 def batched_messages(n: int, base_ms: int, per: int = 100) -> list[tuple[str, bytes]]:
     out = []
     for i in range(n):
         ts0 = base_ms - (i // DEVICES) * per
-        readings = b",".join(b'{"ts":%d,"metrics":{"temp_c":21.5,"rpm":%d}}' % (ts0 - j, j) for j in range(per))
-        out.append((f"tenant/{TENANT}/device/d{i % DEVICES}/telemetry", b'{"readings":[%s]}' % readings))
+        readings = b",".join(
+            b'{"ts":%d,"metrics":{"temp_c":21.5,"rpm":%d}}' % (ts0 - j, j) for j in range(per)
+        )
+        out.append(
+            (f"tenant/{TENANT}/device/d{i % DEVICES}/telemetry", b'{"readings":[%s]}' % readings)
+        )
     return out
 
 
@@ -86,8 +95,9 @@ class Peak:
         return self.peak / 2**20
 
 
-async def publish_all(broker, user: str, messages: list[tuple[str, bytes]], publishers: int,
-                      rate: float | None = None) -> float:
+async def publish_all(
+    broker, user: str, messages: list[tuple[str, bytes]], publishers: int, rate: float | None = None
+) -> float:
     """``rate``: total messages/s over all publishers (paced), ``None``: as fast as possible."""
     loop = asyncio.get_running_loop()
     shares = [messages[i::publishers] for i in range(publishers)]
@@ -95,9 +105,23 @@ async def publish_all(broker, user: str, messages: list[tuple[str, bytes]], publ
     chunk = 10 if rate else 100
     with ProcessPoolExecutor(publishers) as pool:
         started = time.perf_counter()
-        await asyncio.gather(*(loop.run_in_executor(pool, publish_share, broker.host, broker.port,
-                                                    user, "pw", share, 2000, chunk, each)
-                               for share in shares))
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    pool,
+                    publish_share,
+                    broker.host,
+                    broker.port,
+                    user,
+                    "pw",
+                    share,
+                    2000,
+                    chunk,
+                    each,
+                )
+                for share in shares
+            )
+        )
     return time.perf_counter() - started
 
 
@@ -128,10 +152,17 @@ async def probe(pool: asyncpg.Pool, broker, user: str, stop: asyncio.Event) -> l
             seq += 1
             sent[seq] = time.perf_counter()
             ts = int(time.time() * 1000)
-            await client.publish(f"tenant/{TENANT}/device/probe/telemetry",
-                                 b'{"ts":%d,"seq":%d,"metrics":{"p":1}}' % (ts, seq), qos=1)
-            found = await pool.fetch("SELECT seq FROM telemetry WHERE tenant_id=$1 AND device_id='probe' "
-                                     "AND seq = ANY($2::bigint[])", TENANT, list(sent))
+            await client.publish(
+                f"tenant/{TENANT}/device/probe/telemetry",
+                b'{"ts":%d,"seq":%d,"metrics":{"p":1}}' % (ts, seq),
+                qos=1,
+            )
+            found = await pool.fetch(
+                "SELECT seq FROM telemetry WHERE tenant_id=$1 AND device_id='probe' "
+                "AND seq = ANY($2::bigint[])",
+                TENANT,
+                list(sent),
+            )
             now = time.perf_counter()
             for row in found:
                 latencies.append((now - sent.pop(row["seq"])) * 1000)
@@ -156,8 +187,9 @@ def forget_sessions(broker, user: str) -> None:
     from paho.mqtt.enums import CallbackAPIVersion
 
     for i in range(INGEST_CONNECTIONS):
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{INGEST_CLIENT_ID}-{i}",
-                             clean_session=True)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{INGEST_CLIENT_ID}-{i}", clean_session=True
+        )
         client.username_pw_set(user, "pw")
         client.connect(broker.host, broker.port)
         client.loop_start()
@@ -166,19 +198,32 @@ def forget_sessions(broker, user: str) -> None:
         client.loop_stop()
 
 
-async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool,
-                              messages: list[tuple[str, bytes]], readings: int, publishers: int,
-                              processes: list[subprocess.Popen], rate: float | None = None):
+async def run_ingest_scenario(
+    db_url: str,
+    broker,
+    user: str,
+    pool: asyncpg.Pool,
+    messages: list[tuple[str, bytes]],
+    readings: int,
+    publishers: int,
+    processes: list[subprocess.Popen],
+    rate: float | None = None,
+):
     await pool.execute("TRUNCATE telemetry, device_state")
     port = free_port()
-    env = {**os.environ, "FLEETPULSE_DATABASE_URL": db_url,
-           "FLEETPULSE_MQTT_URL": broker.url_for(user, "pw"),
-           "FLEETPULSE_MQTT_CLIENT_ID": INGEST_CLIENT_ID,
-           "FLEETPULSE_MQTT_CONNECTIONS": str(INGEST_CONNECTIONS),
-           # the probe device publishes ~50 messages/s: above the default 20/s device limit
-           "FLEETPULSE_RATE_LIMIT_PER_S": "200", "FLEETPULSE_RATE_LIMIT_BURST": "500",
-           "FLEETPULSE_HEALTH_PORT": str(port), "FLEETPULSE_FORWARD_TO_EVALUATOR": "false",
-           "FLEETPULSE_LOG_LEVEL": os.environ.get("BENCH_INGEST_LOG_LEVEL", "WARNING")}
+    env = {
+        **os.environ,
+        "FLEETPULSE_DATABASE_URL": db_url,
+        "FLEETPULSE_MQTT_URL": broker.url_for(user, "pw"),
+        "FLEETPULSE_MQTT_CLIENT_ID": INGEST_CLIENT_ID,
+        "FLEETPULSE_MQTT_CONNECTIONS": str(INGEST_CONNECTIONS),
+        # the probe device publishes ~50 messages/s: above the default 20/s device limit
+        "FLEETPULSE_RATE_LIMIT_PER_S": "200",
+        "FLEETPULSE_RATE_LIMIT_BURST": "500",
+        "FLEETPULSE_HEALTH_PORT": str(port),
+        "FLEETPULSE_FORWARD_TO_EVALUATOR": "false",
+        "FLEETPULSE_LOG_LEVEL": os.environ.get("BENCH_INGEST_LOG_LEVEL", "WARNING"),
+    }
     process = subprocess.Popen(["fleetpulse-ingest"], env=env)  # noqa: ASYNC220
     processes.append(process)
     try:
@@ -189,8 +234,12 @@ async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool
         try:
             started = time.perf_counter()
             published_s = await publish_all(broker, user, messages, publishers, rate)
-            print(f"  published {len(messages)} in {published_s:.1f}s"
-                  f"{f' (paced at {rate:.0f} msg/s)' if rate else ''}", file=sys.stderr, flush=True)
+            print(
+                f"  published {len(messages)} in {published_s:.1f}s"
+                f"{f' (paced at {rate:.0f} msg/s)' if rate else ''}",
+                file=sys.stderr,
+                flush=True,
+            )
             ended = await wait_rows(pool, readings)
         finally:
             stop.set()
@@ -199,11 +248,15 @@ async def run_ingest_scenario(db_url: str, broker, user: str, pool: asyncpg.Pool
     finally:
         stop_process(process)
     seconds = ended - started
-    print(f"  ingest CPU {peak.cpu_s:.1f}s for {seconds:.1f}s wall "
-          f"({peak.cpu_s / len(messages) * 1e6:.0f} us/message, "
-          f"{peak.cpu_s / readings * 1e6:.1f} us/reading); {len(latencies)} probes "
-          f"p50 {percentile(latencies, 0.5):.0f} ms p99 {percentile(latencies, 0.99):.0f} ms; "
-          f"load average {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+    print(
+        f"  ingest CPU {peak.cpu_s:.1f}s for {seconds:.1f}s wall "
+        f"({peak.cpu_s / len(messages) * 1e6:.0f} us/message, "
+        f"{peak.cpu_s / readings * 1e6:.1f} us/reading); {len(latencies)} probes "
+        f"p50 {percentile(latencies, 0.5):.0f} ms p99 {percentile(latencies, 0.99):.0f} ms; "
+        f"load average {os.getloadavg()[0]:.2f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return len(messages) / seconds, readings / seconds, latencies, rss
 
 
@@ -223,7 +276,7 @@ async def wait_ready(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError("ingest did not become ready")
 
 
-NAIVE = r'''
+NAIVE = r"""
 import asyncio, sys, orjson, asyncpg, aiomqtt
 async def main(db, host, port, user, n):
     conn = await asyncpg.connect(db)
@@ -238,16 +291,32 @@ async def main(db, host, port, user, n):
                                "VALUES (to_timestamp($1/1000.0), $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING",
                                p["ts"], t, d, p.get("seq"), orjson.dumps(p["metrics"]).decode())
 asyncio.run(main(*sys.argv[1:]))
-'''
+"""
 
 
-async def run_naive(db_url: str, broker, user: str, pool: asyncpg.Pool,
-                    messages: list[tuple[str, bytes]], publishers: int,
-                    processes: list[subprocess.Popen]) -> float:
+async def run_naive(
+    db_url: str,
+    broker,
+    user: str,
+    pool: asyncpg.Pool,
+    messages: list[tuple[str, bytes]],
+    publishers: int,
+    processes: list[subprocess.Popen],
+) -> float:
     await pool.execute("TRUNCATE telemetry")
     process = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-c", NAIVE, db_url, broker.host, str(broker.port),
-                                user, str(len(messages))], stdout=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            NAIVE,
+            db_url,
+            broker.host,
+            str(broker.port),
+            user,
+            str(len(messages)),
+        ],
+        stdout=subprocess.PIPE,
+    )
     processes.append(process)
     try:
         assert process.stdout is not None
@@ -261,12 +330,33 @@ async def run_naive(db_url: str, broker, user: str, pool: asyncpg.Pool,
     return len(messages) / (ended - started)
 
 
-async def run_mosquitto_sub(broker, user: str, messages: list[tuple[str, bytes]], publishers: int,
-                            processes: list[subprocess.Popen]) -> float:
+async def run_mosquitto_sub(
+    broker,
+    user: str,
+    messages: list[tuple[str, bytes]],
+    publishers: int,
+    processes: list[subprocess.Popen],
+) -> float:
     process = subprocess.Popen(  # noqa: ASYNC220
-        ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-u", user, "-P", "pw",
-         "-t", "tenant/+/device/+/+", "-q", "1", "-C", str(len(messages))],
-        stdout=subprocess.DEVNULL)
+        [
+            "mosquitto_sub",
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-u",
+            user,
+            "-P",
+            "pw",
+            "-t",
+            "tenant/+/device/+/+",
+            "-q",
+            "1",
+            "-C",
+            str(len(messages)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     processes.append(process)
     try:
         await asyncio.sleep(0.5)
@@ -284,9 +374,12 @@ async def main() -> None:
     p.add_argument("--batched", type=int, default=3_000, help="100-reading messages")
     p.add_argument("--naive", type=int, default=10_000, help="messages through the naive bridge")
     p.add_argument("--publishers", type=int, default=3)
-    p.add_argument("--rate-fraction", type=float, default=0.7,
-                   help="below-capacity runs offer this fraction of the overloaded throughput "
-                        "(0: skip them)")
+    p.add_argument(
+        "--rate-fraction",
+        type=float,
+        default=0.7,
+        help="below-capacity runs offer this fraction of the overloaded throughput (0: skip them)",
+    )
     args = p.parse_args()
     print(f"load average before: {os.getloadavg()}", file=sys.stderr, flush=True)
     broker = start_mosquitto(Path(tempfile.mkdtemp(prefix="fp-bench-")))
@@ -300,41 +393,65 @@ async def main() -> None:
         await pool.executemany(
             "INSERT INTO devices (tenant_id, device_id, status, registered_at, updated_at, version) "
             "VALUES ($1, $2, 'active', now(), now(), 1)",
-            [(TENANT, f"d{i}") for i in range(DEVICES)] + [(TENANT, "probe")])
+            [(TENANT, f"d{i}") for i in range(DEVICES)] + [(TENANT, "probe")],
+        )
         await pool.execute("SELECT fleetpulse_ensure_telemetry_partitions(2, 2)")
         base_ms = int(time.time() * 1000)
         single = single_messages(args.single, base_ms)
         s_msgs, _, s_lat, s_rss = await run_ingest_scenario(
-            db_url, broker, user, pool, single, args.single, args.publishers, processes)
+            db_url, broker, user, pool, single, args.single, args.publishers, processes
+        )
         batched = batched_messages(args.batched, base_ms - 3_600_000)
         b_msgs, b_reads, b_lat, b_rss = await run_ingest_scenario(
-            db_url, broker, user, pool, batched, args.batched * 100, args.publishers, processes)
+            db_url, broker, user, pool, batched, args.batched * 100, args.publishers, processes
+        )
         paced: dict[str, float] = {}
         if args.rate_fraction > 0:
             s_rate, b_rate = s_msgs * args.rate_fraction, b_msgs * args.rate_fraction
             ps_msgs, _, ps_lat, _ = await run_ingest_scenario(
-                db_url, broker, user, pool, single, args.single, args.publishers, processes,
-                rate=s_rate)
+                db_url,
+                broker,
+                user,
+                pool,
+                single,
+                args.single,
+                args.publishers,
+                processes,
+                rate=s_rate,
+            )
             pb_msgs, pb_reads, pb_lat, _ = await run_ingest_scenario(
-                db_url, broker, user, pool, batched, args.batched * 100, args.publishers,
-                processes, rate=b_rate)
+                db_url,
+                broker,
+                user,
+                pool,
+                batched,
+                args.batched * 100,
+                args.publishers,
+                processes,
+                rate=b_rate,
+            )
             paced = {
                 "below capacity single: messages/s achieved": ps_msgs,
                 "below capacity batched: readings/s achieved": pb_reads,
                 "below capacity batched: messages/s achieved": pb_msgs,
-                f"below capacity single @ {s_rate:.0f} msg/s offered: latency p50 ms":
-                    percentile(ps_lat, 0.5),
-                f"below capacity single @ {s_rate:.0f} msg/s offered: latency p99 ms":
-                    percentile(ps_lat, 0.99),
-                f"below capacity batched @ {b_rate * 100:.0f} readings/s offered: latency p50 ms":
-                    percentile(pb_lat, 0.5),
-                f"below capacity batched @ {b_rate * 100:.0f} readings/s offered: latency p99 ms":
-                    percentile(pb_lat, 0.99),
+                f"below capacity single @ {s_rate:.0f} msg/s offered: latency p50 ms": percentile(
+                    ps_lat, 0.5
+                ),
+                f"below capacity single @ {s_rate:.0f} msg/s offered: latency p99 ms": percentile(
+                    ps_lat, 0.99
+                ),
+                f"below capacity batched @ {b_rate * 100:.0f} readings/s offered: latency p50 ms": percentile(
+                    pb_lat, 0.5
+                ),
+                f"below capacity batched @ {b_rate * 100:.0f} readings/s offered: latency p99 ms": percentile(
+                    pb_lat, 0.99
+                ),
                 "below capacity: latency p99 ms (both)": percentile(ps_lat + pb_lat, 0.99),
             }
         forget_sessions(broker, user)
-        naive = await run_naive(db_url, broker, user, pool, single[: args.naive], args.publishers,
-                                processes)
+        naive = await run_naive(
+            db_url, broker, user, pool, single[: args.naive], args.publishers, processes
+        )
         raw = await run_mosquitto_sub(broker, user, single, args.publishers, processes)
     finally:
         for process in processes:  # whatever failed above, nothing we started survives
@@ -344,22 +461,27 @@ async def main() -> None:
         broker.kill()
     latencies = s_lat + b_lat
     print(f"load average after: {os.getloadavg()}", file=sys.stderr, flush=True)
-    report("ingest (one process, 2 cores, local broker and PostgreSQL)", {
-        "single: messages/s": s_msgs,
-        "batched(100): messages/s": b_msgs,
-        "batched(100): readings/s": b_reads,
-        "naive bridge: messages/s": naive,
-        "mosquitto_sub -> /dev/null: messages/s": raw,
-        "ingest / naive (single)": s_msgs / naive,
-        "ingest / mosquitto_sub (single)": s_msgs / raw,
-        "overloaded: latency p50 ms (publish->commit)": percentile(latencies, 0.5),
-        "overloaded: latency p99 ms (publish->commit)": percentile(latencies, 0.99),
-        "overloaded single: latency p99 ms": percentile(s_lat, 0.99),
-        "overloaded batched: latency p99 ms": percentile(b_lat, 0.99),
-        **paced,
-        "peak RSS MiB (single)": s_rss,
-        "peak RSS MiB (batched)": b_rss,
-    }, args.baseline, args.save)
+    report(
+        "ingest (one process, 2 cores, local broker and PostgreSQL)",
+        {
+            "single: messages/s": s_msgs,
+            "batched(100): messages/s": b_msgs,
+            "batched(100): readings/s": b_reads,
+            "naive bridge: messages/s": naive,
+            "mosquitto_sub -> /dev/null: messages/s": raw,
+            "ingest / naive (single)": s_msgs / naive,
+            "ingest / mosquitto_sub (single)": s_msgs / raw,
+            "overloaded: latency p50 ms (publish->commit)": percentile(latencies, 0.5),
+            "overloaded: latency p99 ms (publish->commit)": percentile(latencies, 0.99),
+            "overloaded single: latency p99 ms": percentile(s_lat, 0.99),
+            "overloaded batched: latency p99 ms": percentile(b_lat, 0.99),
+            **paced,
+            "peak RSS MiB (single)": s_rss,
+            "peak RSS MiB (batched)": b_rss,
+        },
+        args.baseline,
+        args.save,
+    )
 
 
 if __name__ == "__main__":

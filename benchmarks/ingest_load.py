@@ -36,23 +36,33 @@ def _packet(first: int, body: bytes) -> bytes:
 
 def _connect(user: str, password: str, client_id: bytes) -> bytes:
     variable = _string(b"MQTT") + bytes((4, 0xC2)) + _U16.pack(60)  # user, pw, clean
-    return _packet(0x10, variable + _string(client_id) + _string(user.encode())
-                   + _string(password.encode()))
+    return _packet(
+        0x10, variable + _string(client_id) + _string(user.encode()) + _string(password.encode())
+    )
 
 
 def encode_publishes(messages: list[tuple[str, bytes]]) -> list[bytes]:
     """QoS 1 PUBLISH packets; packet ids cycle through 1..65535 (``inflight`` is far below)."""
-    return [_packet(0x32, _string(topic.encode()) + _U16.pack(i % 65535 + 1) + payload)
-            for i, (topic, payload) in enumerate(messages)]
+    return [
+        _packet(0x32, _string(topic.encode()) + _U16.pack(i % 65535 + 1) + payload)
+        for i, (topic, payload) in enumerate(messages)
+    ]
 
 
-def publish_share(host: str, port: int, user: str, password: str,
-                  messages: list[tuple[str, bytes]], inflight: int = 2000, chunk: int = 100,
-                  rate: float | None = None) -> float:
+def publish_share(
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    messages: list[tuple[str, bytes]],
+    inflight: int = 2000,
+    chunk: int = 100,
+    rate: float | None = None,
+) -> float:
     """Publish ``messages`` with QoS 1 (at ``rate`` msg/s if given), wait for every PUBACK."""
     packets = encode_publishes(messages)
-    chunks = [b"".join(packets[i:i + chunk]) for i in range(0, len(packets), chunk)]
-    counts = [len(packets[i:i + chunk]) for i in range(0, len(packets), chunk)]
+    chunks = [b"".join(packets[i : i + chunk]) for i in range(0, len(packets), chunk)]
+    counts = [len(packets[i : i + chunk]) for i in range(0, len(packets), chunk)]
     sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(_connect(user, password, f"bench-pub-{time.monotonic_ns()}".encode()))

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config_table() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("config_table", ROOT / "scripts" / "config_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "config_table", ROOT / "scripts" / "config_table.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -22,7 +24,9 @@ def _config_table() -> ModuleType:
 def test_configuration_table_matches_the_settings_classes() -> None:
     module = _config_table()
     readme = (ROOT / "README.md").read_text()
-    assert module.insert_into(readme) == readme, "README configuration table is stale: make config-table"
+    assert module.insert_into(readme) == readme, (
+        "README configuration table is stale: make config-table"
+    )
 
 
 def test_every_settings_field_is_in_the_readme() -> None:

@@ -36,7 +36,10 @@ def run_script(broker: MosquittoBroker, ingest_pw: str, delivery_pw: str) -> Non
 
 def role_acls(broker: MosquittoBroker, role: str) -> set[Acl]:
     [answer] = broker.control([{"command": "getRole", "rolename": role}])
-    return {Acl(a["acltype"], a["topic"], a["allow"], a["priority"]) for a in answer["data"]["role"]["acls"]}
+    return {
+        Acl(a["acltype"], a["topic"], a["allow"], a["priority"])
+        for a in answer["data"]["role"]["acls"]
+    }
 
 
 def connect(broker: MosquittoBroker, user: str, password: str) -> tuple[paho.Client, list[Any]]:
@@ -65,7 +68,9 @@ def connack(broker: MosquittoBroker, user: str, password: str) -> int:
     return codes[0]
 
 
-def test_users_get_the_dev_stack_acls_and_reruns_replace_passwords(mosquitto_broker: MosquittoBroker) -> None:
+def test_users_get_the_dev_stack_acls_and_reruns_replace_passwords(
+    mosquitto_broker: MosquittoBroker,
+) -> None:
     run_script(mosquitto_broker, "ingest-1", "delivery-1")
     run_script(mosquitto_broker, "ingest-2", "delivery-2")
     assert role_acls(mosquitto_broker, INGEST_USER) == set(INGEST_ACLS)
@@ -77,11 +82,15 @@ def test_users_get_the_dev_stack_acls_and_reruns_replace_passwords(mosquitto_bro
 
 def test_the_acls_let_each_do_its_job_and_nothing_else(mosquitto_broker: MosquittoBroker) -> None:
     run_script(mosquitto_broker, "ingest-pw", "delivery-pw")
-    device = mosquitto_broker.add_client("dev-1", "pw", [BrokerAcl("publishClientSend", "tenant/t1/device/d1/#")])
+    device = mosquitto_broker.add_client(
+        "dev-1", "pw", [BrokerAcl("publishClientSend", "tenant/t1/device/d1/#")]
+    )
     ingest, to_ingest = connect(mosquitto_broker, INGEST_USER, "ingest-pw")
     delivery, _ = connect(mosquitto_broker, DELIVERY_USER, "delivery-pw")
     watcher_name = mosquitto_broker.add_client(
-        "watcher", "pw", [BrokerAcl("subscribePattern", "#"), BrokerAcl("publishClientReceive", "#")]
+        "watcher",
+        "pw",
+        [BrokerAcl("subscribePattern", "#"), BrokerAcl("publishClientReceive", "#")],
     )
     watcher, to_watcher = connect(mosquitto_broker, watcher_name, "pw")
     device_client, _ = connect(mosquitto_broker, device, "pw")
@@ -89,7 +98,9 @@ def test_the_acls_let_each_do_its_job_and_nothing_else(mosquitto_broker: Mosquit
         granted = ingest.subscribe("tenant/+/device/+/+", qos=1)
         watcher.subscribe([("tenant/#", 1), ("alerts/#", 1)])
         time.sleep(0.5)
-        device_client.publish("tenant/t1/device/d1/telemetry", b"reading", qos=1).wait_for_publish(5)
+        device_client.publish("tenant/t1/device/d1/telemetry", b"reading", qos=1).wait_for_publish(
+            5
+        )
         ingest.publish("tenant/t1/device/d1/telemetry", b"forged by ingest", qos=1)
         delivery.publish("tenant/t2/device/d9/telemetry", b"forged by delivery", qos=1)
         delivery.publish("alerts/ops", b"alert", qos=1).wait_for_publish(5)

@@ -477,14 +477,22 @@ def environment_problems(model: TerraformModel, svc: str) -> list[str]:
     in every branch (IoT Core on or off): a bad one would stop the task at start."""
     settings = importlib.import_module(f"fleetpulse.{svc}.settings").Settings
     environment = model.locals["services"][svc]["environment"]
-    problems = [f"{svc}: {name} is not a setting" for name in environment
-                if name.removeprefix("FLEETPULSE_").lower() not in settings.model_fields]
-    required = {"FLEETPULSE_DATABASE_URL": "postgresql://u@db/x", "FLEETPULSE_MQTT_URL": "mqtt://u:p@b:1883",
-                "FLEETPULSE_WEBHOOK_ENCRYPTION_KEY": base64.b64encode(bytes(32)).decode(),
-                "FLEETPULSE_OIDC_ISSUER": "https://auth.example.com/realms/fleetpulse"}
+    problems = [
+        f"{svc}: {name} is not a setting"
+        for name in environment
+        if name.removeprefix("FLEETPULSE_").lower() not in settings.model_fields
+    ]
+    required = {
+        "FLEETPULSE_DATABASE_URL": "postgresql://u@db/x",
+        "FLEETPULSE_MQTT_URL": "mqtt://u:p@b:1883",
+        "FLEETPULSE_WEBHOOK_ENCRYPTION_KEY": base64.b64encode(bytes(32)).decode(),
+        "FLEETPULSE_OIDC_ISSUER": "https://auth.example.com/realms/fleetpulse",
+    }
     for combo in itertools.product(*(_branches(v) for v in environment.values())):
         try:
-            asyncio.run(load_settings(settings, {**required, **dict(zip(environment, combo, strict=True))}))
+            asyncio.run(
+                load_settings(settings, {**required, **dict(zip(environment, combo, strict=True))})
+            )
         except ConfigurationError as exc:
             problems.append(f"{svc}: {exc}")
     return problems
@@ -496,7 +504,12 @@ def test_task_environment_loads_into_the_service_settings(model: TerraformModel,
 
 
 def test_cross_check_catches_a_task_setting_that_would_stop_ingest(tmp_path: Path) -> None:
-    broken = mutated(tmp_path, "main.tf", 'FLEETPULSE_MQTT_CONNECTIONS = "1"', 'FLEETPULSE_MQTT_CONNECTIONS = "4"')
+    broken = mutated(
+        tmp_path,
+        "main.tf",
+        'FLEETPULSE_MQTT_CONNECTIONS = "1"',
+        'FLEETPULSE_MQTT_CONNECTIONS = "4"',
+    )
     assert any("FLEETPULSE_MQTT_SHARE_GROUP" in p for p in environment_problems(broken, "ingest"))
 
 
@@ -518,15 +531,29 @@ def test_ingest_runs_one_task_with_a_restorable_subscription_and_the_iot_queue(
 def test_only_provision_api_uses_the_broker_admin_and_the_broker_creates_service_users(
     model: TerraformModel,
 ) -> None:
-    mqtt = {svc: cfg["secrets"]["FLEETPULSE_MQTT_URL"]["secret"]
-            for svc, cfg in model.locals["services"].items() if "FLEETPULSE_MQTT_URL" in cfg["secrets"]}
-    assert mqtt == {"ingest": "mqtt_ingest", "delivery_worker": "mqtt_delivery", "provision_api": "mqtt_admin"}
+    mqtt = {
+        svc: cfg["secrets"]["FLEETPULSE_MQTT_URL"]["secret"]
+        for svc, cfg in model.locals["services"].items()
+        if "FLEETPULSE_MQTT_URL" in cfg["secrets"]
+    }
+    assert mqtt == {
+        "ingest": "mqtt_ingest",
+        "delivery_worker": "mqtt_delivery",
+        "provision_api": "mqtt_admin",
+    }
     broker = str(model.resources[("aws_ecs_task_definition", "mosquitto")]["container_definitions"])
     assert '"service-users"' in broker and "local.service_users_script" in broker
-    path = re.fullmatch(r'\$\{file\("\$\{path\.module\}/([^"]+)"\)\}', model.locals["service_users_script"])
+    path = re.fullmatch(
+        r'\$\{file\("\$\{path\.module\}/([^"]+)"\)\}', model.locals["service_users_script"]
+    )
     assert path, model.locals["service_users_script"]
     assert (TF_DIR / path.group(1)).resolve() == REPO / "compose" / "mosquitto" / "service-users.sh"
-    wanted = {"MQTT_ADMIN_USER", "MQTT_ADMIN_PASSWORD", "MQTT_INGEST_PASSWORD", "MQTT_DELIVERY_PASSWORD"}
+    wanted = {
+        "MQTT_ADMIN_USER",
+        "MQTT_ADMIN_PASSWORD",
+        "MQTT_INGEST_PASSWORD",
+        "MQTT_DELIVERY_PASSWORD",
+    }
     assert {s["name"] for s in model.locals["service_users_secrets"]} == wanted
     script = (REPO / "compose" / "mosquitto" / "service-users.sh").read_text()
     assert all(f"${{{name}" in script for name in wanted)

@@ -20,45 +20,115 @@ async def _append(store: PostgresEventStore, stream: str, *events: Event) -> Non
 
 
 async def _seed(store: PostgresEventStore) -> None:
-    await store.append("tenant-acme", [NewEvent("TenantCreated", {"tenant_id": T, "name": "Acme"})],
-                       tenant_id=T, expected_version=NO_STREAM)
-    await _append(store, "device-acme-d1",
-                  ("DeviceRegistered", {"device_id": "d1", "name": "pump", "tags": {"site": "a"},
-                                        "registered_at": "2026-01-01T00:00:00Z"}),
-                  ("DeviceCredentialsIssued", {"device_id": "d1", "username": "acme.d1",
-                                               "client_id": "acme.d1", "credentials_version": 1}),
-                  ("DeviceCredentialsRotated", {"device_id": "d1", "credentials_version": 2}),
-                  ("DeviceDecommissioned", {"device_id": "d1",
-                                            "decommissioned_at": "2026-01-02T00:00:00Z"}))
-    rule = {"rule_id": "r1", "name": "hot", "kind": "threshold", "severity": "major",
-            "metric": "temp_c", "operator": "gt", "threshold": 30, "device_selector": {"tags": {}}}
-    await _append(store, "rule-acme-r1", ("RuleCreated", rule),
-                  ("RuleUpdated", {**rule, "threshold": 35}))
-    await _append(store, "rule-acme-r2", ("RuleCreated", {**rule, "rule_id": "r2"}),
-                  ("RuleDeleted", {"rule_id": "r2"}))
+    await store.append(
+        "tenant-acme",
+        [NewEvent("TenantCreated", {"tenant_id": T, "name": "Acme"})],
+        tenant_id=T,
+        expected_version=NO_STREAM,
+    )
+    await _append(
+        store,
+        "device-acme-d1",
+        (
+            "DeviceRegistered",
+            {
+                "device_id": "d1",
+                "name": "pump",
+                "tags": {"site": "a"},
+                "registered_at": "2026-01-01T00:00:00Z",
+            },
+        ),
+        (
+            "DeviceCredentialsIssued",
+            {
+                "device_id": "d1",
+                "username": "acme.d1",
+                "client_id": "acme.d1",
+                "credentials_version": 1,
+            },
+        ),
+        ("DeviceCredentialsRotated", {"device_id": "d1", "credentials_version": 2}),
+        ("DeviceDecommissioned", {"device_id": "d1", "decommissioned_at": "2026-01-02T00:00:00Z"}),
+    )
+    rule = {
+        "rule_id": "r1",
+        "name": "hot",
+        "kind": "threshold",
+        "severity": "major",
+        "metric": "temp_c",
+        "operator": "gt",
+        "threshold": 30,
+        "device_selector": {"tags": {}},
+    }
+    await _append(
+        store, "rule-acme-r1", ("RuleCreated", rule), ("RuleUpdated", {**rule, "threshold": 35})
+    )
+    await _append(
+        store,
+        "rule-acme-r2",
+        ("RuleCreated", {**rule, "rule_id": "r2"}),
+        ("RuleDeleted", {"rule_id": "r2"}),
+    )
     hook = {"integration_id": "i1", "kind": "webhook"}
-    await _append(store, "integration-acme-i1",
-                  ("IntegrationCreated", {**hook, "name": "hook", "config": {"url": "https://x"},
-                                          "secret_sealed": "v1.x"}),
-                  ("IntegrationUpdated", {**hook, "name": "hook2", "config": {"url": "https://y"}}),
-                  ("IntegrationDisabled", {"integration_id": "i1", "reason": "410 Gone"}))
-    await _append(store, "route-acme-o1",
-                  ("RouteCreated", {"route_id": "o1", "name": "all", "integration_id": "i1",
-                                    "match": {}, "group_by": [], "group_wait_s": 0,
-                                    "repeat_interval_s": None}))
-    await _append(store, "profile-acme-p1",
-                  ("ProvisioningProfileCreated", {"profile_id": "p1", "name": "fleet",
-                                                  "provision_key": "pk_1", "secret_hash": "h",
-                                                  "device_limit": 5, "expires_at": None,
-                                                  "tags": {}}),
-                  ("ProvisioningProfileClaimed", {"profile_id": "p1", "device_id": "d1"}))
+    await _append(
+        store,
+        "integration-acme-i1",
+        (
+            "IntegrationCreated",
+            {**hook, "name": "hook", "config": {"url": "https://x"}, "secret_sealed": "v1.x"},
+        ),
+        ("IntegrationUpdated", {**hook, "name": "hook2", "config": {"url": "https://y"}}),
+        ("IntegrationDisabled", {"integration_id": "i1", "reason": "410 Gone"}),
+    )
+    await _append(
+        store,
+        "route-acme-o1",
+        (
+            "RouteCreated",
+            {
+                "route_id": "o1",
+                "name": "all",
+                "integration_id": "i1",
+                "match": {},
+                "group_by": [],
+                "group_wait_s": 0,
+                "repeat_interval_s": None,
+            },
+        ),
+    )
+    await _append(
+        store,
+        "profile-acme-p1",
+        (
+            "ProvisioningProfileCreated",
+            {
+                "profile_id": "p1",
+                "name": "fleet",
+                "provision_key": "pk_1",
+                "secret_hash": "h",
+                "device_limit": 5,
+                "expires_at": None,
+                "tags": {},
+            },
+        ),
+        ("ProvisioningProfileClaimed", {"profile_id": "p1", "device_id": "d1"}),
+    )
 
 
 async def _snapshot(pool: asyncpg.Pool) -> dict[str, list[dict[str, Any]]]:
-    tables = ("tenants", "devices", "provisioning_profiles", "rules", "integrations", "routes",
-              "catalog_tombstones")
-    return {t: [dict(r) for r in await pool.fetch(f"SELECT * FROM {t} ORDER BY 1, 2")]  # noqa: S608
-            for t in tables}
+    tables = (
+        "tenants",
+        "devices",
+        "provisioning_profiles",
+        "rules",
+        "integrations",
+        "routes",
+        "catalog_tombstones",
+    )
+    return {
+        t: [dict(r) for r in await pool.fetch(f"SELECT * FROM {t} ORDER BY 1, 2")]  # noqa: S608
+        for t in tables
+    }
 
 
 async def test_rows_reflect_the_latest_events(event_store: PostgresEventStore) -> None:
@@ -74,7 +144,10 @@ async def test_rows_reflect_the_latest_events(event_store: PostgresEventStore) -
     assert await pool.fetchval("SELECT count(*) FROM rules WHERE rule_id = 'r2'") == 0
     integration = await pool.fetchrow("SELECT * FROM integrations")
     assert (integration["name"], integration["secret_sealed"], integration["status"]) == (
-        "hook2", "v1.x", "disabled")
+        "hook2",
+        "v1.x",
+        "disabled",
+    )
     profile = await pool.fetchrow("SELECT * FROM provisioning_profiles")
     assert (profile["devices_claimed"], profile["version"]) == (1, 2)
 

@@ -36,17 +36,28 @@ def test_public_api_is_explicit() -> None:
 
 def test_queue_names_follow_the_prefix() -> None:
     names = queue_names("fp-")
-    assert (names.ingest, names.evaluator, names.dispatcher, names.deliveries, names.domain_events) == (
-        "fp-ingest", "fp-evaluator", "fp-dispatcher", "fp-deliveries", "fp-domain-events")
+    assert (
+        names.ingest,
+        names.evaluator,
+        names.dispatcher,
+        names.deliveries,
+        names.domain_events,
+    ) == ("fp-ingest", "fp-evaluator", "fp-dispatcher", "fp-deliveries", "fp-domain-events")
 
 
 async def test_declare_queue_creates_a_dlq_with_redrive_and_is_idempotent(
     sqs_client: Any, queue_prefix: str
 ) -> None:
-    first = await declare_queue(sqs_client, queue_prefix + "work", max_receive_count=3, visibility_timeout_s=7)
-    again = await declare_queue(sqs_client, queue_prefix + "work", max_receive_count=4, visibility_timeout_s=9)
+    first = await declare_queue(
+        sqs_client, queue_prefix + "work", max_receive_count=3, visibility_timeout_s=7
+    )
+    again = await declare_queue(
+        sqs_client, queue_prefix + "work", max_receive_count=4, visibility_timeout_s=9
+    )
     assert again == first
-    attributes = (await sqs_client.get_queue_attributes(QueueUrl=first.url, AttributeNames=["All"]))["Attributes"]
+    attributes = (
+        await sqs_client.get_queue_attributes(QueueUrl=first.url, AttributeNames=["All"])
+    )["Attributes"]
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"].endswith(f":{queue_prefix}work-dlq")
     assert int(redrive["maxReceiveCount"]) == 4
@@ -67,23 +78,40 @@ async def test_lookups_of_missing_resources_fail_clearly(
 
 def _event(type_: str, tenant: str = "t1", **metadata: Any) -> RecordedEvent:
     return RecordedEvent(
-        position=7, event_id=uuid.uuid4(), stream_id=f"alert-{tenant}-a1", version=1, type=type_,
-        tenant_id=tenant, data={"alert_id": "a1", "value": 1.5}, metadata=dict(metadata),
+        position=7,
+        event_id=uuid.uuid4(),
+        stream_id=f"alert-{tenant}-a1",
+        version=1,
+        type=type_,
+        tenant_id=tenant,
+        data={"alert_id": "a1", "value": 1.5},
+        metadata=dict(metadata),
         recorded_at=datetime(2026, 11, 22, 4, 0, tzinfo=UTC),
     )
 
 
-async def test_platform_routes_events_by_type(sqs_client: Any, sns_client: Any, queue_prefix: str) -> None:
+async def test_platform_routes_events_by_type(
+    sqs_client: Any, sns_client: Any, queue_prefix: str
+) -> None:
     platform = await declare_platform(sqs_client, sns_client, queue_prefix)
     assert await declare_platform(sqs_client, sns_client, queue_prefix) == platform  # idempotent
     assert await platform_resources(sqs_client, sns_client, queue_prefix) == platform
-    events = [_event("AlertOpened"), _event("AlertResolved"), _event("DeliveryScheduled"),
-              _event("DeliveryAttempted"), _event("RuleCreated")]
+    events = [
+        _event("AlertOpened"),
+        _event("AlertResolved"),
+        _event("DeliveryScheduled"),
+        _event("DeliveryAttempted"),
+        _event("RuleCreated"),
+    ]
     await SnsPublisher(sns_client, platform.domain_events_arn).publish_batch(
-        [SnsMessage(*event_to_message(e)) for e in events])
+        [SnsMessage(*event_to_message(e)) for e in events]
+    )
     dispatcher = await receive_all(sqs_client, platform.dispatcher.url, quiet_s=0.7)
     deliveries = await receive_all(sqs_client, platform.deliveries.url, quiet_s=0.3)
-    assert sorted(message_to_event(m["Body"]).type for m in dispatcher) == ["AlertOpened", "AlertResolved"]
+    assert sorted(message_to_event(m["Body"]).type for m in dispatcher) == [
+        "AlertOpened",
+        "AlertResolved",
+    ]
     assert [message_to_event(m["Body"]).type for m in deliveries] == ["DeliveryScheduled"]
     assert await receive_all(sqs_client, platform.evaluator.url, quiet_s=0.2) == []
 
@@ -100,8 +128,11 @@ async def test_resubscribing_updates_the_filter_policy(
     await publisher.publish_batch([SnsMessage("a", {"type": "A"}), SnsMessage("b", {"type": "B"})])
     received = await receive_all(sqs_client, queue.url, quiet_s=0.5)
     assert [m["Body"] for m in received] == ["b"]
-    policy = json.loads((await sqs_client.get_queue_attributes(
-        QueueUrl=queue.url, AttributeNames=["Policy"]))["Attributes"]["Policy"])
+    policy = json.loads(
+        (await sqs_client.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["Policy"]))[
+            "Attributes"
+        ]["Policy"]
+    )
     assert [s["Condition"]["ArnEquals"]["aws:SourceArn"] for s in policy["Statement"]] == [topic]
 
 
@@ -112,7 +143,8 @@ async def test_sns_publisher_sends_many_with_attributes(
     queue = await declare_queue(sqs_client, queue_prefix + "q", dlq=False)
     await subscribe_queue(sns_client, sqs_client, topic, queue)
     await SnsPublisher(sns_client, topic).publish_batch(
-        [SnsMessage(f"m{i}", {"type": "T", "n": str(i)}) for i in range(35)])
+        [SnsMessage(f"m{i}", {"type": "T", "n": str(i)}) for i in range(35)]
+    )
     received = await receive_all(sqs_client, queue.url, expected=35)
     assert sorted(m["Body"] for m in received) == sorted(f"m{i}" for i in range(35))
     assert all(m["MessageAttributes"]["type"]["StringValue"] == "T" for m in received)

@@ -33,13 +33,20 @@ async def _queue(sqs: Any, name: str, **options: Any) -> QueueRef:
     return await declare_queue(sqs, name, **{"dlq": False, "visibility_timeout_s": 1, **options})
 
 
-async def _send(sqs: Any, queue: QueueRef, *bodies: str, attributes: dict[str, str] | None = None) -> None:
-    message_attributes = {k: {"DataType": "String", "StringValue": v} for k, v in (attributes or {}).items()}
+async def _send(
+    sqs: Any, queue: QueueRef, *bodies: str, attributes: dict[str, str] | None = None
+) -> None:
+    message_attributes = {
+        k: {"DataType": "String", "StringValue": v} for k, v in (attributes or {}).items()
+    }
     for start in range(0, len(bodies), 10):
-        await sqs.send_message_batch(QueueUrl=queue.url, Entries=[
-            {"Id": str(i), "MessageBody": body, "MessageAttributes": message_attributes}
-            for i, body in enumerate(bodies[start:start + 10])
-        ])
+        await sqs.send_message_batch(
+            QueueUrl=queue.url,
+            Entries=[
+                {"Id": str(i), "MessageBody": body, "MessageAttributes": message_attributes}
+                for i, body in enumerate(bodies[start : start + 10])
+            ],
+        )
 
 
 @asynccontextmanager
@@ -61,7 +68,9 @@ async def until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def consumer(sqs: Any, queue: QueueRef, handler: Callable[[SqsMessage], Awaitable[None]], **options: Any) -> SqsConsumer:
+def consumer(
+    sqs: Any, queue: QueueRef, handler: Callable[[SqsMessage], Awaitable[None]], **options: Any
+) -> SqsConsumer:
     defaults: dict[str, Any] = {"wait_time_s": 1, "visibility_timeout_s": 1, "name": "test"}
     return SqsConsumer(sqs, queue.url, handler, **{**defaults, **options})
 
@@ -85,7 +94,9 @@ async def test_deletes_only_after_the_handler_succeeded(sqs_client: Any, queue_p
 
 @pytest.mark.timeout(30)
 async def test_always_failing_message_lands_in_the_dlq(sqs_client: Any, queue_prefix: str) -> None:
-    queue = await declare_queue(sqs_client, queue_prefix + "q", max_receive_count=2, visibility_timeout_s=1)
+    queue = await declare_queue(
+        sqs_client, queue_prefix + "q", max_receive_count=2, visibility_timeout_s=1
+    )
     dlq_url = (await sqs_client.get_queue_url(QueueName=queue.name + "-dlq"))["QueueUrl"]
     await _send(sqs_client, queue, "poison")
     attempts: list[int] = []
@@ -146,7 +157,9 @@ async def test_shutdown_lets_in_flight_handlers_finish(sqs_client: Any, queue_pr
         finished.set()
 
     stop = asyncio.Event()
-    task = asyncio.create_task(consumer(sqs_client, queue, handler, visibility_timeout_s=5).run(stop))
+    task = asyncio.create_task(
+        consumer(sqs_client, queue, handler, visibility_timeout_s=5).run(stop)
+    )
     await asyncio.wait_for(started.wait(), 10)
     stop.set()
     await asyncio.wait_for(task, 5)
@@ -154,7 +167,9 @@ async def test_shutdown_lets_in_flight_handlers_finish(sqs_client: Any, queue_pr
     assert await receive_all(sqs_client, queue.url, quiet_s=0.5) == []  # deleted before returning
 
 
-async def test_shutdown_deadline_cancels_and_releases_the_message(sqs_client: Any, queue_prefix: str) -> None:
+async def test_shutdown_deadline_cancels_and_releases_the_message(
+    sqs_client: Any, queue_prefix: str
+) -> None:
     queue = await _queue(sqs_client, queue_prefix + "q", visibility_timeout_s=30)
     await _send(sqs_client, queue, "stuck")
     started = asyncio.Event()
@@ -205,8 +220,14 @@ async def test_handler_runs_in_the_senders_trace(sqs_client: Any, queue_prefix: 
 
 def _readings(count: int) -> list[dict[str, Any]]:
     return [
-        {"type": "reading", "tenant_id": "t1", "device_id": f"d-{i % 97:04d}",
-         "ts": "2026-11-22T04:00:00.000Z", "seq": i, "metrics": {"temp_c": 21.5, "door_open": False}}
+        {
+            "type": "reading",
+            "tenant_id": "t1",
+            "device_id": f"d-{i % 97:04d}",
+            "ts": "2026-11-22T04:00:00.000Z",
+            "seq": i,
+            "metrics": {"temp_c": 21.5, "door_open": False},
+        }
         for i in range(count)
     ]
 
@@ -235,10 +256,15 @@ async def test_batch_publisher_splits_into_batches_under_the_size_limit(
     assert sent > 10  # more than one SendMessageBatch call
     messages = await receive_all(sqs_client, queue.url, expected=sent)
     assert all(len(m["Body"].encode()) <= 4000 for m in messages)
-    assert sorted((r for m in messages for r in unpack_records(m["Body"])), key=lambda r: r["seq"]) == records
+    assert (
+        sorted((r for m in messages for r in unpack_records(m["Body"])), key=lambda r: r["seq"])
+        == records
+    )
 
 
-async def test_batch_publisher_raises_when_it_cannot_send(sqs_client: Any, queue_prefix: str) -> None:
+async def test_batch_publisher_raises_when_it_cannot_send(
+    sqs_client: Any, queue_prefix: str
+) -> None:
     queue = await _queue(sqs_client, queue_prefix + "q")
     await sqs_client.delete_queue(QueueUrl=queue.url)
     publisher = SqsBatchPublisher(sqs_client, queue.url, max_attempts=2)

@@ -47,12 +47,19 @@ asyncio.run(main())
 """
 
 
-async def _append_alerts(store: PostgresEventStore, count: int, *, tenant: str = "t1", per_stream: int = 10) -> set[str]:
+async def _append_alerts(
+    store: PostgresEventStore, count: int, *, tenant: str = "t1", per_stream: int = 10
+) -> set[str]:
     ids: set[str] = set()
     for start in range(0, count, per_stream):
-        events = [NewEvent("AlertOpened", {"alert_id": f"a{start}", "n": start + i},
-                           metadata(actor="test", traceparent=TRACEPARENT))
-                  for i in range(min(per_stream, count - start))]
+        events = [
+            NewEvent(
+                "AlertOpened",
+                {"alert_id": f"a{start}", "n": start + i},
+                metadata(actor="test", traceparent=TRACEPARENT),
+            )
+            for i in range(min(per_stream, count - start))
+        ]
         await store.append(f"alert-{tenant}-a{start}", events, tenant_id=tenant)
         ids.update(str(e.event_id) for e in events)
     return ids
@@ -82,9 +89,16 @@ async def platform(sqs_client: Any, sns_client: Any, queue_prefix: str) -> Platf
     return await declare_platform(sqs_client, sns_client, queue_prefix, visibility_timeout_s=30)
 
 
-def _relay(event_store: PostgresEventStore, sns: Any, platform: PlatformResources, dsn: str, **options: Any) -> OutboxRelay:
+def _relay(
+    event_store: PostgresEventStore, sns: Any, platform: PlatformResources, dsn: str, **options: Any
+) -> OutboxRelay:
     defaults: dict[str, Any] = {"batch_size": 25, "lock_retry_s": 0.2}
-    return OutboxRelay(event_store, SnsPublisher(sns, platform.domain_events_arn), dsn=dsn, **{**defaults, **options})
+    return OutboxRelay(
+        event_store,
+        SnsPublisher(sns, platform.domain_events_arn),
+        dsn=dsn,
+        **{**defaults, **options},
+    )
 
 
 async def _received_ids(sqs: Any, url: str, expected: int, timeout_s: float = 20) -> list[str]:
@@ -93,11 +107,16 @@ async def _received_ids(sqs: Any, url: str, expected: int, timeout_s: float = 20
 
 
 async def test_relay_publishes_every_event_with_routing_attributes(
-    event_store: PostgresEventStore, database_url: str, sqs_client: Any, sns_client: Any,
+    event_store: PostgresEventStore,
+    database_url: str,
+    sqs_client: Any,
+    sns_client: Any,
     platform: PlatformResources,
 ) -> None:
     alert_ids = await _append_alerts(event_store, 60, tenant="acme")
-    await event_store.append("rule-acme-r1", [NewEvent("RuleCreated", {"rule_id": "r1"})], tenant_id="acme")
+    await event_store.append(
+        "rule-acme-r1", [NewEvent("RuleCreated", {"rule_id": "r1"})], tenant_id="acme"
+    )
     async with relaying(_relay(event_store, sns_client, platform, database_url)):
         messages = await receive_all(sqs_client, platform.dispatcher.url, expected=60, timeout_s=20)
         late = await _append_alerts(event_store, 5, tenant="acme")  # woken by NOTIFY
@@ -107,13 +126,20 @@ async def test_relay_publishes_every_event_with_routing_attributes(
     assert len(events) == 65  # the RuleCreated event was filtered out; no duplicates
     for message in messages:
         attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
-        assert attributes == {"type": "AlertOpened", "tenant_id": "acme", "traceparent": TRACEPARENT}
+        assert attributes == {
+            "type": "AlertOpened",
+            "tenant_id": "acme",
+            "traceparent": TRACEPARENT,
+        }
     assert await read_checkpoint(event_store.pool, RELAY) == await event_store.head_position()
     assert await receive_all(sqs_client, platform.deliveries.url, quiet_s=0.3) == []
 
 
 async def test_one_leader_at_a_time_and_a_follower_takes_over(
-    event_store: PostgresEventStore, database_url: str, sqs_client: Any, sns_client: Any,
+    event_store: PostgresEventStore,
+    database_url: str,
+    sqs_client: Any,
+    sns_client: Any,
     platform: PlatformResources,
 ) -> None:
     first = _relay(event_store, sns_client, platform, database_url)
@@ -132,12 +158,19 @@ async def test_one_leader_at_a_time_and_a_follower_takes_over(
 
 
 async def test_relay_survives_a_lost_database_connection_and_sns_errors(
-    event_store: PostgresEventStore, database_url: str, sqs_client: Any, sns_client: Any,
+    event_store: PostgresEventStore,
+    database_url: str,
+    sqs_client: Any,
+    sns_client: Any,
     platform: PlatformResources,
 ) -> None:
     missing_topic = platform.domain_events_arn + "-not-yet"
-    relay = OutboxRelay(event_store, SnsPublisher(sns_client, missing_topic, max_attempts=1),
-                        dsn=database_url, lock_retry_s=0.2)
+    relay = OutboxRelay(
+        event_store,
+        SnsPublisher(sns_client, missing_topic, max_attempts=1),
+        dsn=database_url,
+        lock_retry_s=0.2,
+    )
     ids = await _append_alerts(event_store, 10)
     async with relaying(relay):
         await asyncio.sleep(1.0)
@@ -147,15 +180,23 @@ async def test_relay_survives_a_lost_database_connection_and_sns_errors(
         received = await _received_ids(sqs_client, platform.dispatcher.url, 10)
         await event_store.pool.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = $1 AND pid <> pg_backend_pid()", RELAY)
+            "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            RELAY,
+        )
         more = await _append_alerts(event_store, 10)
         received += await _received_ids(sqs_client, platform.dispatcher.url, 10)
     assert set(received) == ids | more
 
 
-def _start_runner(dsn: str, moto_url: str, topic: str, lease_s: float = 30.0) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", RUNNER, dsn, moto_url, topic, str(lease_s)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+def _start_runner(
+    dsn: str, moto_url: str, topic: str, lease_s: float = 30.0
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, dsn, moto_url, topic, str(lease_s)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
 
 
 async def _checkpoint(pool: asyncpg.Pool) -> int:
@@ -165,7 +206,10 @@ async def _checkpoint(pool: asyncpg.Pool) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_kill_9_mid_run_loses_nothing(
-    event_store: PostgresEventStore, database_url: str, moto_server: str, sqs_client: Any,
+    event_store: PostgresEventStore,
+    database_url: str,
+    moto_server: str,
+    sqs_client: Any,
     platform: PlatformResources,
 ) -> None:
     ids = await _append_alerts(event_store, 300, per_stream=30)
@@ -198,12 +242,15 @@ async def _reached(pool: asyncpg.Pool, position: int) -> bool:
     return await _checkpoint(pool) >= position
 
 
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_a_frozen_leader_loses_its_lease_and_a_follower_takes_over(
-    event_store: PostgresEventStore, database_url: str, moto_server: str, sqs_client: Any,
-    sns_client: Any, platform: PlatformResources,
+    event_store: PostgresEventStore,
+    database_url: str,
+    moto_server: str,
+    sqs_client: Any,
+    sns_client: Any,
+    platform: PlatformResources,
 ) -> None:
     """SIGSTOP keeps the leader's socket open (the kernel still answers), so only the idle-session
     lease frees the lock; once thawed, the old leader publishes nothing the new one has not."""

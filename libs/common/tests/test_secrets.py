@@ -33,15 +33,23 @@ def _environ(moto_server: str, database_url: str) -> dict[str, str]:
     return {"FLEETPULSE_AWS_ENDPOINT_URL": moto_server, "FLEETPULSE_DATABASE_URL": database_url}
 
 
-async def test_whole_secret_becomes_the_value(secrets: Any, moto_server: str, queue_prefix: str) -> None:
+async def test_whole_secret_becomes_the_value(
+    secrets: Any, moto_server: str, queue_prefix: str
+) -> None:
     await secrets.create_secret(Name=f"{queue_prefix}db", SecretString=DSN)
-    settings = await load_settings(ServiceSettings, _environ(moto_server, f"secretsmanager://{queue_prefix}db"))
+    settings = await load_settings(
+        ServiceSettings, _environ(moto_server, f"secretsmanager://{queue_prefix}db")
+    )
     assert settings.database_url.get_secret_value() == DSN
     assert DSN not in repr(settings)
 
 
-async def test_json_key_of_a_secret_becomes_the_value(secrets: Any, moto_server: str, queue_prefix: str) -> None:
-    await secrets.create_secret(Name=f"{queue_prefix}db", SecretString=json.dumps({"url": DSN, "user": "app"}))
+async def test_json_key_of_a_secret_becomes_the_value(
+    secrets: Any, moto_server: str, queue_prefix: str
+) -> None:
+    await secrets.create_secret(
+        Name=f"{queue_prefix}db", SecretString=json.dumps({"url": DSN, "user": "app"})
+    )
     reference = f"secretsmanager://{queue_prefix}db#url"
     settings = await load_settings(ServiceSettings, _environ(moto_server, reference))
     assert settings.database_url.get_secret_value() == DSN
@@ -49,7 +57,9 @@ async def test_json_key_of_a_secret_becomes_the_value(secrets: Any, moto_server:
 
 async def test_missing_secret_names_the_setting(moto_server: str, queue_prefix: str) -> None:
     with pytest.raises(ConfigurationError) as info:
-        await load_settings(ServiceSettings, _environ(moto_server, f"secretsmanager://{queue_prefix}nope"))
+        await load_settings(
+            ServiceSettings, _environ(moto_server, f"secretsmanager://{queue_prefix}nope")
+        )
     assert info.value.setting == "FLEETPULSE_DATABASE_URL"
     assert f"{queue_prefix}nope" in str(info.value)
 
@@ -59,7 +69,9 @@ async def test_missing_key_names_the_setting_and_hides_the_secret(
 ) -> None:
     await secrets.create_secret(Name=f"{queue_prefix}db", SecretString=json.dumps({"url": DSN}))
     with pytest.raises(ConfigurationError) as info:
-        await load_settings(ServiceSettings, _environ(moto_server, f"secretsmanager://{queue_prefix}db#dsn"))
+        await load_settings(
+            ServiceSettings, _environ(moto_server, f"secretsmanager://{queue_prefix}db#dsn")
+        )
     assert info.value.setting == "FLEETPULSE_DATABASE_URL"
     assert "'dsn'" in str(info.value)
     assert "s3cr3t" not in str(info.value)
@@ -68,8 +80,12 @@ async def test_missing_key_names_the_setting_and_hides_the_secret(
 async def test_invalid_resolved_value_is_reported_without_echoing_it(
     secrets: Any, moto_server: str, queue_prefix: str
 ) -> None:
-    await secrets.create_secret(Name=f"{queue_prefix}db", SecretString="mysql://root:s3cr3t-pw@h/db")
+    await secrets.create_secret(
+        Name=f"{queue_prefix}db", SecretString="mysql://root:s3cr3t-pw@h/db"
+    )
     with pytest.raises(ConfigurationError) as info:
-        await load_settings(ServiceSettings, _environ(moto_server, f"secretsmanager://{queue_prefix}db"))
+        await load_settings(
+            ServiceSettings, _environ(moto_server, f"secretsmanager://{queue_prefix}db")
+        )
     assert info.value.setting == "FLEETPULSE_DATABASE_URL"
     assert "s3cr3t" not in str(info.value)

@@ -53,21 +53,26 @@ def test_refused_address_classes(address: str, reason: str) -> None:
     assert refusal_reason(ipaddress.ip_address(address)) == reason
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
+)
 def test_public_addresses_pass(address: str) -> None:
     assert refusal_reason(ipaddress.ip_address(address)) is None
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:8080/hook",
-    "http://[::1]/hook",
-    "http://[::ffff:169.254.169.254]/latest/meta-data",
-    "http://169.254.169.254/latest/meta-data",
-    "https://[fe80::1%25eth0]/",
-    "ftp://example.com/",
-    "file:///etc/passwd",
-    "http:///nohost",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:169.254.169.254]/latest/meta-data",
+        "http://169.254.169.254/latest/meta-data",
+        "https://[fe80::1%25eth0]/",
+        "ftp://example.com/",
+        "file:///etc/passwd",
+        "http:///nohost",
+    ],
+)
 def test_check_url_refuses_literals_and_other_schemes(url: str) -> None:
     with pytest.raises(BlockedDestinationError):
         check_url(url)
@@ -120,7 +125,9 @@ async def post(resolver: AbstractResolver, url: str) -> str:
 
 async def test_a_name_resolving_to_loopback_is_refused_before_connecting(local_server: int) -> None:
     with pytest.raises(BlockedDestinationError, match="loopback"):
-        await post(GuardedResolver(StaticResolver("127.0.0.1")), f"http://hooks.test:{local_server}/")
+        await post(
+            GuardedResolver(StaticResolver("127.0.0.1")), f"http://hooks.test:{local_server}/"
+        )
 
 
 async def test_localhost_through_the_system_resolver_is_refused(local_server: int) -> None:

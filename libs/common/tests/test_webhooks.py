@@ -43,12 +43,14 @@ def test_header_names_are_case_insensitive() -> None:
 
 def test_one_matching_signature_among_several_is_enough() -> None:
     headers = vector_headers()
-    headers["webhook-signature"] = " ".join([
-        "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
-        "v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
-        VECTOR_SIGNATURE,
-        "v1,not-base64!",
-    ])
+    headers["webhook-signature"] = " ".join(
+        [
+            "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
+            "v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
+            VECTOR_SIGNATURE,
+            "v1,not-base64!",
+        ]
+    )
     verify(VECTOR_SECRET, headers, VECTOR_BODY, now=VECTOR_TIMESTAMP)
 
 
@@ -109,7 +111,12 @@ def test_generated_secret_has_prefix_and_32_bytes() -> None:
 
 def test_public_names() -> None:
     assert set(webhooks.__all__) == {
-        "DEFAULT_TOLERANCE_S", "SECRET_PREFIX", "WebhookVerificationError", "generate_secret",
+        "DEFAULT_TOLERANCE_S",
+        "SECRET_PREFIX",
+        "WebhookVerificationError",
+        "generate_secret",
         "headers_owner",
-        "sign", "signature_headers", "verify",
+        "sign",
+        "signature_headers",
+        "verify",
     }

@@ -90,10 +90,13 @@ class Seeder:
         self.box = SecretBox(KEY)
         self.secrets: dict[str, str] = {}
 
-    async def _append(self, stream: str, event: NewEvent, expected: int = NO_STREAM) -> RecordedEvent:
+    async def _append(
+        self, stream: str, event: NewEvent, expected: int = NO_STREAM
+    ) -> RecordedEvent:
         async with self.store.pool.acquire() as conn, conn.transaction():
-            [recorded] = await self.store.append(stream, [event], tenant_id=TENANT,
-                                                 expected_version=expected, conn=conn)
+            [recorded] = await self.store.append(
+                stream, [event], tenant_id=TENANT, expected_version=expected, conn=conn
+            )
             await CatalogProjection().apply(conn, recorded)
             await DeliveriesProjection().apply(conn, recorded)
             return recorded
@@ -104,25 +107,60 @@ class Seeder:
         """``custom_headers`` are sealed as the API stores them; ``headers=`` goes in as given."""
         integration_id = "i" + uuid.uuid4().hex[:8]
         if custom_headers:
-            config["headers"] = seal_values(self.box, custom_headers, headers_owner(TENANT, integration_id))
+            config["headers"] = seal_values(
+                self.box, custom_headers, headers_owner(TENANT, integration_id)
+            )
         secret = generate_secret()
         self.secrets[integration_id] = secret
-        await self._append(f"integration-{TENANT}-{integration_id}", NewEvent("IntegrationCreated", {
-            "integration_id": integration_id, "name": integration_id, "kind": kind, "config": config,
-            "secret_sealed": self.box.seal(secret, f"{TENANT}:{integration_id}") if kind == "webhook" else None,
-        }, metadata(actor="test")))
+        await self._append(
+            f"integration-{TENANT}-{integration_id}",
+            NewEvent(
+                "IntegrationCreated",
+                {
+                    "integration_id": integration_id,
+                    "name": integration_id,
+                    "kind": kind,
+                    "config": config,
+                    "secret_sealed": self.box.seal(secret, f"{TENANT}:{integration_id}")
+                    if kind == "webhook"
+                    else None,
+                },
+                metadata(actor="test"),
+            ),
+        )
         return integration_id
 
-    async def delivery(self, integration_id: str, notification_type: str = "firing") -> RecordedEvent:
+    async def delivery(
+        self, integration_id: str, notification_type: str = "firing"
+    ) -> RecordedEvent:
         delivery_id = "dlv_" + uuid.uuid4().hex[:12]
-        return await self._append(f"delivery-{TENANT}-{delivery_id}", NewEvent("DeliveryScheduled", {
-            "delivery_id": delivery_id, "alert_id": "a1", "alert_event_id": str(uuid.uuid4()),
-            "alert_event_type": "AlertOpened", "integration_id": integration_id, "route_id": "r1",
-            "notification_type": notification_type,
-            "payload": {"type": "alert.opened", "timestamp": "2030-01-01T00:00:00+00:00",
-                        "data": {"alert_id": "a1", "severity": "critical", "rule_id": "r1",
-                                 "device_id": "d1", "status": "firing"}},
-        }, metadata(actor="test")))
+        return await self._append(
+            f"delivery-{TENANT}-{delivery_id}",
+            NewEvent(
+                "DeliveryScheduled",
+                {
+                    "delivery_id": delivery_id,
+                    "alert_id": "a1",
+                    "alert_event_id": str(uuid.uuid4()),
+                    "alert_event_type": "AlertOpened",
+                    "integration_id": integration_id,
+                    "route_id": "r1",
+                    "notification_type": notification_type,
+                    "payload": {
+                        "type": "alert.opened",
+                        "timestamp": "2030-01-01T00:00:00+00:00",
+                        "data": {
+                            "alert_id": "a1",
+                            "severity": "critical",
+                            "rule_id": "r1",
+                            "device_id": "d1",
+                            "status": "firing",
+                        },
+                    },
+                },
+                metadata(actor="test"),
+            ),
+        )
 
     async def stream_types(self, delivery_id: str) -> list[str]:
         return [e.type for e in await self.store.read_stream(f"delivery-{TENANT}-{delivery_id}")]

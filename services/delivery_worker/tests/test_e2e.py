@@ -41,46 +41,91 @@ class Platform:
 
     async def _append(self, stream: str, type_: str, data: dict[str, Any]) -> RecordedEvent:
         async with self.store.pool.acquire() as conn, conn.transaction():
-            [event] = await self.store.append(stream, [NewEvent(type_, data, metadata(actor="test"))],
-                                              tenant_id=TENANT, conn=conn)
+            [event] = await self.store.append(
+                stream, [NewEvent(type_, data, metadata(actor="test"))], tenant_id=TENANT, conn=conn
+            )
             await CatalogProjection().apply(conn, event)
             await AlertsProjection().apply(conn, event)
             return event
 
     async def webhook(self, url: str) -> str:
         integration_id = await self.seeder.integration(url=url)
-        await self._append(f"route-{TENANT}-r{integration_id}", "RouteCreated", {
-            "route_id": f"r{integration_id}", "name": "all", "integration_id": integration_id,
-            "match": {}, "group_by": [], "group_wait_s": 0, "repeat_interval_s": None})
+        await self._append(
+            f"route-{TENANT}-r{integration_id}",
+            "RouteCreated",
+            {
+                "route_id": f"r{integration_id}",
+                "name": "all",
+                "integration_id": integration_id,
+                "match": {},
+                "group_by": [],
+                "group_wait_s": 0,
+                "repeat_interval_s": None,
+            },
+        )
         return str(integration_id)
 
     async def open_alert(self) -> RecordedEvent:
         alert_id = uuid.uuid4().hex[:12]
         device = "d" + alert_id[:4]
-        return await self._append(f"alert-{TENANT}-{alert_id}", "AlertOpened", {
-            "alert_id": alert_id, "fingerprint": f"{TENANT}:r1:{device}", "rule_id": "r1",
-            "rule_name": "too hot", "device_id": device, "severity": "critical",
-            "opened_at": datetime.now(UTC).isoformat(), "metric": "temp", "value": 91.0,
-            "threshold": 80.0, "reason": "temp > 80"})
+        return await self._append(
+            f"alert-{TENANT}-{alert_id}",
+            "AlertOpened",
+            {
+                "alert_id": alert_id,
+                "fingerprint": f"{TENANT}:r1:{device}",
+                "rule_id": "r1",
+                "rule_name": "too hot",
+                "device_id": device,
+                "severity": "critical",
+                "opened_at": datetime.now(UTC).isoformat(),
+                "metric": "temp",
+                "value": 91.0,
+                "threshold": 80.0,
+                "reason": "temp > 80",
+            },
+        )
 
     async def resolve(self, alert_id: str) -> RecordedEvent:
-        return await self._append(f"alert-{TENANT}-{alert_id}", "AlertResolved", {
-            "alert_id": alert_id, "resolved_at": datetime.now(UTC).isoformat(), "value": 20.0})
+        return await self._append(
+            f"alert-{TENANT}-{alert_id}",
+            "AlertResolved",
+            {"alert_id": alert_id, "resolved_at": datetime.now(UTC).isoformat(), "value": 20.0},
+        )
 
 
 @pytest_asyncio.fixture
-async def platform(seeder: Any, database_url: str, moto_server: str, queue_prefix: str) -> AsyncIterator[Platform]:
-    common: dict[str, Any] = {"database_url": SecretStr(database_url), "aws_endpoint_url": moto_server,
-              "queue_prefix": queue_prefix, "auto_create": True, "health_port": 0}
-    worker_settings = WorkerSettings(**common, webhook_encryption_key=SecretStr(seeder.key),
-                                     allow_private_webhooks=True, webhook_timeout_s=4.0)
+async def platform(
+    seeder: Any, database_url: str, moto_server: str, queue_prefix: str
+) -> AsyncIterator[Platform]:
+    common: dict[str, Any] = {
+        "database_url": SecretStr(database_url),
+        "aws_endpoint_url": moto_server,
+        "queue_prefix": queue_prefix,
+        "auto_create": True,
+        "health_port": 0,
+    }
+    worker_settings = WorkerSettings(
+        **common,
+        webhook_encryption_key=SecretStr(seeder.key),
+        allow_private_webhooks=True,
+        webhook_timeout_s=4.0,
+    )
     stop = asyncio.Event()
-    async with dispatcher_main.bootstrap(DispatcherSettings(**common)) as dispatcher, \
-            worker_main.bootstrap(worker_settings) as worker:
-        tasks = [asyncio.create_task(c) for c in (
-            dispatcher.consumer.run(stop), dispatcher.relay.run(stop),
-            dispatcher_main.flush_groups(dispatcher.dispatcher, stop, 0.5),
-            worker.consumer.run(stop), worker.relay.run(stop))]
+    async with (
+        dispatcher_main.bootstrap(DispatcherSettings(**common)) as dispatcher,
+        worker_main.bootstrap(worker_settings) as worker,
+    ):
+        tasks = [
+            asyncio.create_task(c)
+            for c in (
+                dispatcher.consumer.run(stop),
+                dispatcher.relay.run(stop),
+                dispatcher_main.flush_groups(dispatcher.dispatcher, stop, 0.5),
+                worker.consumer.run(stop),
+                worker.relay.run(stop),
+            )
+        ]
         try:
             yield Platform(seeder)
         finally:
@@ -101,7 +146,9 @@ async def test_a_receiver_failing_twice_sees_one_webhook_id_three_times(
     platform: Platform, receiver_factory: Callable[..., Any]
 ) -> None:
     # Retry-After keeps the test short (the schedule alone would wait 5 s, then 5 min).
-    receiver = await receiver_factory(answers=[(503, {"Retry-After": "1"}), (429, {"Retry-After": "1"})])
+    receiver = await receiver_factory(
+        answers=[(503, {"Retry-After": "1"}), (429, {"Retry-After": "1"})]
+    )
     integration = await platform.webhook(receiver.url)
     await platform.open_alert()
     await wait_for(lambda: len(receiver.received) >= 3, timeout=45)
@@ -121,7 +168,8 @@ async def test_a_410_receiver_gets_its_integration_disabled(
 
     async def disabled() -> bool:
         status = await platform.store.pool.fetchval(
-            "SELECT status FROM integrations WHERE integration_id = $1", integration)
+            "SELECT status FROM integrations WHERE integration_id = $1", integration
+        )
         return bool(status == "disabled")
 
     for _ in range(300):

@@ -25,26 +25,47 @@ from fleetpulse.delivery_worker.channels.mqtt import MqttChannel
 from fleetpulse.delivery_worker.channels.sns import SnsChannel
 from fleetpulse.testing.ports import free_port
 
-PAYLOAD = {"type": "alert.opened", "timestamp": "2030-01-01T00:00:00+00:00",
-           "data": {"alert_id": "a1", "severity": "critical", "rule_name": "too hot",
-                    "device_id": "d1", "status": "firing"}}
+PAYLOAD = {
+    "type": "alert.opened",
+    "timestamp": "2030-01-01T00:00:00+00:00",
+    "data": {
+        "alert_id": "a1",
+        "severity": "critical",
+        "rule_name": "too hot",
+        "device_id": "d1",
+        "status": "firing",
+    },
+}
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -57,7 +78,9 @@ class Inbox:
         return "250 OK"
 
 
-def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+def authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
     ok = auth_data.login == b"alerts" and auth_data.password == b"s3cret"
     return AuthResult(success=ok, handled=False)
 
@@ -71,8 +94,15 @@ async def test_email_over_starttls_with_auth(tmp_path: Path) -> None:
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, tls_context=server_tls,
-                            require_starttls=True, authenticator=authenticator, auth_require_tls=True)
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    )
     controller.start()
     try:
         good = EmailChannel(SmtpConfig("127.0.0.1", port, "alerts", "s3cret", True, str(cert)))
@@ -87,12 +117,16 @@ async def test_email_over_starttls_with_auth(tmp_path: Path) -> None:
     assert len(inbox.envelopes) == 1
     envelope = inbox.envelopes[0]
     assert envelope.rcpt_tos == ["ops@example.com", "oncall@example.com"]
-    text = envelope.content.decode() if isinstance(envelope.content, bytes) else str(envelope.content)
+    text = (
+        envelope.content.decode() if isinstance(envelope.content, bytes) else str(envelope.content)
+    )
     assert "Subject: [FleetPulse] FIRING critical too hot on d1" in text
     assert '"alert_id": "a1"' in text
     assert (refused.ok, refused.status_code) == (False, 535)
     assert not unverified.ok
-    assert "CERTIFICATE_VERIFY_FAILED" in (unverified.error or "") or "certificate" in (unverified.error or "")
+    assert "CERTIFICATE_VERIFY_FAILED" in (unverified.error or "") or "certificate" in (
+        unverified.error or ""
+    )
 
 
 async def test_email_without_recipients_is_permanent() -> None:
@@ -130,10 +164,15 @@ async def test_sns_publishes_to_the_topic_arn(aws_config: AwsConfig, queue_prefi
     async with aws_client("sns", aws_config) as sns, aws_client("sqs", aws_config) as sqs:
         topic = (await sns.create_topic(Name=f"{queue_prefix}alerts"))["TopicArn"]
         queue_url = (await sqs.create_queue(QueueName=f"{queue_prefix}alerts"))["QueueUrl"]
-        queue_arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))[
-            "Attributes"]["QueueArn"]
-        await sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn,
-                            Attributes={"RawMessageDelivery": "true"})
+        queue_arn = (
+            await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        )["Attributes"]["QueueArn"]
+        await sns.subscribe(
+            TopicArn=topic,
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"RawMessageDelivery": "true"},
+        )
         channel = SnsChannel(sns)
         result = await channel.send(notification(topic_arn=topic))
         missing = await channel.send(notification(topic_arn=topic + "-missing"))

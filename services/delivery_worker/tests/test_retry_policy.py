@@ -62,7 +62,10 @@ def test_parse_retry_after() -> None:
     now = datetime(2030, 1, 1, tzinfo=UTC)
     assert parse_retry_after("120", now) == 120
     assert parse_retry_after("Tue, 01 Jan 2030 00:01:00 GMT", now) == 60
-    assert parse_retry_after((now - timedelta(hours=1)).strftime("%a, %d %b %Y %H:%M:%S GMT"), now) == 0
+    assert (
+        parse_retry_after((now - timedelta(hours=1)).strftime("%a, %d %b %Y %H:%M:%S GMT"), now)
+        == 0
+    )
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
 

@@ -31,8 +31,12 @@ async def test_signed_standard_webhook_with_custom_headers(
     channel: WebhookChannel, receiver_factory: Callable[..., Any]
 ) -> None:
     receiver = await receiver_factory()
-    result = await channel.send(notification(receiver.url, headers={
-        "X-Team": "ops", "webhook-id": "forged", "Content-Type": "text/plain"}))
+    result = await channel.send(
+        notification(
+            receiver.url,
+            headers={"X-Team": "ops", "webhook-id": "forged", "Content-Type": "text/plain"},
+        )
+    )
     assert result.ok
     assert result.status_code == 204
     got = receiver.received[0]
@@ -40,11 +44,16 @@ async def test_signed_standard_webhook_with_custom_headers(
     assert got.headers["webhook-id"] == "dlv_1"
     assert got.headers["X-Team"] == "ops"
     assert got.headers["Content-Type"] == "application/json"
-    assert got.body.decode() == '{"type":"alert.opened","timestamp":"2030-01-01T00:00:00+00:00","data":{"x":"é"}}'
+    assert (
+        got.body.decode()
+        == '{"type":"alert.opened","timestamp":"2030-01-01T00:00:00+00:00","data":{"x":"é"}}'
+    )
 
 
-@pytest.mark.parametrize(("status", "ok"), [(200, True), (202, True), (299, True), (400, False),
-                                              (500, False), (302, False), (301, False)])
+@pytest.mark.parametrize(
+    ("status", "ok"),
+    [(200, True), (202, True), (299, True), (400, False), (500, False), (302, False), (301, False)],
+)
 async def test_only_2xx_is_success_and_redirects_are_not_followed(
     channel: WebhookChannel, receiver_factory: Callable[..., Any], status: int, ok: bool
 ) -> None:
@@ -56,10 +65,16 @@ async def test_only_2xx_is_success_and_redirects_are_not_followed(
     assert target.received == []
 
 
-async def test_retry_after_and_gone(channel: WebhookChannel, receiver_factory: Callable[..., Any]) -> None:
+async def test_retry_after_and_gone(
+    channel: WebhookChannel, receiver_factory: Callable[..., Any]
+) -> None:
     receiver = await receiver_factory(answers=[(429, {"Retry-After": "7"}), (410, {})])
     throttled = await channel.send(notification(receiver.url))
-    assert (throttled.status_code, throttled.retry_after_s, throttled.endpoint_failure) == (429, 7, True)
+    assert (throttled.status_code, throttled.retry_after_s, throttled.endpoint_failure) == (
+        429,
+        7,
+        True,
+    )
     gone = await channel.send(notification(receiver.url))
     assert gone.gone
     assert not gone.endpoint_failure
@@ -79,8 +94,19 @@ async def test_timeout_and_refused_connection_are_endpoint_failures(
     assert "Connect" in (refused.error or "")
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "169.254.169.254", "10.0.0.8",
-                                  "[::ffff:127.0.0.1]", "[fd00::1]", "0.0.0.0"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+        "169.254.169.254",
+        "10.0.0.8",
+        "[::ffff:127.0.0.1]",
+        "[fd00::1]",
+        "0.0.0.0",
+    ],
+)
 async def test_private_destinations_are_refused_by_default(
     receiver_factory: Callable[..., Any], host: str
 ) -> None:

@@ -35,10 +35,20 @@ async def webhook() -> AsyncIterator[WebhookChannel]:
     await channel.close()
 
 
-def make_worker(seeder: Any, webhook: WebhookChannel, clock: Clock | None = None,
-                breakers: CircuitBreakers | None = None) -> DeliveryWorker:
-    return DeliveryWorker(PostgresDeliveryStore(seeder.store), {"webhook": webhook}, SecretBox(seeder.key),
-                          breakers or CircuitBreakers(), clock=clock or Clock(), rng=random.Random(1))
+def make_worker(
+    seeder: Any,
+    webhook: WebhookChannel,
+    clock: Clock | None = None,
+    breakers: CircuitBreakers | None = None,
+) -> DeliveryWorker:
+    return DeliveryWorker(
+        PostgresDeliveryStore(seeder.store),
+        {"webhook": webhook},
+        SecretBox(seeder.key),
+        breakers or CircuitBreakers(),
+        clock=clock or Clock(),
+        rng=random.Random(1),
+    )
 
 
 async def test_fails_twice_then_succeeds_with_the_same_webhook_id(
@@ -66,10 +76,15 @@ async def test_fails_twice_then_succeeds_with_the_same_webhook_id(
     for got in receiver.received:
         verify(seeder.secrets[integration], got.headers, got.body)
     assert await seeder.stream_types(scheduled.data["delivery_id"]) == [
-        "DeliveryScheduled", "DeliveryAttempted", "DeliveryAttempted", "DeliveryAttempted",
-        "DeliverySucceeded"]
+        "DeliveryScheduled",
+        "DeliveryAttempted",
+        "DeliveryAttempted",
+        "DeliveryAttempted",
+        "DeliverySucceeded",
+    ]
     attempts = await seeder.store.pool.fetch(
-        "SELECT attempt, status_code, error FROM delivery_attempts ORDER BY attempt")
+        "SELECT attempt, status_code, error FROM delivery_attempts ORDER BY attempt"
+    )
     assert [(a["attempt"], a["status_code"]) for a in attempts] == [(1, 500), (2, 503), (3, 204)]
 
 
@@ -80,7 +95,8 @@ async def test_sealed_custom_headers_are_sent_in_the_clear_only_to_the_endpoint(
     headers = {"Authorization": "Bearer on-call-token", "X-Team": "ops"}
     integration = await seeder.integration(url=receiver.url, custom_headers=headers)
     stored = await seeder.store.pool.fetchval(
-        "SELECT config FROM integrations WHERE integration_id = $1", integration)
+        "SELECT config FROM integrations WHERE integration_id = $1", integration
+    )
     assert "on-call-token" not in str(stored)
     assert await make_worker(seeder, webhook).handle(await seeder.delivery(integration)) == Done()
     [got] = receiver.received
@@ -110,7 +126,8 @@ async def test_410_disables_the_integration(
     worker = make_worker(seeder, webhook)
     assert await worker.handle(first) == Done()
     row = await seeder.store.pool.fetchrow(
-        "SELECT status, disabled_reason FROM integrations WHERE integration_id = $1", integration)
+        "SELECT status, disabled_reason FROM integrations WHERE integration_id = $1", integration
+    )
     assert row["status"] == "disabled"
     assert "410" in row["disabled_reason"]
     stream = await seeder.store.read_stream(f"integration-t1-{integration}")

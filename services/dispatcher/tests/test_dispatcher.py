@@ -32,8 +32,11 @@ async def test_an_alert_goes_to_every_matching_integration_once(world: World) ->
     for name in ("hook", "pager", "other"):
         await world.integration(name)
     await world.route("all", "hook")
-    await world.route("critical-north", "pager",
-                      match={"severity_at_least": "critical", "device_tags": {"site": "north"}})
+    await world.route(
+        "critical-north",
+        "pager",
+        match={"severity_at_least": "critical", "device_tags": {"site": "north"}},
+    )
     await world.route("also-hook", "hook", match={"rule_ids": ["r1"]})
     await world.route("south", "other", match={"device_tags": {"site": "south"}})
     opened = await world.open_alert("d1")
@@ -100,8 +103,10 @@ async def test_resolution_seen_before_the_opening_sends_nothing(world: World) ->
 
 async def test_maintenance_window_suppresses_firing(world: World) -> None:
     now = datetime.now(UTC)
-    window = {"start": (now - timedelta(minutes=5)).isoformat(),
-              "end": (now + timedelta(hours=1)).isoformat()}
+    window = {
+        "start": (now - timedelta(minutes=5)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(),
+    }
     await world.integration("hook", {"url": "https://x.example/h", "maintenance_windows": [window]})
     await world.integration("route-window")
     await world.route("all", "hook")
@@ -147,7 +152,10 @@ async def test_repeat_interval_holds_new_alerts_of_a_notified_group(world: World
     assert await d.flush_due_groups() == 1
     deliveries = await world.deliveries()
     assert len(deliveries) == 2
-    assert [a["device_id"] for a in deliveries[1]["scheduled"]["payload"]["data"]["alerts"]] == ["d2", "d3"]
+    assert [a["device_id"] for a in deliveries[1]["scheduled"]["payload"]["data"]["alerts"]] == [
+        "d2",
+        "d3",
+    ]
 
 
 async def test_an_alert_resolved_while_waiting_in_its_group_is_not_notified(world: World) -> None:

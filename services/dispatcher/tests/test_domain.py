@@ -21,23 +21,42 @@ from fleetpulse.dispatcher.domain import (
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def alert(severity: str = "major", rule_id: str = "r1", tags: dict[str, str] | None = None,
-          alert_id: str = "a1") -> AlertFacts:
-    return AlertFacts("t1", {"alert_id": alert_id, "rule_id": rule_id, "device_id": "d1",
-                             "severity": severity}, tags or {})
+def alert(
+    severity: str = "major",
+    rule_id: str = "r1",
+    tags: dict[str, str] | None = None,
+    alert_id: str = "a1",
+) -> AlertFacts:
+    return AlertFacts(
+        "t1",
+        {"alert_id": alert_id, "rule_id": rule_id, "device_id": "d1", "severity": severity},
+        tags or {},
+    )
 
 
 def targets(*routes: Route, facts: AlertFacts | None = None, **kwargs: object) -> list[str]:
     enabled = kwargs.pop("enabled", {r.integration_id: () for r in routes})
-    found = firing_targets(routes, facts or alert(), now=NOW, enabled_integrations=enabled,  # type: ignore[arg-type]
-                           silenced_until=kwargs.get("silenced_until"))  # type: ignore[arg-type]
+    found = firing_targets(
+        routes,
+        facts or alert(),
+        now=NOW,
+        enabled_integrations=enabled,  # type: ignore[arg-type]
+        silenced_until=kwargs.get("silenced_until"),
+    )  # type: ignore[arg-type]
     return [f"{t.route.route_id}->{t.integration_id}" for t in found]
 
 
-@pytest.mark.parametrize(("floor", "severity", "matches"), [
-    (None, "info", True), ("major", "critical", True), ("major", "major", True),
-    ("major", "minor", False), ("warning", "info", False), ("critical", "major", False),
-])
+@pytest.mark.parametrize(
+    ("floor", "severity", "matches"),
+    [
+        (None, "info", True),
+        ("major", "critical", True),
+        ("major", "major", True),
+        ("major", "minor", False),
+        ("warning", "info", False),
+        ("critical", "major", False),
+    ],
+)
 def test_severity_at_least(floor: str | None, severity: str, matches: bool) -> None:
     assert Route("r", "i", severity_at_least=floor).matches(alert(severity)) is matches
 
@@ -51,7 +70,9 @@ def test_rule_ids_and_device_tags() -> None:
 
 
 def test_empty_match_matches_everything() -> None:
-    assert Route.from_row({"route_id": "r", "integration_id": "i", "match": {}}).matches(alert("info"))
+    assert Route.from_row({"route_id": "r", "integration_id": "i", "match": {}}).matches(
+        alert("info")
+    )
 
 
 def test_one_notification_per_integration_even_through_two_routes() -> None:
@@ -76,8 +97,14 @@ def test_maintenance_windows_on_route_or_integration_suppress() -> None:
 
 
 def test_parse_windows_ignores_malformed_entries() -> None:
-    windows = parse_windows([{"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00+00:00"},
-                             {"start": "2030-01-01T00:00:00"}, {"start": "bad", "end": "x"}, 3])
+    windows = parse_windows(
+        [
+            {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00+00:00"},
+            {"start": "2030-01-01T00:00:00"},
+            {"start": "bad", "end": "x"},
+            3,
+        ]
+    )
     assert len(windows) == 1
     assert windows[0].covers(NOW)
 

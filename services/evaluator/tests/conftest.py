@@ -20,8 +20,15 @@ AddDevice = Callable[..., Awaitable[None]]
 
 
 async def insert_rule(
-    pool: asyncpg.Pool, rule_id: str, *, kind: str = "threshold", severity: str = "major",
-    tags: dict[str, Any] | None = None, version: int = 1, tenant: str = TENANT, **definition: Any,
+    pool: asyncpg.Pool,
+    rule_id: str,
+    *,
+    kind: str = "threshold",
+    severity: str = "major",
+    tags: dict[str, Any] | None = None,
+    version: int = 1,
+    tenant: str = TENANT,
+    **definition: Any,
 ) -> None:
     now = datetime.now(UTC)
     await pool.execute(
@@ -33,20 +40,31 @@ async def insert_rule(
             kind = EXCLUDED.kind, device_selector = EXCLUDED.device_selector,
             version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
         """,
-        tenant, rule_id, f"rule {rule_id}", kind, severity, definition,
-        {"tags": tags} if tags else {}, now, version,
+        tenant,
+        rule_id,
+        f"rule {rule_id}",
+        kind,
+        severity,
+        definition,
+        {"tags": tags} if tags else {},
+        now,
+        version,
     )
 
 
-async def insert_device(pool: asyncpg.Pool, device_id: str, *, tags: dict[str, Any] | None = None,
-                        tenant: str = TENANT) -> None:
+async def insert_device(
+    pool: asyncpg.Pool, device_id: str, *, tags: dict[str, Any] | None = None, tenant: str = TENANT
+) -> None:
     now = datetime.now(UTC)
     await pool.execute(
         """
         INSERT INTO devices (tenant_id, device_id, name, tags, registered_at, updated_at, version)
         VALUES ($1, $2, $2, $3, $4, $4, 1)
         """,
-        tenant, device_id, tags or {}, now,
+        tenant,
+        device_id,
+        tags or {},
+        now,
     )
 
 
@@ -54,6 +72,7 @@ async def insert_device(pool: asyncpg.Pool, device_id: str, *, tags: dict[str, A
 def add_rule(db_pool: asyncpg.Pool) -> AddRule:
     async def add(rule_id: str, **kw: Any) -> None:
         await insert_rule(db_pool, rule_id, **kw)
+
     return add
 
 
@@ -61,6 +80,7 @@ def add_rule(db_pool: asyncpg.Pool) -> AddRule:
 def add_device(db_pool: asyncpg.Pool) -> AddDevice:
     async def add(device_id: str, **kw: Any) -> None:
         await insert_device(db_pool, device_id, **kw)
+
     return add
 
 
@@ -83,5 +103,8 @@ def make_evaluator(db_pool: asyncpg.Pool, clock: Clock) -> Callable[..., Awaitab
         catalog = Catalog()
         await PostgresCatalogSource(db_pool, catalog).refresh()
         kw.setdefault("duration_grace_s", 0.0)
-        return Evaluator(db_pool, catalog, PostgresAlertLog(PostgresEventStore(db_pool)), clock=clock, **kw)
+        return Evaluator(
+            db_pool, catalog, PostgresAlertLog(PostgresEventStore(db_pool)), clock=clock, **kw
+        )
+
     return make

@@ -33,7 +33,9 @@ async def test_a_full_batch_starts_at_once() -> None:
         batches.append(len(batch))
 
     coalescer = Coalescer(handle, max_records=20, linger_s=10)
-    await asyncio.wait_for(asyncio.gather(coalescer.submit(records(10)), coalescer.submit(records(10))), 1)
+    await asyncio.wait_for(
+        asyncio.gather(coalescer.submit(records(10)), coalescer.submit(records(10))), 1
+    )
     assert batches == [20]
 
 
@@ -42,8 +44,9 @@ async def test_a_failed_batch_fails_every_submitter() -> None:
         raise RuntimeError("database gone")
 
     coalescer = Coalescer(handle, max_records=100, linger_s=0.01)
-    results = await asyncio.gather(coalescer.submit(records(1)), coalescer.submit(records(2)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        coalescer.submit(records(1)), coalescer.submit(records(2)), return_exceptions=True
+    )
     assert all(isinstance(r, RuntimeError) for r in results)
     with pytest.raises(RuntimeError):
         await coalescer.submit(records(1))

@@ -38,7 +38,9 @@ def readings(*pairs: tuple[float, float]) -> list[Record]:
 
 
 def test_severity_order() -> None:
-    assert sorted(["info", "critical", "warning", "major", "minor"], key=severity_rank) == list(SEVERITIES)
+    assert sorted(["info", "critical", "warning", "major", "minor"], key=severity_rank) == list(
+        SEVERITIES
+    )
 
 
 def test_immediate_open_and_resolve() -> None:
@@ -49,9 +51,13 @@ def test_immediate_open_and_resolve() -> None:
 
 
 def test_hysteresis_keeps_firing_until_clear_threshold() -> None:
-    out = evaluate_device([hot(clear_threshold=70.0)], {}, None,
-                          readings((0, 85), (1, 75), (2, 71), (3, 70)))
-    assert [(type(d).__name__, d.value) for d in out.decisions] == [("OpenAlert", 85), ("ResolveAlert", 70)]
+    out = evaluate_device(
+        [hot(clear_threshold=70.0)], {}, None, readings((0, 85), (1, 75), (2, 71), (3, 70))
+    )
+    assert [(type(d).__name__, d.value) for d in out.decisions] == [
+        ("OpenAlert", 85),
+        ("ResolveAlert", 70),
+    ]
 
 
 def test_duration_opens_at_pending_since_plus_duration() -> None:
@@ -65,7 +71,9 @@ def test_duration_opens_at_pending_since_plus_duration() -> None:
 
 
 def test_dip_below_threshold_restarts_the_duration() -> None:
-    out = evaluate_device([hot(duration_s=10)], {}, None, readings((0, 85), (5, 50), (8, 85), (16, 85), (18, 90)))
+    out = evaluate_device(
+        [hot(duration_s=10)], {}, None, readings((0, 85), (5, 50), (8, 85), (16, 85), (18, 90))
+    )
     assert [d.opened_at for d in out.decisions if isinstance(d, OpenAlert)] == [at(18)]
 
 
@@ -77,7 +85,11 @@ def test_stale_and_duplicate_records_are_skipped() -> None:
 
 
 def test_records_without_the_metric_and_heartbeats_leave_threshold_state_alone() -> None:
-    records = [*readings((0, 90)), Record("t", "d1", at(1), {"other": 1}), Record("t", "d1", at(2), {}, "heartbeat")]
+    records = [
+        *readings((0, 90)),
+        Record("t", "d1", at(1), {"other": 1}),
+        Record("t", "d1", at(2), {}, "heartbeat"),
+    ]
     out = evaluate_device([hot()], {}, None, records)
     assert out.states["r1"].status == "firing" and out.last_seen == at(2)
 
@@ -90,7 +102,9 @@ def test_no_data_opens_at_last_seen_plus_timeout_and_resolves_on_data() -> None:
     assert isinstance(decision, OpenAlert) and decision.opened_at == at(30)
     assert on_silence(rule, state, "d1", at(0), at(99)) == (state, None)  # already open
     assert state is not None
-    out = evaluate_device([rule], {"nd": state}, at(0), [Record("t", "d1", at(40), {}, "heartbeat")])
+    out = evaluate_device(
+        [rule], {"nd": state}, at(0), [Record("t", "d1", at(40), {}, "heartbeat")]
+    )
     assert isinstance(out.decisions[0], ResolveAlert) and out.decisions[0].resolved_at == at(40)
     assert out.states == {} and out.changed == {"nd"}
 
@@ -116,15 +130,39 @@ def test_state_of_a_rule_no_longer_selected_is_kept() -> None:
 
 def test_selector_matches_on_device_tags() -> None:
     rule = hot(selector={"site": "a"})
-    assert rule.selects({"site": "a", "x": 1}) and not rule.selects({"site": "b"}) and not rule.selects({})
+    assert (
+        rule.selects({"site": "a", "x": 1})
+        and not rule.selects({"site": "b"})
+        and not rule.selects({})
+    )
 
 
 def test_rule_from_catalog_row() -> None:
-    rule = rule_from_catalog(tenant_id="t", rule_id="r", name="n", kind="threshold", severity="minor",
-                             definition={"metric": "m", "operator": "lte", "threshold": 3, "duration_s": 5},
-                             device_selector={"tags": {"site": "a"}}, version=4)
+    rule = rule_from_catalog(
+        tenant_id="t",
+        rule_id="r",
+        name="n",
+        kind="threshold",
+        severity="minor",
+        definition={"metric": "m", "operator": "lte", "threshold": 3, "duration_s": 5},
+        device_selector={"tags": {"site": "a"}},
+        version=4,
+    )
     assert (rule.operator, rule.threshold, rule.duration_s, rule.selector, rule.version) == (
-        "lte", 3.0, 5.0, {"site": "a"}, 4)
+        "lte",
+        3.0,
+        5.0,
+        {"site": "a"},
+        4,
+    )
     with pytest.raises(InvalidRuleError):
-        rule_from_catalog(tenant_id="t", rule_id="r", name="n", kind="threshold", severity="minor",
-                          definition={"operator": "gt"}, device_selector=None, version=1)
+        rule_from_catalog(
+            tenant_id="t",
+            rule_id="r",
+            name="n",
+            kind="threshold",
+            severity="minor",
+            definition={"operator": "gt"},
+            device_selector=None,
+            version=1,
+        )

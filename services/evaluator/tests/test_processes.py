@@ -31,11 +31,17 @@ class Evaluators:
 
     def __init__(self, database_url: str, moto: str, prefix: str, tmp: Path) -> None:
         self._env = {
-            **os.environ, "FLEETPULSE_DATABASE_URL": database_url, "FLEETPULSE_AWS_ENDPOINT_URL": moto,
-            "FLEETPULSE_QUEUE_PREFIX": prefix, "FLEETPULSE_AUTO_CREATE": "true",
-            "FLEETPULSE_TICK_INTERVAL_S": "0.5", "FLEETPULSE_DURATION_GRACE_S": "0",
-            "FLEETPULSE_CATALOG_REFRESH_S": "0.5", "FLEETPULSE_VISIBILITY_TIMEOUT_S": "5",
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            **os.environ,
+            "FLEETPULSE_DATABASE_URL": database_url,
+            "FLEETPULSE_AWS_ENDPOINT_URL": moto,
+            "FLEETPULSE_QUEUE_PREFIX": prefix,
+            "FLEETPULSE_AUTO_CREATE": "true",
+            "FLEETPULSE_TICK_INTERVAL_S": "0.5",
+            "FLEETPULSE_DURATION_GRACE_S": "0",
+            "FLEETPULSE_CATALOG_REFRESH_S": "0.5",
+            "FLEETPULSE_VISIBILITY_TIMEOUT_S": "5",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
         }
         self._tmp = tmp
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -43,8 +49,12 @@ class Evaluators:
     def start(self) -> subprocess.Popen[bytes]:
         port = free_port()
         log = (self._tmp / f"evaluator-{len(self.processes)}.log").open("wb")
-        process = subprocess.Popen([SCRIPT], env={**self._env, "FLEETPULSE_HEALTH_PORT": str(port)},
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [SCRIPT],
+            env={**self._env, "FLEETPULSE_HEALTH_PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.processes.append(process)
         wait_for_port(port, timeout=30)
         return process
@@ -62,7 +72,9 @@ class Evaluators:
 
 
 @pytest.fixture
-def evaluators(database_url: str, moto_server: str, queue_prefix: str, tmp_path: Path) -> Iterator[Evaluators]:
+def evaluators(
+    database_url: str, moto_server: str, queue_prefix: str, tmp_path: Path
+) -> Iterator[Evaluators]:
     procs = Evaluators(database_url, moto_server, queue_prefix, tmp_path)
     try:
         yield procs
@@ -77,8 +89,14 @@ async def publisher(sqs_client: Any, sns_client: Any, queue_prefix: str) -> SqsB
 
 
 def record(device: str, ts: datetime, kind: str = "reading", **metrics: Any) -> dict[str, Any]:
-    return {"type": kind, "tenant_id": T, "device_id": device, "ts": ts.isoformat(), "seq": None,
-            "metrics": metrics}
+    return {
+        "type": kind,
+        "tenant_id": T,
+        "device_id": device,
+        "ts": ts.isoformat(),
+        "seq": None,
+        "metrics": metrics,
+    }
 
 
 async def add_rule(pool: asyncpg.Pool, rule_id: str, kind: str, **definition: Any) -> None:
@@ -86,14 +104,21 @@ async def add_rule(pool: asyncpg.Pool, rule_id: str, kind: str, **definition: An
     await pool.execute(
         "INSERT INTO rules (tenant_id, rule_id, name, kind, severity, definition, created_at, "
         "updated_at, version) VALUES ($1, $2, $2, $3, 'major', $4, $5, $5, 1)",
-        T, rule_id, kind, definition, now)
+        T,
+        rule_id,
+        kind,
+        definition,
+        now,
+    )
 
 
 async def add_devices(pool: asyncpg.Pool, devices: list[str]) -> None:
     now = datetime.now(UTC)
     await pool.executemany(
         "INSERT INTO devices (tenant_id, device_id, tags, registered_at, updated_at, version) "
-        "VALUES ($1, $2, '{}', $3, $3, 1)", [(T, d, now) for d in devices])
+        "VALUES ($1, $2, '{}', $3, $3, 1)",
+        [(T, d, now) for d in devices],
+    )
 
 
 async def wait_for(pool: asyncpg.Pool, query: str, *args: Any, timeout: float = 30.0) -> Any:
@@ -107,7 +132,9 @@ async def wait_for(pool: asyncpg.Pool, query: str, *args: Any, timeout: float = 
 
 
 async def test_silent_device_alerts_within_timeout_plus_5s(
-    db_pool: asyncpg.Pool, evaluators: Evaluators, publisher: SqsBatchPublisher,
+    db_pool: asyncpg.Pool,
+    evaluators: Evaluators,
+    publisher: SqsBatchPublisher,
 ) -> None:
     await add_devices(db_pool, ["quiet"])
     await add_rule(db_pool, "silent", "no_data", timeout_s=3)
@@ -117,16 +144,22 @@ async def test_silent_device_alerts_within_timeout_plus_5s(
     await wait_for(db_pool, "SELECT true FROM evaluator_devices WHERE last_seen = $1", last)
     opened_at = await wait_for(db_pool, "SELECT recorded_at FROM events WHERE type = 'AlertOpened'")
     latency = (opened_at - last).total_seconds()
-    print(f"silent device: AlertOpened committed {latency:.2f}s after the last heartbeat (timeout 3s)")
+    print(
+        f"silent device: AlertOpened committed {latency:.2f}s after the last heartbeat (timeout 3s)"
+    )
     assert 3 <= latency <= 3 + 5
     assert await db_pool.fetchval("SELECT opened_at FROM alerts") == last + timedelta(seconds=3)
 
 
 async def test_duration_begun_before_a_crash_opens_on_time(
-    db_pool: asyncpg.Pool, evaluators: Evaluators, publisher: SqsBatchPublisher,
+    db_pool: asyncpg.Pool,
+    evaluators: Evaluators,
+    publisher: SqsBatchPublisher,
 ) -> None:
     await add_devices(db_pool, ["hot"])
-    await add_rule(db_pool, "slow", "threshold", metric="temp_c", operator="gt", threshold=80, duration_s=6)
+    await add_rule(
+        db_pool, "slow", "threshold", metric="temp_c", operator="gt", threshold=80, duration_s=6
+    )
     first = evaluators.start()
     began = datetime.now(UTC)
     await publisher.publish([record("hot", began, temp_c=90)])
@@ -139,55 +172,101 @@ async def test_duration_begun_before_a_crash_opens_on_time(
     await publisher.publish([record("hot", began + timedelta(seconds=2), temp_c=91)])
     committed = await wait_for(db_pool, "SELECT recorded_at FROM events WHERE type = 'AlertOpened'")
     opened_at = await db_pool.fetchval("SELECT opened_at FROM alerts")
-    print(f"restart: pending since {began.time()}, restarted +{(restarted - began).total_seconds():.1f}s, "
-          f"AlertOpened committed +{(committed - began).total_seconds():.2f}s")
+    print(
+        f"restart: pending since {began.time()}, restarted +{(restarted - began).total_seconds():.1f}s, "
+        f"AlertOpened committed +{(committed - began).total_seconds():.2f}s"
+    )
     assert opened_at == began + timedelta(seconds=6)
     assert committed < began + timedelta(seconds=6 + 2.5)  # not restart time + 6 s
     assert await db_pool.fetchval("SELECT count(*) FROM alerts") == 1
 
 
 def _expected(steps: list[list[dict[str, Any]]]) -> list[tuple[str, str]]:
-    rules = [Rule(T, "hot", "hot", "threshold", "major", metric="temp_c", operator="gt", threshold=80),
-             Rule(T, "band", "band", "threshold", "major", metric="temp_c", operator="gt", threshold=60,
-                  clear_threshold=40)]
+    rules = [
+        Rule(T, "hot", "hot", "threshold", "major", metric="temp_c", operator="gt", threshold=80),
+        Rule(
+            T,
+            "band",
+            "band",
+            "threshold",
+            "major",
+            metric="temp_c",
+            operator="gt",
+            threshold=60,
+            clear_threshold=40,
+        ),
+    ]
     states: dict[str, Any] = {}
     seen: dict[str, Any] = {}
     events = []
     for step in steps:
         for raw in step:
             device = raw["device_id"]
-            out = evaluate_device(rules, states.get(device, {}), seen.get(device),
-                                  [Record(T, device, datetime.fromisoformat(raw["ts"]), raw["metrics"])])
+            out = evaluate_device(
+                rules,
+                states.get(device, {}),
+                seen.get(device),
+                [Record(T, device, datetime.fromisoformat(raw["ts"]), raw["metrics"])],
+            )
             states[device], seen[device] = out.states, out.last_seen
-            events += [("AlertOpened" if isinstance(d, OpenAlert) else "AlertResolved", f"{d.rule.rule_id}/{device}")
-                       for d in out.decisions]
+            events += [
+                (
+                    "AlertOpened" if isinstance(d, OpenAlert) else "AlertResolved",
+                    f"{d.rule.rule_id}/{device}",
+                )
+                for d in out.decisions
+            ]
     return sorted(events)
 
 
 async def test_two_replicas_produce_exactly_the_alerts_of_one(
-    db_pool: asyncpg.Pool, evaluators: Evaluators, publisher: SqsBatchPublisher,
+    db_pool: asyncpg.Pool,
+    evaluators: Evaluators,
+    publisher: SqsBatchPublisher,
 ) -> None:
     devices = [f"d{i:02d}" for i in range(40)]
     await add_devices(db_pool, devices)
     await add_rule(db_pool, "hot", "threshold", metric="temp_c", operator="gt", threshold=80)
-    await add_rule(db_pool, "band", "threshold", metric="temp_c", operator="gt", threshold=60, clear_threshold=40)
+    await add_rule(
+        db_pool,
+        "band",
+        "threshold",
+        metric="temp_c",
+        operator="gt",
+        threshold=60,
+        clear_threshold=40,
+    )
     evaluators.start()
     evaluators.start()
     values = [30, 90, 70, 50, 35, 85, 99, 20, 65, 10]
     base = datetime.now(UTC) - timedelta(minutes=1)
-    steps = [[record(d, base + timedelta(seconds=s), temp_c=values[(s + i) % len(values)])
-              for i, d in enumerate(devices)] for s in range(len(values))]
+    steps = [
+        [
+            record(d, base + timedelta(seconds=s), temp_c=values[(s + i) % len(values)])
+            for i, d in enumerate(devices)
+        ]
+        for s in range(len(values))
+    ]
     for s, step in enumerate(steps):
         # every record twice, in messages split differently, so both replicas race on each device
         for chunk in (step[:20], step[20:], step[::2], step[1::2]):
             await publisher.publish(chunk)
-        await wait_for(db_pool, "SELECT count(*) = $1 FROM evaluator_devices WHERE last_seen = $2",
-                       len(devices), base + timedelta(seconds=s))
+        await wait_for(
+            db_pool,
+            "SELECT count(*) = $1 FROM evaluator_devices WHERE last_seen = $2",
+            len(devices),
+            base + timedelta(seconds=s),
+        )
     await asyncio.sleep(2)  # let the duplicates drain
     rows = await db_pool.fetch(
         "SELECT type, (data->>'rule_id') || '/' || (data->>'device_id') AS key FROM events "
-        "WHERE stream_id LIKE 'alert-%'")
+        "WHERE stream_id LIKE 'alert-%'"
+    )
     assert sorted((r["type"], r["key"]) for r in rows) == _expected(steps)
-    assert await db_pool.fetchval(
-        "SELECT count(*) FROM (SELECT fingerprint FROM alerts WHERE status = 'open' "
-        "GROUP BY 1 HAVING count(*) > 1) x") == 0
+    assert (
+        await db_pool.fetchval(
+            "SELECT count(*) FROM (SELECT fingerprint FROM alerts WHERE status = 'open' "
+            "GROUP BY 1 HAVING count(*) > 1) x"
+        )
+        == 0
+    )

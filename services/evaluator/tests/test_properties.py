@@ -23,8 +23,14 @@ from fleetpulse.evaluator.domain import (
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-OPS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
-       "eq": operator.eq, "ne": operator.ne}
+OPS = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "eq": operator.eq,
+    "ne": operator.ne,
+}
 
 Reading = tuple[int, int | None]  # (seconds after T0, value or None for a heartbeat)
 Batch = list[Reading]
@@ -32,15 +38,31 @@ Arrival = tuple[str, Any]  # ("batch", Batch) or ("tick", seconds)
 Outcome = list[tuple[str, datetime]]
 
 readings = st.tuples(st.integers(0, 60), st.one_of(st.none(), st.integers(0, 10)))
-arrivals = st.lists(st.one_of(
-    st.tuples(st.just("batch"), st.lists(readings, min_size=1, max_size=5)),
-    st.tuples(st.just("tick"), st.integers(0, 80))), max_size=30)
+arrivals = st.lists(
+    st.one_of(
+        st.tuples(st.just("batch"), st.lists(readings, min_size=1, max_size=5)),
+        st.tuples(st.just("tick"), st.integers(0, 80)),
+    ),
+    max_size=30,
+)
 threshold_rules = st.builds(
-    lambda op, thr, clear, dur: Rule("t", "r", "rule", "threshold", "major", metric="m",
-                                     operator=op, threshold=thr, clear_threshold=clear,
-                                     duration_s=dur),
-    st.sampled_from(sorted(OPS)), st.integers(0, 10), st.one_of(st.none(), st.integers(0, 10)),
-    st.sampled_from([0, 1, 3, 10]))
+    lambda op, thr, clear, dur: Rule(
+        "t",
+        "r",
+        "rule",
+        "threshold",
+        "major",
+        metric="m",
+        operator=op,
+        threshold=thr,
+        clear_threshold=clear,
+        duration_s=dur,
+    ),
+    st.sampled_from(sorted(OPS)),
+    st.integers(0, 10),
+    st.one_of(st.none(), st.integers(0, 10)),
+    st.sampled_from([0, 1, 3, 10]),
+)
 
 
 def _at(seconds: int) -> datetime:
@@ -75,8 +97,16 @@ def reference_threshold(rule: Rule, sequence: list[Arrival]) -> Outcome:
 
 
 def _records(batch: Batch) -> list[Record]:
-    return [Record("t", "d", _at(ts), {} if v is None else {"m": v},
-                   "heartbeat" if v is None else "reading") for ts, v in batch]
+    return [
+        Record(
+            "t",
+            "d",
+            _at(ts),
+            {} if v is None else {"m": v},
+            "heartbeat" if v is None else "reading",
+        )
+        for ts, v in batch
+    ]
 
 
 def core_threshold(rule: Rule, sequence: list[Arrival]) -> Outcome:
@@ -93,8 +123,10 @@ def core_threshold(rule: Rule, sequence: list[Arrival]) -> Outcome:
             continue
         outcome = evaluate_device([rule], states, last_seen, _records(item), lambda: next(ids))
         states, last_seen = outcome.states, outcome.last_seen
-        out += [("open", d.opened_at) if isinstance(d, OpenAlert) else ("resolve", d.resolved_at)
-                for d in outcome.decisions]
+        out += [
+            ("open", d.opened_at) if isinstance(d, OpenAlert) else ("resolve", d.resolved_at)
+            for d in outcome.decisions
+        ]
     return out
 
 
@@ -110,12 +142,17 @@ def _with_redeliveries(sequence: list[Arrival], picks: list[tuple[int, int]]) ->
 
 
 @settings(max_examples=300, deadline=None)
-@given(threshold_rules, arrivals,
-       st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), max_size=5))
+@given(
+    threshold_rules,
+    arrivals,
+    st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), max_size=5),
+)
 def test_redelivered_batches_change_nothing(
     rule: Rule, sequence: list[Arrival], picks: list[tuple[int, int]]
 ) -> None:
-    assert core_threshold(rule, _with_redeliveries(sequence, picks)) == reference_threshold(rule, sequence)
+    assert core_threshold(rule, _with_redeliveries(sequence, picks)) == reference_threshold(
+        rule, sequence
+    )
 
 
 def alternates(outcome: Outcome) -> bool:
@@ -157,7 +194,9 @@ def core_no_data(rule: Rule, sequence: list[Arrival]) -> Outcome:
             continue
         outcome = evaluate_device([rule], states, last_seen, _records(item))
         states, last_seen = outcome.states, outcome.last_seen
-        out += [("resolve", d.resolved_at) for d in outcome.decisions if isinstance(d, ResolveAlert)]
+        out += [
+            ("resolve", d.resolved_at) for d in outcome.decisions if isinstance(d, ResolveAlert)
+        ]
     return out
 
 

@@ -58,25 +58,50 @@ class TestIssuer:
         self.keys = [SigningKey()]
         return self.key
 
-    def claims(self, tenant: str | None = "acme", roles: tuple[str, ...] = ("tenant-admin",),
-               **overrides: Any) -> dict[str, Any]:
+    def claims(
+        self,
+        tenant: str | None = "acme",
+        roles: tuple[str, ...] = ("tenant-admin",),
+        **overrides: Any,
+    ) -> dict[str, Any]:
         now = int(time.time())
-        claims: dict[str, Any] = {"iss": self.url, "aud": [AUDIENCE, "account"], "sub": "user-1",
-                                  "iat": now, "nbf": now, "exp": now + 300,
-                                  "realm_access": {"roles": list(roles)}, "azp": "fleetpulse-console"}
+        claims: dict[str, Any] = {
+            "iss": self.url,
+            "aud": [AUDIENCE, "account"],
+            "sub": "user-1",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "realm_access": {"roles": list(roles)},
+            "azp": "fleetpulse-console",
+        }
         if tenant is not None:
             claims["tenant_id"] = tenant
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def token(self, tenant: str | None = "acme", roles: tuple[str, ...] = ("tenant-admin",),
-              *, key: SigningKey | None = None, **overrides: Any) -> str:
+    def token(
+        self,
+        tenant: str | None = "acme",
+        roles: tuple[str, ...] = ("tenant-admin",),
+        *,
+        key: SigningKey | None = None,
+        **overrides: Any,
+    ) -> str:
         key = key or self.key
-        return jwt.encode(self.claims(tenant, roles, **overrides), key.private, algorithm="RS256",
-                          headers={"kid": key.kid})
+        return jwt.encode(
+            self.claims(tenant, roles, **overrides),
+            key.private,
+            algorithm="RS256",
+            headers={"kid": key.kid},
+        )
 
-    def headers(self, tenant: str | None = "acme", roles: tuple[str, ...] = ("tenant-admin",),
-                **overrides: Any) -> dict[str, str]:
+    def headers(
+        self,
+        tenant: str | None = "acme",
+        roles: tuple[str, ...] = ("tenant-admin",),
+        **overrides: Any,
+    ) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(tenant, roles, **overrides)}"}
 
     async def start(self) -> None:
@@ -92,8 +117,9 @@ class TestIssuer:
             await self._runner.cleanup()
 
     async def _discovery(self, _: web.Request) -> web.Response:
-        return web.json_response({"issuer": self.url,
-                                  "jwks_uri": f"{self.url}/protocol/openid-connect/certs"})
+        return web.json_response(
+            {"issuer": self.url, "jwks_uri": f"{self.url}/protocol/openid-connect/certs"}
+        )
 
     async def _jwks(self, _: web.Request) -> web.Response:
         self.jwks_requests += 1
@@ -110,10 +136,16 @@ async def oidc() -> AsyncIterator[TestIssuer]:
 
 def make_settings(database_url: str, oidc: TestIssuer, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": database_url, "oidc_issuer": oidc.url, "health_port": 0,
-        "webhook_encryption_key": SecretBox.generate_key(), "jwks_min_refresh_s": 0.0,
-        "mqtt_public_host": "mqtt.test", "mqtt_public_port": 1883,
-        "provision_rate_per_minute": 30, "outbox_relay": False}
+        "database_url": database_url,
+        "oidc_issuer": oidc.url,
+        "health_port": 0,
+        "webhook_encryption_key": SecretBox.generate_key(),
+        "jwks_min_refresh_s": 0.0,
+        "mqtt_public_host": "mqtt.test",
+        "mqtt_public_port": 1883,
+        "provision_rate_per_minute": 30,
+        "outbox_relay": False,
+    }
     values.update(overrides)
     return Settings.model_validate(values)
 
@@ -129,7 +161,9 @@ async def settings(database_url: str, oidc: TestIssuer) -> Settings:
 
 
 @pytest_asyncio.fixture
-async def api(settings: Settings, credentials: CredentialIssuer) -> AsyncIterator[httpx.AsyncClient]:
+async def api(
+    settings: Settings, credentials: CredentialIssuer
+) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the app in process (ASGI), wired to a fresh database."""
     async with bootstrap(settings, issuer=credentials) as (services, _store):
         transport = httpx.ASGITransport(app=create_app(services), client=("10.0.0.7", 40000))
@@ -141,8 +175,9 @@ async def api(settings: Settings, credentials: CredentialIssuer) -> AsyncIterato
 async def tenants(api: httpx.AsyncClient, oidc: TestIssuer) -> list[str]:
     admin = oidc.headers(None, ("platform-admin",))
     for tenant in ("acme", "globex"):
-        response = await api.post("/api/v1/tenants", json={"tenant_id": tenant, "name": tenant.title()},
-                                  headers=admin)
+        response = await api.post(
+            "/api/v1/tenants", json={"tenant_id": tenant, "name": tenant.title()}, headers=admin
+        )
         assert response.status_code == 201, response.text
     return ["acme", "globex"]
 

@@ -30,7 +30,8 @@ def _unsigned(oidc: TestIssuer) -> str:
 
 def _hs256_with_public_key(oidc: TestIssuer) -> str:
     public_pem = oidc.key.private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     header = {"alg": "HS256", "typ": "JWT", "kid": oidc.key.kid}
     signing_input = f"{_b64(header)}.{_b64(oidc.claims())}".encode()
     signature = hmac.new(public_pem, signing_input, hashlib.sha256).digest()
@@ -47,8 +48,15 @@ BAD_TOKENS: dict[str, Callable[[TestIssuer], str]] = {
     "alg none": _unsigned,
     "HS256 with the public key": _hs256_with_public_key,
     "garbage": lambda o: "not-a-jwt",
-    "tampered payload": lambda o: (lambda t: t.split(".")[0] + "." + _b64(
-        {**o.claims(), "tenant_id": "globex"}) + "." + t.split(".")[2])(o.token()),
+    "tampered payload": lambda o: (
+        lambda t: (
+            t.split(".")[0]
+            + "."
+            + _b64({**o.claims(), "tenant_id": "globex"})
+            + "."
+            + t.split(".")[2]
+        )
+    )(o.token()),
     "missing tenant claim": lambda o: o.token(tenant=None),
 }
 
@@ -69,30 +77,40 @@ async def test_missing_token_is_401(api: httpx.AsyncClient, tenants: list[str]) 
     assert (await api.get(DEVICES, headers={"Authorization": "Basic dTpw"})).status_code == 401
 
 
-async def test_valid_token_is_accepted(api: httpx.AsyncClient, oidc: TestIssuer,
-                                       tenants: list[str]) -> None:
+async def test_valid_token_is_accepted(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]
+) -> None:
     response = await api.get(DEVICES, headers=oidc.headers(roles=("viewer",)))
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize(("roles", "method", "path", "expected"), [
-    ((), "GET", DEVICES, 403),
-    (("offline_access",), "GET", DEVICES, 403),
-    (("viewer",), "POST", DEVICES, 403),
-    (("operator",), "POST", DEVICES, 403),
-    (("viewer",), "POST", "/api/v1/alerts/a1/ack", 403),
-    (("operator",), "POST", "/api/v1/alerts/a1/ack", 404),
-    (("tenant-admin",), "POST", "/api/v1/tenants", 403),
-    (("tenant-admin",), "GET", "/api/v1/tenants", 403),
-    (("platform-admin",), "GET", DEVICES, 403),
-])
+@pytest.mark.parametrize(
+    ("roles", "method", "path", "expected"),
+    [
+        ((), "GET", DEVICES, 403),
+        (("offline_access",), "GET", DEVICES, 403),
+        (("viewer",), "POST", DEVICES, 403),
+        (("operator",), "POST", DEVICES, 403),
+        (("viewer",), "POST", "/api/v1/alerts/a1/ack", 403),
+        (("operator",), "POST", "/api/v1/alerts/a1/ack", 404),
+        (("tenant-admin",), "POST", "/api/v1/tenants", 403),
+        (("tenant-admin",), "GET", "/api/v1/tenants", 403),
+        (("platform-admin",), "GET", DEVICES, 403),
+    ],
+)
 async def test_too_few_roles_are_refused(
-    roles: tuple[str, ...], method: str, path: str, expected: int,
-    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str],
+    roles: tuple[str, ...],
+    method: str,
+    path: str,
+    expected: int,
+    api: httpx.AsyncClient,
+    oidc: TestIssuer,
+    tenants: list[str],
 ) -> None:
     body = {"device_id": "d1"} if path == DEVICES else {"tenant_id": "t9", "name": "T9"}
-    response = await api.request(method, path, headers=oidc.headers(roles=roles),
-                                 json=body if method == "POST" else None)
+    response = await api.request(
+        method, path, headers=oidc.headers(roles=roles), json=body if method == "POST" else None
+    )
     assert response.status_code == expected, response.text
 
 
@@ -100,16 +118,25 @@ async def test_another_tenants_resources_answer_404(
     api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]
 ) -> None:
     globex = oidc.headers("globex")
-    assert (await api.post(DEVICES, json={"device_id": "secret-dev"}, headers=globex)).status_code == 201
-    rule = await api.post("/api/v1/rules", headers=globex, json={
-        "name": "r", "kind": "no_data", "timeout_s": 60, "severity": "info"})
+    assert (
+        await api.post(DEVICES, json={"device_id": "secret-dev"}, headers=globex)
+    ).status_code == 201
+    rule = await api.post(
+        "/api/v1/rules",
+        headers=globex,
+        json={"name": "r", "kind": "no_data", "timeout_s": 60, "severity": "info"},
+    )
     rule_id = rule.json()["rule_id"]
     acme = oidc.headers("acme")
-    for method, path in [("GET", f"{DEVICES}/secret-dev"), ("DELETE", f"{DEVICES}/secret-dev"),
-                         ("POST", f"{DEVICES}/secret-dev/rotate-credentials"),
-                         ("GET", f"{DEVICES}/secret-dev/events"),
-                         ("GET", f"{DEVICES}/secret-dev/telemetry"),
-                         ("GET", f"/api/v1/rules/{rule_id}"), ("DELETE", f"/api/v1/rules/{rule_id}")]:
+    for method, path in [
+        ("GET", f"{DEVICES}/secret-dev"),
+        ("DELETE", f"{DEVICES}/secret-dev"),
+        ("POST", f"{DEVICES}/secret-dev/rotate-credentials"),
+        ("GET", f"{DEVICES}/secret-dev/events"),
+        ("GET", f"{DEVICES}/secret-dev/telemetry"),
+        ("GET", f"/api/v1/rules/{rule_id}"),
+        ("DELETE", f"/api/v1/rules/{rule_id}"),
+    ]:
         response = await api.request(method, path, headers=acme)
         assert response.status_code == 404, (method, path, response.text)
     listed = await api.get(DEVICES, headers=acme)
@@ -127,7 +154,9 @@ async def test_key_rotation_at_the_issuer_needs_no_restart(
     assert (await api.get(DEVICES, headers={"Authorization": f"Bearer {stale}"})).status_code == 401
 
 
-async def test_keys_are_cached(api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]) -> None:
+async def test_keys_are_cached(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]
+) -> None:
     before = oidc.jwks_requests
     for _ in range(5):
         assert (await api.get(DEVICES, headers=oidc.headers())).status_code == 200
@@ -138,4 +167,7 @@ def test_test_tokens_really_are_rs256(oidc: TestIssuer) -> None:
     header = jwt.get_unverified_header(oidc.token())
     assert header["alg"] == "RS256"
     public = oidc.key.private.public_key()
-    assert jwt.decode(oidc.token(), public, algorithms=["RS256"], audience=AUDIENCE)["tenant_id"] == "acme"
+    assert (
+        jwt.decode(oidc.token(), public, algorithms=["RS256"], audience=AUDIENCE)["tenant_id"]
+        == "acme"
+    )

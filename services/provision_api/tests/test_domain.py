@@ -20,8 +20,10 @@ def test_if_match_is_checked_only_when_given() -> None:
         domain.expect_version(3, 4)
 
 
-@pytest.mark.parametrize(("status", "allowed"), [("open", True), ("acknowledged", False),
-                                                 ("resolved", False), ("closed", False)])
+@pytest.mark.parametrize(
+    ("status", "allowed"),
+    [("open", True), ("acknowledged", False), ("resolved", False), ("closed", False)],
+)
 def test_only_open_alerts_are_acknowledged(status: str, allowed: bool) -> None:
     if allowed:
         assert domain.acknowledge("a1", status, "user:u", NOW).type == "AlertAcknowledged"
@@ -38,9 +40,14 @@ def test_silence_until_is_now_plus_duration() -> None:
 
 
 def _profile(**changes: object) -> domain.ProfileState:
-    values: dict[str, object] = {"profile_id": "p", "status": "active", "device_limit": 2,
-                                 "devices_claimed": 1, "expires_at": NOW + timedelta(days=1),
-                                 "secret_hash": domain.hash_secret("s3cret")}
+    values: dict[str, object] = {
+        "profile_id": "p",
+        "status": "active",
+        "device_limit": 2,
+        "devices_claimed": 1,
+        "expires_at": NOW + timedelta(days=1),
+        "secret_hash": domain.hash_secret("s3cret"),
+    }
     values.update(changes)
     return domain.ProfileState(**values)  # type: ignore[arg-type]
 
@@ -56,8 +63,12 @@ def test_claim_checks() -> None:
 
 def test_device_events_carry_no_password() -> None:
     issued = domain.credentials_issued("acme", "d1", 1)
-    assert issued.data == {"device_id": "d1", "username": "acme.d1", "client_id": "acme.d1",
-                           "credentials_version": 1}
+    assert issued.data == {
+        "device_id": "d1",
+        "username": "acme.d1",
+        "client_id": "acme.d1",
+        "credentials_version": 1,
+    }
 
 
 def test_cursors_round_trip_and_reject_tampering() -> None:

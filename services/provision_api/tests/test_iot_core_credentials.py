@@ -32,8 +32,10 @@ async def test_issue_rotate_disable(aws_config: AwsConfig) -> None:
         document = json.loads((await iot.get_policy(policyName=policy))["policyDocument"])
         resources = [s["Resource"] for s in document["Statement"]]
         assert "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}" in resources
-        assert ("arn:aws:iot:*:*:topic/tenant/${iot:Connection.Thing.Attributes[tenant_id]}"
-                "/device/${iot:Connection.Thing.Attributes[device_id]}/*") in resources
+        assert (
+            "arn:aws:iot:*:*:topic/tenant/${iot:Connection.Thing.Attributes[tenant_id]}"
+            "/device/${iot:Connection.Thing.Attributes[device_id]}/*"
+        ) in resources
         first = (await iot.list_thing_principals(thingName=thing_name(device)))["principals"]
         assert len(first) == 1
         attached = await iot.list_attached_policies(target=first[0])

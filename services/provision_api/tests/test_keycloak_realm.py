@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[3]
 REALM_FILE = ROOT / "compose" / "keycloak" / "realm-fleetpulse.json"
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
 
-pytestmark = pytest.mark.skipif(not REALM_FILE.exists(),
-                                reason="compose/ is not part of this checkout")
+pytestmark = pytest.mark.skipif(
+    not REALM_FILE.exists(), reason="compose/ is not part of this checkout"
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,11 @@ def _audience() -> str:
 def test_realm_name_matches_the_issuer_path(realm: dict[str, Any]) -> None:
     assert realm["realm"] == "fleetpulse"
     compose = yaml.safe_load(COMPOSE_FILE.read_text()) if COMPOSE_FILE.exists() else {}
-    issuers = [env["FLEETPULSE_OIDC_ISSUER"] for svc in compose.get("services", {}).values()
-               if isinstance(env := svc.get("environment"), dict) and "FLEETPULSE_OIDC_ISSUER" in env]
+    issuers = [
+        env["FLEETPULSE_OIDC_ISSUER"]
+        for svc in compose.get("services", {}).values()
+        if isinstance(env := svc.get("environment"), dict) and "FLEETPULSE_OIDC_ISSUER" in env
+    ]
     for issuer in issuers:
         assert urlsplit(issuer).path.rstrip("/") == f"/realms/{realm['realm']}"
 
@@ -66,11 +70,17 @@ def test_realm_roles_are_the_apis_roles(realm: dict[str, Any]) -> None:
 @pytest.mark.parametrize("client_id", ["fleetpulse-api", "fleetpulse-console"])
 def test_access_tokens_carry_the_audience_and_tenant(realm: dict[str, Any], client_id: str) -> None:
     client = _client(realm, client_id)
-    audiences = [c for c in _mappers(client, "oidc-audience-mapper")
-                 if c.get("included.client.audience") == _audience()]
+    audiences = [
+        c
+        for c in _mappers(client, "oidc-audience-mapper")
+        if c.get("included.client.audience") == _audience()
+    ]
     assert audiences and audiences[0]["access.token.claim"] == "true"
-    tenants = [c for c in _mappers(client, "oidc-usermodel-attribute-mapper")
-               if c.get("claim.name") == "tenant_id"]
+    tenants = [
+        c
+        for c in _mappers(client, "oidc-usermodel-attribute-mapper")
+        if c.get("claim.name") == "tenant_id"
+    ]
     assert tenants, "no mapper puts the tenant_id claim into tokens"
     assert tenants[0]["access.token.claim"] == "true"
     assert tenants[0].get("jsonType.label", "String") == "String"

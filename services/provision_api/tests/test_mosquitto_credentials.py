@@ -34,15 +34,23 @@ async def credentials(mosquitto: MosquittoBroker) -> AsyncIterator[MosquittoCred
 
 
 def _device(mosquitto: MosquittoBroker, mqtt: dict[str, Any]) -> aiomqtt.Client:
-    return aiomqtt.Client("127.0.0.1", mosquitto.port, username=mqtt["username"],
-                          password=mqtt["password"], identifier=mqtt["client_id"])
+    return aiomqtt.Client(
+        "127.0.0.1",
+        mosquitto.port,
+        username=mqtt["username"],
+        password=mqtt["password"],
+        identifier=mqtt["client_id"],
+    )
 
 
-async def _collect(mosquitto: MosquittoBroker, received: list[str], ready: asyncio.Event,
-                   stop: asyncio.Event) -> None:
+async def _collect(
+    mosquitto: MosquittoBroker, received: list[str], ready: asyncio.Event, stop: asyncio.Event
+) -> None:
     observer = unique_username("observer")
     mosquitto.add_service_client(observer, "pw")
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port, username=observer, password="pw") as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", mosquitto.port, username=observer, password="pw"
+    ) as client:
         await client.subscribe("tenant/#", qos=1)
         ready.set()
         async for message in client.messages:
@@ -51,9 +59,12 @@ async def _collect(mosquitto: MosquittoBroker, received: list[str], ready: async
                 return
 
 
-async def _register(api: httpx.AsyncClient, oidc: TestIssuer, tenant: str, device: str) -> dict[str, Any]:
-    response = await api.post("/api/v1/devices", json={"device_id": device},
-                              headers=oidc.headers(tenant))
+async def _register(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenant: str, device: str
+) -> dict[str, Any]:
+    response = await api.post(
+        "/api/v1/devices", json={"device_id": device}, headers=oidc.headers(tenant)
+    )
     assert response.status_code == 201, response.text
     mqtt: dict[str, Any] = response.json()["mqtt"]
     return mqtt
@@ -70,8 +81,12 @@ async def test_device_publishes_only_under_its_own_prefix(
     observer = asyncio.create_task(_collect(mosquitto, received, ready, stop))
     await asyncio.wait_for(ready.wait(), 10)
     async with _device(mosquitto, mqtt_a) as device:
-        for topic in (f"tenant/acme/device/{b}/telemetry", f"tenant/globex/device/{a}/telemetry",
-                      "tenant/acme/telemetry", f"{mqtt_a['topic_prefix']}telemetry"):
+        for topic in (
+            f"tenant/acme/device/{b}/telemetry",
+            f"tenant/globex/device/{a}/telemetry",
+            "tenant/acme/telemetry",
+            f"{mqtt_a['topic_prefix']}telemetry",
+        ):
             await device.publish(topic, b'{"metrics": {"t": 1}}', qos=1)
     await asyncio.sleep(1.0)
     stop.set()
@@ -109,13 +124,19 @@ async def test_rotation_replaces_the_password(
         await client.publish(f"{new['topic_prefix']}heartbeat", b"{}", qos=1)
 
 
-async def test_issuing_twice_is_harmless(credentials: MosquittoCredentialIssuer,
-                                         mosquitto: MosquittoBroker) -> None:
+async def test_issuing_twice_is_harmless(
+    credentials: MosquittoCredentialIssuer, mosquitto: MosquittoBroker
+) -> None:
     from fleetpulse.provision_api.credentials import DeviceIdentity
 
     device = DeviceIdentity("acme", f"dev-{uuid.uuid4().hex[:8]}")
     await credentials.issue(device)
     again = await credentials.issue(device)
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port, username=again.username,
-                              password=again.password, identifier=again.client_id):
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        mosquitto.port,
+        username=again.username,
+        password=again.password,
+        identifier=again.client_id,
+    ):
         pass

@@ -15,20 +15,27 @@ PROVISION = "/api/v1/provision"
 
 
 async def _profile(api: httpx.AsyncClient, oidc: TestIssuer, **extra: Any) -> dict[str, Any]:
-    response = await api.post("/api/v1/provisioning-profiles", headers=oidc.headers(),
-                              json={"name": "fleet", "tags": {"site": "berlin"}, **extra})
+    response = await api.post(
+        "/api/v1/provisioning-profiles",
+        headers=oidc.headers(),
+        json={"name": "fleet", "tags": {"site": "berlin"}, **extra},
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
 def _claim(profile: dict[str, Any], device_id: str, secret: str | None = None) -> dict[str, str]:
-    return {"provision_key": profile["provision_key"],
-            "provision_secret": secret or profile["provision_secret"], "device_id": device_id}
+    return {
+        "provision_key": profile["provision_key"],
+        "provision_secret": secret or profile["provision_secret"],
+        "device_id": device_id,
+    }
 
 
-async def test_claim_registers_the_device(api: httpx.AsyncClient, oidc: TestIssuer,
-                                          tenants: list[str]) -> None:
+async def test_claim_registers_the_device(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]
+) -> None:
     profile = await _profile(api, oidc)
     response = await api.post(PROVISION, json=_claim(profile, "field-1"))
     assert response.status_code == 201, response.text
@@ -37,8 +44,9 @@ async def test_claim_registers_the_device(api: httpx.AsyncClient, oidc: TestIssu
     assert body["mqtt"]["topic_prefix"] == "tenant/acme/device/field-1/"
     device = await api.get("/api/v1/devices/field-1", headers=oidc.headers())
     assert device.status_code == 200
-    listed = await api.get(f"/api/v1/provisioning-profiles/{profile['profile_id']}",
-                           headers=oidc.headers())
+    listed = await api.get(
+        f"/api/v1/provisioning-profiles/{profile['profile_id']}", headers=oidc.headers()
+    )
     assert listed.json()["devices_claimed"] == 1
     assert "provision_secret" not in listed.json()
     assert (await api.post(PROVISION, json=_claim(profile, "field-1"))).status_code == 409
@@ -59,28 +67,36 @@ async def test_wrong_secret_is_refused_and_not_logged(
     assert wrong not in caplog.text and profile["provision_secret"] not in caplog.text
 
 
-async def test_device_limit_expiry_and_revocation(api: httpx.AsyncClient, oidc: TestIssuer,
-                                                  tenants: list[str]) -> None:
+async def test_device_limit_expiry_and_revocation(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]
+) -> None:
     limited = await _profile(api, oidc, device_limit=1)
     assert (await api.post(PROVISION, json=_claim(limited, "l1"))).status_code == 201
     full = await api.post(PROVISION, json=_claim(limited, "l2"))
     assert full.status_code == 403 and "limit" in full.json()["detail"]
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    refused = await api.post("/api/v1/provisioning-profiles", headers=oidc.headers(),
-                             json={"name": "old", "expires_at": past})
+    refused = await api.post(
+        "/api/v1/provisioning-profiles",
+        headers=oidc.headers(),
+        json={"name": "old", "expires_at": past},
+    )
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "body.expires_at"
     revocable = await _profile(api, oidc)
-    revoked = await api.delete(f"/api/v1/provisioning-profiles/{revocable['profile_id']}",
-                               headers=oidc.headers())
+    revoked = await api.delete(
+        f"/api/v1/provisioning-profiles/{revocable['profile_id']}", headers=oidc.headers()
+    )
     assert revoked.json()["status"] == "revoked"
     assert (await api.post(PROVISION, json=_claim(revocable, "r1"))).status_code == 403
 
 
-async def test_claims_are_rate_limited_per_source(api: httpx.AsyncClient, oidc: TestIssuer,
-                                                  tenants: list[str]) -> None:
+async def test_claims_are_rate_limited_per_source(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]
+) -> None:
     profile = await _profile(api, oidc)
-    statuses = [(await api.post(PROVISION, json=_claim(profile, f"r{i}", "ps_bad"))).status_code
-                for i in range(31)]
+    statuses = [
+        (await api.post(PROVISION, json=_claim(profile, f"r{i}", "ps_bad"))).status_code
+        for i in range(31)
+    ]
     assert statuses[:30] == [401] * 30
     assert statuses[30] == 429
     limited = await api.post(PROVISION, json=_claim(profile, "ok"))

@@ -22,13 +22,26 @@ pytestmark = pytest.mark.slow
 
 
 async def test_serve_answers_probes_writes_and_stops(
-    database_url: str, oidc: TestIssuer, mosquitto: MosquittoBroker, moto_server: str,
-    queue_prefix: str, sqs_client: Any, sns_client: Any,
+    database_url: str,
+    oidc: TestIssuer,
+    mosquitto: MosquittoBroker,
+    moto_server: str,
+    queue_prefix: str,
+    sqs_client: Any,
+    sns_client: Any,
 ) -> None:
     port = free_port()
-    settings = make_settings(database_url, oidc, api_host="127.0.0.1", api_port=port,
-                             mqtt_url=mosquitto.admin_url, outbox_relay=True, auto_create=True,
-                             aws_endpoint_url=moto_server, queue_prefix=queue_prefix)
+    settings = make_settings(
+        database_url,
+        oidc,
+        api_host="127.0.0.1",
+        api_port=port,
+        mqtt_url=mosquitto.admin_url,
+        outbox_relay=True,
+        auto_create=True,
+        aws_endpoint_url=moto_server,
+        queue_prefix=queue_prefix,
+    )
     topic = await declare_topic(sns_client, queue_names(queue_prefix).domain_events)
     queue = await declare_queue(sqs_client, f"{queue_prefix}audit")
     await subscribe_queue(sns_client, sqs_client, topic, queue, {"type": ["TenantCreated"]})
@@ -43,11 +56,15 @@ async def test_serve_answers_probes_writes_and_stops(
                 await asyncio.sleep(0.05)
         assert (await client.get("/readyz")).json()["status"] == "ready"
         assert await context.health.failing_checks() == []
-        created = await client.post("/api/v1/tenants", json={"tenant_id": "acme", "name": "A"},
-                                    headers=oidc.headers(None, ("platform-admin",)))
+        created = await client.post(
+            "/api/v1/tenants",
+            json={"tenant_id": "acme", "name": "A"},
+            headers=oidc.headers(None, ("platform-admin",)),
+        )
         assert created.status_code == 201
-        device = await client.post("/api/v1/devices", json={"device_id": "svc-1"},
-                                   headers=oidc.headers())
+        device = await client.post(
+            "/api/v1/devices", json={"device_id": "svc-1"}, headers=oidc.headers()
+        )
         assert device.status_code == 201, device.text
         schema = (await client.get("/openapi.json")).json()
         assert "/api/v1/devices/{device_id}/rotate-credentials" in schema["paths"]

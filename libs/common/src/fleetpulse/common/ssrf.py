@@ -80,7 +80,9 @@ def _is_shared(address: IPAddress) -> bool:
 
 
 def _is_unique_local(address: IPAddress) -> bool:
-    return isinstance(address, ipaddress.IPv6Address) and address in ipaddress.IPv6Network("fc00::/7")
+    return isinstance(address, ipaddress.IPv6Address) and address in ipaddress.IPv6Network(
+        "fc00::/7"
+    )
 
 
 _CLASSES: tuple[tuple[str, Any], ...] = (

@@ -80,7 +80,9 @@ def verify(
     msg_id, timestamp, signatures = _required(lowered)
     _check_timestamp(timestamp, time.time() if now is None else now, tolerance_s)
     expected = _digest(_key(secret), msg_id, timestamp, raw_body)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in _v1_signatures(signatures)):
+    if not any(
+        hmac.compare_digest(expected, candidate) for candidate in _v1_signatures(signatures)
+    ):
         raise WebhookVerificationError("no matching signature")
 
 

@@ -83,7 +83,11 @@ async def sns_client(aws_config: AwsConfig) -> AsyncIterator[Any]:
 
 
 async def receive_all(
-    sqs: Any, queue_url: str, *, expected: int | None = None, timeout_s: float = 10.0,
+    sqs: Any,
+    queue_url: str,
+    *,
+    expected: int | None = None,
+    timeout_s: float = 10.0,
     quiet_s: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Receive and delete messages until ``expected`` arrived (or, without it, until the queue
@@ -97,8 +101,11 @@ async def receive_all(
         if expected is None and time.monotonic() - last_seen >= quiet_s:
             break
         response = await sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-            MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
         )
         batch = response.get("Messages", [])
         if not batch:
@@ -106,9 +113,12 @@ async def receive_all(
             continue
         last_seen = time.monotonic()
         messages.extend(batch)
-        await sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
-        ])
+        await sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+            ],
+        )
     return messages
 
 
@@ -137,20 +147,28 @@ class QueueDrain:
     async def _drain(self) -> None:
         while True:
             response = await self._sqs.receive_message(
-                QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
                 MessageAttributeNames=["All"],
             )
             batch = response.get("Messages", [])
             if batch:
                 self.messages.extend(batch)
-                await self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
-                ])
+                await self._sqs.delete_message_batch(
+                    QueueUrl=self._queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(batch)
+                    ],
+                )
 
     async def wait_until(self, predicate: Any, timeout_s: float = 30.0) -> None:
         """Wait until ``predicate(messages)`` holds; AssertionError after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while not predicate(self.messages):
             if time.monotonic() > deadline:
-                raise AssertionError(f"queue drain: condition not met with {len(self.messages)} messages")
+                raise AssertionError(
+                    f"queue drain: condition not met with {len(self.messages)} messages"
+                )
             await asyncio.sleep(0.05)

@@ -69,16 +69,26 @@ class Requeuer:
     async def dead_letter(self, message: SqsMessage, reason: str) -> None:
         await self._send(self._dlq_url, message, reason=reason)
 
-    async def _send(self, url: str, message: SqsMessage, reason: str | None = None, **extra: Any) -> None:
-        attributes = {**message.attributes, **({"abandoned_reason": reason[:250]} if reason else {})}
+    async def _send(
+        self, url: str, message: SqsMessage, reason: str | None = None, **extra: Any
+    ) -> None:
+        attributes = {
+            **message.attributes,
+            **({"abandoned_reason": reason[:250]} if reason else {}),
+        }
         await self._sqs.send_message(
-            QueueUrl=url, MessageBody=message.body,
-            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v},
+            QueueUrl=url,
+            MessageBody=message.body,
+            MessageAttributes={
+                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v
+            },
             **extra,
         )
 
 
-def message_handler(worker: DeliveryWorker, requeuer: Requeuer) -> Callable[[SqsMessage], Awaitable[None]]:
+def message_handler(
+    worker: DeliveryWorker, requeuer: Requeuer
+) -> Callable[[SqsMessage], Awaitable[None]]:
     """The SQS entrypoint: decode, let the worker decide, carry the decision out.
 
     If sending the message on fails, the handler raises and the original comes back after its
@@ -111,33 +121,48 @@ class App:
 
 def build_channels(settings: Settings, sns: Any) -> dict[str, Channel]:
     smtp = SmtpConfig(
-        host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_username,
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        starttls=settings.smtp_starttls, ca_file=settings.smtp_ca_file, sender=settings.smtp_from,
+        starttls=settings.smtp_starttls,
+        ca_file=settings.smtp_ca_file,
+        sender=settings.smtp_from,
     )
     return {
-        "webhook": WebhookChannel(allow_private=settings.allow_private_webhooks,
-                                  timeout_s=settings.webhook_timeout_s,
-                                  max_connections=settings.concurrency),
+        "webhook": WebhookChannel(
+            allow_private=settings.allow_private_webhooks,
+            timeout_s=settings.webhook_timeout_s,
+            max_connections=settings.concurrency,
+        ),
         "email": EmailChannel(smtp),
         "mqtt": MqttChannel(settings.mqtt_url),
         "sns": SnsChannel(sns),
     }
 
 
-def build_worker(settings: Settings, pool: asyncpg.Pool, channels: dict[str, Channel]) -> DeliveryWorker:
-    breakers = CircuitBreakers(failures=settings.breaker_failures, open_s=settings.breaker_open_s,
-                               max_in_flight=settings.per_integration_concurrency)
+def build_worker(
+    settings: Settings, pool: asyncpg.Pool, channels: dict[str, Channel]
+) -> DeliveryWorker:
+    breakers = CircuitBreakers(
+        failures=settings.breaker_failures,
+        open_s=settings.breaker_open_s,
+        max_in_flight=settings.per_integration_concurrency,
+    )
     return DeliveryWorker(
-        PostgresDeliveryStore(PostgresEventStore(pool)), channels,
-        SecretBox(settings.webhook_encryption_key.get_secret_value()), breakers,
+        PostgresDeliveryStore(PostgresEventStore(pool)),
+        channels,
+        SecretBox(settings.webhook_encryption_key.get_secret_value()),
+        breakers,
         lease_s=settings.webhook_timeout_s * 4,
     )
 
 
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[App]:
-    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, application_name=NAME)
+    pool = await create_pool(
+        settings.database_url, max_size=settings.db_pool_size, application_name=NAME
+    )
     try:
         async with aws_client("sqs", settings.aws) as sqs, aws_client("sns", settings.aws) as sns:
             if settings.auto_create:
@@ -148,12 +173,18 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
             channels = build_channels(settings, sns)
             worker = build_worker(settings, pool, channels)
             consumer = SqsConsumer(
-                sqs, resources.deliveries.url,
+                sqs,
+                resources.deliveries.url,
                 message_handler(worker, Requeuer(sqs, resources.deliveries.url, dlq.url)),
-                concurrency=settings.concurrency, visibility_timeout_s=60, name="delivery-worker",
+                concurrency=settings.concurrency,
+                visibility_timeout_s=60,
+                name="delivery-worker",
             )
-            relay = OutboxRelay(PostgresEventStore(pool), SnsPublisher(sns, resources.domain_events_arn),
-                                dsn=settings.database_url)
+            relay = OutboxRelay(
+                PostgresEventStore(pool),
+                SnsPublisher(sns, resources.domain_events_arn),
+                dsn=settings.database_url,
+            )
             try:
                 yield App(pool, consumer, relay, channels)
             finally:

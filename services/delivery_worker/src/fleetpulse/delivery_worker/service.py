@@ -31,7 +31,8 @@ from fleetpulse.delivery_worker.store import AttemptRecord, Busy, Integration, P
 log = logging.getLogger(__name__)
 ACTOR = "delivery-worker"
 _outcomes = meter("fleetpulse.delivery").create_counter(
-    "fleetpulse.deliveries", description="Delivery attempts by channel and outcome")
+    "fleetpulse.deliveries", description="Delivery attempts by channel and outcome"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +105,16 @@ class DeliveryWorker:
         if isinstance(claim, Busy):
             return Done() if claim.finished else Requeue(claim.retry_in_s)
         now = self._clock()
-        if claim.next_attempt_at is not None and claim.next_attempt_at > now + timedelta(seconds=0.5):
+        if claim.next_attempt_at is not None and claim.next_attempt_at > now + timedelta(
+            seconds=0.5
+        ):
             await self._store.release(tenant, delivery_id)
             return Requeue((claim.next_attempt_at - now).total_seconds())
         integration = await self._integrations.get(tenant, str(event.data["integration_id"]))
         if integration is None or not integration.enabled:
-            return await self._abandon(event, claim.version, claim.attempts, "integration disabled or deleted")
+            return await self._abandon(
+                event, claim.version, claim.attempts, "integration disabled or deleted"
+            )
         return await self._attempt(event, integration, claim.attempts + 1, claim.version)
 
     async def _attempt(
@@ -134,24 +139,38 @@ class DeliveryWorker:
     async def _send(self, event: RecordedEvent, integration: Integration) -> AttemptResult:
         channel = self._channels.get(integration.kind)
         if channel is None:
-            return AttemptResult(ok=False, error=f"no channel for {integration.kind}", permanent=True)
+            return AttemptResult(
+                ok=False, error=f"no channel for {integration.kind}", permanent=True
+            )
         try:
             secret = self._secret(event.tenant_id, integration)
         except SealError as exc:
-            return AttemptResult(ok=False, error=f"cannot open the signing secret: {exc}", permanent=True)
+            return AttemptResult(
+                ok=False, error=f"cannot open the signing secret: {exc}", permanent=True
+            )
         try:
             config = self._opened_config(event.tenant_id, integration)
         except SealError as exc:
-            return AttemptResult(ok=False, error=f"cannot open a custom header: {exc}", permanent=True)
-        return await channel.send(Notification(
-            message_id=str(event.data["delivery_id"]), tenant_id=event.tenant_id,
-            integration_id=integration.integration_id, config=config,
-            payload=event.data.get("payload") or {}, secret=secret))
+            return AttemptResult(
+                ok=False, error=f"cannot open a custom header: {exc}", permanent=True
+            )
+        return await channel.send(
+            Notification(
+                message_id=str(event.data["delivery_id"]),
+                tenant_id=event.tenant_id,
+                integration_id=integration.integration_id,
+                config=config,
+                payload=event.data.get("payload") or {},
+                secret=secret,
+            )
+        )
 
     def _secret(self, tenant_id: str, integration: Integration) -> str | None:
         if integration.secret_sealed is None:
             return None
-        return self._secrets.open(integration.secret_sealed, f"{tenant_id}:{integration.integration_id}")
+        return self._secrets.open(
+            integration.secret_sealed, f"{tenant_id}:{integration.integration_id}"
+        )
 
     def _opened_config(self, tenant_id: str, integration: Integration) -> Mapping[str, Any]:
         """The config with the custom header values the API sealed, opened for this attempt only."""
@@ -162,30 +181,67 @@ class DeliveryWorker:
         return {**integration.config, "headers": open_values(self._secrets, sealed, owner)}
 
     async def _record(
-        self, event: RecordedEvent, integration: Integration, attempt: int, version: int,
-        result: AttemptResult, decision: Decision,
+        self,
+        event: RecordedEvent,
+        integration: Integration,
+        attempt: int,
+        version: int,
+        result: AttemptResult,
+        decision: Decision,
     ) -> Outcome:
         now, delivery_id = self._clock(), str(event.data["delivery_id"])
-        next_at = now + timedelta(seconds=decision.delay_s) if decision.verdict is Verdict.RETRY else None
+        next_at = (
+            now + timedelta(seconds=decision.delay_s) if decision.verdict is Verdict.RETRY else None
+        )
         meta = metadata(actor=ACTOR, causation=event)
-        events = [NewEvent("DeliveryAttempted", {
-            "delivery_id": delivery_id, "attempt": attempt, "status_code": result.status_code,
-            "latency_ms": result.latency_ms, "error": result.error,
-            "next_attempt_at": next_at.isoformat() if next_at else None,
-            "attempted_at": now.isoformat()}, meta)]
+        events = [
+            NewEvent(
+                "DeliveryAttempted",
+                {
+                    "delivery_id": delivery_id,
+                    "attempt": attempt,
+                    "status_code": result.status_code,
+                    "latency_ms": result.latency_ms,
+                    "error": result.error,
+                    "next_attempt_at": next_at.isoformat() if next_at else None,
+                    "attempted_at": now.isoformat(),
+                },
+                meta,
+            )
+        ]
         disable = None
         if decision.verdict is Verdict.SUCCEEDED:
-            events.append(NewEvent("DeliverySucceeded", {
-                "delivery_id": delivery_id, "attempt": attempt, "completed_at": now.isoformat()}, meta))
+            events.append(
+                NewEvent(
+                    "DeliverySucceeded",
+                    {
+                        "delivery_id": delivery_id,
+                        "attempt": attempt,
+                        "completed_at": now.isoformat(),
+                    },
+                    meta,
+                )
+            )
         elif decision.verdict in (Verdict.ABANDON, Verdict.DISABLE):
             events.append(_abandoned(delivery_id, attempt, decision.reason, meta, now))
         if decision.verdict is Verdict.DISABLE:
-            disable = NewEvent("IntegrationDisabled", {
-                "integration_id": integration.integration_id, "reason": decision.reason}, meta)
+            disable = NewEvent(
+                "IntegrationDisabled",
+                {"integration_id": integration.integration_id, "reason": decision.reason},
+                meta,
+            )
         try:
-            await self._store.record(AttemptRecord(
-                event.tenant_id, delivery_id, version, events, release=decision.verdict is Verdict.RETRY,
-                disable=disable, integration_id=integration.integration_id))
+            await self._store.record(
+                AttemptRecord(
+                    event.tenant_id,
+                    delivery_id,
+                    version,
+                    events,
+                    release=decision.verdict is Verdict.RETRY,
+                    disable=disable,
+                    integration_id=integration.integration_id,
+                )
+            )
         except ConcurrencyError:
             log.warning("delivery moved on during an attempt", extra={"delivery_id": delivery_id})
             return Requeue(1.0)
@@ -193,12 +249,20 @@ class DeliveryWorker:
             self._integrations.forget(event.tenant_id, integration.integration_id)
         return _outcome(decision)
 
-    async def _abandon(self, event: RecordedEvent, version: int, attempts: int, reason: str) -> Outcome:
+    async def _abandon(
+        self, event: RecordedEvent, version: int, attempts: int, reason: str
+    ) -> Outcome:
         delivery_id = str(event.data["delivery_id"])
         meta = metadata(actor=ACTOR, causation=event)
         try:
-            await self._store.record(AttemptRecord(event.tenant_id, delivery_id, version, [
-                _abandoned(delivery_id, attempts, reason, meta, self._clock())]))
+            await self._store.record(
+                AttemptRecord(
+                    event.tenant_id,
+                    delivery_id,
+                    version,
+                    [_abandoned(delivery_id, attempts, reason, meta, self._clock())],
+                )
+            )
         except ConcurrencyError:
             return Requeue(1.0)
         return Done()
@@ -207,8 +271,16 @@ class DeliveryWorker:
 def _abandoned(
     delivery_id: str, attempts: int, reason: str, meta: dict[str, Any], at: datetime
 ) -> NewEvent:
-    return NewEvent("DeliveryAbandoned", {"delivery_id": delivery_id, "attempts": attempts,
-                                          "reason": reason, "completed_at": at.isoformat()}, meta)
+    return NewEvent(
+        "DeliveryAbandoned",
+        {
+            "delivery_id": delivery_id,
+            "attempts": attempts,
+            "reason": reason,
+            "completed_at": at.isoformat(),
+        },
+        meta,
+    )
 
 
 def _outcome(decision: Decision) -> Outcome:

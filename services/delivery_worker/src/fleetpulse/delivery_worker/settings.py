@@ -16,17 +16,25 @@ class Settings(ServiceSettings):
         default=False,
         description="Allow webhooks to loopback/private/link-local addresses (local development)",
     )
-    webhook_timeout_s: float = Field(default=15.0, gt=0, le=60, description="Webhook request timeout")
+    webhook_timeout_s: float = Field(
+        default=15.0, gt=0, le=60, description="Webhook request timeout"
+    )
     concurrency: int = Field(default=64, ge=1, le=1024, description="Deliveries attempted at once")
     per_integration_concurrency: int = Field(
-        default=8, ge=1, le=256,
+        default=8,
+        ge=1,
+        le=256,
         description="Attempts in flight per integration, so one slow endpoint cannot take every slot",
     )
     breaker_failures: int = Field(
-        default=5, ge=1, description="Consecutive endpoint failures that open an integration's circuit"
+        default=5,
+        ge=1,
+        description="Consecutive endpoint failures that open an integration's circuit",
     )
     breaker_open_s: float = Field(
-        default=30.0, gt=0, description="How long an open circuit defers an integration's deliveries"
+        default=30.0,
+        gt=0,
+        description="How long an open circuit defers an integration's deliveries",
     )
     db_pool_size: int = Field(default=10, ge=2, le=100, description="Database connections")
     smtp_host: str | None = Field(default=None, description="SMTP server for email integrations")

@@ -64,7 +64,9 @@ class AttemptRecord:
     release: bool = False
     disable: NewEvent | None = None
     integration_id: str | None = None
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class PostgresDeliveryStore:
@@ -101,7 +103,11 @@ class PostgresDeliveryStore:
             SELECT t.status, extract(epoch FROM t.lease_until - now()) AS leased_for,
                    c.attempts, c.version, c.next_attempt_at
             FROM target t LEFT JOIN claimed c ON true
-            """, tenant_id, delivery_id, lease_s)
+            """,
+            tenant_id,
+            delivery_id,
+            lease_s,
+        )
         if row is None or row["status"] != "scheduled":
             return Busy(finished=True)
         if row["version"] is None:
@@ -111,16 +117,26 @@ class PostgresDeliveryStore:
     async def release(self, tenant_id: str, delivery_id: str) -> None:
         await self.pool.execute(
             "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND delivery_id = $2",
-            tenant_id, delivery_id)
+            tenant_id,
+            delivery_id,
+        )
 
     async def integration(self, tenant_id: str, integration_id: str) -> Integration | None:
         row = await self.pool.fetchrow(
             "SELECT integration_id, kind, config, status, secret_sealed FROM integrations"
-            " WHERE tenant_id = $1 AND integration_id = $2", tenant_id, integration_id)
+            " WHERE tenant_id = $1 AND integration_id = $2",
+            tenant_id,
+            integration_id,
+        )
         if row is None:
             return None
-        return Integration(row["integration_id"], row["kind"], dict(row["config"] or {}),
-                           row["status"] == "enabled", row["secret_sealed"])
+        return Integration(
+            row["integration_id"],
+            row["kind"],
+            dict(row["config"] or {}),
+            row["status"] == "enabled",
+            row["secret_sealed"],
+        )
 
     async def record(self, record: AttemptRecord) -> None:
         """Append the attempt's events (and ``IntegrationDisabled``) with the projection.
@@ -130,7 +146,7 @@ class PostgresDeliveryStore:
         self._queue.append(record)
         async with self._writer:
             if not record.done.done():
-                batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
                 try:
                     await self._write_batch(batch)
                 finally:
@@ -167,16 +183,30 @@ class PostgresDeliveryStore:
 
     async def _append(self, conn: asyncpg.Connection, record: AttemptRecord) -> list[RecordedEvent]:
         return await self._events.append(
-            stream_id("delivery", record.tenant_id, record.delivery_id), record.events,
-            tenant_id=record.tenant_id, expected_version=record.expected_version, conn=conn)
+            stream_id("delivery", record.tenant_id, record.delivery_id),
+            record.events,
+            tenant_id=record.tenant_id,
+            expected_version=record.expected_version,
+            conn=conn,
+        )
 
     async def _append_many(self, conn: asyncpg.Connection, batch: Sequence[AttemptRecord]) -> None:
         """Every record's append in one pipelined round trip; any conflict fails them all."""
         await conn.executemany(
             "SELECT fleetpulse_append($1, $2, $3, $4, $5, $6, $7)",
-            [(stream_id("delivery", r.tenant_id, r.delivery_id), r.expected_version, r.tenant_id,
-              [e.event_id for e in r.events], [e.type for e in r.events], [e.data for e in r.events],
-              [e.metadata for e in r.events]) for r in batch])
+            [
+                (
+                    stream_id("delivery", r.tenant_id, r.delivery_id),
+                    r.expected_version,
+                    r.tenant_id,
+                    [e.event_id for e in r.events],
+                    [e.type for e in r.events],
+                    [e.data for e in r.events],
+                    [e.metadata for e in r.events],
+                )
+                for r in batch
+            ],
+        )
 
     async def _finish(self, conn: asyncpg.Connection, batch: Sequence[AttemptRecord]) -> None:
         """Free the leases of retried deliveries; disable integrations that answered 410."""
@@ -184,7 +214,8 @@ class PostgresDeliveryStore:
         if released:
             await conn.executemany(
                 "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND delivery_id = $2",
-                released)
+                released,
+            )
         for record in batch:
             if record.disable is not None and record.integration_id is not None:
                 await self._disable(conn, record.tenant_id, record.integration_id, record.disable)
@@ -194,7 +225,9 @@ class PostgresDeliveryStore:
     ) -> None:
         status = await conn.fetchval(
             "SELECT status FROM integrations WHERE tenant_id = $1 AND integration_id = $2 FOR UPDATE",
-            tenant_id, integration_id)
+            tenant_id,
+            integration_id,
+        )
         if status != "enabled":
             return
         stream = stream_id("integration", tenant_id, integration_id)
@@ -202,8 +235,9 @@ class PostgresDeliveryStore:
             version = await self._events.stream_version(stream, conn=conn)
             try:
                 async with conn.transaction():
-                    recorded = await self._events.append(stream, [event], tenant_id=tenant_id,
-                                                         expected_version=version, conn=conn)
+                    recorded = await self._events.append(
+                        stream, [event], tenant_id=tenant_id, expected_version=version, conn=conn
+                    )
                     await _CATALOG.apply(conn, recorded[0])
                 return
             except ConcurrencyError:
@@ -216,5 +250,17 @@ def _as_recorded(record: AttemptRecord) -> list[RecordedEvent]:
     ``recorded_at`` of attempt events: their times travel in the data)."""
     stream = stream_id("delivery", record.tenant_id, record.delivery_id)
     now = datetime.now(UTC)
-    return [RecordedEvent(0, e.event_id, stream, record.expected_version + i, e.type, record.tenant_id,
-                          e.data, e.metadata, now) for i, e in enumerate(record.events, start=1)]
+    return [
+        RecordedEvent(
+            0,
+            e.event_id,
+            stream,
+            record.expected_version + i,
+            e.type,
+            record.tenant_id,
+            e.data,
+            e.metadata,
+            now,
+        )
+        for i, e in enumerate(record.events, start=1)
+    ]

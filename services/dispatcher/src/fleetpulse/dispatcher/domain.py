@@ -31,10 +31,24 @@ import orjson
 SEVERITY_RANK = {"info": 0, "warning": 1, "minor": 2, "major": 3, "critical": 4}
 FIRING_EVENTS = frozenset({"AlertOpened"})
 ENDING_EVENTS = frozenset({"AlertResolved", "AlertClosed"})
-WEBHOOK_TYPES = {"AlertOpened": "alert.opened", "AlertResolved": "alert.resolved",
-                 "AlertClosed": "alert.closed"}
-ALERT_FIELDS = ("alert_id", "fingerprint", "rule_id", "rule_name", "device_id", "severity",
-                "opened_at", "metric", "value", "threshold", "reason")
+WEBHOOK_TYPES = {
+    "AlertOpened": "alert.opened",
+    "AlertResolved": "alert.resolved",
+    "AlertClosed": "alert.closed",
+}
+ALERT_FIELDS = (
+    "alert_id",
+    "fingerprint",
+    "rule_id",
+    "rule_name",
+    "device_id",
+    "severity",
+    "opened_at",
+    "metric",
+    "value",
+    "threshold",
+    "reason",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +131,11 @@ class Route:
         )
 
     def matches(self, alert: AlertFacts) -> bool:
-        return (self._severity_ok(alert.severity)
-                and (self.rule_ids is None or alert.label("rule_id") in self.rule_ids)
-                and all(alert.device_tags.get(k) == v for k, v in self.device_tags.items()))
+        return (
+            self._severity_ok(alert.severity)
+            and (self.rule_ids is None or alert.label("rule_id") in self.rule_ids)
+            and all(alert.device_tags.get(k) == v for k, v in self.device_tags.items())
+        )
 
     def _severity_ok(self, severity: str) -> bool:
         if self.severity_at_least is None:
@@ -186,7 +202,9 @@ class GroupState:
     last_notified_at: datetime | None = None
 
 
-def join_group(state: GroupState, member: Mapping[str, Any], route: Route, now: datetime) -> GroupState:
+def join_group(
+    state: GroupState, member: Mapping[str, Any], route: Route, now: datetime
+) -> GroupState:
     """Add a firing alert to its group and say when the group's next notification is due."""
     if any(m["alert_id"] == member["alert_id"] for m in state.pending):
         return state
@@ -210,7 +228,10 @@ def alert_summary(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def firing_payload(
-    tenant_id: str, members: Sequence[Mapping[str, Any]], route: Route, group: Mapping[str, Any],
+    tenant_id: str,
+    members: Sequence[Mapping[str, Any]],
+    route: Route,
+    group: Mapping[str, Any],
     at: datetime,
 ) -> dict[str, Any]:
     """The notification body of a group's firing notification (the first alert leads)."""
@@ -218,13 +239,22 @@ def firing_payload(
     return {
         "type": "alert.opened",
         "timestamp": at.isoformat(),
-        "data": {**alerts[0], "status": "firing", "tenant_id": tenant_id, "route_id": route.route_id,
-                 "group": dict(group), "alerts": alerts},
+        "data": {
+            **alerts[0],
+            "status": "firing",
+            "tenant_id": tenant_id,
+            "route_id": route.route_id,
+            "group": dict(group),
+            "alerts": alerts,
+        },
     }
 
 
 def ending_payload(
-    tenant_id: str, event_type: str, event_data: Mapping[str, Any], alert: Mapping[str, Any],
+    tenant_id: str,
+    event_type: str,
+    event_data: Mapping[str, Any],
+    alert: Mapping[str, Any],
     at: datetime,
 ) -> dict[str, Any]:
     """The notification body of an alert's resolved (or closed) notification."""

@@ -69,8 +69,9 @@ def message_handler(dispatcher: Dispatcher) -> Any:
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[App]:
     """Wire the adapters: pool, event store, SQS/SNS clients, resources, consumer, relay."""
-    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size,
-                             application_name=NAME)
+    pool = await create_pool(
+        settings.database_url, max_size=settings.db_pool_size, application_name=NAME
+    )
     try:
         async with aws_client("sqs", settings.aws) as sqs, aws_client("sns", settings.aws) as sns:
             if settings.auto_create:
@@ -79,10 +80,16 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
                 resources = await platform_resources(sqs, sns, settings.queue_prefix)
             events = PostgresEventStore(pool)
             dispatcher = Dispatcher(PostgresDispatchStore(events))
-            consumer = SqsConsumer(sqs, resources.dispatcher.url, message_handler(dispatcher),
-                                   concurrency=settings.concurrency, name="dispatcher")
-            relay = OutboxRelay(events, SnsPublisher(sns, resources.domain_events_arn),
-                                dsn=settings.database_url)
+            consumer = SqsConsumer(
+                sqs,
+                resources.dispatcher.url,
+                message_handler(dispatcher),
+                concurrency=settings.concurrency,
+                name="dispatcher",
+            )
+            relay = OutboxRelay(
+                events, SnsPublisher(sns, resources.domain_events_arn), dsn=settings.database_url
+            )
             yield App(settings, pool, dispatcher, consumer, relay)
     finally:
         await pool.close()

@@ -82,32 +82,51 @@ class Dispatcher:
         device_tags = await self._store.device_tags(conn, tenant, str(event.data.get("device_id")))
         facts = AlertFacts(tenant, event.data, device_tags)
         targets = await self._targets(conn, facts, alert, now)
-        member = {**event.data, "alert_event_id": str(event.event_id),
-                  "correlation_id": event.metadata.get("correlation_id")}
-        flushes = [_Flush(t.route, (member,), group_of(t.route, facts).labels)
-                   for t in targets if not t.route.groups]
-        flushes += await self._join_groups(conn, tenant, [t for t in targets if t.route.groups],
-                                           facts, member, now)
+        member = {
+            **event.data,
+            "alert_event_id": str(event.event_id),
+            "correlation_id": event.metadata.get("correlation_id"),
+        }
+        flushes = [
+            _Flush(t.route, (member,), group_of(t.route, facts).labels)
+            for t in targets
+            if not t.route.groups
+        ]
+        flushes += await self._join_groups(
+            conn, tenant, [t for t in targets if t.route.groups], facts, member, now
+        )
         for flush in flushes:
             await self._send_firing(conn, tenant, flush, now, causation=event)
 
     async def _targets(
-        self, conn: asyncpg.Connection, facts: AlertFacts, alert: Mapping[str, Any] | None,
+        self,
+        conn: asyncpg.Connection,
+        facts: AlertFacts,
+        alert: Mapping[str, Any] | None,
         now: datetime,
     ) -> list[Target]:
         tenant = facts.tenant_id
         return firing_targets(
-            await self._store.routes(conn, tenant), facts, now=now,
+            await self._store.routes(conn, tenant),
+            facts,
+            now=now,
             enabled_integrations=await self._store.enabled_integrations(conn, tenant),
             silenced_until=alert["silenced_until"] if alert else None,
         )
 
     async def _join_groups(
-        self, conn: asyncpg.Connection, tenant: str, targets: Sequence[Target], facts: AlertFacts,
-        member: Mapping[str, Any], now: datetime,
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        targets: Sequence[Target],
+        facts: AlertFacts,
+        member: Mapping[str, Any],
+        now: datetime,
     ) -> list[_Flush]:
         due = []
-        for target in sorted(targets, key=lambda t: (t.route.route_id, group_of(t.route, facts).key)):
+        for target in sorted(
+            targets, key=lambda t: (t.route.route_id, group_of(t.route, facts).key)
+        ):
             route, group = target.route, group_of(target.route, facts)
             state = await self._store.lock_group(conn, tenant, route, group.key, group.labels)
             state = join_group(state, member, route, now)
@@ -118,21 +137,39 @@ class Dispatcher:
         return due
 
     async def _send_firing(
-        self, conn: asyncpg.Connection, tenant: str, flush: _Flush, now: datetime,
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        flush: _Flush,
+        now: datetime,
         causation: RecordedEvent | None = None,
     ) -> None:
         lead, integration = flush.members[0], flush.route.integration_id
         delivery_id = delivery_id_for(str(lead["alert_event_id"]), integration)
-        event = NewEvent("DeliveryScheduled", {
-            "delivery_id": delivery_id, "alert_id": lead["alert_id"],
-            "alert_event_id": lead["alert_event_id"], "alert_event_type": "AlertOpened",
-            "integration_id": integration, "route_id": flush.route.route_id,
-            "notification_type": "firing",
-            "payload": firing_payload(tenant, flush.members, flush.route, flush.group, now),
-        }, metadata=_metadata(causation, lead))
+        event = NewEvent(
+            "DeliveryScheduled",
+            {
+                "delivery_id": delivery_id,
+                "alert_id": lead["alert_id"],
+                "alert_event_id": lead["alert_event_id"],
+                "alert_event_type": "AlertOpened",
+                "integration_id": integration,
+                "route_id": flush.route.route_id,
+                "notification_type": "firing",
+                "payload": firing_payload(tenant, flush.members, flush.route, flush.group, now),
+            },
+            metadata=_metadata(causation, lead),
+        )
         await self._store.schedule(conn, tenant, delivery_id, event)
-        await self._store.record_firing(conn, tenant, [str(m["alert_id"]) for m in flush.members],
-                                        integration, flush.route.route_id, delivery_id, now)
+        await self._store.record_firing(
+            conn,
+            tenant,
+            [str(m["alert_id"]) for m in flush.members],
+            integration,
+            flush.route.route_id,
+            delivery_id,
+            now,
+        )
 
     async def _on_ending(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
         tenant, alert_id, now = event.tenant_id, str(event.data["alert_id"]), self._clock()
@@ -144,13 +181,28 @@ class Dispatcher:
         payload = ending_payload(tenant, event.type, event.data, _alert_summary(alert), now)
         for row in notified:
             delivery_id = delivery_id_for(str(event.event_id), row["integration_id"])
-            await self._store.schedule(conn, tenant, delivery_id, NewEvent("DeliveryScheduled", {
-                "delivery_id": delivery_id, "alert_id": alert_id,
-                "alert_event_id": str(event.event_id), "alert_event_type": event.type,
-                "integration_id": row["integration_id"], "route_id": row["route_id"],
-                "notification_type": "resolved", "payload": payload,
-            }, metadata=metadata(actor=ACTOR, causation=event)))
-            await self._store.record_resolved(conn, tenant, alert_id, row["integration_id"], delivery_id)
+            await self._store.schedule(
+                conn,
+                tenant,
+                delivery_id,
+                NewEvent(
+                    "DeliveryScheduled",
+                    {
+                        "delivery_id": delivery_id,
+                        "alert_id": alert_id,
+                        "alert_event_id": str(event.event_id),
+                        "alert_event_type": event.type,
+                        "integration_id": row["integration_id"],
+                        "route_id": row["route_id"],
+                        "notification_type": "resolved",
+                        "payload": payload,
+                    },
+                    metadata=metadata(actor=ACTOR, causation=event),
+                ),
+            )
+            await self._store.record_resolved(
+                conn, tenant, alert_id, row["integration_id"], delivery_id
+            )
 
     async def flush_due_groups(self, limit: int = 50) -> int:
         """Send the notifications of groups whose wait is over; returns how many groups."""
@@ -161,7 +213,9 @@ class Dispatcher:
                 await self._flush_group(conn, row, now)
             return len(rows)
 
-    async def _flush_group(self, conn: asyncpg.Connection, row: Mapping[str, Any], now: datetime) -> None:
+    async def _flush_group(
+        self, conn: asyncpg.Connection, row: Mapping[str, Any], now: datetime
+    ) -> None:
         tenant = row["tenant_id"]
         members = await self._still_firing(conn, tenant, row["pending"], now)
         route = await self._store.route(conn, tenant, row["route_id"])
@@ -173,7 +227,11 @@ class Dispatcher:
         await self._store.save_group(conn, tenant, row["route_id"], row["group_key"], state)
 
     async def _still_firing(
-        self, conn: asyncpg.Connection, tenant: str, pending: Sequence[Mapping[str, Any]], now: datetime
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        pending: Sequence[Mapping[str, Any]],
+        now: datetime,
     ) -> list[Mapping[str, Any]]:
         states = await self._store.alert_states(conn, tenant, [str(m["alert_id"]) for m in pending])
         kept = []
@@ -185,7 +243,9 @@ class Dispatcher:
             kept.append(member)
         return kept
 
-    async def _may_notify(self, conn: asyncpg.Connection, tenant: str, route: Route, now: datetime) -> bool:
+    async def _may_notify(
+        self, conn: asyncpg.Connection, tenant: str, route: Route, now: datetime
+    ) -> bool:
         windows = (await self._store.enabled_integrations(conn, tenant)).get(route.integration_id)
         if windows is None:
             return False
@@ -202,5 +262,8 @@ def _alert_summary(alert: Mapping[str, Any]) -> dict[str, Any]:
 def _metadata(causation: RecordedEvent | None, lead: Mapping[str, Any]) -> dict[str, Any]:
     if causation is not None:
         return metadata(actor=ACTOR, causation=causation)
-    return metadata(actor=ACTOR, correlation_id=lead.get("correlation_id"),
-                    causation_id=lead.get("alert_event_id"))
+    return metadata(
+        actor=ACTOR,
+        correlation_id=lead.get("correlation_id"),
+        causation_id=lead.get("alert_event_id"),
+    )

@@ -29,14 +29,20 @@ class PostgresDispatchStore:
 
     async def lock_alert(self, conn: asyncpg.Connection, tenant_id: str, alert_id: str) -> None:
         """Serialise the handling of one alert's events (opened vs resolved race)."""
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-                           f"dispatch:{tenant_id}:{alert_id}")
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+            f"dispatch:{tenant_id}:{alert_id}",
+        )
 
-    async def alert(self, conn: asyncpg.Connection, tenant_id: str, alert_id: str) -> dict[str, Any] | None:
+    async def alert(
+        self, conn: asyncpg.Connection, tenant_id: str, alert_id: str
+    ) -> dict[str, Any] | None:
         row = await conn.fetchrow(
             "SELECT alert_id, fingerprint, rule_id, device_id, severity, status, opened_at,"
             " silenced_until, details FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
-            tenant_id, alert_id)
+            tenant_id,
+            alert_id,
+        )
         return dict(row) if row else None
 
     async def alert_states(
@@ -44,12 +50,18 @@ class PostgresDispatchStore:
     ) -> dict[str, dict[str, Any]]:
         rows = await conn.fetch(
             "SELECT alert_id, status, silenced_until FROM alerts"
-            " WHERE tenant_id = $1 AND alert_id = ANY($2::text[])", tenant_id, list(alert_ids))
+            " WHERE tenant_id = $1 AND alert_id = ANY($2::text[])",
+            tenant_id,
+            list(alert_ids),
+        )
         return {row["alert_id"]: dict(row) for row in rows}
 
-    async def device_tags(self, conn: asyncpg.Connection, tenant_id: str, device_id: str) -> dict[str, str]:
+    async def device_tags(
+        self, conn: asyncpg.Connection, tenant_id: str, device_id: str
+    ) -> dict[str, str]:
         tags = await conn.fetchval(
-            "SELECT tags FROM devices WHERE tenant_id = $1 AND device_id = $2", tenant_id, device_id)
+            "SELECT tags FROM devices WHERE tenant_id = $1 AND device_id = $2", tenant_id, device_id
+        )
         return {str(k): str(v) for k, v in (tags or {}).items()}
 
     async def routes(self, conn: asyncpg.Connection, tenant_id: str) -> list[Route]:
@@ -58,7 +70,8 @@ class PostgresDispatchStore:
 
     async def route(self, conn: asyncpg.Connection, tenant_id: str, route_id: str) -> Route | None:
         row = await conn.fetchrow(
-            "SELECT * FROM routes WHERE tenant_id = $1 AND route_id = $2", tenant_id, route_id)
+            "SELECT * FROM routes WHERE tenant_id = $1 AND route_id = $2", tenant_id, route_id
+        )
         return Route.from_row(dict(row)) if row else None
 
     async def enabled_integrations(
@@ -67,22 +80,38 @@ class PostgresDispatchStore:
         """Enabled integrations of the tenant with their maintenance windows."""
         rows = await conn.fetch(
             "SELECT integration_id, config FROM integrations"
-            " WHERE tenant_id = $1 AND status = 'enabled'", tenant_id)
-        return {row["integration_id"]: parse_windows((row["config"] or {}).get("maintenance_windows"))
-                for row in rows}
+            " WHERE tenant_id = $1 AND status = 'enabled'",
+            tenant_id,
+        )
+        return {
+            row["integration_id"]: parse_windows((row["config"] or {}).get("maintenance_windows"))
+            for row in rows
+        }
 
     async def lock_group(
-        self, conn: asyncpg.Connection, tenant_id: str, route: Route, key: str,
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        route: Route,
+        key: str,
         labels: dict[str, Any],
     ) -> GroupState:
         await conn.execute(
             "INSERT INTO dispatch_groups (tenant_id, route_id, group_key, integration_id, labels)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            tenant_id, route.route_id, key, route.integration_id, labels)
+            tenant_id,
+            route.route_id,
+            key,
+            route.integration_id,
+            labels,
+        )
         row = await conn.fetchrow(
             "SELECT pending, flush_at, last_notified_at FROM dispatch_groups"
             " WHERE tenant_id = $1 AND route_id = $2 AND group_key = $3 FOR UPDATE",
-            tenant_id, route.route_id, key)
+            tenant_id,
+            route.route_id,
+            key,
+        )
         return GroupState(tuple(row["pending"]), row["flush_at"], row["last_notified_at"])
 
     async def save_group(
@@ -91,17 +120,29 @@ class PostgresDispatchStore:
         await conn.execute(
             "UPDATE dispatch_groups SET pending = $4, flush_at = $5, last_notified_at = $6"
             " WHERE tenant_id = $1 AND route_id = $2 AND group_key = $3",
-            tenant_id, route_id, key, list(state.pending), state.flush_at, state.last_notified_at)
+            tenant_id,
+            route_id,
+            key,
+            list(state.pending),
+            state.flush_at,
+            state.last_notified_at,
+        )
 
-    async def due_groups(self, conn: asyncpg.Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    async def due_groups(
+        self, conn: asyncpg.Connection, now: datetime, limit: int
+    ) -> list[dict[str, Any]]:
         rows = await conn.fetch(
             "SELECT * FROM dispatch_groups WHERE flush_at <= $1 ORDER BY flush_at LIMIT $2"
-            " FOR UPDATE SKIP LOCKED", now, limit)
+            " FOR UPDATE SKIP LOCKED",
+            now,
+            limit,
+        )
         return [dict(row) for row in rows]
 
     async def next_flush_at(self) -> datetime | None:
         value: datetime | None = await self.pool.fetchval(
-            "SELECT min(flush_at) FROM dispatch_groups WHERE flush_at IS NOT NULL")
+            "SELECT min(flush_at) FROM dispatch_groups WHERE flush_at IS NOT NULL"
+        )
         return value
 
     async def leave_groups(self, conn: asyncpg.Connection, tenant_id: str, alert_id: str) -> None:
@@ -112,7 +153,10 @@ class PostgresDispatchStore:
                 SELECT coalesce(jsonb_agg(m), '[]'::jsonb) FROM jsonb_array_elements(pending) m
                 WHERE m->>'alert_id' <> $2)
             WHERE tenant_id = $1 AND pending @> jsonb_build_array(jsonb_build_object('alert_id', $2::text))
-            """, tenant_id, alert_id)
+            """,
+            tenant_id,
+            alert_id,
+        )
 
     async def unresolved_notifications(
         self, conn: asyncpg.Connection, tenant_id: str, alert_id: str
@@ -120,26 +164,47 @@ class PostgresDispatchStore:
         rows = await conn.fetch(
             "SELECT integration_id, route_id, firing_delivery_id FROM dispatch_notifications"
             " WHERE tenant_id = $1 AND alert_id = $2 AND resolved_delivery_id IS NULL"
-            " ORDER BY integration_id FOR UPDATE", tenant_id, alert_id)
+            " ORDER BY integration_id FOR UPDATE",
+            tenant_id,
+            alert_id,
+        )
         return [dict(row) for row in rows]
 
     async def record_firing(
-        self, conn: asyncpg.Connection, tenant_id: str, alert_ids: Sequence[str],
-        integration_id: str, route_id: str, delivery_id: str, at: datetime,
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        alert_ids: Sequence[str],
+        integration_id: str,
+        route_id: str,
+        delivery_id: str,
+        at: datetime,
     ) -> None:
         await conn.executemany(
             "INSERT INTO dispatch_notifications (tenant_id, alert_id, integration_id, route_id,"
             " firing_delivery_id, notified_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            [(tenant_id, alert_id, integration_id, route_id, delivery_id, at) for alert_id in alert_ids])
+            [
+                (tenant_id, alert_id, integration_id, route_id, delivery_id, at)
+                for alert_id in alert_ids
+            ],
+        )
 
     async def record_resolved(
-        self, conn: asyncpg.Connection, tenant_id: str, alert_id: str, integration_id: str,
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        alert_id: str,
+        integration_id: str,
         delivery_id: str,
     ) -> None:
         await conn.execute(
             "UPDATE dispatch_notifications SET resolved_delivery_id = $4"
             " WHERE tenant_id = $1 AND alert_id = $2 AND integration_id = $3",
-            tenant_id, alert_id, integration_id, delivery_id)
+            tenant_id,
+            alert_id,
+            integration_id,
+            delivery_id,
+        )
 
     async def schedule(
         self, conn: asyncpg.Connection, tenant_id: str, delivery_id: str, event: NewEvent
@@ -148,8 +213,12 @@ class PostgresDispatchStore:
         try:
             async with conn.transaction():
                 recorded = await self._events.append(
-                    stream_id("delivery", tenant_id, delivery_id), [event], tenant_id=tenant_id,
-                    expected_version=NO_STREAM, conn=conn)
+                    stream_id("delivery", tenant_id, delivery_id),
+                    [event],
+                    tenant_id=tenant_id,
+                    expected_version=NO_STREAM,
+                    conn=conn,
+                )
                 await _DELIVERIES.apply(conn, recorded[0])
         except (ConcurrencyError, DeliveryAlreadyScheduledError):
             return False

@@ -40,23 +40,35 @@ def _iso(at: datetime) -> str:
 def opened_data(decision: OpenAlert) -> dict[str, Any]:
     rule = decision.rule
     data: dict[str, Any] = {
-        "alert_id": decision.alert_id, "fingerprint": rule.fingerprint(decision.device_id),
-        "rule_id": rule.rule_id, "rule_name": rule.name, "device_id": decision.device_id,
-        "severity": rule.severity, "opened_at": _iso(decision.opened_at), "reason": decision.reason,
+        "alert_id": decision.alert_id,
+        "fingerprint": rule.fingerprint(decision.device_id),
+        "rule_id": rule.rule_id,
+        "rule_name": rule.name,
+        "device_id": decision.device_id,
+        "severity": rule.severity,
+        "opened_at": _iso(decision.opened_at),
+        "reason": decision.reason,
         "kind": rule.kind,
     }
     if rule.kind == "threshold":
-        data |= {"metric": rule.metric, "value": decision.value, "threshold": rule.threshold,
-                 "operator": rule.operator}
+        data |= {
+            "metric": rule.metric,
+            "value": decision.value,
+            "threshold": rule.threshold,
+            "operator": rule.operator,
+        }
     return data
 
 
 def resolved_data(decision: ResolveAlert) -> dict[str, Any]:
     rule = decision.rule
     data: dict[str, Any] = {
-        "alert_id": decision.alert_id, "resolved_at": _iso(decision.resolved_at),
-        "fingerprint": rule.fingerprint(decision.device_id), "rule_id": rule.rule_id,
-        "device_id": decision.device_id, "severity": rule.severity,
+        "alert_id": decision.alert_id,
+        "resolved_at": _iso(decision.resolved_at),
+        "fingerprint": rule.fingerprint(decision.device_id),
+        "rule_id": rule.rule_id,
+        "device_id": decision.device_id,
+        "severity": rule.severity,
     }
     if decision.value is not None:
         data["value"] = decision.value
@@ -73,7 +85,9 @@ def _metadata(traceparent: str | None) -> dict[str, Any]:
 class PostgresAlertLog:
     """Appends ``AlertOpened``/``AlertResolved`` with the alerts projection applied inline."""
 
-    def __init__(self, store: PostgresEventStore, projection: AlertsProjection | None = None) -> None:
+    def __init__(
+        self, store: PostgresEventStore, projection: AlertsProjection | None = None
+    ) -> None:
         self._store = store
         self._projection = projection or AlertsProjection()
 
@@ -94,7 +108,8 @@ class PostgresAlertLog:
         event = NewEvent("AlertResolved", resolved_data(decision), _metadata(decision.traceparent))
         for _ in range(_RESOLVE_ATTEMPTS):
             row = await conn.fetchrow(
-                "SELECT status, version FROM alerts WHERE tenant_id = $1 AND alert_id = $2", tenant,
+                "SELECT status, version FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
+                tenant,
                 decision.alert_id,
             )
             if row is None or row["status"] not in OPEN_STATUSES:

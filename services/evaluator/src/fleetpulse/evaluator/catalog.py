@@ -32,14 +32,20 @@ class DeviceInfo:
 class Catalog:
     """Which rules select which device; answers are cached until the next replace."""
 
-    def __init__(self, rules: Iterable[Rule] = (), devices: Mapping[DeviceKey, DeviceInfo] | None = None) -> None:
+    def __init__(
+        self, rules: Iterable[Rule] = (), devices: Mapping[DeviceKey, DeviceInfo] | None = None
+    ) -> None:
         self._rules: dict[str, list[Rule]] = {}
         self._devices: dict[DeviceKey, DeviceInfo] = {}
         self._selected: dict[DeviceKey, list[Rule]] = {}
         self.replace(rules=rules, devices=devices or {})
 
-    def replace(self, *, rules: Iterable[Rule] | None = None,
-                devices: Mapping[DeviceKey, DeviceInfo] | None = None) -> None:
+    def replace(
+        self,
+        *,
+        rules: Iterable[Rule] | None = None,
+        devices: Mapping[DeviceKey, DeviceInfo] | None = None,
+    ) -> None:
         if rules is not None:
             by_tenant: dict[str, list[Rule]] = {}
             for rule in sorted(rules, key=lambda r: (severity_rank(r.severity), r.rule_id)):
@@ -119,11 +125,19 @@ class PostgresCatalogSource:
             try:
                 rules.append(rule_from_catalog(**dict(row)))
             except InvalidRuleError as exc:
-                log.warning("rule skipped", extra={"tenant_id": row["tenant_id"],
-                                                   "rule_id": row["rule_id"], "error": str(exc)})
+                log.warning(
+                    "rule skipped",
+                    extra={
+                        "tenant_id": row["tenant_id"],
+                        "rule_id": row["rule_id"],
+                        "error": str(exc),
+                    },
+                )
         return rules
 
     async def _load_devices(self) -> dict[DeviceKey, DeviceInfo]:
         rows = await self._pool.fetch("SELECT tenant_id, device_id, tags, status FROM devices")
-        return {(r["tenant_id"], r["device_id"]): DeviceInfo(r["tags"] or {}, r["status"] == "active")
-                for r in rows}
+        return {
+            (r["tenant_id"], r["device_id"]): DeviceInfo(r["tags"] or {}, r["status"] == "active")
+            for r in rows
+        }

@@ -22,14 +22,20 @@ BatchHandler = Callable[[list[Record]], Awaitable[Any]]
 
 class Coalescer:
     """Parameters:
-        handle: evaluates one combined batch (``Evaluator.handle``).
-        max_records: a batch is started as soon as this many records wait.
-        linger_s: otherwise, this long after its first record arrived.
-        max_in_flight: batches being handled at once; a batch due meanwhile waits (and grows).
+    handle: evaluates one combined batch (``Evaluator.handle``).
+    max_records: a batch is started as soon as this many records wait.
+    linger_s: otherwise, this long after its first record arrived.
+    max_in_flight: batches being handled at once; a batch due meanwhile waits (and grows).
     """
 
-    def __init__(self, handle: BatchHandler, *, max_records: int = 10_000, linger_s: float = 0.02,
-                 max_in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        handle: BatchHandler,
+        *,
+        max_records: int = 10_000,
+        linger_s: float = 0.02,
+        max_in_flight: int = 2,
+    ) -> None:
         self._handle = handle
         self._max_records = max_records
         self._max_in_flight = max(1, max_in_flight)

@@ -30,11 +30,20 @@ IdFactory = Callable[[], str]
 SEVERITIES = ("critical", "major", "minor", "warning", "info")
 # ``value <op> bound`` as a bound method of the bound: one C call on the hot path.
 _BOUND_TESTS: dict[str, str] = {
-    "gt": "__lt__", "gte": "__le__", "lt": "__gt__", "lte": "__ge__", "eq": "__eq__", "ne": "__ne__",
+    "gt": "__lt__",
+    "gte": "__le__",
+    "lt": "__gt__",
+    "lte": "__ge__",
+    "eq": "__eq__",
+    "ne": "__ne__",
 }
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt,
-    "lte": operator.le, "eq": operator.eq, "ne": operator.ne,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "eq": operator.eq,
+    "ne": operator.ne,
 }
 RULE_KINDS = ("threshold", "no_data")
 
@@ -109,20 +118,33 @@ class Rule:
 
 
 def rule_from_catalog(
-    *, tenant_id: str, rule_id: str, name: str, kind: str, severity: str,
-    definition: Mapping[str, Any], device_selector: Mapping[str, Any] | None, version: int,
+    *,
+    tenant_id: str,
+    rule_id: str,
+    name: str,
+    kind: str,
+    severity: str,
+    definition: Mapping[str, Any],
+    device_selector: Mapping[str, Any] | None,
+    version: int,
 ) -> Rule:
     """A :class:`Rule` from a ``rules`` row (``definition`` holds the kind-specific fields)."""
     clear = definition.get("clear_threshold")
     try:
         return Rule(
-            tenant_id=tenant_id, rule_id=rule_id, name=name, kind=kind, severity=severity,
+            tenant_id=tenant_id,
+            rule_id=rule_id,
+            name=name,
+            kind=kind,
+            severity=severity,
             selector=dict((device_selector or {}).get("tags") or {}),
-            metric=definition.get("metric"), operator=definition.get("operator", "gt"),
+            metric=definition.get("metric"),
+            operator=definition.get("operator", "gt"),
             threshold=float(definition.get("threshold", 0.0)),
             clear_threshold=None if clear is None else float(clear),
             duration_s=float(definition.get("duration_s") or 0.0),
-            timeout_s=float(definition.get("timeout_s") or 0.0), version=version,
+            timeout_s=float(definition.get("timeout_s") or 0.0),
+            version=version,
         )
     except (TypeError, ValueError) as exc:
         raise InvalidRuleError(str(exc)) from exc
@@ -187,7 +209,11 @@ def reconcile(rule: Rule, state: RuleState | None) -> RuleState | None:
 
 
 def on_value(
-    rule: Rule, state: RuleState | None, device_id: str, ts: datetime, value: Value,
+    rule: Rule,
+    state: RuleState | None,
+    device_id: str,
+    ts: datetime,
+    value: Value,
     new_id: IdFactory = new_alert_id,
 ) -> Step:
     """A threshold rule sees ``value`` of its metric at ``ts`` (newer than anything applied)."""
@@ -205,8 +231,13 @@ def on_value(
     return pending, None
 
 
-def on_clock(rule: Rule, state: RuleState | None, device_id: str, now: datetime,
-             new_id: IdFactory = new_alert_id) -> Step:
+def on_clock(
+    rule: Rule,
+    state: RuleState | None,
+    device_id: str,
+    now: datetime,
+    new_id: IdFactory = new_alert_id,
+) -> Step:
     """The clock reached ``now``: a pending threshold whose duration has elapsed opens."""
     if state is None or state.status != "pending" or now < state.since + rule.duration:
         return state, None
@@ -228,8 +259,13 @@ def silence_due(rule: Rule, last_seen: datetime, rearmed_at: datetime | None = N
 
 
 def on_silence(
-    rule: Rule, state: RuleState | None, device_id: str, last_seen: datetime, now: datetime,
-    rearmed_at: datetime | None = None, new_id: IdFactory = new_alert_id,
+    rule: Rule,
+    state: RuleState | None,
+    device_id: str,
+    last_seen: datetime,
+    now: datetime,
+    rearmed_at: datetime | None = None,
+    new_id: IdFactory = new_alert_id,
 ) -> Step:
     """The clock reached ``now`` with no record since ``last_seen``: a no_data rule may open."""
     due = silence_due(rule, last_seen, rearmed_at)
@@ -264,8 +300,11 @@ class DeviceOutcome:
 
 
 def evaluate_device(
-    rules: Sequence[Rule], states: Mapping[str, RuleState], last_seen: datetime | None,
-    records: Sequence[Record], new_id: IdFactory = new_alert_id,
+    rules: Sequence[Rule],
+    states: Mapping[str, RuleState],
+    last_seen: datetime | None,
+    records: Sequence[Record],
+    new_id: IdFactory = new_alert_id,
 ) -> DeviceOutcome:
     """Apply one device's records, oldest first, skipping any not newer than ``last_seen``.
 
@@ -292,7 +331,9 @@ def _by_ts(record: Record) -> datetime:
     return record.ts
 
 
-def _apply_record(rules: Sequence[Rule], record: Record, outcome: DeviceOutcome, new_id: IdFactory) -> None:
+def _apply_record(
+    rules: Sequence[Rule], record: Record, outcome: DeviceOutcome, new_id: IdFactory
+) -> None:
     metrics, states = record.metrics, outcome.states
     for rule in rules:  # the hot loop: most readings of most devices change nothing
         state = states.get(rule.rule_id) if states else None
@@ -308,8 +349,14 @@ def _apply_record(rules: Sequence[Rule], record: Record, outcome: DeviceOutcome,
         _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
 
 
-def _record_step(outcome: DeviceOutcome, rule_id: str, old: RuleState | None, new: RuleState | None,
-                 decision: Decision | None, traceparent: str | None) -> None:
+def _record_step(
+    outcome: DeviceOutcome,
+    rule_id: str,
+    old: RuleState | None,
+    new: RuleState | None,
+    decision: Decision | None,
+    traceparent: str | None,
+) -> None:
     if new is not old:
         outcome.changed.add(rule_id)
         if new is None:

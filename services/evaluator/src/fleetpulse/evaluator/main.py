@@ -66,38 +66,56 @@ class Application:
 
 async def _resources(settings: Settings, sqs: SQSClient, sns: SNSClient) -> PlatformResources:
     if settings.auto_create:
-        return await declare_platform(sqs, sns, settings.queue_prefix,
-                                      visibility_timeout_s=settings.visibility_timeout_s)
+        return await declare_platform(
+            sqs, sns, settings.queue_prefix, visibility_timeout_s=settings.visibility_timeout_s
+        )
     return await platform_resources(sqs, sns, settings.queue_prefix)
 
 
-async def bootstrap(settings: Settings, pool: asyncpg.Pool, sqs: SQSClient, sns: SNSClient) -> Application:
+async def bootstrap(
+    settings: Settings, pool: asyncpg.Pool, sqs: SQSClient, sns: SNSClient
+) -> Application:
     """Wire the adapters: the one place that knows them all."""
     resources = await _resources(settings, sqs, sns)
     store = PostgresEventStore(pool)
     catalog = Catalog()
-    evaluator = Evaluator(pool, catalog, PostgresAlertLog(store),
-                          duration_grace_s=settings.duration_grace_s)
+    evaluator = Evaluator(
+        pool, catalog, PostgresAlertLog(store), duration_grace_s=settings.duration_grace_s
+    )
 
-    coalescer = Coalescer(evaluator.handle, max_records=settings.batch_max_records,
-                          linger_s=settings.batch_linger_ms / 1000)
+    coalescer = Coalescer(
+        evaluator.handle,
+        max_records=settings.batch_max_records,
+        linger_s=settings.batch_linger_ms / 1000,
+    )
 
     async def on_message(message: SqsMessage) -> None:
         records, _ = decode_records(message.body)
         await coalescer.submit(records)
 
-    consumer = SqsConsumer(sqs, resources.evaluator.url, on_message,
-                           concurrency=settings.consumer_concurrency,
-                           visibility_timeout_s=settings.visibility_timeout_s, name="evaluator")
-    relay = (OutboxRelay(store, SnsPublisher(sns, resources.domain_events_arn), dsn=settings.database_url)
-             if settings.outbox_relay else None)
+    consumer = SqsConsumer(
+        sqs,
+        resources.evaluator.url,
+        on_message,
+        concurrency=settings.consumer_concurrency,
+        visibility_timeout_s=settings.visibility_timeout_s,
+        name="evaluator",
+    )
+    relay = (
+        OutboxRelay(
+            store, SnsPublisher(sns, resources.domain_events_arn), dsn=settings.database_url
+        )
+        if settings.outbox_relay
+        else None
+    )
     return Application(settings, evaluator, PostgresCatalogSource(pool, catalog), consumer, relay)
 
 
 async def serve(context: ServiceContext[Settings]) -> None:
     settings = context.settings
-    pool = await create_pool(settings.database_url, min_size=2, max_size=settings.db_pool_size,
-                             application_name=NAME)
+    pool = await create_pool(
+        settings.database_url, min_size=2, max_size=settings.db_pool_size, application_name=NAME
+    )
 
     async def database_ready() -> bool:
         return bool(await pool.fetchval("SELECT true"))

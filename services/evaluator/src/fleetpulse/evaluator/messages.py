@@ -31,8 +31,14 @@ def record_from(raw: Mapping[str, Any], traceparent: str | None = None) -> Recor
     metrics = raw.get("metrics") or {}
     if not isinstance(metrics, dict):
         raise TypeError("metrics must be an object")
-    return Record(str(raw["tenant_id"]), str(raw["device_id"]), parse_ts(raw["ts"]), metrics, kind,
-                  traceparent)
+    return Record(
+        str(raw["tenant_id"]),
+        str(raw["device_id"]),
+        parse_ts(raw["ts"]),
+        metrics,
+        kind,
+        traceparent,
+    )
 
 
 def decode_records(body: str | bytes, traceparent: str | None = None) -> tuple[list[Record], int]:
@@ -46,5 +52,7 @@ def decode_records(body: str | bytes, traceparent: str | None = None) -> tuple[l
             records.append(record_from(raw, traceparent))
         except (KeyError, TypeError, ValueError) as exc:
             malformed += 1
-            log.warning("malformed record left out", extra={"error": f"{type(exc).__name__}: {exc}"})
+            log.warning(
+                "malformed record left out", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
     return records, malformed

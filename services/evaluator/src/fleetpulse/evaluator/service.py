@@ -53,7 +53,10 @@ _meter = meter("fleetpulse.evaluator")
 _records = _meter.create_counter("fleetpulse.evaluator.records", description="Records by outcome")
 _alerts = _meter.create_counter("fleetpulse.evaluator.alerts", description="Alert events appended")
 _latency = _meter.create_histogram(
-    "fleetpulse.evaluator.batch_seconds", unit="s", description="Time to evaluate and commit a batch")
+    "fleetpulse.evaluator.batch_seconds",
+    unit="s",
+    description="Time to evaluate and commit a batch",
+)
 
 
 def utcnow() -> datetime:
@@ -116,7 +119,9 @@ class Evaluator:
         if not by_device:
             return Outcome()
         started = time.perf_counter()
-        with self._tracer.start_as_current_span("evaluate batch", attributes={"records": sum(map(len, by_device.values()))}):
+        with self._tracer.start_as_current_span(
+            "evaluate batch", attributes={"records": sum(map(len, by_device.values()))}
+        ):
             outcome = await self._transaction(lambda conn: self._evaluate(conn, by_device))
         _latency.record(time.perf_counter() - started)
         _records.add(outcome.applied, {"outcome": "applied"})
@@ -129,10 +134,14 @@ class Evaluator:
         outcome = Outcome()
         for key in await self._states.due_pending(self._pool, now - self._grace):
             outcome.add(await self._transaction(partial(self._clock_device, key=key, now=now)))
-        for key, candidates in self._silent_by_device(await self._states.silent(
-                self._pool, self._catalog.no_data_rules(), now)).items():
-            outcome.add(await self._transaction(
-                partial(self._silence_device, key=key, candidates=candidates, now=now)))
+        for key, candidates in self._silent_by_device(
+            await self._states.silent(self._pool, self._catalog.no_data_rules(), now)
+        ).items():
+            outcome.add(
+                await self._transaction(
+                    partial(self._silence_device, key=key, candidates=candidates, now=now)
+                )
+            )
         return outcome
 
     async def run_clock(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
@@ -141,11 +150,15 @@ class Evaluator:
             try:
                 await self.tick()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("clock tick failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"})
+                log.warning(
+                    "clock tick failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"}
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
 
-    async def _evaluate(self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, list[Record]]) -> Outcome:
+    async def _evaluate(
+        self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, list[Record]]
+    ) -> Outcome:
         newest = {key: max(r.ts for r in records) for key, records in by_device.items()}
         last_seen = await self._states.advance_devices(conn, newest)
         states = await self._states.load(conn, by_device)
@@ -154,7 +167,9 @@ class Evaluator:
         outcome = Outcome()
         for key, records in by_device.items():
             rules = self._catalog.rules_for(key)
-            result = evaluate_device(rules, states.get(key, {}), last_seen.get(key), records, self._new_id)
+            result = evaluate_device(
+                rules, states.get(key, {}), last_seen.get(key), records, self._new_id
+            )
             outcome.applied += result.applied
             if result.changed:
                 writes += _writes(key, rules, result.changed, result.states)
@@ -165,7 +180,9 @@ class Evaluator:
         await self._decide(conn, decisions, outcome)
         return outcome
 
-    async def _clock_device(self, conn: asyncpg.Connection, key: DeviceKey, now: datetime) -> Outcome:
+    async def _clock_device(
+        self, conn: asyncpg.Connection, key: DeviceKey, now: datetime
+    ) -> Outcome:
         if key not in await self._states.lock_devices(conn, [key], skip_locked=True):
             return Outcome()  # being evaluated right now; the next tick looks again
         states = (await self._states.load(conn, [key])).get(key, {})
@@ -182,7 +199,11 @@ class Evaluator:
         return await self._commit_steps(conn, key, rules, states, steps)
 
     async def _silence_device(
-        self, conn: asyncpg.Connection, key: DeviceKey, candidates: Sequence[SilentCandidate], now: datetime
+        self,
+        conn: asyncpg.Connection,
+        key: DeviceKey,
+        candidates: Sequence[SilentCandidate],
+        now: datetime,
     ) -> Outcome:
         locked = await self._states.lock_devices(conn, [key], skip_locked=True)
         last_seen = locked.get(key)
@@ -195,15 +216,22 @@ class Evaluator:
             rule = rules.get(candidate.rule_id)
             if rule is not None and rule.kind == "no_data":
                 state = reconcile(rule, states.get(rule.rule_id))
-                steps[rule.rule_id] = on_silence(rule, state, key[1], last_seen, now,
-                                                 candidate.rearmed_at, self._new_id)
+                steps[rule.rule_id] = on_silence(
+                    rule, state, key[1], last_seen, now, candidate.rearmed_at, self._new_id
+                )
         return await self._commit_steps(conn, key, rules, states, steps)
 
     async def _commit_steps(
-        self, conn: asyncpg.Connection, key: DeviceKey, rules: Mapping[str, Rule],
-        states: Mapping[str, RuleState], steps: Mapping[str, Step],
+        self,
+        conn: asyncpg.Connection,
+        key: DeviceKey,
+        rules: Mapping[str, Rule],
+        states: Mapping[str, RuleState],
+        steps: Mapping[str, Step],
     ) -> Outcome:
-        changed = {rule_id for rule_id, (state, _) in steps.items() if state is not states.get(rule_id)}
+        changed = {
+            rule_id for rule_id, (state, _) in steps.items() if state is not states.get(rule_id)
+        }
         new_states = {rule_id: state for rule_id, (state, _) in steps.items() if state is not None}
         await self._states.save(conn, _writes(key, list(rules.values()), changed, new_states))
         outcome = Outcome()
@@ -211,7 +239,10 @@ class Evaluator:
         return outcome
 
     async def _decide(
-        self, conn: asyncpg.Connection, decisions: Sequence[tuple[DeviceKey, Decision]], outcome: Outcome
+        self,
+        conn: asyncpg.Connection,
+        decisions: Sequence[tuple[DeviceKey, Decision]],
+        outcome: Outcome,
     ) -> None:
         for key, decision in decisions:
             if isinstance(decision, OpenAlert):
@@ -220,16 +251,23 @@ class Evaluator:
                 outcome.resolved.append(decision)
                 _alerts.add(1, {"type": "AlertResolved", "severity": decision.rule.severity})
 
-    async def _open(self, conn: asyncpg.Connection, key: DeviceKey, decision: OpenAlert, outcome: Outcome) -> None:
+    async def _open(
+        self, conn: asyncpg.Connection, key: DeviceKey, decision: OpenAlert, outcome: Outcome
+    ) -> None:
         if await self._alert_log.open(conn, decision):
             outcome.opened.append(decision)
             _alerts.add(1, {"type": "AlertOpened", "severity": decision.rule.severity})
             return
         fingerprint = decision.rule.fingerprint(key[1])
         adopted = await self._states.adopt_alert(conn, key, decision.rule.rule_id, fingerprint)
-        log.info("alert already open; state adopts it", extra={"fingerprint": fingerprint, "alert_id": adopted})
+        log.info(
+            "alert already open; state adopts it",
+            extra={"fingerprint": fingerprint, "alert_id": adopted},
+        )
 
-    def _silent_by_device(self, candidates: Iterable[SilentCandidate]) -> dict[DeviceKey, list[SilentCandidate]]:
+    def _silent_by_device(
+        self, candidates: Iterable[SilentCandidate]
+    ) -> dict[DeviceKey, list[SilentCandidate]]:
         grouped: dict[DeviceKey, list[SilentCandidate]] = {}
         for candidate in candidates:
             if self._catalog.selects(candidate.key, candidate.rule_id) is not None:
@@ -249,8 +287,9 @@ class Evaluator:
         raise AssertionError("unreachable")
 
 
-def _writes(key: DeviceKey, rules: Sequence[Rule], changed: Iterable[str],
-            states: Mapping[str, RuleState]) -> list[StateWrite]:
+def _writes(
+    key: DeviceKey, rules: Sequence[Rule], changed: Iterable[str], states: Mapping[str, RuleState]
+) -> list[StateWrite]:
     by_id = {r.rule_id: r for r in rules}
     writes = []
     for rule_id in changed:

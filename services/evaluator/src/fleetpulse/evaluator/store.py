@@ -60,9 +60,14 @@ class PostgresRuleStateStore:
                SET prev_seen = d.last_seen, last_seen = greatest(d.last_seen, EXCLUDED.last_seen)
             RETURNING d.tenant_id, d.device_id, d.prev_seen, (xmax = 0) AS inserted
             """,
-            [k[0] for k in keys], [k[1] for k in keys], [newest[k] for k in keys],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [newest[k] for k in keys],
         )
-        return {(r["tenant_id"], r["device_id"]): None if r["inserted"] else r["prev_seen"] for r in rows}
+        return {
+            (r["tenant_id"], r["device_id"]): None if r["inserted"] else r["prev_seen"]
+            for r in rows
+        }
 
     async def lock_devices(
         self, conn: asyncpg.Connection, keys: Iterable[DeviceKey], *, skip_locked: bool = False
@@ -94,7 +99,8 @@ class PostgresRuleStateStore:
             ORDER BY d.tenant_id, d.device_id
             FOR UPDATE OF d{" SKIP LOCKED" if skip_locked else ""}
             """,  # noqa: S608 - a fixed clause, no input
-            tenants, devices,
+            tenants,
+            devices,
         )
         return {(r["tenant_id"], r["device_id"]): r["last_seen"] for r in rows}
 
@@ -106,7 +112,8 @@ class PostgresRuleStateStore:
             SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2
             ON CONFLICT DO NOTHING
             """,
-            tenants, devices,
+            tenants,
+            devices,
         )
         self._known |= keys
 
@@ -126,7 +133,8 @@ class PostgresRuleStateStore:
             LEFT JOIN alerts a ON a.tenant_id = s.tenant_id AND a.alert_id = s.alert_id
             WHERE s.status = 'pending' OR a.status IN ('open', 'acknowledged')
             """,
-            tenants, devices,
+            tenants,
+            devices,
         )
         result: dict[DeviceKey, dict[str, RuleState]] = {}
         for r in rows:
@@ -135,7 +143,9 @@ class PostgresRuleStateStore:
         return result
 
     async def save(
-        self, conn: asyncpg.Connection, writes: Sequence[StateWrite],
+        self,
+        conn: asyncpg.Connection,
+        writes: Sequence[StateWrite],
         last_seen: dict[DeviceKey, datetime] | None = None,
     ) -> None:
         """Upsert or delete the written states and advance the devices' last_seen."""
@@ -150,7 +160,9 @@ class PostgresRuleStateStore:
                 USING unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, device_id, rule_id)
                 WHERE s.tenant_id = k.tenant_id AND s.device_id = k.device_id AND s.rule_id = k.rule_id
                 """,
-                [w.key[0] for w in deletes], [w.key[1] for w in deletes], [w.rule_id for w in deletes],
+                [w.key[0] for w in deletes],
+                [w.key[1] for w in deletes],
+                [w.rule_id for w in deletes],
             )
         if last_seen:
             await self._advance(conn, last_seen)
@@ -168,13 +180,20 @@ class PostgresRuleStateStore:
                 rule_version = EXCLUDED.rule_version, alert_id = EXCLUDED.alert_id,
                 value = EXCLUDED.value, updated_at = now()
             """,
-            [w.key[0] for w in writes], [w.key[1] for w in writes], [w.rule_id for w in writes],
-            [s.status for s in states], [s.since for s in states], [w.due_at for w in writes],
-            [s.rule_version for s in states], [s.alert_id for s in states],
+            [w.key[0] for w in writes],
+            [w.key[1] for w in writes],
+            [w.rule_id for w in writes],
+            [s.status for s in states],
+            [s.since for s in states],
+            [w.due_at for w in writes],
+            [s.rule_version for s in states],
+            [s.alert_id for s in states],
             [s.value for s in states],
         )
 
-    async def _advance(self, conn: asyncpg.Connection, last_seen: dict[DeviceKey, datetime]) -> None:
+    async def _advance(
+        self, conn: asyncpg.Connection, last_seen: dict[DeviceKey, datetime]
+    ) -> None:
         keys = sorted(last_seen)
         await conn.execute(
             """
@@ -183,11 +202,14 @@ class PostgresRuleStateStore:
             WHERE d.tenant_id = k.tenant_id AND d.device_id = k.device_id
               AND (d.last_seen IS NULL OR d.last_seen < k.last_seen)
             """,
-            [k[0] for k in keys], [k[1] for k in keys], [last_seen[k] for k in keys],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [last_seen[k] for k in keys],
         )
 
-    async def adopt_alert(self, conn: asyncpg.Connection, key: DeviceKey, rule_id: str,
-                          fingerprint: str) -> str | None:
+    async def adopt_alert(
+        self, conn: asyncpg.Connection, key: DeviceKey, rule_id: str, fingerprint: str
+    ) -> str | None:
         """Point a firing state at the alert already open for ``fingerprint``; returns its id."""
         return await conn.fetchval(  # type: ignore[no-any-return]
             """
@@ -198,7 +220,10 @@ class PostgresRuleStateStore:
               AND evaluator_rule_state.rule_id = $3
             RETURNING a.alert_id
             """,
-            key[0], key[1], rule_id, fingerprint,
+            key[0],
+            key[1],
+            rule_id,
+            fingerprint,
         )
 
     async def due_pending(
@@ -210,12 +235,16 @@ class PostgresRuleStateStore:
             SELECT DISTINCT tenant_id, device_id FROM evaluator_rule_state
             WHERE status = 'pending' AND due_at <= $1 LIMIT $2
             """,
-            now, limit,
+            now,
+            limit,
         )
         return [(r["tenant_id"], r["device_id"]) for r in rows]
 
     async def silent(
-        self, conn: asyncpg.Connection | asyncpg.Pool, rules: Sequence[Rule], now: datetime,
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        rules: Sequence[Rule],
+        now: datetime,
         limit: int = 1000,
     ) -> list[SilentCandidate]:
         """(device, no_data rule) pairs silent for the rule's timeout with no alert open
@@ -235,8 +264,15 @@ class PostgresRuleStateStore:
               AND (a.closed_at IS NULL OR a.closed_at <= $4::timestamptz - make_interval(secs => r.timeout_s))
             LIMIT $5
             """,
-            [r.tenant_id for r in rules], [r.rule_id for r in rules], [r.timeout_s for r in rules],
-            now, limit,
+            [r.tenant_id for r in rules],
+            [r.rule_id for r in rules],
+            [r.timeout_s for r in rules],
+            now,
+            limit,
         )
-        return [SilentCandidate((r["tenant_id"], r["device_id"]), r["rule_id"], r["last_seen"],
-                                r["closed_at"]) for r in rows]
+        return [
+            SilentCandidate(
+                (r["tenant_id"], r["device_id"]), r["rule_id"], r["last_seen"], r["closed_at"]
+            )
+            for r in rows
+        ]

@@ -23,14 +23,29 @@ the `ETag`; a stale version answers 412.
 
 
 def create_app(services: Services) -> FastAPI:
-    app = FastAPI(title="FleetPulse API", version="1.0.0", description=DESCRIPTION,
-                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="FleetPulse API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
     app.state.services = services
     problems.install(app)
     api = APIRouter(prefix=BASE_PATH)
-    for router in (tenants.router, devices.router, catalog.rules, catalog.integrations,
-                   catalog.routes, alerts.alerts, alerts.deliveries, alerts.quarantine,
-                   provisioning.profiles, provisioning.claims):
+    for router in (
+        tenants.router,
+        devices.router,
+        catalog.rules,
+        catalog.integrations,
+        catalog.routes,
+        alerts.alerts,
+        alerts.deliveries,
+        alerts.quarantine,
+        provisioning.profiles,
+        provisioning.claims,
+    ):
         api.include_router(router)
     app.include_router(api)
     app.include_router(health.router)
@@ -40,8 +55,9 @@ def create_app(services: Services) -> FastAPI:
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                             routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         problem = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(problem.pop("$defs", {}))

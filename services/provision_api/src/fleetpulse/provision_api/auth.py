@@ -59,8 +59,13 @@ class JwksCache:
     """Signing keys by ``kid``, fetched from the JWKS URL (or the issuer's discovery document)."""
 
     def __init__(
-        self, fetch: Fetch, *, issuer: str, jwks_url: str | None = None,
-        ttl_s: float = 300.0, min_refresh_s: float = 10.0,
+        self,
+        fetch: Fetch,
+        *,
+        issuer: str,
+        jwks_url: str | None = None,
+        ttl_s: float = 300.0,
+        min_refresh_s: float = 10.0,
     ) -> None:
         self._fetch = fetch
         self._issuer = issuer.rstrip("/")
@@ -119,7 +124,12 @@ class TokenVerifier:
     so a client reusing its token costs one dictionary lookup instead of an RSA verification."""
 
     def __init__(
-        self, keys: JwksCache, *, issuer: str, audience: str, leeway_s: float = 5.0,
+        self,
+        keys: JwksCache,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: float = 5.0,
         cache_size: int = 10_000,
     ) -> None:
         self._keys, self._issuer, self._audience, self._leeway = keys, issuer, audience, leeway_s
@@ -144,8 +154,12 @@ class TokenVerifier:
         key = await self._keys.key(str(header["kid"]))
         try:
             claims = jwt.decode(
-                token, key.key, algorithms=ALGORITHMS, audience=self._audience,
-                issuer=self._issuer, leeway=self._leeway,
+                token,
+                key.key,
+                algorithms=ALGORITHMS,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.PyJWTError as exc:
@@ -185,8 +199,11 @@ def _principal(claims: dict[str, Any]) -> Principal:
     roles = access.get("roles", []) if isinstance(access, dict) else []
     if not isinstance(roles, list):
         raise AuthenticationError("realm_access.roles must be a list")
-    return Principal(subject=str(claims["sub"]), tenant_id=tenant or None,
-                     roles=frozenset(r for r in roles if isinstance(r, str)))
+    return Principal(
+        subject=str(claims["sub"]),
+        tenant_id=tenant or None,
+        roles=frozenset(r for r in roles if isinstance(r, str)),
+    )
 
 
 def http_fetch(client: httpx.AsyncClient) -> Fetch:

@@ -70,6 +70,7 @@ def iso(moment: datetime) -> str:
 
 # --- devices -------------------------------------------------------------------------------
 
+
 def device_username(tenant_id: str, device_id: str) -> str:
     """MQTT username and client id of a device ('.' cannot occur in either id)."""
     return f"{tenant_id}.{device_id}"
@@ -80,11 +81,18 @@ def topic_prefix(tenant_id: str, device_id: str) -> str:
 
 
 def device_registered(
-    device_id: str, name: str | None, tags: Mapping[str, str], now: datetime,
+    device_id: str,
+    name: str | None,
+    tags: Mapping[str, str],
+    now: datetime,
     profile_id: str | None = None,
 ) -> NewEvent:
-    data: dict[str, Any] = {"device_id": device_id, "name": name, "tags": dict(tags),
-                            "registered_at": iso(now)}
+    data: dict[str, Any] = {
+        "device_id": device_id,
+        "name": name,
+        "tags": dict(tags),
+        "registered_at": iso(now),
+    }
     if profile_id is not None:
         data["profile_id"] = profile_id
     return NewEvent("DeviceRegistered", data)
@@ -92,14 +100,22 @@ def device_registered(
 
 def credentials_issued(tenant_id: str, device_id: str, credentials_version: int) -> NewEvent:
     username = device_username(tenant_id, device_id)
-    return NewEvent("DeviceCredentialsIssued", {
-        "device_id": device_id, "username": username, "client_id": username,
-        "credentials_version": credentials_version})
+    return NewEvent(
+        "DeviceCredentialsIssued",
+        {
+            "device_id": device_id,
+            "username": username,
+            "client_id": username,
+            "credentials_version": credentials_version,
+        },
+    )
 
 
 def credentials_rotated(device_id: str, credentials_version: int) -> NewEvent:
-    return NewEvent("DeviceCredentialsRotated",
-                    {"device_id": device_id, "credentials_version": credentials_version})
+    return NewEvent(
+        "DeviceCredentialsRotated",
+        {"device_id": device_id, "credentials_version": credentials_version},
+    )
 
 
 def decommission(device_id: str, status: str, now: datetime) -> NewEvent:
@@ -115,10 +131,13 @@ def require_active(device_id: str, status: str) -> None:
 
 # --- alerts --------------------------------------------------------------------------------
 
+
 def acknowledge(alert_id: str, status: str, by: str, now: datetime) -> NewEvent:
     if status != "open":
         raise ConflictError(f"alert {alert_id} is {status}; only an open alert can be acknowledged")
-    return NewEvent("AlertAcknowledged", {"alert_id": alert_id, "acknowledged_at": iso(now), "by": by})
+    return NewEvent(
+        "AlertAcknowledged", {"alert_id": alert_id, "acknowledged_at": iso(now), "by": by}
+    )
 
 
 def silence(alert_id: str, status: str, by: str, now: datetime, duration_s: int) -> NewEvent:
@@ -135,6 +154,7 @@ def close(alert_id: str, status: str, by: str, now: datetime) -> NewEvent:
 
 
 # --- provisioning profiles -----------------------------------------------------------------
+
 
 def hash_secret(secret: str) -> str:
     """Profile secrets are 256 random bits: a plain SHA-256 is enough to keep them unrecoverable."""
@@ -169,5 +189,7 @@ def check_claim(profile: ProfileState, secret: str, now: datetime) -> None:
 
 
 def profile_claimed(profile_id: str, device_id: str, now: datetime) -> NewEvent:
-    return NewEvent("ProvisioningProfileClaimed",
-                    {"profile_id": profile_id, "device_id": device_id, "claimed_at": iso(now)})
+    return NewEvent(
+        "ProvisioningProfileClaimed",
+        {"profile_id": profile_id, "device_id": device_id, "claimed_at": iso(now)},
+    )

@@ -46,11 +46,14 @@ log = logging.getLogger(__name__)
 @asynccontextmanager
 async def credential_issuer(settings: Settings) -> AsyncIterator[CredentialIssuer]:
     if settings.credentials_backend == "iot-core":
-        yield IotCoreCredentialIssuer(lambda: aws_client("iot", settings.aws),
-                                      policy_name=settings.iot_policy_name)
+        yield IotCoreCredentialIssuer(
+            lambda: aws_client("iot", settings.aws), policy_name=settings.iot_policy_name
+        )
         return
     if settings.mqtt_url is None:
-        raise ConfigurationError("FLEETPULSE_MQTT_URL", "required when CREDENTIALS_BACKEND=mosquitto")
+        raise ConfigurationError(
+            "FLEETPULSE_MQTT_URL", "required when CREDENTIALS_BACKEND=mosquitto"
+        )
     admin = DynsecAdmin(MqttEndpoint.parse(settings.mqtt_url))
     await admin.start()
     try:
@@ -64,8 +67,12 @@ async def bootstrap(
     settings: Settings, *, issuer: CredentialIssuer | None = None
 ) -> AsyncIterator[tuple[Services, PostgresEventStore]]:
     """Wire every adapter; ``issuer`` replaces the configured credentials backend (tests)."""
-    pool = await create_pool(settings.database_url, min_size=2, max_size=settings.db_pool_size,
-                             application_name="fleetpulse-provision-api")
+    pool = await create_pool(
+        settings.database_url,
+        min_size=2,
+        max_size=settings.db_pool_size,
+        application_name="fleetpulse-provision-api",
+    )
     try:
         async with httpx.AsyncClient(timeout=5.0) as http, contextlib.AsyncExitStack() as stack:
             if issuer is None:
@@ -74,16 +81,26 @@ async def bootstrap(
             queries = Queries(pool)
             queries = Queries(pool, timescale=await queries.timescale())
             writer = CommandWriter(store, [CatalogProjection(), AlertsProjection()])
-            keys = JwksCache(http_fetch(http), issuer=settings.oidc_issuer,
-                             jwks_url=settings.oidc_jwks_url, ttl_s=settings.jwks_cache_s,
-                             min_refresh_s=settings.jwks_min_refresh_s)
+            keys = JwksCache(
+                http_fetch(http),
+                issuer=settings.oidc_issuer,
+                jwks_url=settings.oidc_jwks_url,
+                ttl_s=settings.jwks_cache_s,
+                min_refresh_s=settings.jwks_min_refresh_s,
+            )
             services = Services(
-                commands=Commands(writer, issuer, SecretBox(settings.webhook_encryption_key.get_secret_value())),
+                commands=Commands(
+                    writer, issuer, SecretBox(settings.webhook_encryption_key.get_secret_value())
+                ),
                 queries=queries,
-                verifier=TokenVerifier(keys, issuer=settings.oidc_issuer, audience=settings.oidc_audience),
+                verifier=TokenVerifier(
+                    keys, issuer=settings.oidc_issuer, audience=settings.oidc_audience
+                ),
                 provision_limiter=RateLimiter(settings.provision_rate_per_minute),
-                mqtt_host=settings.mqtt_public_host, mqtt_port=settings.mqtt_public_port,
-                readiness=lambda: _failing(pool))
+                mqtt_host=settings.mqtt_public_host,
+                mqtt_port=settings.mqtt_public_port,
+                readiness=lambda: _failing(pool),
+            )
             yield services, store
     finally:
         await pool.close()
@@ -106,10 +123,18 @@ class ApiServer(uvicorn.Server):
 
 
 def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(app, host=settings.api_host, port=settings.api_port, loop="none",  # type: ignore[arg-type]
-                          lifespan="off", log_config=None, access_log=False, proxy_headers=True,
-                          forwarded_allow_ips=settings.forwarded_allow_ips,
-                          timeout_graceful_shutdown=20)
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.api_host,
+        port=settings.api_port,
+        loop="none",
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=20,
+    )
 
 
 async def serve(context: ServiceContext[Settings]) -> None:
@@ -117,9 +142,13 @@ async def serve(context: ServiceContext[Settings]) -> None:
     async with bootstrap(settings) as (services, store):
         context.health.add_check("database", lambda: _ready(services))
         server = ApiServer(uvicorn_config(create_app(services), settings))
-        async with EventNotifications(settings.database_url) as notifications, \
-                outbox_relay(settings, store) as relay:
-            background = [ProjectionRunner(store, CatalogProjection()).run(context.shutdown, notifications)]
+        async with (
+            EventNotifications(settings.database_url) as notifications,
+            outbox_relay(settings, store) as relay,
+        ):
+            background = [
+                ProjectionRunner(store, CatalogProjection()).run(context.shutdown, notifications)
+            ]
             if relay is not None:
                 background.append(relay.run(context.shutdown))
             workers = [asyncio.create_task(job) for job in background]
@@ -131,7 +160,9 @@ async def serve(context: ServiceContext[Settings]) -> None:
 
 
 @asynccontextmanager
-async def outbox_relay(settings: Settings, store: PostgresEventStore) -> AsyncIterator[OutboxRelay | None]:
+async def outbox_relay(
+    settings: Settings, store: PostgresEventStore
+) -> AsyncIterator[OutboxRelay | None]:
     """The leader-elected relay that publishes this service's (and every) committed event to SNS."""
     if not settings.outbox_relay:
         yield None

@@ -39,7 +39,9 @@ def _typed(value: Any, kind: type) -> Any:
         if parsed.tzinfo is None:
             raise ValueError("naive")
         return parsed
-    if kind is int and (not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63):
+    if kind is int and (
+        not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63
+    ):
         raise ValueError("int")
     if not isinstance(value, kind):
         raise ValueError("type")

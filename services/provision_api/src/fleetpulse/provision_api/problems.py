@@ -62,25 +62,52 @@ class ProblemError(Exception):
 
 
 _TYPE_BASE = "https://fleetpulse.dev/problems/"
-_TYPES = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-          405: "method-not-allowed", 409: "conflict", 412: "precondition-failed",
-          422: "validation", 428: "precondition-required", 429: "rate-limited",
-          500: "internal", 502: "bad-gateway", 503: "unavailable"}
+_TYPES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    412: "precondition-failed",
+    422: "validation",
+    428: "precondition-required",
+    429: "rate-limited",
+    500: "internal",
+    502: "bad-gateway",
+    503: "unavailable",
+}
 
 
 def problem_response(
-    request: Request, status: int, title: str, detail: str | None = None,
-    errors: list[FieldError] | None = None, headers: dict[str, str] | None = None,
+    request: Request,
+    status: int,
+    title: str,
+    detail: str | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = Problem(type=_TYPE_BASE + _TYPES.get(status, "error"), title=title, status=status,
-                   detail=detail, instance=request.url.path, errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status,
-                        media_type=MEDIA_TYPE, headers=headers)
+    body = Problem(
+        type=_TYPE_BASE + _TYPES.get(status, "error"),
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        errors=errors,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=MEDIA_TYPE,
+        headers=headers,
+    )
 
 
 def _field_errors(exc: RequestValidationError) -> list[FieldError]:
-    return [FieldError(field=".".join(str(p) for p in e.get("loc", ())), message=str(e.get("msg")))
-            for e in exc.errors()]
+    return [
+        FieldError(field=".".join(str(p) for p in e.get("loc", ())), message=str(e.get("msg")))
+        for e in exc.errors()
+    ]
 
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
@@ -103,8 +130,12 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_concurrency(request: Request, exc: Exception) -> JSONResponse:
-    return problem_response(request, 412, "Precondition Failed",
-                            "the resource changed concurrently; read it again and retry")
+    return problem_response(
+        request,
+        412,
+        "Precondition Failed",
+        "the resource changed concurrently; read it again and retry",
+    )
 
 
 _DOMAIN_STATUS: dict[type[DomainError], tuple[int, str]] = {
@@ -118,22 +149,34 @@ _DOMAIN_STATUS: dict[type[DomainError], tuple[int, str]] = {
 
 
 async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
-    status, title = next((v for k, v in _DOMAIN_STATUS.items() if isinstance(exc, k)),
-                         (400, "Bad Request"))
-    errors = [FieldError(field=exc.field, message=str(exc))] if isinstance(exc, InvalidError) else None
+    status, title = next(
+        (v for k, v in _DOMAIN_STATUS.items() if isinstance(exc, k)), (400, "Bad Request")
+    )
+    errors = (
+        [FieldError(field=exc.field, message=str(exc))] if isinstance(exc, InvalidError) else None
+    )
     return problem_response(request, status, title, str(exc), errors)
 
 
 async def _on_authentication(request: Request, exc: Exception) -> JSONResponse:
-    return problem_response(request, 401, "Unauthorized", str(exc),
-                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return problem_response(
+        request,
+        401,
+        "Unauthorized",
+        str(exc),
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 async def _on_credentials(request: Request, exc: Exception) -> JSONResponse:
     log.warning("credentials backend unavailable", extra={"error": str(exc)})
-    return problem_response(request, 503, "Service Unavailable",
-                            "the device credentials backend is unavailable; retry later",
-                            headers={"Retry-After": "5"})
+    return problem_response(
+        request,
+        503,
+        "Service Unavailable",
+        "the device credentials backend is unavailable; retry later",
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -153,8 +196,14 @@ def install(app: FastAPI) -> None:
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": title,
-             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-    for status, title in ((401, "Missing or invalid bearer token"), (403, "Role missing"),
-                          (422, "Validation error"))
+    status: {
+        "model": Problem,
+        "description": title,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status, title in (
+        (401, "Missing or invalid bearer token"),
+        (403, "Role missing"),
+        (422, "Validation error"),
+    )
 }

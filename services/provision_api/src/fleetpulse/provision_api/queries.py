@@ -34,21 +34,32 @@ class Queries:
         after = decode_cursor(cursor, str)
         rows = await self._pool.fetch(
             "SELECT * FROM tenants WHERE ($1::text IS NULL OR tenant_id > $1) "
-            "ORDER BY tenant_id LIMIT $2", after[0] if after else None, limit + 1)
+            "ORDER BY tenant_id LIMIT $2",
+            after[0] if after else None,
+            limit + 1,
+        )
         return page([dict(r) for r in rows], limit, lambda r: (r["tenant_id"],))
 
     async def tenant(self, tenant_id: str) -> Row:
-        return await self._one(f"tenant {tenant_id}",
-                               "SELECT * FROM tenants WHERE tenant_id = $1", tenant_id)
+        return await self._one(
+            f"tenant {tenant_id}", "SELECT * FROM tenants WHERE tenant_id = $1", tenant_id
+        )
 
     # --- devices -------------------------------------------------------------------------
     async def device(self, tenant_id: str, device_id: str) -> Row:
-        return await self._one(f"device {device_id}",
-                               "SELECT * FROM devices WHERE tenant_id = $1 AND device_id = $2",
-                               tenant_id, device_id)
+        return await self._one(
+            f"device {device_id}",
+            "SELECT * FROM devices WHERE tenant_id = $1 AND device_id = $2",
+            tenant_id,
+            device_id,
+        )
 
     async def devices(
-        self, tenant_id: str, tags: dict[str, str], status: str | None, limit: int,
+        self,
+        tenant_id: str,
+        tags: dict[str, str],
+        status: str | None,
+        limit: int,
         cursor: str | None,
     ) -> PageResult:
         after = decode_cursor(cursor, str)
@@ -59,7 +70,12 @@ class Queries:
               AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR device_id > $4)
             ORDER BY device_id LIMIT $5
             """,
-            tenant_id, tags, status, after[0] if after else None, limit + 1)
+            tenant_id,
+            tags,
+            status,
+            after[0] if after else None,
+            limit + 1,
+        )
         return page([dict(r) for r in rows], limit, lambda r: (r["device_id"],))
 
     async def stream(
@@ -68,15 +84,25 @@ class Queries:
         after = decode_cursor(cursor, int)
         rows = await self._pool.fetch(
             "SELECT * FROM events WHERE stream_id = $1 AND tenant_id = $2 AND version > $3 "
-            "ORDER BY version LIMIT $4", stream_id, tenant_id, after[0] if after else 0, limit + 1)
+            "ORDER BY version LIMIT $4",
+            stream_id,
+            tenant_id,
+            after[0] if after else 0,
+            limit + 1,
+        )
         events = [_event(r) for r in rows]
         return page(events, limit, lambda e: (e.version,))
 
     # --- rules, integrations, routes, profiles -------------------------------------------
     async def rule(self, tenant_id: str, rule_id: str) -> Row:
-        return rule_view(await self._one(f"rule {rule_id}",
-                                     "SELECT * FROM rules WHERE tenant_id = $1 AND rule_id = $2",
-                                     tenant_id, rule_id))
+        return rule_view(
+            await self._one(
+                f"rule {rule_id}",
+                "SELECT * FROM rules WHERE tenant_id = $1 AND rule_id = $2",
+                tenant_id,
+                rule_id,
+            )
+        )
 
     async def rules(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
         rows, next_cursor = await self._by_id("rules", "rule_id", tenant_id, limit, cursor)
@@ -86,15 +112,20 @@ class Queries:
         return await self._one(
             f"integration {integration_id}",
             "SELECT * FROM integrations WHERE tenant_id = $1 AND integration_id = $2",
-            tenant_id, integration_id)
+            tenant_id,
+            integration_id,
+        )
 
     async def integrations(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
         return await self._by_id("integrations", "integration_id", tenant_id, limit, cursor)
 
     async def route(self, tenant_id: str, route_id: str) -> Row:
-        return await self._one(f"route {route_id}",
-                               "SELECT * FROM routes WHERE tenant_id = $1 AND route_id = $2",
-                               tenant_id, route_id)
+        return await self._one(
+            f"route {route_id}",
+            "SELECT * FROM routes WHERE tenant_id = $1 AND route_id = $2",
+            tenant_id,
+            route_id,
+        )
 
     async def routes(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
         return await self._by_id("routes", "route_id", tenant_id, limit, cursor)
@@ -103,14 +134,17 @@ class Queries:
         return await self._one(
             f"provisioning profile {profile_id}",
             "SELECT * FROM provisioning_profiles WHERE tenant_id = $1 AND profile_id = $2",
-            tenant_id, profile_id)
+            tenant_id,
+            profile_id,
+        )
 
     async def profiles(self, tenant_id: str, limit: int, cursor: str | None) -> PageResult:
         return await self._by_id("provisioning_profiles", "profile_id", tenant_id, limit, cursor)
 
     async def profile_by_key(self, provision_key: str) -> Row | None:
         row = await self._pool.fetchrow(
-            "SELECT * FROM provisioning_profiles WHERE provision_key = $1", provision_key)
+            "SELECT * FROM provisioning_profiles WHERE provision_key = $1", provision_key
+        )
         return dict(row) if row is not None else None
 
     async def _by_id(
@@ -119,14 +153,21 @@ class Queries:
         after = decode_cursor(cursor, str)
         rows = await self._pool.fetch(
             f"SELECT * FROM {table} WHERE tenant_id = $1 AND ($2::text IS NULL OR {key} > $2) "  # noqa: S608
-            f"ORDER BY {key} LIMIT $3", tenant_id, after[0] if after else None, limit + 1)
+            f"ORDER BY {key} LIMIT $3",
+            tenant_id,
+            after[0] if after else None,
+            limit + 1,
+        )
         return page([dict(r) for r in rows], limit, lambda r: (r[key],))
 
     # --- alerts --------------------------------------------------------------------------
     async def alert(self, tenant_id: str, alert_id: str) -> Row:
-        return await self._one(f"alert {alert_id}",
-                               "SELECT * FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
-                               tenant_id, alert_id)
+        return await self._one(
+            f"alert {alert_id}",
+            "SELECT * FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
+            tenant_id,
+            alert_id,
+        )
 
     async def alerts(
         self, tenant_id: str, status: str | None, limit: int, cursor: str | None
@@ -139,7 +180,12 @@ class Queries:
               AND ($3::timestamptz IS NULL OR (opened_at, alert_id) < ($3, $4::text))
             ORDER BY opened_at DESC, alert_id DESC LIMIT $5
             """,
-            tenant_id, status, after[0] if after else None, after[1] if after else None, limit + 1)
+            tenant_id,
+            status,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit + 1,
+        )
         return page([dict(r) for r in rows], limit, lambda r: (r["opened_at"], r["alert_id"]))
 
     # --- deliveries, quarantine ----------------------------------------------------------
@@ -154,8 +200,14 @@ class Queries:
               AND ($3::text IS NULL OR delivery_id > $3)
             ORDER BY delivery_id LIMIT $4
             """,
-            tenant_id, alert_id, after[0] if after else None, limit + 1)
-        deliveries, next_cursor = page([dict(r) for r in rows], limit, lambda r: (r["delivery_id"],))
+            tenant_id,
+            alert_id,
+            after[0] if after else None,
+            limit + 1,
+        )
+        deliveries, next_cursor = page(
+            [dict(r) for r in rows], limit, lambda r: (r["delivery_id"],)
+        )
         await self._attach_attempts(tenant_id, deliveries)
         return deliveries, next_cursor
 
@@ -163,15 +215,24 @@ class Queries:
         row = await self._one(
             f"delivery {delivery_id}",
             "SELECT * FROM deliveries WHERE tenant_id = $1 AND delivery_id = $2",
-            tenant_id, delivery_id)
+            tenant_id,
+            delivery_id,
+        )
         await self._attach_attempts(tenant_id, [row])
         return row
 
     async def _attach_attempts(self, tenant_id: str, deliveries: list[Row]) -> None:
         ids = [d["delivery_id"] for d in deliveries]
-        rows = await self._pool.fetch(
-            "SELECT * FROM delivery_attempts WHERE tenant_id = $1 AND delivery_id = ANY($2::text[]) "
-            "ORDER BY delivery_id, attempt", tenant_id, ids) if ids else []
+        rows = (
+            await self._pool.fetch(
+                "SELECT * FROM delivery_attempts WHERE tenant_id = $1 AND delivery_id = ANY($2::text[]) "
+                "ORDER BY delivery_id, attempt",
+                tenant_id,
+                ids,
+            )
+            if ids
+            else []
+        )
         by_delivery: dict[str, list[Row]] = {i: [] for i in ids}
         for row in rows:
             by_delivery[row["delivery_id"]].append(dict(row))
@@ -193,14 +254,25 @@ class Queries:
               AND ($3::bigint IS NULL OR id < $3)
             ORDER BY id DESC LIMIT $4
             """,
-            tenant_id, device_id, after[0] if after else None, limit + 1, QUARANTINE_PREVIEW_BYTES)
+            tenant_id,
+            device_id,
+            after[0] if after else None,
+            limit + 1,
+            QUARANTINE_PREVIEW_BYTES,
+        )
         items = [_quarantined(r) for r in rows]
         return page(items, limit, lambda r: (r["id"],))
 
     # --- telemetry -----------------------------------------------------------------------
     async def readings(
-        self, tenant_id: str, device_id: str, metric: str | None, start: datetime, end: datetime,
-        limit: int, cursor: str | None,
+        self,
+        tenant_id: str,
+        device_id: str,
+        metric: str | None,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        cursor: str | None,
     ) -> PageResult:
         after = decode_cursor(cursor, datetime)
         rows = await self._pool.fetch(
@@ -214,15 +286,30 @@ class Queries:
               AND ($6::timestamptz IS NULL OR time > $6)
             ORDER BY time LIMIT $7
             """,
-            tenant_id, device_id, metric, start, end, after[0] if after else None, limit + 1)
+            tenant_id,
+            device_id,
+            metric,
+            start,
+            end,
+            after[0] if after else None,
+            limit + 1,
+        )
         return page([dict(r) for r in rows], limit, lambda r: (r["time"],))
 
     async def buckets(
-        self, tenant_id: str, device_id: str, metric: str, start: datetime, end: datetime,
+        self,
+        tenant_id: str,
+        device_id: str,
+        metric: str,
+        start: datetime,
+        end: datetime,
         width: timedelta,
     ) -> list[Row]:
-        binning = ("time_bucket($6::interval, time)" if self._timescale
-                   else "date_bin($6::interval, time, TIMESTAMPTZ '2000-01-01 00:00:00+00')")
+        binning = (
+            "time_bucket($6::interval, time)"
+            if self._timescale
+            else "date_bin($6::interval, time, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+        )
         rows = await self._pool.fetch(
             f"""
             SELECT {binning} AS bucket, min(v) AS min, max(v) AS max, avg(v) AS avg,
@@ -237,12 +324,21 @@ class Queries:
                     AND metrics ? $3) AS readings
             GROUP BY 1 ORDER BY 1
             """,  # noqa: S608 - binning is one of two constants
-            tenant_id, device_id, metric, start, end, width)
+            tenant_id,
+            device_id,
+            metric,
+            start,
+            end,
+            width,
+        )
         return [dict(r) for r in rows]
 
     async def timescale(self) -> bool:
-        return bool(await self._pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+            )
+        )
 
 
 def rule_view(row: Row) -> Row:
@@ -252,13 +348,27 @@ def rule_view(row: Row) -> Row:
 
 def _quarantined(row: asyncpg.Record) -> Row:
     preview = bytes(row["preview"] or b"")
-    return {"id": row["id"], "received_at": row["received_at"], "device_id": row["device_id"],
-            "topic": row["topic"], "reason": row["reason"], "detail": row["detail"],
-            "payload_base64": base64.b64encode(preview).decode(), "payload_size": row["size"]}
+    return {
+        "id": row["id"],
+        "received_at": row["received_at"],
+        "device_id": row["device_id"],
+        "topic": row["topic"],
+        "reason": row["reason"],
+        "detail": row["detail"],
+        "payload_base64": base64.b64encode(preview).decode(),
+        "payload_size": row["size"],
+    }
 
 
 def _event(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(
-        position=row["position"], event_id=row["event_id"], stream_id=row["stream_id"],
-        version=row["version"], type=row["type"], tenant_id=row["tenant_id"], data=row["data"],
-        metadata=row["metadata"], recorded_at=row["recorded_at"])
+        position=row["position"],
+        event_id=row["event_id"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        type=row["type"],
+        tenant_id=row["tenant_id"],
+        data=row["data"],
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+    )

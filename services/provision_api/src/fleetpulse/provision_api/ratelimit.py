@@ -11,7 +11,10 @@ class RateLimiter:
     """``rate_per_minute`` attempts per key, bursting up to the same number."""
 
     def __init__(
-        self, rate_per_minute: int, *, max_keys: int = 10_000,
+        self,
+        rate_per_minute: int,
+        *,
+        max_keys: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._capacity = float(rate_per_minute)

@@ -51,7 +51,8 @@ class Strict(BaseModel):
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(
-        description="Pass as ?cursor= for the next page; null on the last page")
+        description="Pass as ?cursor= for the next page; null on the last page"
+    )
 
 
 class EventOut(BaseModel):
@@ -66,9 +67,12 @@ class EventOut(BaseModel):
 
 # --- tenants -------------------------------------------------------------------------------
 
+
 class TenantCreate(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"tenant_id": "acme", "name": "Acme Logistics"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"tenant_id": "acme", "name": "Acme Logistics"}]},
+    )
     tenant_id: Id
     name: Name
 
@@ -82,10 +86,20 @@ class Tenant(BaseModel):
 
 # --- devices -------------------------------------------------------------------------------
 
+
 class DeviceCreate(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"device_id": "truck-042", "name": "Reefer truck 42",
-                      "tags": {"site": "berlin", "kind": "reefer"}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "device_id": "truck-042",
+                    "name": "Reefer truck 42",
+                    "tags": {"site": "berlin", "kind": "reefer"},
+                }
+            ]
+        },
+    )
     device_id: Id
     name: Name | None = None
     tags: Tags = Field(default_factory=dict)
@@ -120,15 +134,30 @@ class DeviceWithCredentials(Device):
 
 # --- rules ---------------------------------------------------------------------------------
 
+
 class DeviceSelector(Strict):
     tags: Tags = Field(default_factory=dict)
 
 
 class ThresholdRuleIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "name": "Reefer too warm", "kind": "threshold", "metric": "temp_c", "operator": "gt",
-        "threshold": 8.0, "clear_threshold": 6.5, "duration_s": 300, "severity": "major",
-        "device_selector": {"tags": {"kind": "reefer"}}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Reefer too warm",
+                    "kind": "threshold",
+                    "metric": "temp_c",
+                    "operator": "gt",
+                    "threshold": 8.0,
+                    "clear_threshold": 6.5,
+                    "duration_s": 300,
+                    "severity": "major",
+                    "device_selector": {"tags": {"kind": "reefer"}},
+                }
+            ]
+        },
+    )
     name: Name
     kind: Literal["threshold"]
     metric: Metric
@@ -141,8 +170,19 @@ class ThresholdRuleIn(Strict):
 
 
 class NoDataRuleIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "name": "Silent device", "kind": "no_data", "timeout_s": 900, "severity": "warning"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Silent device",
+                    "kind": "no_data",
+                    "timeout_s": 900,
+                    "severity": "warning",
+                }
+            ]
+        },
+    )
     name: Name
     kind: Literal["no_data"]
     timeout_s: Annotated[int, Field(ge=1, le=30 * 86400)]
@@ -175,20 +215,36 @@ class Rule(BaseModel):
 
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 HeaderValue = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[\t\x20-\x7e]*$")]
-HttpUrl = Annotated[Text, StringConstraints(pattern=r"^https?://[^\s/$.?#][^\s]*$", max_length=2048)]
+HttpUrl = Annotated[
+    Text, StringConstraints(pattern=r"^https?://[^\s/$.?#][^\s]*$", max_length=2048)
+]
 Email = Annotated[Text, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$")]
 MqttTopic = Annotated[Text, StringConstraints(pattern=r"^[^#+\x00]{1,256}$")]
-SnsArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")]
+SnsArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+]
 
 
 class WebhookIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "name": "On-call webhook", "kind": "webhook", "url": "https://hooks.example.com/fleet",
-        "headers": {"X-Team": "ops"}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "On-call webhook",
+                    "kind": "webhook",
+                    "url": "https://hooks.example.com/fleet",
+                    "headers": {"X-Team": "ops"},
+                }
+            ]
+        },
+    )
     name: Name
     kind: Literal["webhook"]
     url: HttpUrl
-    headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=20)] = Field(default_factory=dict)
+    headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=20)] = Field(
+        default_factory=dict
+    )
 
 
 class EmailIn(Strict):
@@ -220,13 +276,13 @@ class Integration(BaseModel):
     name: str
     kind: Literal["webhook", "email", "mqtt", "sns"]
     config: dict[str, Any] = Field(
-        description=f"As given, except custom webhook header values: sealed at rest and shown as {SEALED!r}")
+        description=f"As given, except custom webhook header values: sealed at rest and shown as {SEALED!r}"
+    )
     status: Literal["enabled", "disabled"]
     disabled_reason: str | None
     created_at: datetime
     updated_at: datetime
     version: int
-
 
     @field_validator("config")
     @classmethod
@@ -238,10 +294,12 @@ class Integration(BaseModel):
 
 class IntegrationCreated(Integration):
     secret: str | None = Field(
-        description="Webhook signing secret (whsec_...): shown once, never again")
+        description="Webhook signing secret (whsec_...): shown once, never again"
+    )
 
 
 # --- routes --------------------------------------------------------------------------------
+
 
 class RouteMatch(Strict):
     severity_at_least: Severity | None = None
@@ -250,15 +308,27 @@ class RouteMatch(Strict):
 
 
 class RouteIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "name": "Critical to on-call", "integration_id": "int_0123456789abcdef",
-        "match": {"severity_at_least": "major"}, "group_by": ["rule_id"], "group_wait_s": 30,
-        "repeat_interval_s": 3600}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Critical to on-call",
+                    "integration_id": "int_0123456789abcdef",
+                    "match": {"severity_at_least": "major"},
+                    "group_by": ["rule_id"],
+                    "group_wait_s": 30,
+                    "repeat_interval_s": 3600,
+                }
+            ]
+        },
+    )
     name: Name
     integration_id: Id
     match: RouteMatch = Field(default_factory=RouteMatch)
-    group_by: Annotated[list[Annotated[str, StringConstraints(pattern=r"^[a-z_.]{1,64}$")]],
-                        Field(max_length=10)] = Field(default_factory=list)
+    group_by: Annotated[
+        list[Annotated[str, StringConstraints(pattern=r"^[a-z_.]{1,64}$")]], Field(max_length=10)
+    ] = Field(default_factory=list)
     group_wait_s: Annotated[int, Field(ge=0, le=3600)] = 0
     repeat_interval_s: Annotated[int, Field(ge=60, le=7 * 86400)] | None = None
 
@@ -302,11 +372,14 @@ class AlertWithEvents(Alert):
 
 
 class SilenceIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"duration_s": 3600}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"duration_s": 3600}]}
+    )
     duration_s: Annotated[int, Field(ge=60, le=30 * 86400, description="How long to silence")]
 
 
 # --- deliveries, quarantine, telemetry -----------------------------------------------------
+
 
 class DeliveryAttempt(BaseModel):
     attempt: int
@@ -371,10 +444,21 @@ class Telemetry(BaseModel):
 
 # --- provisioning --------------------------------------------------------------------------
 
+
 class ProfileIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "name": "Berlin reefers 2026", "device_limit": 500,
-        "expires_at": "2027-01-01T00:00:00Z", "tags": {"site": "berlin"}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Berlin reefers 2026",
+                    "device_limit": 500,
+                    "expires_at": "2027-01-01T00:00:00Z",
+                    "tags": {"site": "berlin"},
+                }
+            ]
+        },
+    )
     name: Name
     device_limit: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     expires_at: datetime | None = None
@@ -406,9 +490,19 @@ class ProfileCreated(Profile):
 
 
 class ProvisionIn(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "provision_key": "pk_4fbc1d2a9e0b7c3d5f6a", "provision_secret": "ps_...",
-        "device_id": "truck-043", "name": "Reefer truck 43"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "provision_key": "pk_4fbc1d2a9e0b7c3d5f6a",
+                    "provision_secret": "ps_...",
+                    "device_id": "truck-043",
+                    "name": "Reefer truck 43",
+                }
+            ]
+        },
+    )
     provision_key: Annotated[Text, StringConstraints(min_length=1, max_length=128)]
     provision_secret: Annotated[Text, StringConstraints(min_length=1, max_length=256)]
     device_id: Id

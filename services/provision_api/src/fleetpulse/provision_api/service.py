@@ -60,17 +60,27 @@ def actor_of(principal: Principal) -> str:
 
 class Commands:
     def __init__(
-        self, writer: CommandWriter, issuer: CredentialIssuer, secret_box: SecretBox,
-        *, clock: Clock = utcnow,
+        self,
+        writer: CommandWriter,
+        issuer: CredentialIssuer,
+        secret_box: SecretBox,
+        *,
+        clock: Clock = utcnow,
     ) -> None:
         self._writer, self._issuer, self._box, self._clock = writer, issuer, secret_box, clock
 
     async def _append(
-        self, unit: Unit, stream: str, events: list[NewEvent], tenant_id: str, expected: int,
+        self,
+        unit: Unit,
+        stream: str,
+        events: list[NewEvent],
+        tenant_id: str,
+        expected: int,
         actor: str,
     ) -> None:
-        await unit.append(stream, _stamped(events, actor), tenant_id=tenant_id,
-                          expected_version=expected)
+        await unit.append(
+            stream, _stamped(events, actor), tenant_id=tenant_id, expected_version=expected
+        )
 
     @staticmethod
     async def _row(unit: Unit, what: str, sql: str, *args: Any) -> Row:
@@ -83,17 +93,29 @@ class Commands:
     async def create_tenant(self, body: schemas.TenantCreate, actor: str) -> Row:
         stream = stream_id("tenant", body.tenant_id)
         async with self._writer.unit(stream) as unit:
-            if await unit.conn.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", body.tenant_id):
+            if await unit.conn.fetchval(
+                "SELECT 1 FROM tenants WHERE tenant_id = $1", body.tenant_id
+            ):
                 raise ConflictError(f"tenant {body.tenant_id} already exists")
-            event = NewEvent("TenantCreated", {"tenant_id": body.tenant_id, "name": body.name,
-                                               "created_at": domain.iso(self._clock())})
+            event = NewEvent(
+                "TenantCreated",
+                {
+                    "tenant_id": body.tenant_id,
+                    "name": body.name,
+                    "created_at": domain.iso(self._clock()),
+                },
+            )
             await self._append(unit, stream, [event], body.tenant_id, NO_STREAM, actor)
-            return await self._row(unit, "tenant", "SELECT * FROM tenants WHERE tenant_id = $1",
-                                   body.tenant_id)
+            return await self._row(
+                unit, "tenant", "SELECT * FROM tenants WHERE tenant_id = $1", body.tenant_id
+            )
 
     # --- devices -------------------------------------------------------------------------
     async def register_device(
-        self, tenant_id: str, body: schemas.DeviceCreate, actor: str,
+        self,
+        tenant_id: str,
+        body: schemas.DeviceCreate,
+        actor: str,
         claim: Claim | None = None,
     ) -> Registered:
         device = DeviceIdentity(tenant_id, body.device_id)
@@ -105,39 +127,68 @@ class Commands:
             now = self._clock()
             claimed = await self._check_claim(unit, tenant_id, claim, now) if claim else None
             if await unit.conn.fetchval(
-                "SELECT 1 FROM devices WHERE tenant_id = $1 AND device_id = $2", tenant_id, body.device_id
+                "SELECT 1 FROM devices WHERE tenant_id = $1 AND device_id = $2",
+                tenant_id,
+                body.device_id,
             ):
                 raise ConflictError(f"device {body.device_id} already exists")
             credentials = await self._issuer.issue(device)
             if claim is not None and claimed is not None:
-                await self._append(unit, streams[1], [domain.profile_claimed(
-                    claim.profile_id, body.device_id, now)], tenant_id, claimed, actor)
-            events = [domain.device_registered(body.device_id, body.name, body.tags, now,
-                                               claim.profile_id if claim else None),
-                      domain.credentials_issued(tenant_id, body.device_id, 1)]
+                await self._append(
+                    unit,
+                    streams[1],
+                    [domain.profile_claimed(claim.profile_id, body.device_id, now)],
+                    tenant_id,
+                    claimed,
+                    actor,
+                )
+            events = [
+                domain.device_registered(
+                    body.device_id, body.name, body.tags, now, claim.profile_id if claim else None
+                ),
+                domain.credentials_issued(tenant_id, body.device_id, 1),
+            ]
             await self._append(unit, streams[0], events, tenant_id, NO_STREAM, actor)
             row = await self._device(unit, tenant_id, body.device_id)
         return Registered(row, credentials)
 
     async def _check_claim(self, unit: Unit, tenant_id: str, claim: Claim, now: datetime) -> int:
         """Checks the profile under its stream lock; returns its version to append after."""
-        row = await self._row(unit, "provisioning profile",
-                              "SELECT * FROM provisioning_profiles WHERE tenant_id = $1 AND profile_id = $2",
-                              tenant_id, claim.profile_id)
-        domain.check_claim(ProfileState(
-            profile_id=row["profile_id"], status=row["status"], device_limit=row["device_limit"],
-            devices_claimed=row["devices_claimed"], expires_at=row["expires_at"],
-            secret_hash=row["secret_hash"]), claim.secret, now)
+        row = await self._row(
+            unit,
+            "provisioning profile",
+            "SELECT * FROM provisioning_profiles WHERE tenant_id = $1 AND profile_id = $2",
+            tenant_id,
+            claim.profile_id,
+        )
+        domain.check_claim(
+            ProfileState(
+                profile_id=row["profile_id"],
+                status=row["status"],
+                device_limit=row["device_limit"],
+                devices_claimed=row["devices_claimed"],
+                expires_at=row["expires_at"],
+                secret_hash=row["secret_hash"],
+            ),
+            claim.secret,
+            now,
+        )
         return int(row["version"])
 
     async def _require_tenant(self, unit: Unit, tenant_id: str) -> None:
         if not await unit.conn.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", tenant_id):
-            raise ConflictError(f"tenant {tenant_id} is not registered; a platform-admin creates it")
+            raise ConflictError(
+                f"tenant {tenant_id} is not registered; a platform-admin creates it"
+            )
 
     async def _device(self, unit: Unit, tenant_id: str, device_id: str) -> Row:
-        return await self._row(unit, f"device {device_id}",
-                               "SELECT * FROM devices WHERE tenant_id = $1 AND device_id = $2",
-                               tenant_id, device_id)
+        return await self._row(
+            unit,
+            f"device {device_id}",
+            "SELECT * FROM devices WHERE tenant_id = $1 AND device_id = $2",
+            tenant_id,
+            device_id,
+        )
 
     async def rotate_credentials(
         self, tenant_id: str, device_id: str, if_match: int | None, actor: str
@@ -174,16 +225,28 @@ class Commands:
         self, tenant_id: str, rule_id: str, body: schemas.RuleIn, if_match: int | None, actor: str
     ) -> Row:
         data = {"rule_id": rule_id, **body.model_dump(mode="json", exclude_none=True)}
-        return await self._update("rule", tenant_id, rule_id, if_match, actor,
-                                  lambda _row: NewEvent("RuleUpdated", data))
+        return await self._update(
+            "rule", tenant_id, rule_id, if_match, actor, lambda _row: NewEvent("RuleUpdated", data)
+        )
 
-    async def delete_rule(self, tenant_id: str, rule_id: str, if_match: int | None, actor: str) -> None:
-        await self._update("rule", tenant_id, rule_id, if_match, actor,
-                           lambda _row: NewEvent("RuleDeleted", {"rule_id": rule_id}), reread=False)
+    async def delete_rule(
+        self, tenant_id: str, rule_id: str, if_match: int | None, actor: str
+    ) -> None:
+        await self._update(
+            "rule",
+            tenant_id,
+            rule_id,
+            if_match,
+            actor,
+            lambda _row: NewEvent("RuleDeleted", {"rule_id": rule_id}),
+            reread=False,
+        )
 
     # --- integrations --------------------------------------------------------------------
     async def create_integration(
-        self, tenant_id: str, body: schemas.WebhookIn | schemas.EmailIn | schemas.MqttIn | schemas.SnsIn,
+        self,
+        tenant_id: str,
+        body: schemas.WebhookIn | schemas.EmailIn | schemas.MqttIn | schemas.SnsIn,
         actor: str,
     ) -> tuple[Row, str | None]:
         integration_id = domain.new_id("int")
@@ -192,30 +255,42 @@ class Commands:
         if body.kind == "webhook":
             secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
             data["secret_sealed"] = self._box.seal(secret, f"{tenant_id}:{integration_id}")
-        row = await self._create("integration", tenant_id, integration_id,
-                                 NewEvent("IntegrationCreated", data), actor)
+        row = await self._create(
+            "integration", tenant_id, integration_id, NewEvent("IntegrationCreated", data), actor
+        )
         return row, secret
 
     async def update_integration(
-        self, tenant_id: str, integration_id: str,
+        self,
+        tenant_id: str,
+        integration_id: str,
         body: schemas.WebhookIn | schemas.EmailIn | schemas.MqttIn | schemas.SnsIn,
-        if_match: int | None, actor: str,
+        if_match: int | None,
+        actor: str,
     ) -> Row:
         def event(row: Row) -> NewEvent:
             if row["kind"] != body.kind:
-                raise InvalidError("body.kind", f"an integration's kind cannot change (it is {row['kind']})")
-            return NewEvent("IntegrationUpdated", self._integration_data(tenant_id, integration_id, body))
+                raise InvalidError(
+                    "body.kind", f"an integration's kind cannot change (it is {row['kind']})"
+                )
+            return NewEvent(
+                "IntegrationUpdated", self._integration_data(tenant_id, integration_id, body)
+            )
 
         return await self._update("integration", tenant_id, integration_id, if_match, actor, event)
 
     def _integration_data(
-        self, tenant_id: str, integration_id: str,
+        self,
+        tenant_id: str,
+        integration_id: str,
         body: schemas.WebhookIn | schemas.EmailIn | schemas.MqttIn | schemas.SnsIn,
     ) -> Row:
         """The event data; custom webhook header values (often credentials) sealed like the secret."""
         data = _integration_data(integration_id, body)
         if headers := data["config"].get("headers"):
-            data["config"]["headers"] = seal_values(self._box, headers, headers_owner(tenant_id, integration_id))
+            data["config"]["headers"] = seal_values(
+                self._box, headers, headers_owner(tenant_id, integration_id)
+            )
         return data
 
     async def disable_integration(
@@ -224,8 +299,10 @@ class Commands:
         def event(row: Row) -> NewEvent:
             if row["status"] == "disabled":
                 raise ConflictError(f"integration {integration_id} is already disabled")
-            return NewEvent("IntegrationDisabled", {"integration_id": integration_id,
-                                                    "reason": f"disabled by {actor}"})
+            return NewEvent(
+                "IntegrationDisabled",
+                {"integration_id": integration_id, "reason": f"disabled by {actor}"},
+            )
 
         return await self._update("integration", tenant_id, integration_id, if_match, actor, event)
 
@@ -235,7 +312,9 @@ class Commands:
         await self._require_integration(tenant_id, body.integration_id)
         data = {"route_id": route_id, **body.model_dump(mode="json")}
         data["match"] = body.match.model_dump(mode="json", exclude_none=True)
-        return await self._create("route", tenant_id, route_id, NewEvent("RouteCreated", data), actor)
+        return await self._create(
+            "route", tenant_id, route_id, NewEvent("RouteCreated", data), actor
+        )
 
     async def update_route(
         self, tenant_id: str, route_id: str, body: schemas.RouteIn, if_match: int | None, actor: str
@@ -243,37 +322,67 @@ class Commands:
         await self._require_integration(tenant_id, body.integration_id)
         data = {"route_id": route_id, **body.model_dump(mode="json")}
         data["match"] = body.match.model_dump(mode="json", exclude_none=True)
-        return await self._update("route", tenant_id, route_id, if_match, actor,
-                                  lambda _row: NewEvent("RouteUpdated", data))
+        return await self._update(
+            "route",
+            tenant_id,
+            route_id,
+            if_match,
+            actor,
+            lambda _row: NewEvent("RouteUpdated", data),
+        )
 
-    async def delete_route(self, tenant_id: str, route_id: str, if_match: int | None, actor: str) -> None:
-        await self._update("route", tenant_id, route_id, if_match, actor,
-                           lambda _row: NewEvent("RouteDeleted", {"route_id": route_id}), reread=False)
+    async def delete_route(
+        self, tenant_id: str, route_id: str, if_match: int | None, actor: str
+    ) -> None:
+        await self._update(
+            "route",
+            tenant_id,
+            route_id,
+            if_match,
+            actor,
+            lambda _row: NewEvent("RouteDeleted", {"route_id": route_id}),
+            reread=False,
+        )
 
     async def _require_integration(self, tenant_id: str, integration_id: str) -> None:
         async with self._writer.store.pool.acquire() as conn:
             if not await conn.fetchval(
                 "SELECT 1 FROM integrations WHERE tenant_id = $1 AND integration_id = $2",
-                tenant_id, integration_id,
+                tenant_id,
+                integration_id,
             ):
-                raise InvalidError("body.integration_id", f"integration {integration_id} does not exist")
+                raise InvalidError(
+                    "body.integration_id", f"integration {integration_id} does not exist"
+                )
 
     # --- alerts --------------------------------------------------------------------------
     async def alert_action(
-        self, tenant_id: str, alert_id: str, actor: str, if_match: int | None,
+        self,
+        tenant_id: str,
+        alert_id: str,
+        actor: str,
+        if_match: int | None,
         decide: Callable[[str, str, str, datetime], NewEvent],
     ) -> Row:
         stream = stream_id("alert", tenant_id, alert_id)
         async with self._writer.unit(stream) as unit:
-            row = await self._row(unit, f"alert {alert_id}",
-                                  "SELECT * FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
-                                  tenant_id, alert_id)
+            row = await self._row(
+                unit,
+                f"alert {alert_id}",
+                "SELECT * FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
+                tenant_id,
+                alert_id,
+            )
             expected = domain.expect_version(if_match, row["version"])
             event = decide(alert_id, row["status"], actor, self._clock())
             await self._append(unit, stream, [event], tenant_id, expected, actor)
-            return await self._row(unit, f"alert {alert_id}",
-                                   "SELECT * FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
-                                   tenant_id, alert_id)
+            return await self._row(
+                unit,
+                f"alert {alert_id}",
+                "SELECT * FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
+                tenant_id,
+                alert_id,
+            )
 
     # --- provisioning profiles -----------------------------------------------------------
     async def create_profile(
@@ -283,13 +392,18 @@ class Commands:
             raise InvalidError("body.expires_at", "must be in the future")
         profile_id = domain.new_id("prof")
         secret = "ps_" + secrets.token_urlsafe(32)
-        data = {"profile_id": profile_id, "name": body.name,
-                "provision_key": "pk_" + secrets.token_hex(12),
-                "secret_hash": domain.hash_secret(secret), "device_limit": body.device_limit,
-                "expires_at": domain.iso(body.expires_at) if body.expires_at else None,
-                "tags": body.tags}
-        row = await self._create("profile", tenant_id, profile_id,
-                                 NewEvent("ProvisioningProfileCreated", data), actor)
+        data = {
+            "profile_id": profile_id,
+            "name": body.name,
+            "provision_key": "pk_" + secrets.token_hex(12),
+            "secret_hash": domain.hash_secret(secret),
+            "device_limit": body.device_limit,
+            "expires_at": domain.iso(body.expires_at) if body.expires_at else None,
+            "tags": body.tags,
+        }
+        row = await self._create(
+            "profile", tenant_id, profile_id, NewEvent("ProvisioningProfileCreated", data), actor
+        )
         return row, secret
 
     async def revoke_profile(
@@ -304,10 +418,13 @@ class Commands:
 
     async def claim(self, body: schemas.ProvisionIn, profile: Row) -> Registered:
         """Register a device with a provisioning profile's key and secret (profile looked up by key)."""
-        device = schemas.DeviceCreate(device_id=body.device_id, name=body.name, tags=profile["tags"])
+        device = schemas.DeviceCreate(
+            device_id=body.device_id, name=body.name, tags=profile["tags"]
+        )
         claim = Claim(profile["profile_id"], body.provision_secret)
-        return await self.register_device(profile["tenant_id"], device,
-                                          f"profile:{claim.profile_id}", claim)
+        return await self.register_device(
+            profile["tenant_id"], device, f"profile:{claim.profile_id}", claim
+        )
 
     # --- shared create/update ------------------------------------------------------------
     async def _create(
@@ -317,13 +434,24 @@ class Commands:
         table, key = _TABLES[kind]
         async with self._writer.unit(stream) as unit:
             await self._append(unit, stream, [event], tenant_id, NO_STREAM, actor)
-            return await self._row(unit, f"{kind} {entity_id}",
-                                   f"SELECT * FROM {table} WHERE tenant_id = $1 AND {key} = $2",  # noqa: S608
-                                   tenant_id, entity_id)
+            return await self._row(
+                unit,
+                f"{kind} {entity_id}",
+                f"SELECT * FROM {table} WHERE tenant_id = $1 AND {key} = $2",  # noqa: S608
+                tenant_id,
+                entity_id,
+            )
 
     async def _update(
-        self, kind: str, tenant_id: str, entity_id: str, if_match: int | None, actor: str,
-        decide: Callable[[Row], NewEvent], *, reread: bool = True,
+        self,
+        kind: str,
+        tenant_id: str,
+        entity_id: str,
+        if_match: int | None,
+        actor: str,
+        decide: Callable[[Row], NewEvent],
+        *,
+        reread: bool = True,
     ) -> Row:
         stream = stream_id(kind, tenant_id, entity_id)
         table, key = _TABLES[kind]
@@ -332,7 +460,11 @@ class Commands:
             row = await self._row(unit, f"{kind} {entity_id}", select, tenant_id, entity_id)
             expected = domain.expect_version(if_match, row["version"])
             await self._append(unit, stream, [decide(row)], tenant_id, expected, actor)
-            return await self._row(unit, f"{kind} {entity_id}", select, tenant_id, entity_id) if reread else row
+            return (
+                await self._row(unit, f"{kind} {entity_id}", select, tenant_id, entity_id)
+                if reread
+                else row
+            )
 
 
 _TABLES = {
@@ -347,4 +479,9 @@ def _integration_data(
     integration_id: str, body: schemas.WebhookIn | schemas.EmailIn | schemas.MqttIn | schemas.SnsIn
 ) -> Row:
     config = body.model_dump(mode="json", exclude={"name", "kind"})
-    return {"integration_id": integration_id, "name": body.name, "kind": body.kind, "config": config}
+    return {
+        "integration_id": integration_id,
+        "name": body.name,
+        "kind": body.kind,
+        "config": config,
+    }

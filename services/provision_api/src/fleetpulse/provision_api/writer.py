@@ -25,8 +25,9 @@ class Unit:
     async def append(
         self, stream: str, events: Sequence[NewEvent], *, tenant_id: str, expected_version: int
     ) -> list[RecordedEvent]:
-        recorded = await self.store.append(stream, events, tenant_id=tenant_id,
-                                           expected_version=expected_version, conn=self.conn)
+        recorded = await self.store.append(
+            stream, events, tenant_id=tenant_id, expected_version=expected_version, conn=self.conn
+        )
         for event in recorded:
             for projection in self.projections:
                 await projection.apply(self.conn, event)

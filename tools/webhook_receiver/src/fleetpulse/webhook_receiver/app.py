@@ -24,7 +24,9 @@ SEEN_IDS = 100_000
 
 
 class Receiver:
-    def __init__(self, secret: str, *, tolerance_s: int = DEFAULT_TOLERANCE_S, quiet: bool = False) -> None:
+    def __init__(
+        self, secret: str, *, tolerance_s: int = DEFAULT_TOLERANCE_S, quiet: bool = False
+    ) -> None:
         self._secret = secret
         self._tolerance_s = tolerance_s
         self._quiet = quiet
@@ -49,8 +51,12 @@ class Receiver:
         if len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
         if not self._quiet:
-            print(json.dumps({"webhook_id": msg_id, "duplicate": duplicate,
-                              "payload": json.loads(body)}), flush=True)
+            print(
+                json.dumps(
+                    {"webhook_id": msg_id, "duplicate": duplicate, "payload": json.loads(body)}
+                ),
+                flush=True,
+            )
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
@@ -60,8 +66,11 @@ class Receiver:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Verify and print FleetPulse webhooks")
-    parser.add_argument("--secret", default=os.environ.get("WEBHOOK_SECRET"),
-                        help="the integration's whsec_ secret (or WEBHOOK_SECRET)")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get("WEBHOOK_SECRET"),
+        help="the integration's whsec_ secret (or WEBHOOK_SECRET)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--tolerance", type=int, default=DEFAULT_TOLERANCE_S)

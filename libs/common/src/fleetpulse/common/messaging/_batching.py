@@ -64,11 +64,15 @@ async def send_with_retry(
             if not pending:
                 return
             problem = _describe(failed)
-        log.warning("batch entries failed; retrying", extra={
-            "what": what, "attempt": attempt, "entries": len(pending), "error": problem})
+        log.warning(
+            "batch entries failed; retrying",
+            extra={"what": what, "attempt": attempt, "entries": len(pending), "error": problem},
+        )
         if attempt < max_attempts:
             await asyncio.sleep(backoff_s(attempt, base_delay_s))
-    raise PublishError(f"{what}: {len(pending)} entries not sent after {max_attempts} attempts: {problem}")
+    raise PublishError(
+        f"{what}: {len(pending)} entries not sent after {max_attempts} attempts: {problem}"
+    )
 
 
 def _raise_on_sender_fault(failed: FailedEntries, what: str) -> None:

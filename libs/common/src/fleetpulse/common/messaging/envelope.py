@@ -20,18 +20,20 @@ ENVELOPE_VERSION = 1
 
 def event_to_message(event: RecordedEvent) -> tuple[str, dict[str, str]]:
     """``(body, attributes)`` for publishing ``event``."""
-    body = orjson.dumps({
-        "v": ENVELOPE_VERSION,
-        "event_id": str(event.event_id),
-        "position": event.position,
-        "stream_id": event.stream_id,
-        "version": event.version,
-        "type": event.type,
-        "tenant_id": event.tenant_id,
-        "data": event.data,
-        "metadata": event.metadata,
-        "recorded_at": event.recorded_at.isoformat(),
-    }).decode()
+    body = orjson.dumps(
+        {
+            "v": ENVELOPE_VERSION,
+            "event_id": str(event.event_id),
+            "position": event.position,
+            "stream_id": event.stream_id,
+            "version": event.version,
+            "type": event.type,
+            "tenant_id": event.tenant_id,
+            "data": event.data,
+            "metadata": event.metadata,
+            "recorded_at": event.recorded_at.isoformat(),
+        }
+    ).decode()
     return body, event_attributes(event)
 
 

@@ -18,7 +18,9 @@ class ResourceNotFoundError(MessagingError):
     """A queue or topic that should exist (``AUTO_CREATE=false``: Terraform owns it) does not."""
 
     def __init__(self, kind: str, name: str) -> None:
-        super().__init__(f"{kind} {name!r} does not exist (create it, or set FLEETPULSE_AUTO_CREATE=true)")
+        super().__init__(
+            f"{kind} {name!r} does not exist (create it, or set FLEETPULSE_AUTO_CREATE=true)"
+        )
         self.kind = kind
         self.name = name
 

@@ -45,13 +45,20 @@ _published_counter = meter("fleetpulse.messaging").create_counter(
     "fleetpulse.outbox.published", description="Events published to SNS by the outbox relay"
 )
 _RETRYABLE: tuple[type[Exception], ...] = (
-    OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, *AWS_ERRORS, MessagingError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    *AWS_ERRORS,
+    MessagingError,
 )
 
 
 def advisory_lock_key(name: str) -> int:
     """A stable signed 64-bit key for ``pg_try_advisory_lock`` derived from ``name``."""
-    return int.from_bytes(hashlib.sha256(f"fleetpulse:{name}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"fleetpulse:{name}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 class OutboxRelay:
@@ -109,8 +116,14 @@ class OutboxRelay:
                     failures = 0
                 except _RETRYABLE as exc:
                     failures += 1
-                    log.warning("outbox relay failed; retrying", extra={
-                        "relay": self._name, "error": f"{type(exc).__name__}: {exc}", "attempt": failures})
+                    log.warning(
+                        "outbox relay failed; retrying",
+                        extra={
+                            "relay": self._name,
+                            "error": f"{type(exc).__name__}: {exc}",
+                            "attempt": failures,
+                        },
+                    )
                     await _sleep_unless(stop, backoff_s(failures, 0.5, 30.0))
 
     async def _session(self, stop: asyncio.Event, notifications: EventNotifications) -> None:
@@ -143,7 +156,9 @@ class OutboxRelay:
         Only the leader calls it (``conn`` holds the advisory lock).
         """
         position = await read_checkpoint(conn, self._name)
-        events = await self._store.read_all(after_position=position, limit=self._batch_size, conn=conn)
+        events = await self._store.read_all(
+            after_position=position, limit=self._batch_size, conn=conn
+        )
         if not events:
             return 0
         await self._publisher.publish_batch([SnsMessage(*event_to_message(e)) for e in events])

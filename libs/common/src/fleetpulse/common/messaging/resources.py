@@ -85,7 +85,9 @@ async def declare_queue(
     receives), or bring an existing queue's attributes up to date."""
     attributes: dict[QueueAttributeNameType, str] = {"VisibilityTimeout": str(visibility_timeout_s)}
     if dlq:
-        dead = await _create_or_update(sqs, name + DLQ_SUFFIX, {"MessageRetentionPeriod": str(DLQ_RETENTION_S)})
+        dead = await _create_or_update(
+            sqs, name + DLQ_SUFFIX, {"MessageRetentionPeriod": str(DLQ_RETENTION_S)}
+        )
         attributes["RedrivePolicy"] = json.dumps(
             {"deadLetterTargetArn": dead.arn, "maxReceiveCount": str(max_receive_count)}
         )
@@ -150,8 +152,11 @@ async def subscribe_queue(
     existing = await _subscription_of(sns, topic_arn, queue.arn)
     if existing is None:
         response = await sns.subscribe(
-            TopicArn=topic_arn, Protocol="sqs", Endpoint=queue.arn,
-            Attributes=_subscribe_attributes(filter_policy), ReturnSubscriptionArn=True,
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=queue.arn,
+            Attributes=_subscribe_attributes(filter_policy),
+            ReturnSubscriptionArn=True,
         )
         return response["SubscriptionArn"]
     updates = {"RawMessageDelivery": "true", "FilterPolicy": json.dumps(filter_policy or {})}
@@ -185,14 +190,16 @@ async def _allow_topic(sqs: SQSClient, queue: QueueRef, topic_arn: str) -> None:
     sid = "sns-" + topic_arn.rsplit(":", 1)[-1]
     if any(statement.get("Sid") == sid for statement in policy["Statement"]):
         return
-    policy["Statement"].append({
-        "Sid": sid,
-        "Effect": "Allow",
-        "Principal": {"Service": "sns.amazonaws.com"},
-        "Action": "sqs:SendMessage",
-        "Resource": queue.arn,
-        "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
-    })
+    policy["Statement"].append(
+        {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue.arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+        }
+    )
     await sqs.set_queue_attributes(QueueUrl=queue.url, Attributes={"Policy": json.dumps(policy)})
 
 
@@ -216,8 +223,12 @@ async def declare_platform(
     subscriptions (dispatcher: ``type`` Alert*, deliveries: ``type`` DeliveryScheduled)."""
     names = queue_names(prefix)
     queues = [
-        await declare_queue(sqs, name, max_receive_count=max_receive_count,
-                            visibility_timeout_s=visibility_timeout_s)
+        await declare_queue(
+            sqs,
+            name,
+            max_receive_count=max_receive_count,
+            visibility_timeout_s=visibility_timeout_s,
+        )
         for name in (names.ingest, names.evaluator, names.dispatcher, names.deliveries)
     ]
     ingest, evaluator, dispatcher, deliveries = queues

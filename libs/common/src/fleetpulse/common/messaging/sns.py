@@ -46,13 +46,19 @@ class SnsPublisher:
     async def publish_batch(self, messages: Sequence[SnsMessage]) -> None:
         """Publish every message (10 per call, calls in parallel); raises ``PublishError`` if
         some could not be published after retries."""
-        entries: list[PublishBatchRequestEntryTypeDef] = [_entry(str(i), m) for i, m in enumerate(messages)]
+        entries: list[PublishBatchRequestEntryTypeDef] = [
+            _entry(str(i), m) for i, m in enumerate(messages)
+        ]
         batches = chunk(entries, _entry_size)
         await asyncio.gather(*(self._send(batch) for batch in batches))
 
     async def _send(self, batch: list[PublishBatchRequestEntryTypeDef]) -> None:
-        async def send(entries: list[PublishBatchRequestEntryTypeDef]) -> Sequence[Mapping[str, object]]:
-            response = await self._sns.publish_batch(TopicArn=self._topic_arn, PublishBatchRequestEntries=entries)
+        async def send(
+            entries: list[PublishBatchRequestEntryTypeDef],
+        ) -> Sequence[Mapping[str, object]]:
+            response = await self._sns.publish_batch(
+                TopicArn=self._topic_arn, PublishBatchRequestEntries=entries
+            )
             return response.get("Failed", [])
 
         await send_with_retry(send, batch, what="SNS PublishBatch", max_attempts=self._max_attempts)
@@ -60,7 +66,9 @@ class SnsPublisher:
 
 def _entry(entry_id: str, message: SnsMessage) -> PublishBatchRequestEntryTypeDef:
     attributes: dict[str, MessageAttributeValueTypeDef] = {
-        name: {"DataType": "String", "StringValue": value} for name, value in message.attributes.items() if value
+        name: {"DataType": "String", "StringValue": value}
+        for name, value in message.attributes.items()
+        if value
     }
     return {"Id": entry_id, "Message": message.body, "MessageAttributes": attributes}
 
@@ -68,5 +76,6 @@ def _entry(entry_id: str, message: SnsMessage) -> PublishBatchRequestEntryTypeDe
 def _entry_size(entry: PublishBatchRequestEntryTypeDef) -> int:
     attributes = entry.get("MessageAttributes", {})
     return len(entry["Message"].encode()) + sum(
-        len(name) + 6 + len(value.get("StringValue", "").encode()) for name, value in attributes.items()
+        len(name) + 6 + len(value.get("StringValue", "").encode())
+        for name, value in attributes.items()
     )

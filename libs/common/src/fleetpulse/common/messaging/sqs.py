@@ -173,8 +173,14 @@ class SqsConsumer:
                 messages = await self._receive(min(free, self._batch_size), stop)
             except AWS_ERRORS as exc:
                 failures += 1
-                log.warning("receive failed; backing off", extra={
-                    "consumer": self._name, "error": type(exc).__name__, "attempt": failures})
+                log.warning(
+                    "receive failed; backing off",
+                    extra={
+                        "consumer": self._name,
+                        "error": type(exc).__name__,
+                        "attempt": failures,
+                    },
+                )
                 await _sleep_unless(stop, backoff_s(failures, 0.5, 20.0))
                 continue
             failures = 0
@@ -183,14 +189,16 @@ class SqsConsumer:
 
     async def _receive(self, count: int, stop: asyncio.Event) -> list[SqsMessage]:
         """Up to ``count`` messages; [] when ``stop`` is set while waiting."""
-        receive = asyncio.ensure_future(self._sqs.receive_message(
-            QueueUrl=self._queue_url,
-            MaxNumberOfMessages=count,
-            WaitTimeSeconds=self._wait_time_s,
-            VisibilityTimeout=self._visibility_timeout_s,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-            MessageAttributeNames=["All"],
-        ))
+        receive = asyncio.ensure_future(
+            self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=count,
+                WaitTimeSeconds=self._wait_time_s,
+                VisibilityTimeout=self._visibility_timeout_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                MessageAttributeNames=["All"],
+            )
+        )
         await _first_of(stop, receive)
         if not receive.done():
             # Messages this call may already hold reappear after their visibility timeout.
@@ -208,7 +216,9 @@ class SqsConsumer:
     async def _handle(self, message: SqsMessage) -> None:
         context = extract_context(message.attributes)
         with self._tracer.start_as_current_span(
-            f"{self._name} process", context=context, kind=SpanKind.CONSUMER,
+            f"{self._name} process",
+            context=context,
+            kind=SpanKind.CONSUMER,
             attributes={"messaging.system": "aws_sqs", "messaging.message.id": message.id},
         ):
             outcome = await self._outcome(message)
@@ -221,8 +231,14 @@ class SqsConsumer:
             await self._set_visibility([message], retry.delay_s)
             return "retry_later"
         except Exception:
-            log.exception("handler failed; message left for redelivery", extra={
-                "consumer": self._name, "message_id": message.id, "receive_count": message.receive_count})
+            log.exception(
+                "handler failed; message left for redelivery",
+                extra={
+                    "consumer": self._name,
+                    "message_id": message.id,
+                    "receive_count": message.receive_count,
+                },
+            )
             return "failed"
         self._deleter.add(message.receipt_handle)
         return "handled"
@@ -232,10 +248,15 @@ class SqsConsumer:
         while True:
             await asyncio.sleep(self._extend_every_s / 2)
             now = time.monotonic()
-            due = [entry for entry in self._in_flight.values()
-                   if now - entry.extended_at >= self._extend_every_s / 2]
+            due = [
+                entry
+                for entry in self._in_flight.values()
+                if now - entry.extended_at >= self._extend_every_s / 2
+            ]
             if due:
-                await self._set_visibility([entry.message for entry in due], self._visibility_timeout_s)
+                await self._set_visibility(
+                    [entry.message for entry in due], self._visibility_timeout_s
+                )
                 for entry in due:
                     entry.extended_at = now
 
@@ -244,14 +265,17 @@ class SqsConsumer:
         for start in range(0, len(messages), 10):
             entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
                 {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
-                for i, m in enumerate(messages[start:start + 10])
+                for i, m in enumerate(messages[start : start + 10])
             ]
             try:
                 response = await self._sqs.change_message_visibility_batch(
-                    QueueUrl=self._queue_url, Entries=entries)
+                    QueueUrl=self._queue_url, Entries=entries
+                )
             except AWS_ERRORS as exc:
-                log.warning("cannot change visibility", extra={
-                    "consumer": self._name, "error": type(exc).__name__})
+                log.warning(
+                    "cannot change visibility",
+                    extra={"consumer": self._name, "error": type(exc).__name__},
+                )
                 continue
             _log_failed(response.get("Failed", []), "change visibility", self._name)
 
@@ -263,7 +287,9 @@ class SqsConsumer:
         if not pending:
             return
         unfinished = [self._in_flight[task].message for task in pending if task in self._in_flight]
-        log.warning("cancelling handlers at shutdown", extra={"consumer": self._name, "count": len(pending)})
+        log.warning(
+            "cancelling handlers at shutdown", extra={"consumer": self._name, "count": len(pending)}
+        )
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -306,19 +332,25 @@ class _BatchDeleter:
             {"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(handles)
         ]
         try:
-            response = await self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            response = await self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url, Entries=entries
+            )
         except AWS_ERRORS as exc:
             # The messages come back after their visibility timeout; handlers are idempotent.
-            log.warning("delete failed; messages will be redelivered", extra={
-                "consumer": self._name, "error": type(exc).__name__, "count": len(handles)})
+            log.warning(
+                "delete failed; messages will be redelivered",
+                extra={"consumer": self._name, "error": type(exc).__name__, "count": len(handles)},
+            )
             return
         _log_failed(response.get("Failed", []), "delete", self._name)
 
 
 def _log_failed(failed: Sequence[BatchResultErrorEntryTypeDef], action: str, name: str) -> None:
     if failed:
-        log.warning(f"{action} failed for some messages", extra={
-            "consumer": name, "count": len(failed), "code": failed[0].get("Code")})
+        log.warning(
+            f"{action} failed for some messages",
+            extra={"consumer": name, "count": len(failed), "code": failed[0].get("Code")},
+        )
 
 
 async def _first_of(stop: asyncio.Event, *awaitables: asyncio.Future[Any]) -> None:
@@ -346,7 +378,12 @@ class SqsBatchPublisher:
     """
 
     def __init__(
-        self, sqs: SQSClient, queue_url: str, *, max_message_bytes: int = 240_000, max_attempts: int = 5
+        self,
+        sqs: SQSClient,
+        queue_url: str,
+        *,
+        max_message_bytes: int = 240_000,
+        max_attempts: int = 5,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -368,25 +405,37 @@ class SqsBatchPublisher:
             {"Id": str(i), "MessageBody": body, "MessageAttributes": message_attributes}
             for i, body in enumerate(bodies)
         ]
-        batches = chunk(entries, lambda entry: len(entry["MessageBody"]) + _attributes_size(message_attributes))
+        batches = chunk(
+            entries, lambda entry: len(entry["MessageBody"]) + _attributes_size(message_attributes)
+        )
         await asyncio.gather(*(self._send(batch) for batch in batches))
         return len(bodies)
 
     async def _send(self, batch: list[SendMessageBatchRequestEntryTypeDef]) -> None:
-        async def send(entries: list[SendMessageBatchRequestEntryTypeDef]) -> Sequence[Mapping[str, object]]:
+        async def send(
+            entries: list[SendMessageBatchRequestEntryTypeDef],
+        ) -> Sequence[Mapping[str, object]]:
             response = await self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
             return response.get("Failed", [])
 
-        await send_with_retry(send, batch, what="SQS SendMessageBatch", max_attempts=self._max_attempts)
+        await send_with_retry(
+            send, batch, what="SQS SendMessageBatch", max_attempts=self._max_attempts
+        )
 
 
 def _attribute_values(attributes: Mapping[str, str]) -> dict[str, MessageAttributeValueTypeDef]:
-    return {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items() if value}
+    return {
+        name: {"DataType": "String", "StringValue": value}
+        for name, value in attributes.items()
+        if value
+    }
 
 
 def _attributes_size(attributes: Mapping[str, MessageAttributeValueTypeDef]) -> int:
-    return sum(len(name) + len("String") + len(value.get("StringValue", "").encode())
-               for name, value in attributes.items())
+    return sum(
+        len(name) + len("String") + len(value.get("StringValue", "").encode())
+        for name, value in attributes.items()
+    )
 
 
 def pack_records(records: Sequence[Mapping[str, Any]], *, max_bytes: int = 240_000) -> list[str]:

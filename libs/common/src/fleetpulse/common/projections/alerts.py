@@ -66,8 +66,15 @@ async def _opened(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9)
             ON CONFLICT (tenant_id, alert_id) DO NOTHING
             """,
-            event.tenant_id, data["alert_id"], data["fingerprint"], data["rule_id"],
-            data["device_id"], data["severity"], _at(event, "opened_at"), details, event.version,
+            event.tenant_id,
+            data["alert_id"],
+            data["fingerprint"],
+            data["rule_id"],
+            data["device_id"],
+            data["severity"],
+            _at(event, "opened_at"),
+            details,
+            event.version,
         )
     except asyncpg.UniqueViolationError as exc:
         if getattr(exc, "constraint_name", None) == ONE_OPEN_INDEX:
@@ -85,8 +92,11 @@ async def _acknowledged(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             version = $5
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
-        event.tenant_id, event.data["alert_id"], _at(event, "acknowledged_at"),
-        event.data.get("by"), event.version,
+        event.tenant_id,
+        event.data["alert_id"],
+        _at(event, "acknowledged_at"),
+        event.data.get("by"),
+        event.version,
     )
 
 
@@ -99,7 +109,10 @@ async def _silenced(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             version = $5
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
-        event.tenant_id, event.data["alert_id"], _at(event, "until"), event.data.get("by"),
+        event.tenant_id,
+        event.data["alert_id"],
+        _at(event, "until"),
+        event.data.get("by"),
         event.version,
     )
 
@@ -114,8 +127,11 @@ async def _resolved(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             version = $5
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
-        event.tenant_id, event.data["alert_id"], _at(event, "resolved_at"),
-        event.data.get("value"), event.version,
+        event.tenant_id,
+        event.data["alert_id"],
+        _at(event, "resolved_at"),
+        event.data.get("value"),
+        event.version,
     )
 
 
@@ -129,7 +145,10 @@ async def _closed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             version = $5
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
-        event.tenant_id, event.data["alert_id"], _at(event, "closed_at"), event.data.get("by"),
+        event.tenant_id,
+        event.data["alert_id"],
+        _at(event, "closed_at"),
+        event.data.get("by"),
         event.version,
     )
 

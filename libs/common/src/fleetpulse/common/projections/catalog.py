@@ -22,7 +22,12 @@ from fleetpulse.common.eventstore.projection import HandlerProjection
 Handler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
 
 RULE_DEFINITION_FIELDS = (
-    "metric", "operator", "threshold", "clear_threshold", "duration_s", "timeout_s",
+    "metric",
+    "operator",
+    "threshold",
+    "clear_threshold",
+    "duration_s",
+    "timeout_s",
 )
 
 
@@ -41,7 +46,10 @@ async def _tenant_created(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         ON CONFLICT (tenant_id) DO UPDATE SET name = EXCLUDED.name, version = EXCLUDED.version
         WHERE tenants.version < EXCLUDED.version
         """,
-        event.tenant_id, event.data["name"], _at(event, "created_at"), event.version,
+        event.tenant_id,
+        event.data["name"],
+        _at(event, "created_at"),
+        event.version,
     )
 
 
@@ -52,8 +60,13 @@ async def _device_registered(conn: asyncpg.Connection, event: RecordedEvent) -> 
         VALUES ($1, $2, $3, $4, $5, $6, $7)
         ON CONFLICT (tenant_id, device_id) DO NOTHING
         """,
-        event.tenant_id, event.data["device_id"], event.data.get("name"),
-        event.data.get("tags") or {}, _at(event, "registered_at"), event.recorded_at, event.version,
+        event.tenant_id,
+        event.data["device_id"],
+        event.data.get("name"),
+        event.data.get("tags") or {},
+        _at(event, "registered_at"),
+        event.recorded_at,
+        event.version,
     )
 
 
@@ -63,8 +76,11 @@ async def _device_credentials(conn: asyncpg.Connection, event: RecordedEvent) ->
         UPDATE devices SET credentials_version = $3, updated_at = $4, version = $5
         WHERE tenant_id = $1 AND device_id = $2 AND version < $5
         """,
-        event.tenant_id, event.data["device_id"], int(event.data["credentials_version"]),
-        event.recorded_at, event.version,
+        event.tenant_id,
+        event.data["device_id"],
+        int(event.data["credentials_version"]),
+        event.recorded_at,
+        event.version,
     )
 
 
@@ -75,8 +91,11 @@ async def _device_decommissioned(conn: asyncpg.Connection, event: RecordedEvent)
                version = $5
         WHERE tenant_id = $1 AND device_id = $2 AND version < $5
         """,
-        event.tenant_id, event.data["device_id"], _at(event, "decommissioned_at"),
-        event.recorded_at, event.version,
+        event.tenant_id,
+        event.data["device_id"],
+        _at(event, "decommissioned_at"),
+        event.recorded_at,
+        event.version,
     )
 
 
@@ -90,9 +109,16 @@ async def _profile_created(conn: asyncpg.Connection, event: RecordedEvent) -> No
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (tenant_id, profile_id) DO NOTHING
         """,
-        event.tenant_id, data["profile_id"], data["name"], data["provision_key"],
-        data["secret_hash"], data.get("device_limit"), expires_at, data.get("tags") or {},
-        event.recorded_at, event.version,
+        event.tenant_id,
+        data["profile_id"],
+        data["name"],
+        data["provision_key"],
+        data["secret_hash"],
+        data.get("device_limit"),
+        expires_at,
+        data.get("tags") or {},
+        event.recorded_at,
+        event.version,
     )
 
 
@@ -102,7 +128,9 @@ async def _profile_claimed(conn: asyncpg.Connection, event: RecordedEvent) -> No
         UPDATE provisioning_profiles SET devices_claimed = devices_claimed + 1, version = $3
         WHERE tenant_id = $1 AND profile_id = $2 AND version < $3
         """,
-        event.tenant_id, event.data["profile_id"], event.version,
+        event.tenant_id,
+        event.data["profile_id"],
+        event.version,
     )
 
 
@@ -112,7 +140,9 @@ async def _profile_revoked(conn: asyncpg.Connection, event: RecordedEvent) -> No
         UPDATE provisioning_profiles SET status = 'revoked', version = $3
         WHERE tenant_id = $1 AND profile_id = $2 AND version < $3
         """,
-        event.tenant_id, event.data["profile_id"], event.version,
+        event.tenant_id,
+        event.data["profile_id"],
+        event.version,
     )
 
 
@@ -136,8 +166,14 @@ async def _rule_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> None
             updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
         WHERE rules.version < EXCLUDED.version
         """,
-        event.tenant_id, data["rule_id"], data["name"], data["kind"], data["severity"],
-        rule_definition(data), data.get("device_selector") or {}, event.recorded_at,
+        event.tenant_id,
+        data["rule_id"],
+        data["name"],
+        data["kind"],
+        data["severity"],
+        rule_definition(data),
+        data.get("device_selector") or {},
+        event.recorded_at,
         event.version,
     )
 
@@ -155,8 +191,14 @@ async def _integration_upserted(conn: asyncpg.Connection, event: RecordedEvent) 
             updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
         WHERE integrations.version < EXCLUDED.version
         """,
-        event.tenant_id, data["integration_id"], data["name"], data["kind"], data["config"],
-        data.get("secret_sealed"), event.recorded_at, event.version,
+        event.tenant_id,
+        data["integration_id"],
+        data["name"],
+        data["kind"],
+        data["config"],
+        data.get("secret_sealed"),
+        event.recorded_at,
+        event.version,
     )
 
 
@@ -167,8 +209,11 @@ async def _integration_disabled(conn: asyncpg.Connection, event: RecordedEvent) 
                version = $5
         WHERE tenant_id = $1 AND integration_id = $2 AND version < $5
         """,
-        event.tenant_id, event.data["integration_id"], event.data.get("reason"),
-        event.recorded_at, event.version,
+        event.tenant_id,
+        event.data["integration_id"],
+        event.data.get("reason"),
+        event.recorded_at,
+        event.version,
     )
 
 
@@ -188,9 +233,16 @@ async def _route_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> Non
             updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
         WHERE routes.version < EXCLUDED.version
         """,
-        event.tenant_id, data["route_id"], data["name"], data["integration_id"],
-        data.get("match") or {}, data.get("group_by") or [], int(data.get("group_wait_s") or 0),
-        data.get("repeat_interval_s"), event.recorded_at, event.version,
+        event.tenant_id,
+        data["route_id"],
+        data["name"],
+        data["integration_id"],
+        data.get("match") or {},
+        data.get("group_by") or [],
+        int(data.get("group_wait_s") or 0),
+        data.get("repeat_interval_s"),
+        event.recorded_at,
+        event.version,
     )
 
 
@@ -202,11 +254,17 @@ def _deleted(kind: str, table: str, key: str) -> Handler:
             INSERT INTO catalog_tombstones (tenant_id, kind, entity_id, version, deleted_at)
             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
             """,
-            event.tenant_id, kind, entity_id, event.version, event.recorded_at,
+            event.tenant_id,
+            kind,
+            entity_id,
+            event.version,
+            event.recorded_at,
         )
         await conn.execute(
             f"DELETE FROM {table} WHERE tenant_id = $1 AND {key} = $2 AND version < $3",  # noqa: S608
-            event.tenant_id, entity_id, event.version,
+            event.tenant_id,
+            entity_id,
+            event.version,
         )
 
     return handle
@@ -238,7 +296,12 @@ class CatalogProjection(HandlerProjection):
 
     name = "catalog"
     tables: tuple[str, ...] = (
-        "tenants", "devices", "provisioning_profiles", "rules", "integrations", "routes",
+        "tenants",
+        "devices",
+        "provisioning_profiles",
+        "rules",
+        "integrations",
+        "routes",
         "catalog_tombstones",
     )
     handlers = HANDLERS

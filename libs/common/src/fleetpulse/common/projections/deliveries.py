@@ -54,14 +54,22 @@ async def _scheduled(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             VALUES ($1, $2, $3, $4, $5, $6, $7, 'scheduled', $8, $8, $9)
             ON CONFLICT (tenant_id, delivery_id) DO NOTHING
             """,
-            event.tenant_id, data["delivery_id"], data["alert_id"], data["alert_event_id"],
-            data["integration_id"], data.get("route_id"), data.get("notification_type"),
-            _time(data.get("not_before")) or event.recorded_at, event.version,
+            event.tenant_id,
+            data["delivery_id"],
+            data["alert_id"],
+            data["alert_event_id"],
+            data["integration_id"],
+            data.get("route_id"),
+            data.get("notification_type"),
+            _time(data.get("not_before")) or event.recorded_at,
+            event.version,
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != ONCE_PER_EVENT:
             raise
-        raise DeliveryAlreadyScheduledError(data["alert_event_id"], data["integration_id"]) from None
+        raise DeliveryAlreadyScheduledError(
+            data["alert_event_id"], data["integration_id"]
+        ) from None
 
 
 _INSERT_ATTEMPT = """
@@ -84,20 +92,38 @@ _COMPLETED_STATUS = {"DeliverySucceeded": "succeeded", "DeliveryAbandoned": "aba
 
 def _attempt_row(event: RecordedEvent) -> tuple[object, ...]:
     data = event.data
-    return (event.tenant_id, data["delivery_id"], data["attempt"],
-            _time(data.get("attempted_at")) or event.recorded_at, data.get("status_code"),
-            data.get("latency_ms"), data.get("error"))
+    return (
+        event.tenant_id,
+        data["delivery_id"],
+        data["attempt"],
+        _time(data.get("attempted_at")) or event.recorded_at,
+        data.get("status_code"),
+        data.get("latency_ms"),
+        data.get("error"),
+    )
 
 
 def _attempted_row(event: RecordedEvent) -> tuple[object, ...]:
     data = event.data
-    return (event.tenant_id, data["delivery_id"], data["attempt"], data.get("status_code"),
-            data.get("error"), _time(data.get("next_attempt_at")), event.version)
+    return (
+        event.tenant_id,
+        data["delivery_id"],
+        data["attempt"],
+        data.get("status_code"),
+        data.get("error"),
+        _time(data.get("next_attempt_at")),
+        event.version,
+    )
 
 
 def _completed_row(event: RecordedEvent) -> tuple[object, ...]:
-    return (event.tenant_id, event.data["delivery_id"], _COMPLETED_STATUS[event.type],
-            _time(event.data.get("completed_at")) or event.recorded_at, event.version)
+    return (
+        event.tenant_id,
+        event.data["delivery_id"],
+        _COMPLETED_STATUS[event.type],
+        _time(event.data.get("completed_at")) or event.recorded_at,
+        event.version,
+    )
 
 
 async def _attempted(conn: asyncpg.Connection, event: RecordedEvent) -> None:

@@ -30,5 +30,7 @@ class Channel(Protocol):
 def subject_line(payload: Mapping[str, Any]) -> str:
     data = payload.get("data") or {}
     status = "RESOLVED" if data.get("status") == "resolved" else "FIRING"
-    return (f"[FleetPulse] {status} {data.get('severity', '')} {data.get('rule_name') or data.get('rule_id', '')}"
-            f" on {data.get('device_id', '?')}").replace("  ", " ")
+    return (
+        f"[FleetPulse] {status} {data.get('severity', '')} {data.get('rule_name') or data.get('rule_id', '')}"
+        f" on {data.get('device_id', '?')}"
+    ).replace("  ", " ")

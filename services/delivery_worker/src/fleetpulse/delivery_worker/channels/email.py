@@ -41,16 +41,30 @@ class EmailChannel:
             return AttemptResult(ok=False, error="no SMTP host or no recipients", permanent=True)
         try:
             await aiosmtplib.send(
-                self._message(notification, recipients), hostname=cfg.host, port=cfg.port,
-                username=cfg.username, password=cfg.password, start_tls=cfg.starttls,
-                tls_context=self._tls, timeout=cfg.timeout_s,
+                self._message(notification, recipients),
+                hostname=cfg.host,
+                port=cfg.port,
+                username=cfg.username,
+                password=cfg.password,
+                start_tls=cfg.starttls,
+                tls_context=self._tls,
+                timeout=cfg.timeout_s,
             )
         except aiosmtplib.SMTPResponseException as exc:
-            return AttemptResult(ok=False, status_code=exc.code, error=f"SMTP {exc.code}: {exc.message}"[:500],
-                                 latency_ms=_ms(started), endpoint_failure=exc.code >= 400)
+            return AttemptResult(
+                ok=False,
+                status_code=exc.code,
+                error=f"SMTP {exc.code}: {exc.message}"[:500],
+                latency_ms=_ms(started),
+                endpoint_failure=exc.code >= 400,
+            )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return AttemptResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500],
-                                 latency_ms=_ms(started), endpoint_failure=True)
+            return AttemptResult(
+                ok=False,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                latency_ms=_ms(started),
+                endpoint_failure=True,
+            )
         return AttemptResult(ok=True, status_code=250, latency_ms=_ms(started))
 
     def _message(self, notification: Notification, recipients: list[str]) -> EmailMessage:
@@ -59,7 +73,9 @@ class EmailChannel:
         message["To"] = ", ".join(recipients)
         message["Subject"] = subject_line(notification.payload)
         message["Message-ID"] = f"<{notification.message_id}@fleetpulse>"
-        message.set_content(orjson.dumps(dict(notification.payload), option=orjson.OPT_INDENT_2).decode())
+        message.set_content(
+            orjson.dumps(dict(notification.payload), option=orjson.OPT_INDENT_2).decode()
+        )
         return message
 
 

@@ -30,7 +30,9 @@ class MqttChannel:
         topic = str(notification.config.get("topic") or "")
         qos = int(notification.config.get("qos", 1))
         if self._endpoint is None or not topic or qos not in (0, 1, 2):
-            return AttemptResult(ok=False, error="no broker configured, no topic or bad qos", permanent=True)
+            return AttemptResult(
+                ok=False, error="no broker configured, no topic or bad qos", permanent=True
+            )
         started = time.perf_counter()
         try:
             client = await self._connected()
@@ -38,8 +40,12 @@ class MqttChannel:
             await asyncio.wait_for(client.publish(topic, payload, qos=qos), self._timeout_s)
         except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
             await self.close()
-            return AttemptResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500],
-                                 latency_ms=_ms(started), endpoint_failure=True)
+            return AttemptResult(
+                ok=False,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                latency_ms=_ms(started),
+                endpoint_failure=True,
+            )
         return AttemptResult(ok=True, latency_ms=_ms(started))
 
     async def _connected(self) -> aiomqtt.Client:
@@ -48,7 +54,9 @@ class MqttChannel:
                 assert self._endpoint is not None
                 stack = AsyncExitStack()
                 client = aiomqtt_client(self._endpoint, timeout=self._timeout_s)
-                self._client = await asyncio.wait_for(stack.enter_async_context(client), self._timeout_s)
+                self._client = await asyncio.wait_for(
+                    stack.enter_async_context(client), self._timeout_s
+                )
                 self._stack = stack
             return self._client
 

@@ -30,18 +30,26 @@ class SnsChannel:
         started = time.perf_counter()
         try:
             await self._sns.publish(
-                TopicArn=topic_arn, Message=orjson.dumps(dict(notification.payload)).decode(),
+                TopicArn=topic_arn,
+                Message=orjson.dumps(dict(notification.payload)).decode(),
                 Subject=subject_line(notification.payload)[:100],
                 MessageAttributes={
-                    "type": {"DataType": "String", "StringValue": str(notification.payload.get("type"))},
+                    "type": {
+                        "DataType": "String",
+                        "StringValue": str(notification.payload.get("type")),
+                    },
                     "webhook-id": {"DataType": "String", "StringValue": notification.message_id},
                 },
             )
         except AWS_ERRORS as exc:
             code = error_code(exc)
-            return AttemptResult(ok=False, error=f"{type(exc).__name__}: {code or exc}"[:500],
-                                 latency_ms=_ms(started), permanent=code in PERMANENT_CODES,
-                                 endpoint_failure=code not in PERMANENT_CODES)
+            return AttemptResult(
+                ok=False,
+                error=f"{type(exc).__name__}: {code or exc}"[:500],
+                latency_ms=_ms(started),
+                permanent=code in PERMANENT_CODES,
+                endpoint_failure=code not in PERMANENT_CODES,
+            )
         return AttemptResult(ok=True, latency_ms=_ms(started))
 
 

@@ -20,22 +20,34 @@ from fleetpulse.common.webhooks import signature_headers
 from fleetpulse.delivery_worker.channels.base import Notification
 from fleetpulse.delivery_worker.retry import AttemptResult, parse_retry_after
 
-RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature",
-                              "content-type", "content-length", "host", "transfer-encoding"})
+RESERVED_HEADERS = frozenset(
+    {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
+    }
+)
 USER_AGENT = "FleetPulse-Webhooks/1"
 
 
 class WebhookChannel:
-    def __init__(self, *, allow_private: bool = False, timeout_s: float = 15.0,
-                 max_connections: int = 100) -> None:
+    def __init__(
+        self, *, allow_private: bool = False, timeout_s: float = 15.0, max_connections: int = 100
+    ) -> None:
         self._allow_private = allow_private
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         connector = aiohttp.TCPConnector(
-            limit=max_connections, ttl_dns_cache=10,
+            limit=max_connections,
+            ttl_dns_cache=10,
             resolver=None if allow_private else GuardedResolver(),
         )
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                              auto_decompress=False)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, auto_decompress=False
+        )
 
     async def close(self) -> None:
         await self._session.close()
@@ -51,22 +63,37 @@ class WebhookChannel:
         except BlockedDestinationError as exc:
             return AttemptResult(ok=False, error=str(exc), permanent=True, latency_ms=_ms(started))
         except TimeoutError:
-            return AttemptResult(ok=False, error="timeout", endpoint_failure=True, latency_ms=_ms(started))
+            return AttemptResult(
+                ok=False, error="timeout", endpoint_failure=True, latency_ms=_ms(started)
+            )
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return AttemptResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500],
-                                 endpoint_failure=True, latency_ms=_ms(started))
+            return AttemptResult(
+                ok=False,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                endpoint_failure=True,
+                latency_ms=_ms(started),
+            )
 
     def _headers(self, notification: Notification, body: bytes) -> dict[str, str]:
         custom = notification.config.get("headers") or {}
-        headers = {str(k): str(v) for k, v in custom.items() if str(k).lower() not in RESERVED_HEADERS}
+        headers = {
+            str(k): str(v) for k, v in custom.items() if str(k).lower() not in RESERVED_HEADERS
+        }
         headers.setdefault("User-Agent", USER_AGENT)
         headers["Content-Type"] = "application/json"
-        headers.update(signature_headers(notification.secret or "", notification.message_id,
-                                         int(time.time()), body))
+        headers.update(
+            signature_headers(
+                notification.secret or "", notification.message_id, int(time.time()), body
+            )
+        )
         return headers
 
-    async def _post(self, url: str, body: bytes, headers: Mapping[str, str], started: float) -> AttemptResult:
-        async with self._session.post(url, data=body, headers=dict(headers), allow_redirects=False) as resp:
+    async def _post(
+        self, url: str, body: bytes, headers: Mapping[str, str], started: float
+    ) -> AttemptResult:
+        async with self._session.post(
+            url, data=body, headers=dict(headers), allow_redirects=False
+        ) as resp:
             await _drain(resp)
             return _result(resp, started)
 
@@ -84,8 +111,12 @@ def _result(resp: aiohttp.ClientResponse, started: float) -> AttemptResult:
         return AttemptResult(ok=True, status_code=status, latency_ms=latency)
     retry_after = parse_retry_after(resp.headers.get("Retry-After"), datetime.now(UTC))
     return AttemptResult(
-        ok=False, status_code=status, latency_ms=latency, error=f"HTTP {status}",
-        retry_after_s=retry_after, endpoint_failure=status >= 500 or status == 429,
+        ok=False,
+        status_code=status,
+        latency_ms=latency,
+        error=f"HTTP {status}",
+        retry_after_s=retry_after,
+        endpoint_failure=status >= 500 or status == 429,
         gone=status == 410,
     )
 

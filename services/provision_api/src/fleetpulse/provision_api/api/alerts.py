@@ -30,8 +30,13 @@ ALERT_EVENTS_SHOWN = 500
 
 
 @alerts.get("", response_model=schemas.Page[schemas.Alert], responses=problems())
-async def list_alerts(caller: Viewer, wired: Wired, status: schemas.AlertStatus | None = None,
-                      limit: Limit = 100, cursor: Cursor = None) -> Any:
+async def list_alerts(
+    caller: Viewer,
+    wired: Wired,
+    status: schemas.AlertStatus | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Any:
     """The tenant's alerts, newest first, optionally by status."""
     items, next_cursor = await wired.queries.alerts(caller.tenant_id, status, limit, cursor)
     return {"items": items, "next_cursor": next_cursor}
@@ -41,28 +46,38 @@ async def list_alerts(caller: Viewer, wired: Wired, status: schemas.AlertStatus 
 async def get_alert(alert_id: AlertId, caller: Viewer, wired: Wired, response: Response) -> Any:
     """The alert with its event history (opened, acknowledged, silenced, resolved, closed)."""
     row = await wired.queries.alert(caller.tenant_id, alert_id)
-    events, _ = await wired.queries.stream(stream_id("alert", caller.tenant_id, alert_id),
-                                           caller.tenant_id, ALERT_EVENTS_SHOWN, None)
+    events, _ = await wired.queries.stream(
+        stream_id("alert", caller.tenant_id, alert_id), caller.tenant_id, ALERT_EVENTS_SHOWN, None
+    )
     response.headers.update(etag(row["version"]))
     return {**row, "events": [event_out(e) for e in events]}
 
 
 @alerts.post("/{alert_id}/ack", response_model=schemas.Alert, responses=problems(404, 409, 412))
-async def acknowledge_alert(alert_id: AlertId, caller: Operator, wired: Wired, version: IfMatch,
-                            response: Response) -> Any:
-    row = await wired.commands.alert_action(caller.tenant_id, alert_id, caller.actor, version,
-                                            domain.acknowledge)
+async def acknowledge_alert(
+    alert_id: AlertId, caller: Operator, wired: Wired, version: IfMatch, response: Response
+) -> Any:
+    row = await wired.commands.alert_action(
+        caller.tenant_id, alert_id, caller.actor, version, domain.acknowledge
+    )
     response.headers.update(etag(row["version"]))
     return row
 
 
-@alerts.post("/{alert_id}/silence", response_model=schemas.Alert,
-             responses=problems(404, 409, 412))
-async def silence_alert(alert_id: AlertId, body: schemas.SilenceIn, caller: Operator, wired: Wired,
-                        version: IfMatch, response: Response) -> Any:
+@alerts.post("/{alert_id}/silence", response_model=schemas.Alert, responses=problems(404, 409, 412))
+async def silence_alert(
+    alert_id: AlertId,
+    body: schemas.SilenceIn,
+    caller: Operator,
+    wired: Wired,
+    version: IfMatch,
+    response: Response,
+) -> Any:
     """Suppress notifications for the alert for ``duration_s`` seconds."""
     decide = functools.partial(_silence, duration_s=body.duration_s)
-    row = await wired.commands.alert_action(caller.tenant_id, alert_id, caller.actor, version, decide)
+    row = await wired.commands.alert_action(
+        caller.tenant_id, alert_id, caller.actor, version, decide
+    )
     response.headers.update(etag(row["version"]))
     return row
 
@@ -72,19 +87,23 @@ def _silence(alert_id: str, status: str, by: str, now: Any, *, duration_s: int) 
 
 
 @alerts.post("/{alert_id}/close", response_model=schemas.Alert, responses=problems(404, 409, 412))
-async def close_alert(alert_id: AlertId, caller: Operator, wired: Wired, version: IfMatch,
-                      response: Response) -> Any:
-    row = await wired.commands.alert_action(caller.tenant_id, alert_id, caller.actor, version,
-                                            domain.close)
+async def close_alert(
+    alert_id: AlertId, caller: Operator, wired: Wired, version: IfMatch, response: Response
+) -> Any:
+    row = await wired.commands.alert_action(
+        caller.tenant_id, alert_id, caller.actor, version, domain.close
+    )
     response.headers.update(etag(row["version"]))
     return row
 
 
 @deliveries.get("", response_model=schemas.Page[schemas.Delivery], responses=problems())
 async def list_deliveries(
-    caller: Viewer, wired: Wired,
+    caller: Viewer,
+    wired: Wired,
     alert_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    limit: Limit = 100, cursor: Cursor = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> Any:
     """Notification deliveries (optionally of one alert), each with its attempts."""
     items, next_cursor = await wired.queries.deliveries(caller.tenant_id, alert_id, limit, cursor)
@@ -92,16 +111,19 @@ async def list_deliveries(
 
 
 @deliveries.get("/{delivery_id}", response_model=schemas.Delivery, responses=problems(404))
-async def get_delivery(delivery_id: Annotated[str, Path(pattern=ID_PATTERN)], caller: Viewer,
-                       wired: Wired) -> Any:
+async def get_delivery(
+    delivery_id: Annotated[str, Path(pattern=ID_PATTERN)], caller: Viewer, wired: Wired
+) -> Any:
     return await wired.queries.delivery(caller.tenant_id, delivery_id)
 
 
 @quarantine.get("", response_model=schemas.Page[schemas.QuarantinedMessage], responses=problems())
 async def list_quarantine(
-    caller: Viewer, wired: Wired,
+    caller: Viewer,
+    wired: Wired,
     device_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    limit: Limit = 100, cursor: Cursor = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> Any:
     """Messages ingest refused for this tenant, newest first, with the reason."""
     items, next_cursor = await wired.queries.quarantine(caller.tenant_id, device_id, limit, cursor)

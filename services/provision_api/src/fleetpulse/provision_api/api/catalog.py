@@ -42,15 +42,19 @@ def _tagged(response: Response, row: dict[str, Any], location: str | None = None
 
 # --- rules -----------------------------------------------------------------------------------
 
+
 @rules.post("", status_code=201, response_model=schemas.Rule, responses=problems())
-async def create_rule(body: schemas.RuleIn, caller: TenantAdmin, wired: Wired,
-                      response: Response) -> Any:
+async def create_rule(
+    body: schemas.RuleIn, caller: TenantAdmin, wired: Wired, response: Response
+) -> Any:
     row = rule_view(await wired.commands.create_rule(caller.tenant_id, body, caller.actor))
     return _tagged(response, row, f"/api/v1/rules/{row['rule_id']}")
 
 
 @rules.get("", response_model=schemas.Page[schemas.Rule], responses=problems())
-async def list_rules(caller: Viewer, wired: Wired, limit: Limit = 100, cursor: Cursor = None) -> Any:
+async def list_rules(
+    caller: Viewer, wired: Wired, limit: Limit = 100, cursor: Cursor = None
+) -> Any:
     return _page(await wired.queries.rules(caller.tenant_id, limit, cursor))
 
 
@@ -60,24 +64,35 @@ async def get_rule(rule_id: RuleId, caller: Viewer, wired: Wired, response: Resp
 
 
 @rules.put("/{rule_id}", response_model=schemas.Rule, responses=problems(404, 412))
-async def replace_rule(rule_id: RuleId, body: schemas.RuleIn, caller: TenantAdmin, wired: Wired,
-                       version: IfMatch, response: Response) -> Any:
+async def replace_rule(
+    rule_id: RuleId,
+    body: schemas.RuleIn,
+    caller: TenantAdmin,
+    wired: Wired,
+    version: IfMatch,
+    response: Response,
+) -> Any:
     row = await wired.commands.update_rule(caller.tenant_id, rule_id, body, version, caller.actor)
     return _tagged(response, rule_view(row))
 
 
 @rules.delete("/{rule_id}", status_code=204, responses=problems(404, 412))
-async def delete_rule(rule_id: RuleId, caller: TenantAdmin, wired: Wired, version: IfMatch) -> Response:
+async def delete_rule(
+    rule_id: RuleId, caller: TenantAdmin, wired: Wired, version: IfMatch
+) -> Response:
     await wired.commands.delete_rule(caller.tenant_id, rule_id, version, caller.actor)
     return Response(status_code=204)
 
 
 # --- integrations ----------------------------------------------------------------------------
 
-@integrations.post("", status_code=201, response_model=schemas.IntegrationCreated,
-                   responses=problems())
-async def create_integration(body: schemas.IntegrationIn, caller: TenantAdmin, wired: Wired,
-                             response: Response) -> Any:
+
+@integrations.post(
+    "", status_code=201, response_model=schemas.IntegrationCreated, responses=problems()
+)
+async def create_integration(
+    body: schemas.IntegrationIn, caller: TenantAdmin, wired: Wired, response: Response
+) -> Any:
     """Create an integration; a webhook's ``whsec_`` signing secret is in this response only."""
     row, secret = await wired.commands.create_integration(caller.tenant_id, body, caller.actor)
     _tagged(response, row, f"/api/v1/integrations/{row['integration_id']}")
@@ -85,49 +100,69 @@ async def create_integration(body: schemas.IntegrationIn, caller: TenantAdmin, w
 
 
 @integrations.get("", response_model=schemas.Page[schemas.Integration], responses=problems())
-async def list_integrations(caller: Viewer, wired: Wired, limit: Limit = 100,
-                            cursor: Cursor = None) -> Any:
+async def list_integrations(
+    caller: Viewer, wired: Wired, limit: Limit = 100, cursor: Cursor = None
+) -> Any:
     return _page(await wired.queries.integrations(caller.tenant_id, limit, cursor))
 
 
 @integrations.get("/{integration_id}", response_model=schemas.Integration, responses=problems(404))
-async def get_integration(integration_id: IntegrationId, caller: Viewer, wired: Wired,
-                          response: Response) -> Any:
+async def get_integration(
+    integration_id: IntegrationId, caller: Viewer, wired: Wired, response: Response
+) -> Any:
     return _tagged(response, await wired.queries.integration(caller.tenant_id, integration_id))
 
 
-@integrations.put("/{integration_id}", response_model=schemas.Integration,
-                  responses=problems(404, 412))
-async def replace_integration(integration_id: IntegrationId, body: schemas.IntegrationIn,
-                              caller: TenantAdmin, wired: Wired, version: IfMatch,
-                              response: Response) -> Any:
+@integrations.put(
+    "/{integration_id}", response_model=schemas.Integration, responses=problems(404, 412)
+)
+async def replace_integration(
+    integration_id: IntegrationId,
+    body: schemas.IntegrationIn,
+    caller: TenantAdmin,
+    wired: Wired,
+    version: IfMatch,
+    response: Response,
+) -> Any:
     """Replace name and configuration (the kind cannot change; the secret is kept)."""
-    row = await wired.commands.update_integration(caller.tenant_id, integration_id, body, version,
-                                                  caller.actor)
+    row = await wired.commands.update_integration(
+        caller.tenant_id, integration_id, body, version, caller.actor
+    )
     return _tagged(response, row)
 
 
-@integrations.delete("/{integration_id}", response_model=schemas.Integration,
-                     responses=problems(404, 409, 412))
-async def disable_integration(integration_id: IntegrationId, caller: TenantAdmin, wired: Wired,
-                              version: IfMatch, response: Response) -> Any:
+@integrations.delete(
+    "/{integration_id}", response_model=schemas.Integration, responses=problems(404, 409, 412)
+)
+async def disable_integration(
+    integration_id: IntegrationId,
+    caller: TenantAdmin,
+    wired: Wired,
+    version: IfMatch,
+    response: Response,
+) -> Any:
     """Disable the integration (deliveries stop; its history stays)."""
-    row = await wired.commands.disable_integration(caller.tenant_id, integration_id, version,
-                                                   caller.actor)
+    row = await wired.commands.disable_integration(
+        caller.tenant_id, integration_id, version, caller.actor
+    )
     return _tagged(response, row)
 
 
 # --- routes ----------------------------------------------------------------------------------
 
+
 @routes.post("", status_code=201, response_model=schemas.Route, responses=problems())
-async def create_route(body: schemas.RouteIn, caller: TenantAdmin, wired: Wired,
-                       response: Response) -> Any:
+async def create_route(
+    body: schemas.RouteIn, caller: TenantAdmin, wired: Wired, response: Response
+) -> Any:
     row = await wired.commands.create_route(caller.tenant_id, body, caller.actor)
     return _tagged(response, row, f"/api/v1/routes/{row['route_id']}")
 
 
 @routes.get("", response_model=schemas.Page[schemas.Route], responses=problems())
-async def list_routes(caller: Viewer, wired: Wired, limit: Limit = 100, cursor: Cursor = None) -> Any:
+async def list_routes(
+    caller: Viewer, wired: Wired, limit: Limit = 100, cursor: Cursor = None
+) -> Any:
     return _page(await wired.queries.routes(caller.tenant_id, limit, cursor))
 
 
@@ -137,14 +172,21 @@ async def get_route(route_id: RouteId, caller: Viewer, wired: Wired, response: R
 
 
 @routes.put("/{route_id}", response_model=schemas.Route, responses=problems(404, 412))
-async def replace_route(route_id: RouteId, body: schemas.RouteIn, caller: TenantAdmin,
-                        wired: Wired, version: IfMatch, response: Response) -> Any:
+async def replace_route(
+    route_id: RouteId,
+    body: schemas.RouteIn,
+    caller: TenantAdmin,
+    wired: Wired,
+    version: IfMatch,
+    response: Response,
+) -> Any:
     row = await wired.commands.update_route(caller.tenant_id, route_id, body, version, caller.actor)
     return _tagged(response, row)
 
 
 @routes.delete("/{route_id}", status_code=204, responses=problems(404, 412))
-async def delete_route(route_id: RouteId, caller: TenantAdmin, wired: Wired,
-                       version: IfMatch) -> Response:
+async def delete_route(
+    route_id: RouteId, caller: TenantAdmin, wired: Wired, version: IfMatch
+) -> Response:
     await wired.commands.delete_route(caller.tenant_id, route_id, version, caller.actor)
     return Response(status_code=204)

@@ -3,7 +3,6 @@
 No ``from __future__ import annotations`` here: FastAPI must see the closures' real annotations.
 """
 
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,8 +17,11 @@ from fleetpulse.provision_api.queries import Queries
 from fleetpulse.provision_api.ratelimit import RateLimiter
 from fleetpulse.provision_api.service import Commands
 
-bearer = HTTPBearer(auto_error=False, bearerFormat="JWT",
-                    description="Access token from the Keycloak realm fleetpulse")
+bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    description="Access token from the Keycloak realm fleetpulse",
+)
 
 
 @dataclass(slots=True)
@@ -90,9 +92,16 @@ PlatformAdmin = Annotated[Principal, Depends(role("platform-admin"))]
 
 
 def if_match(
-    value: Annotated[str | None, Header(alias="If-Match", description=(
-        'The version from the resource\'s ETag, e.g. "3"; 412 if it is no longer current'),
-        max_length=64)] = None,
+    value: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description=(
+                'The version from the resource\'s ETag, e.g. "3"; 412 if it is no longer current'
+            ),
+            max_length=64,
+        ),
+    ] = None,
 ) -> int | None:
     if value is None or value.strip() == "*":
         return None
@@ -104,19 +113,29 @@ def if_match(
 
 IfMatch = Annotated[int | None, Depends(if_match)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (at most 500)")]
-Cursor = Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page")]
+Cursor = Annotated[
+    str | None, Query(max_length=1024, description="next_cursor of the previous page")
+]
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem documents an operation may answer with."""
-    titles = {400: "Bad request", 401: "Missing or invalid bearer token",
-              403: "The caller lacks the role", 404: "No such resource in the caller's tenant",
-              409: "Conflicts with the current state", 412: "If-Match names a stale version",
-              422: "Validation error naming the field", 429: "Too many attempts",
-              503: "A dependency is unavailable"}
+    titles = {
+        400: "Bad request",
+        401: "Missing or invalid bearer token",
+        403: "The caller lacks the role",
+        404: "No such resource in the caller's tenant",
+        409: "Conflicts with the current state",
+        412: "If-Match names a stale version",
+        422: "Validation error naming the field",
+        429: "Too many attempts",
+        503: "A dependency is unavailable",
+    }
     ref = {"$ref": "#/components/schemas/Problem"}
-    return {s: {"description": titles[s], "content": {MEDIA_TYPE: {"schema": ref}}}
-            for s in (401, 403, 422, *statuses)}
+    return {
+        s: {"description": titles[s], "content": {MEDIA_TYPE: {"schema": ref}}}
+        for s in (401, 403, 422, *statuses)
+    }
 
 
 def etag(version: int) -> dict[str, str]:

@@ -33,17 +33,25 @@ MAX_RANGE = timedelta(days=400)
 
 def with_credentials(wired: Services, registered: Registered) -> dict[str, Any]:
     row, creds = registered.device, registered.credentials
-    mqtt = {"host": wired.mqtt_host, "port": wired.mqtt_port, "client_id": creds.client_id,
-            "username": creds.username, "password": creds.password,
-            "topic_prefix": topic_prefix(row["tenant_id"], row["device_id"]),
-            "certificate_pem": creds.certificate_pem, "private_key": creds.private_key}
+    mqtt = {
+        "host": wired.mqtt_host,
+        "port": wired.mqtt_port,
+        "client_id": creds.client_id,
+        "username": creds.username,
+        "password": creds.password,
+        "topic_prefix": topic_prefix(row["tenant_id"], row["device_id"]),
+        "certificate_pem": creds.certificate_pem,
+        "private_key": creds.private_key,
+    }
     return {**row, "mqtt": mqtt}
 
 
-@router.post("", status_code=201, response_model=schemas.DeviceWithCredentials,
-             responses=problems(409, 503))
-async def register_device(body: schemas.DeviceCreate, caller: TenantAdmin, wired: Wired,
-                          response: Response) -> Any:
+@router.post(
+    "", status_code=201, response_model=schemas.DeviceWithCredentials, responses=problems(409, 503)
+)
+async def register_device(
+    body: schemas.DeviceCreate, caller: TenantAdmin, wired: Wired, response: Response
+) -> Any:
     """Register a device and issue its MQTT credentials (the password is shown only here)."""
     registered = await wired.commands.register_device(caller.tenant_id, body, caller.actor)
     response.headers.update(etag(registered.device["version"]))
@@ -63,15 +71,20 @@ def tag_filters(tags: list[str] | None) -> dict[str, str]:
 
 @router.get("", response_model=schemas.Page[schemas.Device], responses=problems())
 async def list_devices(
-    caller: Viewer, wired: Wired,
-    tag: Annotated[list[str] | None, Query(description="key:value; repeat to require several",
-                                           examples=["site:berlin"])] = None,
+    caller: Viewer,
+    wired: Wired,
+    tag: Annotated[
+        list[str] | None,
+        Query(description="key:value; repeat to require several", examples=["site:berlin"]),
+    ] = None,
     status: Literal["active", "decommissioned"] | None = None,
-    limit: Limit = 100, cursor: Cursor = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> Any:
     """List the tenant's devices, optionally only those carrying every given tag."""
-    items, next_cursor = await wired.queries.devices(caller.tenant_id, tag_filters(tag), status,
-                                                      limit, cursor)
+    items, next_cursor = await wired.queries.devices(
+        caller.tenant_id, tag_filters(tag), status, limit, cursor
+    )
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -82,40 +95,57 @@ async def get_device(device_id: DeviceId, caller: Viewer, wired: Wired, response
     return row
 
 
-@router.delete("/{device_id}", response_model=schemas.Device, responses=problems(404, 409, 412, 503))
-async def decommission_device(device_id: DeviceId, caller: TenantAdmin, wired: Wired,
-                              version: IfMatch, response: Response) -> Any:
+@router.delete(
+    "/{device_id}", response_model=schemas.Device, responses=problems(404, 409, 412, 503)
+)
+async def decommission_device(
+    device_id: DeviceId, caller: TenantAdmin, wired: Wired, version: IfMatch, response: Response
+) -> Any:
     """Decommission: the device's credentials stop working and ingest refuses its telemetry."""
     row = await wired.commands.decommission(caller.tenant_id, device_id, version, caller.actor)
     response.headers.update(etag(row["version"]))
     return row
 
 
-@router.post("/{device_id}/rotate-credentials", response_model=schemas.DeviceWithCredentials,
-             responses=problems(404, 409, 412, 503))
-async def rotate_credentials(device_id: DeviceId, caller: TenantAdmin, wired: Wired,
-                             version: IfMatch, response: Response) -> Any:
+@router.post(
+    "/{device_id}/rotate-credentials",
+    response_model=schemas.DeviceWithCredentials,
+    responses=problems(404, 409, 412, 503),
+)
+async def rotate_credentials(
+    device_id: DeviceId, caller: TenantAdmin, wired: Wired, version: IfMatch, response: Response
+) -> Any:
     """Issue new credentials; the old password stops working (the new one is shown only here)."""
-    registered = await wired.commands.rotate_credentials(caller.tenant_id, device_id, version,
-                                                         caller.actor)
+    registered = await wired.commands.rotate_credentials(
+        caller.tenant_id, device_id, version, caller.actor
+    )
     response.headers.update(etag(registered.device["version"]))
     return with_credentials(wired, registered)
 
 
 def event_out(event: RecordedEvent) -> dict[str, Any]:
-    return {"event_id": str(event.event_id), "type": event.type, "version": event.version,
-            "position": event.position, "data": event.data,
-            "actor": event.metadata.get("actor"), "recorded_at": event.recorded_at}
+    return {
+        "event_id": str(event.event_id),
+        "type": event.type,
+        "version": event.version,
+        "position": event.position,
+        "data": event.data,
+        "actor": event.metadata.get("actor"),
+        "recorded_at": event.recorded_at,
+    }
 
 
-@router.get("/{device_id}/events", response_model=schemas.Page[schemas.EventOut],
-            responses=problems(404))
-async def device_events(device_id: DeviceId, caller: Viewer, wired: Wired, limit: Limit = 100,
-                        cursor: Cursor = None) -> Any:
+@router.get(
+    "/{device_id}/events", response_model=schemas.Page[schemas.EventOut], responses=problems(404)
+)
+async def device_events(
+    device_id: DeviceId, caller: Viewer, wired: Wired, limit: Limit = 100, cursor: Cursor = None
+) -> Any:
     """The device's event history, oldest first."""
     await wired.queries.device(caller.tenant_id, device_id)
     events, next_cursor = await wired.queries.stream(
-        stream_id("device", caller.tenant_id, device_id), caller.tenant_id, limit, cursor)
+        stream_id("device", caller.tenant_id, device_id), caller.tenant_id, limit, cursor
+    )
     return {"items": [event_out(e) for e in events], "next_cursor": next_cursor}
 
 
@@ -150,22 +180,39 @@ def _bucket_width(bucket: str, start: datetime, end: datetime) -> timedelta:
 
 @router.get("/{device_id}/telemetry", response_model=schemas.Telemetry, responses=problems(404))
 async def device_telemetry(
-    device_id: DeviceId, caller: Viewer, wired: Wired,
+    device_id: DeviceId,
+    caller: Viewer,
+    wired: Wired,
     metric: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = None,
-    time_from: Annotated[datetime | None, Query(alias="from", description="default: to - 24h")] = None,
+    time_from: Annotated[
+        datetime | None, Query(alias="from", description="default: to - 24h")
+    ] = None,
     time_to: Annotated[datetime | None, Query(alias="to", description="default: now")] = None,
-    bucket: Annotated[str | None, Query(max_length=16, examples=["5m"], description=(
-        "Aggregate into buckets of this width (min/max/avg/count of metric)"))] = None,
-    limit: Limit = 100, cursor: Cursor = None,
+    bucket: Annotated[
+        str | None,
+        Query(
+            max_length=16,
+            examples=["5m"],
+            description=("Aggregate into buckets of this width (min/max/avg/count of metric)"),
+        ),
+    ] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> Any:
     """Raw readings (paginated), or with ``bucket`` one metric's min/max/avg/count per bucket."""
     await wired.queries.device(caller.tenant_id, device_id)
     start, end = _window(time_from, time_to)
-    result: dict[str, Any] = {"device_id": device_id, "metric": metric, "bucket": bucket,
-                              "from": start, "to": end}
+    result: dict[str, Any] = {
+        "device_id": device_id,
+        "metric": metric,
+        "bucket": bucket,
+        "from": start,
+        "to": end,
+    }
     if bucket is None:
         readings, result["next_cursor"] = await wired.queries.readings(
-            caller.tenant_id, device_id, metric, start, end, limit, cursor)
+            caller.tenant_id, device_id, metric, start, end, limit, cursor
+        )
         return {**result, "readings": readings}
     if metric is None:
         raise InvalidError("query.metric", "required with bucket")

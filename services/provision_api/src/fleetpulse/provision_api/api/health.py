@@ -15,8 +15,11 @@ async def healthz() -> schemas.Health:
     return schemas.Health(status="ok")
 
 
-@router.get("/readyz", response_model=schemas.Health,
-            responses={503: {"model": schemas.Health, "description": "A dependency is unreachable"}})
+@router.get(
+    "/readyz",
+    response_model=schemas.Health,
+    responses={503: {"model": schemas.Health, "description": "A dependency is unreachable"}},
+)
 async def readyz(wired: Wired) -> JSONResponse:
     """The database is reachable."""
     failing = await wired.readiness()

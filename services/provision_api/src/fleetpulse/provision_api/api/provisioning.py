@@ -29,8 +29,9 @@ ProfileId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 @profiles.post("", status_code=201, response_model=schemas.ProfileCreated, responses=problems())
-async def create_profile(body: schemas.ProfileIn, caller: TenantAdmin, wired: Wired,
-                         response: Response) -> Any:
+async def create_profile(
+    body: schemas.ProfileIn, caller: TenantAdmin, wired: Wired, response: Response
+) -> Any:
     """Create a fleet provisioning profile; its ``provision_secret`` is shown only here."""
     row, secret = await wired.commands.create_profile(caller.tenant_id, body, caller.actor)
     response.headers.update(etag(row["version"]))
@@ -38,23 +39,26 @@ async def create_profile(body: schemas.ProfileIn, caller: TenantAdmin, wired: Wi
 
 
 @profiles.get("", response_model=schemas.Page[schemas.Profile], responses=problems())
-async def list_profiles(caller: TenantAdmin, wired: Wired, limit: Limit = 100,
-                        cursor: Cursor = None) -> Any:
+async def list_profiles(
+    caller: TenantAdmin, wired: Wired, limit: Limit = 100, cursor: Cursor = None
+) -> Any:
     items, next_cursor = await wired.queries.profiles(caller.tenant_id, limit, cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 
 @profiles.get("/{profile_id}", response_model=schemas.Profile, responses=problems(404))
-async def get_profile(profile_id: ProfileId, caller: TenantAdmin, wired: Wired,
-                      response: Response) -> Any:
+async def get_profile(
+    profile_id: ProfileId, caller: TenantAdmin, wired: Wired, response: Response
+) -> Any:
     row = await wired.queries.profile(caller.tenant_id, profile_id)
     response.headers.update(etag(row["version"]))
     return row
 
 
 @profiles.delete("/{profile_id}", response_model=schemas.Profile, responses=problems(404, 409, 412))
-async def revoke_profile(profile_id: ProfileId, caller: TenantAdmin, wired: Wired,
-                         version: IfMatch, response: Response) -> Any:
+async def revoke_profile(
+    profile_id: ProfileId, caller: TenantAdmin, wired: Wired, version: IfMatch, response: Response
+) -> Any:
     """Revoke the profile: no further device can claim with it."""
     row = await wired.commands.revoke_profile(caller.tenant_id, profile_id, version, caller.actor)
     response.headers.update(etag(row["version"]))
@@ -65,15 +69,24 @@ def _claim_problems() -> dict[int | str, dict[str, Any]]:
     documented = problems(409, 429, 503)
     documented.pop(403)
     ref = {"$ref": "#/components/schemas/Problem"}
-    documented[403] = {"description": "Profile revoked, expired or full",
-                       "content": {MEDIA_TYPE: {"schema": ref}}}
-    documented[401] = {"description": "Wrong provisioning key or secret",
-                       "content": {MEDIA_TYPE: {"schema": ref}}}
+    documented[403] = {
+        "description": "Profile revoked, expired or full",
+        "content": {MEDIA_TYPE: {"schema": ref}},
+    }
+    documented[401] = {
+        "description": "Wrong provisioning key or secret",
+        "content": {MEDIA_TYPE: {"schema": ref}},
+    }
     return documented
 
 
-@claims.post("/provision", status_code=201, response_model=schemas.DeviceWithCredentials,
-             responses=_claim_problems(), openapi_extra={"security": []})
+@claims.post(
+    "/provision",
+    status_code=201,
+    response_model=schemas.DeviceWithCredentials,
+    responses=_claim_problems(),
+    openapi_extra={"security": []},
+)
 async def provision(body: schemas.ProvisionIn, request: Request, wired: Wired) -> Any:
     """Register a device by claim with a profile's key and secret (no bearer token).
 
@@ -88,18 +101,33 @@ async def provision(body: schemas.ProvisionIn, request: Request, wired: Wired) -
         registered = await wired.commands.claim(body, profile)
     except DomainError as exc:
         # Never log the secret: only which key was tried, from where, and why it failed.
-        log.warning("provisioning claim refused", extra={
-            "provision_key": body.provision_key[:64], "source": source, "device_id": body.device_id,
-            "reason": str(exc)})
+        log.warning(
+            "provisioning claim refused",
+            extra={
+                "provision_key": body.provision_key[:64],
+                "source": source,
+                "device_id": body.device_id,
+                "reason": str(exc),
+            },
+        )
         raise
-    log.info("device provisioned by claim", extra={
-        "tenant_id": registered.device["tenant_id"], "device_id": body.device_id,
-        "profile_id": profile["profile_id"]})
+    log.info(
+        "device provisioned by claim",
+        extra={
+            "tenant_id": registered.device["tenant_id"],
+            "device_id": body.device_id,
+            "profile_id": profile["profile_id"],
+        },
+    )
     return with_credentials(wired, registered)
 
 
 def _rate_limit(wired: Wired, source: str) -> None:
     wait_s = wired.provision_limiter.take(source)
     if wait_s > 0:
-        raise ProblemError(429, "Too Many Requests", "too many provisioning attempts from this source",
-                           headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        raise ProblemError(
+            429,
+            "Too Many Requests",
+            "too many provisioning attempts from this source",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )

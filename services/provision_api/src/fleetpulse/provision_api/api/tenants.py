@@ -22,8 +22,9 @@ async def create_tenant(
 
 
 @router.get("", response_model=schemas.Page[schemas.Tenant], responses=problems())
-async def list_tenants(caller: PlatformAdmin, wired: Wired, limit: Limit = 100,
-                       cursor: Cursor = None) -> Any:
+async def list_tenants(
+    caller: PlatformAdmin, wired: Wired, limit: Limit = 100, cursor: Cursor = None
+) -> Any:
     """List tenants (platform-admin)."""
     items, next_cursor = await wired.queries.tenants(limit, cursor)
     return {"items": items, "next_cursor": next_cursor}

@@ -34,11 +34,17 @@ def device_policy() -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect",
-             "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}",
-             "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}},
-            {"Effect": "Allow", "Action": "iot:Publish",
-             "Resource": f"arn:aws:iot:*:*:topic/{prefix}/*"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": "arn:aws:iot:*:*:client/${iot:Connection.Thing.ThingName}",
+                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Publish",
+                "Resource": f"arn:aws:iot:*:*:topic/{prefix}/*",
+            },
         ],
     }
 
@@ -80,8 +86,9 @@ class IotCoreCredentialIssuer:
         if self._policy_ready:
             return
         try:
-            await iot.create_policy(policyName=self._policy_name,
-                                    policyDocument=json.dumps(device_policy()))
+            await iot.create_policy(
+                policyName=self._policy_name, policyDocument=json.dumps(device_policy())
+            )
         except ClientError as exc:
             if _code(exc) != "ResourceAlreadyExistsException":
                 raise
@@ -98,11 +105,14 @@ class IotCoreCredentialIssuer:
     async def _new_certificate(self, iot: Any, device: DeviceIdentity) -> IssuedCredentials:
         cert = await iot.create_keys_and_certificate(setAsActive=True)
         await iot.attach_policy(policyName=self._policy_name, target=cert["certificateArn"])
-        await iot.attach_thing_principal(thingName=thing_name(device),
-                                         principal=cert["certificateArn"])
-        return IssuedCredentials(client_id=thing_name(device),
-                                 certificate_pem=cert["certificatePem"],
-                                 private_key=cert["keyPair"]["PrivateKey"])
+        await iot.attach_thing_principal(
+            thingName=thing_name(device), principal=cert["certificateArn"]
+        )
+        return IssuedCredentials(
+            client_id=thing_name(device),
+            certificate_pem=cert["certificatePem"],
+            private_key=cert["keyPair"]["PrivateKey"],
+        )
 
     async def _deactivate_certificates(self, iot: Any, device: DeviceIdentity) -> None:
         try:
@@ -131,7 +141,9 @@ class _Translated(AbstractAsyncContextManager[Any]):
         try:
             return await self._cm.__aenter__()
         except (BotoCoreError, OSError) as exc:
-            raise CredentialsUnavailableError(f"AWS IoT unreachable: {type(exc).__name__}") from None
+            raise CredentialsUnavailableError(
+                f"AWS IoT unreachable: {type(exc).__name__}"
+            ) from None
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         await self._cm.__aexit__(exc_type, exc, tb)

@@ -52,9 +52,16 @@ class DynsecAdmin:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(run_with_reconnect(
-            lambda: aiomqtt_client(self._endpoint, identifier=f"fleetpulse-dynsec-{uuid.uuid4().hex[:8]}"),
-            self._session, stop=self._stop), name="dynsec-admin")
+        self._task = asyncio.create_task(
+            run_with_reconnect(
+                lambda: aiomqtt_client(
+                    self._endpoint, identifier=f"fleetpulse-dynsec-{uuid.uuid4().hex[:8]}"
+                ),
+                self._session,
+                stop=self._stop,
+            ),
+            name="dynsec-admin",
+        )
 
     async def close(self) -> None:
         self._stop.set()
@@ -72,7 +79,11 @@ class DynsecAdmin:
         self._connected.set()
         try:
             async for message in client.messages:
-                self._on_response(bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b"")
+                self._on_response(
+                    bytes(message.payload)
+                    if isinstance(message.payload, bytes | bytearray)
+                    else b""
+                )
         finally:
             self._connected.clear()
             self._client = None
@@ -109,7 +120,9 @@ class DynsecAdmin:
             await client.publish(CONTROL_TOPIC, orjson.dumps({"commands": tagged}), qos=1)
             return list(await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s))
         except (TimeoutError, aiomqtt.MqttError) as exc:
-            raise CredentialsUnavailableError(f"dynamic security did not answer: {type(exc).__name__}") from None
+            raise CredentialsUnavailableError(
+                f"dynamic security did not answer: {type(exc).__name__}"
+            ) from None
         finally:
             for command in tagged:
                 self._pending.pop(command["correlationData"], None)
@@ -141,45 +154,68 @@ class MosquittoCredentialIssuer:
     async def issue(self, device: DeviceIdentity) -> IssuedCredentials:
         password = new_password()
         role = role_name(device)
-        acl = {"acltype": "publishClientSend", "topic": device.topic_prefix + "#",
-               "priority": 0, "allow": True}
+        acl = {
+            "acltype": "publishClientSend",
+            "topic": device.topic_prefix + "#",
+            "priority": 0,
+            "allow": True,
+        }
         role_response, client_response = await self._admin.execute(
             {"command": "createRole", "rolename": role, "acls": [acl]},
-            {"command": "createClient", "username": device.username, "password": password,
-             "clientid": device.username, "roles": [{"rolename": role, "priority": 0}]},
+            {
+                "command": "createClient",
+                "username": device.username,
+                "password": password,
+                "clientid": device.username,
+                "roles": [{"rolename": role, "priority": 0}],
+            },
         )
         _check([role_response, client_response], tolerated=("already exists",))
         if client_response.get("error"):
             await self._reissue(device, role, password)
-        return IssuedCredentials(client_id=device.username, username=device.username,
-                                 password=password)
+        return IssuedCredentials(
+            client_id=device.username, username=device.username, password=password
+        )
 
     async def _reissue(self, device: DeviceIdentity, role: str, password: str) -> None:
         """The client exists (a re-registration, or a command whose commit failed): reset it."""
-        (current,) = await self._admin.execute({"command": "getClient", "username": device.username})
+        (current,) = await self._admin.execute(
+            {"command": "getClient", "username": device.username}
+        )
         _check([current])
-        roles = {r.get("rolename") for r in current.get("data", {}).get("client", {}).get("roles", [])}
+        roles = {
+            r.get("rolename") for r in current.get("data", {}).get("client", {}).get("roles", [])
+        }
         commands: list[Command] = [
             {"command": "setClientPassword", "username": device.username, "password": password},
-            {"command": "enableClient", "username": device.username}]
+            {"command": "enableClient", "username": device.username},
+        ]
         if role not in roles:
-            commands.append({"command": "addClientRole", "username": device.username, "rolename": role})
+            commands.append(
+                {"command": "addClientRole", "username": device.username, "rolename": role}
+            )
         _check(await self._admin.execute(*commands))
 
     async def rotate(self, device: DeviceIdentity) -> IssuedCredentials:
         password = new_password()
         # The plugin disconnects the client's open sessions when its password changes.
-        _check(await self._admin.execute(
-            {"command": "setClientPassword", "username": device.username, "password": password},
-        ))
-        return IssuedCredentials(client_id=device.username, username=device.username,
-                                 password=password)
+        _check(
+            await self._admin.execute(
+                {"command": "setClientPassword", "username": device.username, "password": password},
+            )
+        )
+        return IssuedCredentials(
+            client_id=device.username, username=device.username, password=password
+        )
 
     async def disable(self, device: DeviceIdentity) -> None:
         # disableClient also disconnects the device if it is connected.
-        _check(await self._admin.execute(
-            {"command": "disableClient", "username": device.username},
-        ), tolerated=("not found",))
+        _check(
+            await self._admin.execute(
+                {"command": "disableClient", "username": device.username},
+            ),
+            tolerated=("not found",),
+        )
 
     async def ready(self) -> bool:
         return self._admin.connected

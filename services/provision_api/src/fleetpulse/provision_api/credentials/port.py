@@ -84,8 +84,9 @@ class InMemoryCredentialIssuer:
         password = new_password()
         self.passwords[device.username] = password
         self.disabled.discard(device.username)
-        return IssuedCredentials(client_id=device.username, username=device.username,
-                                 password=password)
+        return IssuedCredentials(
+            client_id=device.username, username=device.username, password=password
+        )
 
     def _check(self) -> None:
         if self.fail:
