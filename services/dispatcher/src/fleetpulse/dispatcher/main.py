@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common.aws import aws_client
-from fleetpulse.common.db import create_pool
+from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
 from fleetpulse.common.eventstore import PostgresEventStore
 from fleetpulse.common.messaging import (
     OutboxRelay,
@@ -101,7 +101,7 @@ async def flush_groups(dispatcher: Dispatcher, stop: asyncio.Event, poll_s: floa
         try:
             while await dispatcher.flush_due_groups() > 0:
                 pass
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except TRANSIENT_ERRORS as exc:
             log.warning("group flush failed; retrying", extra={"error": type(exc).__name__})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_s)

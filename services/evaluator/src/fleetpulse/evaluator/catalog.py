@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from fleetpulse.common.db import TRANSIENT_ERRORS
 from fleetpulse.evaluator.domain import InvalidRuleError, Rule, rule_from_catalog, severity_rank
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class PostgresCatalogSource:
         while not stop.is_set():
             try:
                 await self.refresh()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 log.warning("catalog refresh failed; retrying", extra={"error": type(exc).__name__})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), refresh_s)

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import asyncpg
 
+from fleetpulse.common.db import TRANSIENT_ERRORS
 from fleetpulse.common.observability import meter, tracer
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog
@@ -149,7 +150,7 @@ class Evaluator:
         while not stop.is_set():
             try:
                 await self.tick()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 log.warning(
                     "clock tick failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"}
                 )

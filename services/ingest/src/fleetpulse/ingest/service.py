@@ -26,7 +26,7 @@ from fleetpulse.ingest.pipeline import Pipeline, PipelineConfig
 from fleetpulse.ingest.registry import DeviceRegistry
 from fleetpulse.ingest.settings import Settings
 from fleetpulse.ingest.sqs_source import SqsSource
-from fleetpulse.ingest.store import PostgresTelemetryStore
+from fleetpulse.ingest.store import RETRYABLE, PostgresTelemetryStore
 
 log = logging.getLogger(__name__)
 DAY_S = 86_400.0
@@ -185,6 +185,6 @@ async def _housekeeping(ingest: Ingest, stop: asyncio.Event) -> None:
             },
         )
         if asyncio.get_running_loop().time() - last_partitions > DAY_S:
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
+            with contextlib.suppress(*RETRYABLE):
                 await ingest.store.ensure_partitions()
                 last_partitions = asyncio.get_running_loop().time()

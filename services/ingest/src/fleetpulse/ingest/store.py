@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import asyncpg
 
+from fleetpulse.common.db import TRANSIENT_ERRORS
 from fleetpulse.ingest.batch import MINUTE_US, Batch
 
 # Errors after which the same write may succeed later (lost connection, server restarting, ...).
-RETRYABLE: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
+RETRYABLE: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
 
 # The key and number columns travel as PostgreSQL array literals in one text parameter each:
 # asyncpg's array encoder runs two ``isinstance(x, collections.abc.*)`` checks per element

@@ -14,7 +14,7 @@ import uvicorn
 
 from fleetpulse.common.aws import aws_client
 from fleetpulse.common.crypto import SecretBox
-from fleetpulse.common.db import create_pool
+from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
 from fleetpulse.common.errors import ConfigurationError
 from fleetpulse.common.eventstore import EventNotifications, PostgresEventStore, ProjectionRunner
 from fleetpulse.common.messaging import (
@@ -109,7 +109,7 @@ async def bootstrap(
 async def _failing(pool: asyncpg.Pool) -> list[str]:
     try:
         await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=2.0)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+    except TRANSIENT_ERRORS:
         return ["database"]
     return []
 

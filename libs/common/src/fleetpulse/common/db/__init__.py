@@ -1,5 +1,5 @@
 """PostgreSQL/TimescaleDB access: pool factory and migrations."""
 
-from fleetpulse.common.db.pool import create_pool, dsn_of
+from fleetpulse.common.db.pool import TRANSIENT_ERRORS, create_pool, dsn_of
 
-__all__ = ["create_pool", "dsn_of"]
+__all__ = ["TRANSIENT_ERRORS", "create_pool", "dsn_of"]

@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol
 
 import asyncpg
 
+from fleetpulse.common.db import TRANSIENT_ERRORS
 from fleetpulse.common.eventstore.checkpoints import lock_checkpoint, save_checkpoint
 from fleetpulse.common.eventstore.model import RecordedEvent
 from fleetpulse.common.eventstore.notifications import EventNotifications
@@ -106,7 +107,7 @@ class ProjectionRunner:
         while not stop.is_set():
             try:
                 await self.catch_up()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 log.warning(
                     "projection catch-up failed; retrying",
                     extra={"projection": self._projection.name, "error": type(exc).__name__},

@@ -27,7 +27,7 @@ from collections.abc import Awaitable
 import asyncpg
 from pydantic import SecretStr
 
-from fleetpulse.common.db.pool import connect
+from fleetpulse.common.db.pool import TRANSIENT_ERRORS, connect
 from fleetpulse.common.eventstore import (
     EventNotifications,
     PostgresEventStore,
@@ -44,14 +44,7 @@ log = logging.getLogger(__name__)
 _published_counter = meter("fleetpulse.messaging").create_counter(
     "fleetpulse.outbox.published", description="Events published to SNS by the outbox relay"
 )
-_RETRYABLE: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    *AWS_ERRORS,
-    MessagingError,
-)
+_RETRYABLE: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, *AWS_ERRORS, MessagingError)
 
 
 def advisory_lock_key(name: str) -> int:
