@@ -92,6 +92,33 @@ async def test_deletes_only_after_the_handler_succeeded(sqs_client: Any, queue_p
     assert await receive_all(sqs_client, queue.url, quiet_s=1.2) == []
 
 
+@pytest.mark.timeout(60)
+async def test_a_queue_that_vanished_is_declared_again(sqs_client: Any, queue_prefix: str) -> None:
+    """An emulator that restarts empty loses the queue; with ``on_missing_queue`` (AUTO_CREATE)
+    the consumer declares it again and carries on, instead of backing off forever."""
+    name = queue_prefix + "vanishing"
+    queue = await _queue(sqs_client, name)
+    declared = 0
+
+    async def declare_again() -> None:
+        nonlocal declared
+        declared += 1
+        await _queue(sqs_client, name)
+
+    seen: list[str] = []
+
+    async def handler(message: SqsMessage) -> None:
+        seen.append(message.body)
+
+    async with running(consumer(sqs_client, queue, handler, on_missing_queue=declare_again)):
+        await _send(sqs_client, queue, "before")
+        await until(lambda: seen == ["before"])
+        await sqs_client.delete_queue(QueueUrl=queue.url)
+        await until(lambda: declared >= 1, timeout_s=20)
+        await _send(sqs_client, queue, "after")
+        await until(lambda: seen == ["before", "after"], timeout_s=20)
+
+
 @pytest.mark.timeout(30)
 async def test_always_failing_message_lands_in_the_dlq(sqs_client: Any, queue_prefix: str) -> None:
     queue = await declare_queue(

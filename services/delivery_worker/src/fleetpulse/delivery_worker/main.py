@@ -28,10 +28,10 @@ from fleetpulse.common.messaging import (
     SnsPublisher,
     SqsConsumer,
     SqsMessage,
-    declare_platform,
     message_to_event,
-    platform_resources,
     queue_ref,
+    redeclare_platform,
+    resolve_platform,
 )
 from fleetpulse.common.runtime import ServiceContext, run
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
@@ -165,10 +165,8 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
     )
     try:
         async with aws_client("sqs", settings.aws) as sqs, aws_client("sns", settings.aws) as sns:
-            if settings.auto_create:
-                resources = await declare_platform(sqs, sns, settings.queue_prefix)
-            else:
-                resources = await platform_resources(sqs, sns, settings.queue_prefix)
+            prefix, auto_create = settings.queue_prefix, settings.auto_create
+            resources = await resolve_platform(sqs, sns, prefix, auto_create=auto_create)
             dlq = await queue_ref(sqs, resources.deliveries.name + DLQ_SUFFIX)
             channels = build_channels(settings, sns)
             worker = build_worker(settings, pool, channels)
@@ -179,6 +177,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
                 concurrency=settings.concurrency,
                 visibility_timeout_s=60,
                 name="delivery-worker",
+                on_missing_queue=redeclare_platform(sqs, sns, prefix, auto_create=auto_create),
             )
             relay = OutboxRelay(
                 PostgresEventStore(pool),

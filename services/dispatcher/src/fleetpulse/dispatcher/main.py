@@ -25,9 +25,9 @@ from fleetpulse.common.messaging import (
     SnsPublisher,
     SqsConsumer,
     SqsMessage,
-    declare_platform,
     message_to_event,
-    platform_resources,
+    redeclare_platform,
+    resolve_platform,
 )
 from fleetpulse.common.runtime import ServiceContext, run
 from fleetpulse.dispatcher.service import Dispatcher
@@ -74,10 +74,8 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
     )
     try:
         async with aws_client("sqs", settings.aws) as sqs, aws_client("sns", settings.aws) as sns:
-            if settings.auto_create:
-                resources = await declare_platform(sqs, sns, settings.queue_prefix)
-            else:
-                resources = await platform_resources(sqs, sns, settings.queue_prefix)
+            prefix, auto_create = settings.queue_prefix, settings.auto_create
+            resources = await resolve_platform(sqs, sns, prefix, auto_create=auto_create)
             events = PostgresEventStore(pool)
             dispatcher = Dispatcher(PostgresDispatchStore(events))
             consumer = SqsConsumer(
@@ -86,6 +84,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
                 message_handler(dispatcher),
                 concurrency=settings.concurrency,
                 name="dispatcher",
+                on_missing_queue=redeclare_platform(sqs, sns, prefix, auto_create=auto_create),
             )
             relay = OutboxRelay(
                 events, SnsPublisher(sns, resources.domain_events_arn), dsn=settings.database_url

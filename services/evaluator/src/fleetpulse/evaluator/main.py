@@ -20,12 +20,11 @@ from fleetpulse.common.db import create_pool
 from fleetpulse.common.eventstore import PostgresEventStore
 from fleetpulse.common.messaging import (
     OutboxRelay,
-    PlatformResources,
     SnsPublisher,
     SqsConsumer,
     SqsMessage,
-    declare_platform,
-    platform_resources,
+    redeclare_platform,
+    resolve_platform,
 )
 from fleetpulse.common.runtime import ServiceContext, run
 from fleetpulse.evaluator.alerting import PostgresAlertLog
@@ -64,19 +63,15 @@ class Application:
                 group.create_task(job)  # type: ignore[arg-type]
 
 
-async def _resources(settings: Settings, sqs: SQSClient, sns: SNSClient) -> PlatformResources:
-    if settings.auto_create:
-        return await declare_platform(
-            sqs, sns, settings.queue_prefix, visibility_timeout_s=settings.visibility_timeout_s
-        )
-    return await platform_resources(sqs, sns, settings.queue_prefix)
-
-
 async def bootstrap(
     settings: Settings, pool: asyncpg.Pool, sqs: SQSClient, sns: SNSClient
 ) -> Application:
     """Wire the adapters: the one place that knows them all."""
-    resources = await _resources(settings, sqs, sns)
+    prefix, auto_create = settings.queue_prefix, settings.auto_create
+    visibility_s = settings.visibility_timeout_s
+    resources = await resolve_platform(
+        sqs, sns, prefix, auto_create=auto_create, visibility_timeout_s=visibility_s
+    )
     store = PostgresEventStore(pool)
     catalog = Catalog()
     evaluator = Evaluator(
@@ -100,6 +95,9 @@ async def bootstrap(
         concurrency=settings.consumer_concurrency,
         visibility_timeout_s=settings.visibility_timeout_s,
         name="evaluator",
+        on_missing_queue=redeclare_platform(
+            sqs, sns, prefix, auto_create=auto_create, visibility_timeout_s=visibility_s
+        ),
     )
     relay = (
         OutboxRelay(

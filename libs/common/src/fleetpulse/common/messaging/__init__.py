@@ -16,6 +16,8 @@ from fleetpulse.common.messaging.resources import (
     platform_resources,
     queue_names,
     queue_ref,
+    redeclare_platform,
+    resolve_platform,
     subscribe_queue,
     topic_arn,
 )
@@ -56,6 +58,8 @@ __all__ = [
     "platform_resources",
     "queue_names",
     "queue_ref",
+    "redeclare_platform",
+    "resolve_platform",
     "subscribe_queue",
     "topic_arn",
     "unpack_records",

@@ -29,6 +29,15 @@ class PublishError(MessagingError):
     """Messages could not be sent; the caller must not acknowledge their source."""
 
 
+#: Error codes of a call on a queue that does not exist (the real service and moto differ).
+NO_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+def queue_missing(exc: BaseException) -> bool:
+    """Whether an SQS call failed because its queue does not exist."""
+    return error_code(exc) in NO_QUEUE_CODES
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a ``ClientError`` ("" for anything else)."""
     if isinstance(exc, ClientError):

@@ -7,13 +7,15 @@ with new arguments (a filter policy, a receive count) updates the existing resou
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from fleetpulse.common.messaging.errors import ResourceNotFoundError, error_code
+from fleetpulse.common.messaging.errors import ResourceNotFoundError, error_code, queue_missing
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
 DLQ_SUFFIX = "-dlq"
 DLQ_RETENTION_S = 14 * 24 * 3600
 _QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
-_NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
 #: SNS filter policies of the platform's subscribed queues (on the ``type`` attribute).
 DISPATCHER_FILTER: dict[str, Any] = {"type": [{"prefix": "Alert"}]}
@@ -112,7 +113,7 @@ async def queue_ref(sqs: SQSClient, name: str) -> QueueRef:
     try:
         url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
     except ClientError as exc:
-        if error_code(exc) in _NO_QUEUE:
+        if queue_missing(exc):
             raise ResourceNotFoundError("SQS queue", name) from None
         raise
     return QueueRef(name=name, url=url, arn=await _queue_arn(sqs, url))
@@ -247,4 +248,35 @@ async def platform_resources(sqs: SQSClient, sns: SNSClient, prefix: str) -> Pla
         dispatcher=await queue_ref(sqs, names.dispatcher),
         deliveries=await queue_ref(sqs, names.deliveries),
         domain_events_arn=await topic_arn(sns, names.domain_events),
+    )
+
+
+async def resolve_platform(
+    sqs: SQSClient,
+    sns: SNSClient,
+    prefix: str,
+    *,
+    auto_create: bool,
+    visibility_timeout_s: int = 30,
+) -> PlatformResources:
+    """:func:`declare_platform` with ``AUTO_CREATE``, else :func:`platform_resources`."""
+    if auto_create:
+        return await declare_platform(sqs, sns, prefix, visibility_timeout_s=visibility_timeout_s)
+    return await platform_resources(sqs, sns, prefix)
+
+
+def redeclare_platform(
+    sqs: SQSClient,
+    sns: SNSClient,
+    prefix: str,
+    *,
+    auto_create: bool,
+    visibility_timeout_s: int = 30,
+) -> Callable[[], Awaitable[PlatformResources]] | None:
+    """A consumer's ``on_missing_queue``: declare everything again with ``AUTO_CREATE`` (an
+    emulator restarted empty); None otherwise (Terraform owns the resources)."""
+    if not auto_create:
+        return None
+    return functools.partial(
+        declare_platform, sqs, sns, prefix, visibility_timeout_s=visibility_timeout_s
     )

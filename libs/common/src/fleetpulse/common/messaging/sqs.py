@@ -22,7 +22,7 @@ import orjson
 from opentelemetry.trace import SpanKind
 
 from fleetpulse.common.messaging._batching import backoff_s, chunk, send_with_retry
-from fleetpulse.common.messaging.errors import AWS_ERRORS
+from fleetpulse.common.messaging.errors import AWS_ERRORS, queue_missing
 from fleetpulse.common.observability import extract_context, inject_context, meter, tracer
 
 if TYPE_CHECKING:
@@ -113,6 +113,9 @@ class SqsConsumer:
         shutdown_timeout_s: on stop, how long in-flight handlers may take before being cancelled
             (their messages are released for another consumer).
         name: names the consumer in logs, spans and metrics.
+        on_missing_queue: awaited when the queue turns out not to exist (an emulator that
+            restarted empty), to declare it again; with ``AUTO_CREATE`` only. Without it the
+            consumer keeps backing off until the queue is back.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class SqsConsumer:
         extend_every_s: float | None = None,
         shutdown_timeout_s: float = 20.0,
         name: str = "sqs-consumer",
+        on_missing_queue: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         if concurrency < 1 or not 1 <= batch_size <= 10 or visibility_timeout_s < 1:
             raise ValueError("concurrency >= 1, 1 <= batch_size <= 10, visibility_timeout_s >= 1")
@@ -141,6 +145,7 @@ class SqsConsumer:
         self._extend_every_s = extend_every_s or visibility_timeout_s / 3
         self._shutdown_timeout_s = shutdown_timeout_s
         self._name = name
+        self._on_missing_queue = on_missing_queue
         self._in_flight: dict[asyncio.Task[None], _InFlight] = {}
         self._deleter = _BatchDeleter(sqs, queue_url, name)
         self._tracer = tracer("fleetpulse.messaging.sqs")
@@ -181,11 +186,24 @@ class SqsConsumer:
                         "attempt": failures,
                     },
                 )
+                if queue_missing(exc):
+                    await self._declare_queue_again()
                 await _sleep_unless(stop, backoff_s(failures, 0.5, 20.0))
                 continue
             failures = 0
             for message in messages:
                 self._start(message)
+
+    async def _declare_queue_again(self) -> None:
+        if self._on_missing_queue is None:
+            return
+        log.warning("queue missing; declaring it again", extra={"consumer": self._name})
+        try:
+            await self._on_missing_queue()
+        except AWS_ERRORS as exc:
+            log.warning(
+                "declaring the queue failed", extra={"consumer": self._name, "error": str(exc)}
+            )
 
     async def _receive(self, count: int, stop: asyncio.Event) -> list[SqsMessage]:
         """Up to ``count`` messages; [] when ``stop`` is set while waiting."""
