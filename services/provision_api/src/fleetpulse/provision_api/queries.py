@@ -90,7 +90,7 @@ class Queries:
             after[0] if after else 0,
             limit + 1,
         )
-        events = [_event(r) for r in rows]
+        events = [RecordedEvent.from_row(r) for r in rows]
         return page(events, limit, lambda e: (e.version,))
 
     # --- rules, integrations, routes, profiles -------------------------------------------
@@ -358,17 +358,3 @@ def _quarantined(row: asyncpg.Record) -> Row:
         "payload_base64": base64.b64encode(preview).decode(),
         "payload_size": row["size"],
     }
-
-
-def _event(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        position=row["position"],
-        event_id=row["event_id"],
-        stream_id=row["stream_id"],
-        version=row["version"],
-        type=row["type"],
-        tenant_id=row["tenant_id"],
-        data=row["data"],
-        metadata=row["metadata"],
-        recorded_at=row["recorded_at"],
-    )

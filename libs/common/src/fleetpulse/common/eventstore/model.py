@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,21 @@ class RecordedEvent:
     data: JsonObject
     metadata: JsonObject
     recorded_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RecordedEvent:
+        """From a row of the ``events`` table (asyncpg ``Record`` or a mapping)."""
+        return cls(
+            position=row["position"],
+            event_id=row["event_id"],
+            stream_id=row["stream_id"],
+            version=row["version"],
+            type=row["type"],
+            tenant_id=row["tenant_id"],
+            data=row["data"],
+            metadata=row["metadata"],
+            recorded_at=row["recorded_at"],
+        )
 
 
 def stream_id(kind: str, tenant_id: str, entity_id: str | None = None) -> str:

@@ -66,7 +66,7 @@ class PostgresEventStore:
             stream_id,
             after_version,
         )
-        return [_from_row(row) for row in rows]
+        return [RecordedEvent.from_row(row) for row in rows]
 
     async def stream_version(
         self, stream_id: str, *, conn: asyncpg.Connection | None = None
@@ -89,7 +89,7 @@ class PostgresEventStore:
             after_position,
             limit,
         )
-        return [_from_row(row) for row in rows]
+        return [RecordedEvent.from_row(row) for row in rows]
 
     async def head_position(self, *, conn: asyncpg.Connection | None = None) -> int:
         return int(
@@ -135,18 +135,4 @@ def _recorded(
         data=event.data,
         metadata=event.metadata,
         recorded_at=row["out_recorded_at"],
-    )
-
-
-def _from_row(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        position=row["position"],
-        event_id=row["event_id"],
-        stream_id=row["stream_id"],
-        version=row["version"],
-        type=row["type"],
-        tenant_id=row["tenant_id"],
-        data=row["data"],
-        metadata=row["metadata"],
-        recorded_at=row["recorded_at"],
     )
