@@ -116,6 +116,7 @@ def test_public_names() -> None:
         "WebhookVerificationError",
         "generate_secret",
         "headers_owner",
+        "secret_owner",
         "sign",
         "signature_headers",
         "verify",

@@ -24,6 +24,7 @@ __all__ = [
     "WebhookVerificationError",
     "generate_secret",
     "headers_owner",
+    "secret_owner",
     "sign",
     "signature_headers",
     "verify",
@@ -42,6 +43,11 @@ class WebhookVerificationError(FleetPulseError):
 def generate_secret() -> str:
     """A new signing secret, ``whsec_`` followed by 32 random bytes in base64."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(_SECRET_BYTES)).decode()
+
+
+def secret_owner(tenant_id: str, integration_id: str) -> str:
+    """What an integration's sealed signing secret is bound to (``SecretBox.seal``)."""
+    return f"{tenant_id}:{integration_id}"
 
 
 def headers_owner(tenant_id: str, integration_id: str) -> str:

@@ -22,7 +22,7 @@ from fleetpulse.common.crypto import SealError, SecretBox, open_values
 from fleetpulse.common.errors import ConcurrencyError
 from fleetpulse.common.eventstore import NewEvent, RecordedEvent, metadata
 from fleetpulse.common.observability import meter
-from fleetpulse.common.webhooks import headers_owner
+from fleetpulse.common.webhooks import headers_owner, secret_owner
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
 from fleetpulse.delivery_worker.channels.base import Channel, Notification
 from fleetpulse.delivery_worker.retry import AttemptResult, Decision, Verdict, decide
@@ -168,9 +168,8 @@ class DeliveryWorker:
     def _secret(self, tenant_id: str, integration: Integration) -> str | None:
         if integration.secret_sealed is None:
             return None
-        return self._secrets.open(
-            integration.secret_sealed, f"{tenant_id}:{integration.integration_id}"
-        )
+        owner = secret_owner(tenant_id, integration.integration_id)
+        return self._secrets.open(integration.secret_sealed, owner)
 
     def _opened_config(self, tenant_id: str, integration: Integration) -> Mapping[str, Any]:
         """The config with the custom header values the API sealed, opened for this attempt only."""

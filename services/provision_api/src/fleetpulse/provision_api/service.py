@@ -7,7 +7,6 @@ version, and applies the projections inline, so the next read sees the write.
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 
 from fleetpulse.common.crypto import SecretBox, seal_values
 from fleetpulse.common.eventstore import NO_STREAM, NewEvent, metadata, stream_id
-from fleetpulse.common.webhooks import headers_owner
+from fleetpulse.common.webhooks import generate_secret, headers_owner, secret_owner
 from fleetpulse.provision_api import domain, schemas
 from fleetpulse.provision_api.auth import Principal
 from fleetpulse.provision_api.credentials import (
@@ -253,8 +252,8 @@ class Commands:
         secret = None
         data = self._integration_data(tenant_id, integration_id, body)
         if body.kind == "webhook":
-            secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-            data["secret_sealed"] = self._box.seal(secret, f"{tenant_id}:{integration_id}")
+            secret = generate_secret()
+            data["secret_sealed"] = self._box.seal(secret, secret_owner(tenant_id, integration_id))
         row = await self._create(
             "integration", tenant_id, integration_id, NewEvent("IntegrationCreated", data), actor
         )
