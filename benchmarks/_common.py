@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -17,6 +20,24 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=Path, help="JSON of an earlier run to compare against")
     p.add_argument("--save", type=Path, help="write this run's figures as JSON")
     return p
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid`` and its descendants; empty when it is gone."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def rss_mib(processes: list[psutil.Process]) -> float:
+    """Their summed resident memory in MiB (a process that exits meanwhile counts 0)."""
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return total / 2**20
 
 
 def percentile(samples: list[float], q: float) -> float:

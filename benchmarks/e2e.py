@@ -34,7 +34,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,9 +43,8 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-import psutil
 import uvloop
-from _common import parser, percentile, report
+from _common import parser, percentile, process_tree, report, rss_mib
 
 from fleetpulse.dev_oidc import TokenRequest, mint_token
 from fleetpulse.dev_oidc.keys import load_key
@@ -65,7 +64,6 @@ BREACH = 80.0
 NORMAL = 20.0
 RULE_PROPAGATION_S = 3.0  # the evaluator's catalog refresh (1 s) with margin, as the fault test
 WEBHOOK_TIMEOUT_S = 30.0
-MIB = 1024 * 1024
 PROCESSES = (*SERVICE_NAMES, "mosquitto", "moto", "oidc")
 
 
@@ -97,7 +95,7 @@ class RssSampler(threading.Thread):
         assert self.stack is not None, "watch() a stack first"
         for child in list(self.stack.supervisor.children):
             name = child.name.removeprefix("fleetpulse-")
-            rss = tree_rss(child.pid)
+            rss = rss_mib(process_tree(child.pid))
             if rss:
                 self.last[name] = rss
                 self.peak[name] = max(self.peak[name], rss)
@@ -107,19 +105,6 @@ class RssSampler(threading.Thread):
         self._done.set()
         if self.is_alive():
             self.join(timeout=5)
-
-
-def tree_rss(pid: int) -> float:
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0
-    for process in tree:
-        with suppress(psutil.Error):
-            total += process.memory_info().rss
-    return total / MIB
 
 
 # the stack ----------------------------------------------------------------------------------------

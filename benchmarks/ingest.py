@@ -18,6 +18,7 @@ load generator is not the limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ import asyncpg
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import parser, percentile, report
+from _common import parser, percentile, process_tree, report, rss_mib
 from ingest_load import publish_share
 
 from fleetpulse.testing.mosquitto import start_mosquitto
@@ -75,24 +76,23 @@ class Peak:
     """Samples the RSS of a process tree every 100 ms."""
 
     def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
+        self.pid = pid
+        self.peak_mib = 0.0
         self.cpu_s = 0.0
         self._task = asyncio.create_task(self._sample())
 
     async def _sample(self) -> None:
         while True:
-            try:
-                procs = [self.process, *self.process.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
-                self.cpu_s = sum(sum(p.cpu_times()[:2]) for p in procs)
-            except psutil.Error:
-                pass
+            procs = process_tree(self.pid)
+            self.peak_mib = max(self.peak_mib, rss_mib(procs))
+            with contextlib.suppress(psutil.Error):
+                if procs:
+                    self.cpu_s = sum(sum(p.cpu_times()[:2]) for p in procs)
             await asyncio.sleep(0.1)
 
     def stop(self) -> float:
         self._task.cancel()
-        return self.peak / 2**20
+        return self.peak_mib
 
 
 async def publish_all(
