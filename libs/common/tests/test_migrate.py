@@ -62,6 +62,13 @@ async def test_two_runners_at_once_leave_one_correct_schema(migrated_template: s
         assert [code for code, _ in results] == [0, 0], results
         applied = sorted(out.strip().splitlines()[-1] for _, out in results)
         assert applied[0] == "fleetpulse-migrate: 0 migration(s) applied"
+        names = [m.name for m in load_migrations("postgres")]
+        assert applied[1] == f"fleetpulse-migrate: {len(names)} migration(s) applied: " + ", ".join(
+            names
+        )
+        progress = "".join(out for _, out in results)
+        for name in names:  # each progress line names its migration
+            assert f"applying migration {name} (postgres)" in progress
         expected = await _schema(url.rsplit("/", 1)[0] + f"/{migrated_template}")
         assert await _schema(url) == expected
         conn = await connect(url)

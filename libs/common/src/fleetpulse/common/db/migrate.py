@@ -129,7 +129,12 @@ def _check_unchanged(migration: Migration, checksum: str) -> None:
 
 
 async def _apply(conn: asyncpg.Connection, migration: Migration, variant: Variant) -> None:
-    log.info("applying migration", extra={"migration": migration.name, "variant": variant})
+    log.info(
+        "applying migration %s (%s)",
+        migration.name,
+        variant,
+        extra={"migration": migration.name, "variant": variant},
+    )
     async with conn.transaction():
         try:
             await conn.execute(migration.sql)
@@ -165,7 +170,8 @@ async def _main(argv: list[str] | None) -> int:
         return 1
     finally:
         await conn.close()
-    print(f"fleetpulse-migrate: {len(applied)} migration(s) applied")
+    names = f": {', '.join(m.name for m in applied)}" if applied else ""
+    print(f"fleetpulse-migrate: {len(applied)} migration(s) applied{names}")
     return 0
 
 
