@@ -117,7 +117,9 @@ async def test_ingest_store_writes_a_batch_once(pool: asyncpg.Pool) -> None:
     assert await store.write(_batch(rows)) == 0
     assert await store.write(_batch(rows)) == 30  # redelivered: all duplicates
     assert await pool.fetchval("SELECT count(*) FROM telemetry WHERE tenant_id = $1", tenant) == 30
-    assert await pool.fetchval("SELECT count(*) FROM device_state WHERE tenant_id = $1", tenant) == 3
+    assert (
+        await pool.fetchval("SELECT count(*) FROM device_state WHERE tenant_id = $1", tenant) == 3
+    )
 
 
 async def test_api_bucketed_query_uses_time_bucket(pool: asyncpg.Pool) -> None:

@@ -36,7 +36,7 @@ class TimescaleServer:
         self.url = f"postgresql://postgres:postgres@127.0.0.1:{port}/postgres?sslmode=disable"
         self._log_path = log_path
         self._log = log_path.open("wb")
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        self._proc = subprocess.Popen(
             [_node(), str(HARNESS_DIR / "server.mjs"), str(port)],
             cwd=HARNESS_DIR,
             stdout=self._log,
@@ -49,7 +49,9 @@ class TimescaleServer:
             if f"ready {self.port}" in self.log():
                 return
             if self._proc.poll() is not None:
-                raise RuntimeError(f"timescale harness exited {self._proc.returncode}: {self.log()}")
+                raise RuntimeError(
+                    f"timescale harness exited {self._proc.returncode}: {self.log()}"
+                )
             time.sleep(0.1)
         raise TimeoutError(f"timescale harness not ready after {timeout}s: {self.log()}")
 
