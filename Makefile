@@ -1,18 +1,24 @@
 # FleetPulse: one entry point for running, testing and benchmarking the platform.
 SHELL := /bin/bash
-UV ?= uv
+# uv on PATH or in ~/.local/bin, else installed there by scripts/uv (same method as .ci/run)
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV ?= $(CURDIR)/scripts/uv
 PACKAGES := fleetpulse.common fleetpulse.testing fleetpulse.ingest fleetpulse.evaluator \
 	fleetpulse.dispatcher fleetpulse.delivery_worker fleetpulse.provision_api \
 	fleetpulse.dev_oidc fleetpulse.devstack fleetpulse.simulator fleetpulse.smoke
 MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | paste -sd: -)
 PYTEST_ARGS ?=
+TIMESCALE_HARNESS := libs/testing/timescale
 
-.PHONY: help sync up down dev test test-fast lint typecheck format bench bench-eventstore \
+.PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
 	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
 	config-table
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+uv: ## find or install uv (PATH, ~/.local/bin, else from PyPI into a private venv) and show its version
+	$(UV) --version
 
 sync: ## install the workspace (one venv, locked)
 	$(UV) sync --locked
@@ -36,10 +42,15 @@ lint: sync ## ruff check and ruff format --check
 typecheck: sync ## mypy (strict for libs/common)
 	MYPYPATH=$(MYPYPATH) $(UV) run mypy $(addprefix -p ,$(PACKAGES))
 
-test: lint typecheck ## ruff, mypy and every test suite (slow ones included)
+$(TIMESCALE_HARNESS)/node_modules/.package-lock.json: $(TIMESCALE_HARNESS)/package-lock.json
+	cd $(TIMESCALE_HARNESS) && npm ci --legacy-peer-deps --no-audit --no-fund
+
+timescale-harness: $(TIMESCALE_HARNESS)/node_modules/.package-lock.json ## npm ci the test-only TimescaleDB (PGlite) server
+
+test: lint typecheck timescale-harness ## ruff, mypy and every test suite (slow ones included)
 	$(UV) run pytest $(PYTEST_ARGS)
 
-test-fast: sync ## the tests not marked slow
+test-fast: sync timescale-harness ## the tests not marked slow
 	$(UV) run pytest -m "not slow" $(PYTEST_ARGS)
 
 format: sync ## ruff format and the safe ruff fixes
