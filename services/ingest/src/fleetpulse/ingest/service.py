@@ -31,6 +31,7 @@ from fleetpulse.ingest.store import RETRYABLE, PostgresTelemetryStore
 log = logging.getLogger(__name__)
 DAY_S = 86_400.0
 STATS_EVERY_S = 10.0
+HOUSEKEEPING_EVERY_S = 300.0
 
 
 @dataclass(slots=True)
@@ -169,7 +170,13 @@ async def run_ingest(ingest: Ingest, stop: asyncio.Event) -> None:
 
 async def _housekeeping(ingest: Ingest, stop: asyncio.Event) -> None:
     last_partitions = asyncio.get_running_loop().time()
+    last_rollup: float | None = None
     while not stop.is_set():
+        if last_rollup is None or asyncio.get_running_loop().time() - last_rollup >= (
+            HOUSEKEEPING_EVERY_S
+        ):
+            last_rollup = asyncio.get_running_loop().time()
+            await _telemetry_housekeeping(ingest)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), STATS_EVERY_S)
         stats = ingest.metrics.stats
@@ -188,3 +195,14 @@ async def _housekeeping(ingest: Ingest, stop: asyncio.Event) -> None:
             with contextlib.suppress(*RETRYABLE):
                 await ingest.store.ensure_partitions()
                 last_partitions = asyncio.get_running_loop().time()
+
+
+async def _telemetry_housekeeping(ingest: Ingest) -> None:
+    """Retention and rollups (plain PostgreSQL); a failure is logged and retried next round."""
+    try:
+        done = await ingest.store.housekeeping(ingest.settings.telemetry_keep_days)
+    except RETRYABLE as exc:
+        log.warning("telemetry housekeeping failed", extra={"error": repr(exc)})
+        return
+    if done:
+        log.info("telemetry housekeeping", extra=done)

@@ -67,6 +67,12 @@ class Settings(ServiceSettings):
         ge=1,
         description="Readings older than this are quarantined (TIMESTAMP_OUT_OF_RANGE)",
     )
+    telemetry_keep_days: int = Field(
+        default=90,
+        ge=1,
+        description="Plain PostgreSQL: daily telemetry partitions older than this are dropped "
+        "(TimescaleDB's own retention policy keeps 90 days); hourly rollups are kept",
+    )
     max_future_s: int = Field(
         default=300, ge=0, description="Readings further in the future are quarantined"
     )
@@ -98,6 +104,17 @@ class Settings(ServiceSettings):
             raise ValueError(
                 "empty (a plain subscription) needs FLEETPULSE_MQTT_CONNECTIONS=1: "
                 "every connection would receive every message"
+            )
+        return value
+
+    @field_validator("telemetry_keep_days")
+    @classmethod
+    def _keep_what_is_accepted(cls, value: int, info: ValidationInfo) -> int:
+        accepted = info.data.get("retention_days", 30)
+        if value < accepted:
+            raise ValueError(
+                f"must be at least FLEETPULSE_RETENTION_DAYS ({accepted}): readings that old "
+                "are still accepted"
             )
         return value
 

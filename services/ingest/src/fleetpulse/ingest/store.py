@@ -76,6 +76,10 @@ ON CONFLICT (minute) DO UPDATE SET duplicates = c.duplicates + EXCLUDED.duplicat
 """
 
 
+#: One key for every ingest replica: the replica holding it runs housekeeping, the others skip.
+HOUSEKEEPING_LOCK = 0x466C5054_484B5045  # "FlPTHKPE"
+
+
 class PostgresTelemetryStore:
     """Writes a :class:`Batch` atomically; returns how many readings were duplicates."""
 
@@ -120,6 +124,17 @@ class PostgresTelemetryStore:
                     "SELECT fleetpulse_ensure_telemetry_partitions($1, $2)", days_back, days_ahead
                 )
             )
+
+    async def housekeeping(self, keep_days: int) -> dict[str, int] | None:
+        """Retention and hourly rollups where the database does not schedule them itself
+        (plain PostgreSQL; a no-op returning ``{}`` on TimescaleDB, whose jobs do it). Runs on
+        one replica at a time: returns ``None`` when another one holds the lock, otherwise
+        ``{"dropped_partitions": n, "rolled_up_device_hours": n}``."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", HOUSEKEEPING_LOCK):
+                return None
+            done = await conn.fetchval("SELECT fleetpulse_telemetry_housekeeping($1)", keep_days)
+            return {str(k): int(v) for k, v in done.items()}
 
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -16,6 +16,7 @@ from fleetpulse.provision_api.pagination import decode_cursor, page
 Row = dict[str, Any]
 PageResult = tuple[list[Row], str | None]
 QUARANTINE_PREVIEW_BYTES = 4096
+HOUR = timedelta(hours=1)
 
 
 class Queries:
@@ -305,24 +306,45 @@ class Queries:
         end: datetime,
         width: timedelta,
     ) -> list[Row]:
+        """min/max/avg/count of ``metric`` per bucket: whole rolled-up hours from
+        ``telemetry_metrics_hourly``, the rest (edges, the not yet rolled-up tail, widths that
+        are not whole hours) from the raw readings. Sums are numeric, so no overflow."""
+        lo, hi = rollup_span(start, end, width)
         binning = (
-            "time_bucket($6::interval, time)"
+            "time_bucket($6::interval, {t})"
             if self._timescale
-            else "date_bin($6::interval, time, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+            else "date_bin($6::interval, {t}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
         )
         rows = await self._pool.fetch(
             f"""
-            SELECT {binning} AS bucket, min(v) AS min, max(v) AS max, avg(v) AS avg,
-                   count(v) AS count
-            FROM (SELECT time, CASE jsonb_typeof(metrics -> $3)
-                                 WHEN 'number' THEN (metrics ->> $3)::double precision
-                                 WHEN 'boolean' THEN CASE WHEN (metrics -> $3)::boolean
-                                                          THEN 1.0 ELSE 0.0 END
-                               END AS v
-                  FROM telemetry
-                  WHERE tenant_id = $1 AND device_id = $2 AND time >= $4 AND time < $5
-                    AND metrics ? $3) AS readings
-            GROUP BY 1 ORDER BY 1
+            WITH span AS (
+                SELECT $7::timestamptz AS lo,
+                       LEAST($8::timestamptz, fleetpulse_telemetry_rollup_complete_before()) AS hi
+            ), parts AS (
+                SELECT {binning.format(t="h.bucket")} AS bucket, min(h.min) AS min,
+                       max(h.max) AS max, sum(h.sum) AS sum, sum(h.count) AS count
+                FROM telemetry_metrics_hourly h, span
+                WHERE h.tenant_id = $1 AND h.device_id = $2 AND h.metric = $3
+                  AND h.bucket >= span.lo AND h.bucket < span.hi
+                GROUP BY 1
+                UNION ALL
+                SELECT {binning.format(t="r.time")}, min(r.v), max(r.v), sum(r.v::numeric),
+                       count(r.v)
+                FROM (SELECT time, CASE jsonb_typeof(metrics -> $3)
+                                     WHEN 'number' THEN (metrics ->> $3)::double precision
+                                     WHEN 'boolean' THEN CASE WHEN (metrics -> $3)::boolean
+                                                              THEN 1.0 ELSE 0.0 END
+                                   END AS v
+                      FROM telemetry
+                      WHERE tenant_id = $1 AND device_id = $2 AND time >= $4 AND time < $5
+                        AND metrics ? $3) AS r, span
+                WHERE NOT (r.time >= span.lo AND r.time < span.hi)
+                GROUP BY 1
+            )
+            SELECT bucket, min(min) AS min, max(max) AS max,
+                   (sum(sum) / NULLIF(sum(count), 0))::double precision AS avg,
+                   sum(count)::bigint AS count
+            FROM parts GROUP BY 1 ORDER BY 1
             """,  # noqa: S608 - binning is one of two constants
             tenant_id,
             device_id,
@@ -330,6 +352,8 @@ class Queries:
             start,
             end,
             width,
+            lo,
+            hi,
         )
         return [dict(r) for r in rows]
 
@@ -339,6 +363,21 @@ class Queries:
                 "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
             )
         )
+
+
+def rollup_span(start: datetime, end: datetime, width: timedelta) -> tuple[datetime, datetime]:
+    """The whole hours of ``[start, end)`` an hourly rollup can answer for buckets of ``width``
+    (a multiple of one hour, so each bucket is made of whole UTC hours); empty otherwise."""
+    if width % HOUR:
+        return start, start
+    lo = _ceil_hour(start.astimezone(UTC))
+    hi = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return (lo, hi) if lo < hi else (start, start)
+
+
+def _ceil_hour(at: datetime) -> datetime:
+    floor = at.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == at else floor + HOUR
 
 
 def rule_view(row: Row) -> Row:
