@@ -200,3 +200,54 @@ async def test_redelivery_into_a_compressed_chunk_loses_nothing(pool: asyncpg.Po
         tenant,
     )
     assert values == 200  # the new rows are the ones stored, the old ones kept their values
+
+
+async def _run_job(pool: asyncpg.Pool, proc: str, relation: str) -> None:
+    """Run a Timescale policy job now, as its background worker would."""
+    async with pool.acquire() as conn:
+        job = await conn.fetchval(
+            "SELECT job_id FROM timescaledb_information.jobs "
+            "WHERE proc_name = $1 AND hypertable_name = $2",
+            proc,
+            relation,
+        )
+        assert job is not None, (proc, relation)
+        await conn.execute(f"CALL run_job({int(job)})")
+
+
+async def test_retention_job_drops_chunks_past_90_days(pool: asyncpg.Pool) -> None:
+    tenant, now = _tenant(), datetime.now(UTC)
+    await pool.execute(
+        "INSERT INTO telemetry (time, tenant_id, device_id, metrics) VALUES "
+        "($1, $3, 'd1', '{}'), ($2, $3, 'd1', '{}')",
+        now - 95 * DAY,
+        now - 80 * DAY,
+        tenant,
+    )
+    await _run_job(pool, "policy_retention", "telemetry")
+    times = await pool.fetch("SELECT time FROM telemetry WHERE tenant_id = $1", tenant)
+    assert [r["time"] for r in times] == [now - 80 * DAY]
+
+
+async def test_metric_rollup_is_a_continuous_aggregate_the_api_reads(pool: asyncpg.Pool) -> None:
+    tenant = _tenant()
+    h0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 4 * HOUR
+    rows = [(tenant, "d1", h0 + timedelta(minutes=10 * i), 1e308) for i in range(12)]
+    await PostgresTelemetryStore(pool).write(_batch(rows))
+    queries = Queries(pool, timescale=True)
+    window = (h0, h0 + 3 * HOUR)
+    realtime = await queries.buckets(tenant, "d1", "temp", *window, HOUR)
+    assert [(b["bucket"], b["avg"], b["count"]) for b in realtime] == [
+        (h0, 1e308, 6),
+        (h0 + HOUR, 1e308, 6),
+    ]
+    assert await PostgresTelemetryStore(pool).housekeeping(90) == {}  # Timescale's jobs do it
+    await _run_job(pool, "policy_refresh_continuous_aggregate", "telemetry_metrics_hourly")
+    # which source answers: raw rows of the first hour go; the materialized hour still answers
+    await pool.execute(
+        "DELETE FROM telemetry WHERE tenant_id = $1 AND time < $2", tenant, h0 + HOUR
+    )
+    hourly = await queries.buckets(tenant, "d1", "temp", *window, HOUR)
+    assert hourly == realtime
+    half_hourly = await queries.buckets(tenant, "d1", "temp", *window, timedelta(minutes=30))
+    assert half_hourly[0]["bucket"] == h0 + HOUR  # control: raw only, the first hour is gone
