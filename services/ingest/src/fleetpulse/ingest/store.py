@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 
 from fleetpulse.common.db import TRANSIENT_ERRORS
 from fleetpulse.ingest.batch import MINUTE_US, Batch
+
+log = logging.getLogger(__name__)
 
 # Errors after which the same write may succeed later (lost connection, server restarting, ...).
 RETRYABLE: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
@@ -20,6 +24,23 @@ SELECT fleetpulse_ts_us(u.t), u.tn, u.d, u.s, u.m::jsonb, fleetpulse_ts_us(u.r)
 FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[], $4::text::bigint[],
             $5::text[], $6::text::bigint[])
      AS u(t, tn, d, s, m, r)
+ON CONFLICT (tenant_id, device_id, time) DO NOTHING
+"""
+
+# Run when INSERT_TELEMETRY met conflicts: inserts what is still missing, set-wise and without a
+# conflict (the first of equal keys in the batch wins, as with ON CONFLICT). TimescaleDB has had
+# bugs where ON CONFLICT DO NOTHING into a compressed chunk stopped at the first conflict and
+# the statement's later rows were lost while reported as not inserted (counted as duplicates
+# here); this second pass stores them. Nothing is missing normally: it inserts 0 rows.
+INSERT_MISSING_TELEMETRY = """
+INSERT INTO telemetry (time, tenant_id, device_id, seq, metrics, received_at)
+SELECT DISTINCT ON (u.tn, u.d, u.t)
+       fleetpulse_ts_us(u.t), u.tn, u.d, u.s, u.m::jsonb, fleetpulse_ts_us(u.r)
+FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[], $4::text::bigint[],
+            $5::text[], $6::text::bigint[]) WITH ORDINALITY AS u(t, tn, d, s, m, r, n)
+WHERE NOT EXISTS (SELECT 1 FROM telemetry x WHERE x.tenant_id = u.tn AND x.device_id = u.d
+                                              AND x.time = fleetpulse_ts_us(u.t))
+ORDER BY u.tn, u.d, u.t, u.n
 ON CONFLICT (tenant_id, device_id, time) DO NOTHING
 """
 
@@ -105,8 +126,7 @@ class PostgresTelemetryStore:
     async def _telemetry(self, conn: asyncpg.Connection, batch: Batch) -> int:
         if not batch.times:
             return 0
-        status = await conn.execute(
-            INSERT_TELEMETRY,
+        columns = (
             int_array(batch.times),
             id_array(batch.tenants),
             id_array(batch.devices),
@@ -114,7 +134,15 @@ class PostgresTelemetryStore:
             batch.metrics,
             int_array(batch.received),
         )
-        inserted = int(status.rsplit(" ", 1)[1])
+        inserted = _row_count(await conn.execute(INSERT_TELEMETRY, *columns))
+        if inserted < len(batch.times):
+            missed = _row_count(await conn.execute(INSERT_MISSING_TELEMETRY, *columns))
+            if missed:
+                log.warning(
+                    "telemetry rows lost by ON CONFLICT DO NOTHING were stored by a second pass",
+                    extra={"rows": missed},
+                )
+            inserted += missed
         return len(batch.times) - inserted
 
     async def ensure_partitions(self, days_back: int = 1, days_ahead: int = 7) -> int:
@@ -139,3 +167,8 @@ class PostgresTelemetryStore:
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:
             return bool(await conn.fetchval("SELECT true"))
+
+
+def _row_count(status: str) -> int:
+    """Rows an INSERT wrote, from its command tag (``INSERT 0 n``)."""
+    return int(status.rsplit(" ", 1)[1])
