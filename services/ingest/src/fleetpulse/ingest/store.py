@@ -38,8 +38,11 @@ SELECT DISTINCT ON (u.tn, u.d, u.t)
        fleetpulse_ts_us(u.t), u.tn, u.d, u.s, u.m::jsonb, fleetpulse_ts_us(u.r)
 FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[], $4::text::bigint[],
             $5::text[], $6::text::bigint[]) WITH ORDINALITY AS u(t, tn, d, s, m, r, n)
-WHERE NOT EXISTS (SELECT 1 FROM telemetry x WHERE x.tenant_id = u.tn AND x.device_id = u.d
-                                              AND x.time = fleetpulse_ts_us(u.t))
+LEFT JOIN LATERAL (  -- LIMIT keeps this a per-row key lookup, never a scan of the table
+    SELECT true AS stored FROM telemetry x
+    WHERE x.tenant_id = u.tn AND x.device_id = u.d AND x.time = fleetpulse_ts_us(u.t) LIMIT 1
+) AS x ON true
+WHERE x.stored IS NULL
 ORDER BY u.tn, u.d, u.t, u.n
 ON CONFLICT (tenant_id, device_id, time) DO NOTHING
 """
