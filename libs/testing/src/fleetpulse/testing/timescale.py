@@ -67,6 +67,7 @@ class TimescaleServer:
                 self._proc.kill()
                 self._proc.wait(10)
         self._log.close()
+        shutil.rmtree(self._log_path.parent, ignore_errors=True)
 
 
 def _node() -> str:
