@@ -193,6 +193,8 @@ def test_grafana_dashboards_query_existing_tables() -> None:
         "ingest",
         "open-alerts",
         "delivery-outcomes",
+        "device-metrics",
+        "operations",
     }
     tables = migration_tables()
     used: set[str] = set()
