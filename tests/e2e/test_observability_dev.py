@@ -17,8 +17,12 @@ lets the simulator stream a few seconds of telemetry into the same tenant.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -370,3 +374,110 @@ async def test_every_grafana_panel_returns_rows(
         assert failures == [], "\n".join(failures)
     finally:
         await conn.close()
+
+
+# make smoke / make simulate in Compose's mode: client-credentials tokens, reachable receiver ----
+
+
+def outward_address() -> str:
+    """This machine's address on its default route (not loopback), if it has one."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("10.255.255.255", 1))
+        address = str(probe.getsockname()[0])
+        if not address.startswith("127."):
+            return address
+    return "localhost"
+
+
+@contextlib.asynccontextmanager
+async def token_endpoint(stack: DevStack, tenant: str) -> AsyncIterator[str]:
+    """A client-credentials token endpoint as the realm's two machine clients give it (the
+    platform bot: platform-admin; the tenant bot: tenant-admin + operator in ``tenant``), signing
+    with the stack's issuer key, so the API trusts its tokens as it trusts Keycloak's."""
+    key = load_key(stack.config.dev_dir / "oidc-key.pem")
+    clients = {
+        "platform-bot": ("p-secret", TokenRequest(roles=("platform-admin",), subject="pb")),
+        "tenant-bot": (
+            "t-secret",
+            TokenRequest(roles=("tenant-admin", "operator"), tenant=tenant, subject="tb"),
+        ),
+    }
+
+    async def issue(request: web.Request) -> web.Response:
+        form = await request.post()
+        auth = request.headers.get("Authorization", "").removeprefix("Basic ")
+        client_id, _, secret = base64.b64decode(auth).decode().partition(":")
+        known = clients.get(client_id)
+        if form.get("grant_type") != "client_credentials" or known is None or known[0] != secret:
+            return web.json_response({"error": "unauthorized_client"}, status=401)
+        token = mint_token(key, known[1], issuer=stack.config.issuer, audience=AUDIENCE)
+        return web.json_response({"access_token": token, "token_type": "Bearer"})
+
+    app = web.Application()
+    app.router.add_post("/token", issue)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/token"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def test_smoke_and_simulate_run_with_client_credentials_like_compose(
+    world: World, tmp_path: Path
+) -> None:
+    tenant = f"cc-{uuid.uuid4().hex[:6]}"
+    async with token_endpoint(world.stack, tenant) as token_url:
+        env_file = tmp_path / "compose-env"
+        env_file.write_text(
+            f"export FLEETPULSE_API_URL={world.stack.config.api_url}\n"
+            f"export FLEETPULSE_TOKEN_URL={token_url}\n"
+            "export FLEETPULSE_CLIENT_ID=tenant-bot\nexport FLEETPULSE_CLIENT_SECRET=t-secret\n"
+            "export FLEETPULSE_PLATFORM_CLIENT_ID=platform-bot\n"
+            "export FLEETPULSE_PLATFORM_CLIENT_SECRET=p-secret\n"
+            f"export FLEETPULSE_TENANT={tenant}\n"
+            "export FLEETPULSE_RECEIVER_BIND=0.0.0.0\n"
+            f"export FLEETPULSE_RECEIVER_HOST={outward_address()}\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETPULSE_")}
+        env["FLEETPULSE_COMPOSE_ENV"] = str(env_file)
+        smoke = await asyncio.create_subprocess_exec(
+            str(BIN / "fleetpulse-smoke"),
+            "--step-timeout",
+            "60",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(smoke.communicate(), 400)
+        assert smoke.returncode == 0, out.decode()
+        assert f"(tenant {tenant})" in out.decode() and "PASS" in out.decode()
+        simulate_run = await asyncio.create_subprocess_exec(
+            str(BIN / "fleetpulse-simulate"),
+            "--devices=2",
+            "--messages=6",
+            "--rate=6",
+            "--no-create-tenant",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(simulate_run.communicate(), 120)
+        assert simulate_run.returncode == 0, out.decode()
+        assert f"devices ready in tenant {tenant}" in out.decode()
+    # positive control: the tenant client cannot act in another tenant
+    async with token_endpoint(world.stack, "someone-else") as token_url:
+        text = env_file.read_text()
+        text = re.sub(r"FLEETPULSE_TOKEN_URL=\S+", f"FLEETPULSE_TOKEN_URL={token_url}", text)
+        env_file.write_text(text)
+        refused = await asyncio.create_subprocess_exec(
+            str(BIN / "fleetpulse-smoke"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(refused.communicate(), 60)
+        assert refused.returncode == 2, out.decode()
+        assert "acts in tenant 'someone-else'" in out.decode()
