@@ -60,7 +60,7 @@ async def token_url() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def compose_env(path: Path, token_url: str, secret: str = "s3cret") -> Path:
+def compose_env(path: Path, token_url: str, secret: str = "s3cret") -> Path:  # noqa: S107
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "\n".join(

@@ -121,7 +121,7 @@ def instrument_libraries() -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.logging import LoggingInstrumentor
 
-    for instrumentor in (AsyncPGInstrumentor(), AioHttpClientInstrumentor()):
+    for instrumentor in (AsyncPGInstrumentor(), AioHttpClientInstrumentor()):  # type: ignore[no-untyped-call]
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
     logging_instrumentor = LoggingInstrumentor()
