@@ -340,7 +340,7 @@ async def options_of(
 @pytest.mark.parametrize(
     "timescaledb", [datasource_is_timescale(), False], ids=["as-provisioned", "plain-macros"]
 )
-@pytest.mark.parametrize("tenant_choice", ["all", "one"])
+@pytest.mark.parametrize("tenant_choice", ["all", "one", "two"])
 async def test_every_grafana_panel_returns_rows(
     world: World, tenant_choice: str, timescaledb: bool
 ) -> None:
@@ -355,7 +355,11 @@ async def test_every_grafana_panel_returns_rows(
             variables = grafana.variables(board)
             chosen: dict[str, str | list[str]] = {}
             if any(v.name == "tenant" for v in variables):
-                chosen["tenant"] = grafana.ALL if tenant_choice == "all" else [world.tenant]
+                chosen["tenant"] = {
+                    "all": grafana.ALL,
+                    "one": [world.tenant],
+                    "two": [world.tenant, "o'neill"],  # multi-select, a quote to escape
+                }[tenant_choice]
             selection = grafana.Selection(values=chosen)
             await options_of(conn, variables, selection, time_range, timescaledb)
             for panel in grafana.panels(board):
