@@ -12,7 +12,7 @@ TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
 	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
-	config-table
+	config-table contracts
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -86,3 +86,6 @@ simulate: sync ## simulated devices publishing telemetry to a running stack
 
 config-table: sync ## rewrite the README configuration table from the settings classes
 	$(UV) run python scripts/config_table.py --write
+
+contracts: sync ## regenerate docs/openapi.json, docs/asyncapi.yaml and docs/settings.md from the code
+	$(UV) run python scripts/contracts.py

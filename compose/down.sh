@@ -4,6 +4,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 file="$here/docker-compose.yml"
+rm -f "$(dirname "$here")/.compose/env" # make smoke / make simulate go back to .dev/env
 args=(--remove-orphans)
 [[ "${FLEETPULSE_DOWN_VOLUMES:-0}" == 1 ]] && args+=(--volumes)
 

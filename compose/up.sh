@@ -5,6 +5,22 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 file="$here/docker-compose.yml"
+root="$(dirname "$here")"
+
+# Host ports (overridable in the environment or compose/.env, which docker compose also reads).
+if [[ -f "$here/.env" ]]; then
+    set -a
+    # shellcheck disable=SC1091
+    . "$here/.env"
+    set +a
+fi
+: "${API_HOST_PORT:=18000}" "${KEYCLOAK_HOST_PORT:=18081}" "${MQTT_HOST_PORT:=11883}"
+: "${AWS_HOST_PORT:=15000}" "${TIMESCALE_HOST_PORT:=15432}" "${GRAFANA_HOST_PORT:=13000}"
+: "${JAEGER_HOST_PORT:=16686}" "${PROMETHEUS_HOST_PORT:=19090}" "${MAILPIT_HOST_PORT:=18025}"
+: "${OTLP_GRPC_HOST_PORT:=14317}" "${OTLP_HTTP_HOST_PORT:=14318}"
+export API_HOST_PORT KEYCLOAK_HOST_PORT MQTT_HOST_PORT AWS_HOST_PORT TIMESCALE_HOST_PORT \
+    GRAFANA_HOST_PORT JAEGER_HOST_PORT PROMETHEUS_HOST_PORT MAILPIT_HOST_PORT \
+    OTLP_GRPC_HOST_PORT OTLP_HTTP_HOST_PORT
 export DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 # the Dockerfiles use cache mounts
 
 if docker compose version >/dev/null 2>&1; then
@@ -39,13 +55,34 @@ else
     exit 1
 fi
 
-cat <<'URLS'
-FleetPulse is up:
-  API            http://localhost:8000/api/v1   (OpenAPI: http://localhost:8000/openapi.json)
-  Keycloak       http://localhost:8081          (realm fleetpulse; admin/admin; demo-admin/demo-admin, tenant demo)
-  Grafana        http://localhost:3000          (admin/admin; folder FleetPulse)
-  Jaeger         http://localhost:16686
-  MQTT           mqtt://localhost:1883          (no anonymous access; devices get credentials from the API)
-  TimescaleDB    postgresql://fleetpulse:fleetpulse@localhost:5433/fleetpulse
-  AWS emulator   http://localhost:5000          (moto: SQS, SNS, Secrets Manager)
+# What `make smoke` and `make simulate` read (fleetpulse.simulator.stack): the API, Keycloak's
+# token endpoint and the realm's machine clients; the smoke's webhook receiver listens on all
+# interfaces for its run and the delivery worker reaches it as host.docker.internal.
+mkdir -p "$root/.compose"
+cat >"$root/.compose/env" <<ENV
+# written by compose/up.sh (make up); removed by make down
+export FLEETPULSE_API_URL=http://127.0.0.1:$API_HOST_PORT
+export FLEETPULSE_TOKEN_URL=http://127.0.0.1:$KEYCLOAK_HOST_PORT/realms/fleetpulse/protocol/openid-connect/token
+export FLEETPULSE_CLIENT_ID=fleetpulse-demo-bot
+export FLEETPULSE_CLIENT_SECRET=${DEMO_BOT_SECRET:-fleetpulse-demo-bot-dev-secret}
+export FLEETPULSE_PLATFORM_CLIENT_ID=fleetpulse-platform-bot
+export FLEETPULSE_PLATFORM_CLIENT_SECRET=${PLATFORM_BOT_SECRET:-fleetpulse-platform-bot-dev-secret}
+export FLEETPULSE_TENANT=demo
+export FLEETPULSE_RECEIVER_BIND=0.0.0.0
+export FLEETPULSE_RECEIVER_HOST=host.docker.internal
+ENV
+
+cat <<URLS
+FleetPulse is up (host ports; change them in compose/.env):
+  API            http://localhost:$API_HOST_PORT/api/v1   (OpenAPI: http://localhost:$API_HOST_PORT/openapi.json)
+  Keycloak       http://localhost:$KEYCLOAK_HOST_PORT          (realm fleetpulse; admin/admin; demo-admin/demo-admin, tenant demo)
+  Grafana        http://localhost:$GRAFANA_HOST_PORT          (admin/admin; folder FleetPulse; data sources TimescaleDB, Prometheus)
+  Jaeger         http://localhost:$JAEGER_HOST_PORT
+  Prometheus     http://localhost:$PROMETHEUS_HOST_PORT
+  Mailpit        http://localhost:$MAILPIT_HOST_PORT          (every email the delivery worker sends)
+  MQTT           mqtt://localhost:$MQTT_HOST_PORT          (no anonymous access; devices get credentials from the API)
+  TimescaleDB    postgresql://fleetpulse:fleetpulse@localhost:$TIMESCALE_HOST_PORT/fleetpulse
+  AWS emulator   http://localhost:$AWS_HOST_PORT          (moto: SQS, SNS, Secrets Manager)
+  OTLP           grpc localhost:$OTLP_GRPC_HOST_PORT, http localhost:$OTLP_HTTP_HOST_PORT
+Next: make smoke; make simulate (both read .compose/env); make down
 URLS

@@ -193,6 +193,8 @@ def test_grafana_dashboards_query_existing_tables() -> None:
         "ingest",
         "open-alerts",
         "delivery-outcomes",
+        "device-metrics",
+        "operations",
     }
     tables = migration_tables()
     used: set[str] = set()
@@ -208,3 +210,172 @@ def test_grafana_dashboards_query_existing_tables() -> None:
         assert contract in used, f"no dashboard reads {contract}"
     if tables:
         assert used <= tables, f"dashboards read tables no migration creates: {used - tables}"
+
+
+# what `make up` promises (issue 14, section 3) ---------------------------------------------------
+
+DEV_AND_BROKER_PORTS = {1883, 1884, 5000, 8000, 8081}  # a local Mosquitto and `make dev`
+
+
+def _interpolate_defaults(text: str) -> str:
+    """``${NAME:-default}`` -> default (what compose gives without an override)."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", text)
+
+
+def bind_mounts(service: dict[str, Any]) -> list[str]:
+    sources = []
+    for volume in service.get("volumes") or []:
+        source = volume["source"] if isinstance(volume, dict) else volume.split(":", 1)[0]
+        if source.startswith((".", "/")):
+            sources.append(source)
+    return sources
+
+
+def missing_files(compose: dict[str, Any]) -> tuple[list[str], int]:
+    """What services mount (bind mounts) or build from (context, Dockerfile, the Dockerfile's
+    COPY sources) that is not in the repository, and how many paths were checked."""
+    missing: list[str] = []
+    checked = 0
+    for name, service in compose["services"].items():
+        for source in bind_mounts(service):
+            path = (COMPOSE_DIR / source).resolve()
+            checked += 1
+            if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+                missing.append(f"{name} mounts {source}")
+        if "build" in service:
+            build = service["build"]
+            context = (COMPOSE_DIR / build["context"]).resolve()
+            dockerfile = context / build.get("dockerfile", "Dockerfile")
+            checked += 1
+            if not dockerfile.is_file():
+                missing.append(f"{name} builds from {dockerfile}")
+                continue
+            for source in re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s", dockerfile.read_text(), re.M):
+                checked += 1
+                if not source.startswith(("/", "$")) and not (context / source).exists():
+                    missing.append(f"{name}: {build['dockerfile']} copies {source}")
+    return missing, checked
+
+
+def test_every_file_a_service_mounts_or_builds_from_exists(compose: dict[str, Any]) -> None:
+    missing, checked = missing_files(compose)
+    assert missing == []
+    assert checked >= 30
+
+
+def test_the_file_check_names_what_is_missing(compose: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["prometheus"]["volumes"][0] = "./prometheus/gone.yml:/etc/p.yml:ro"
+    broken["services"]["ingest"]["build"]["dockerfile"] = "services/nope/Dockerfile"
+    missing, _ = missing_files(broken)
+    assert missing == [
+        "prometheus mounts ./prometheus/gone.yml",
+        "ingest builds from " + str(REPO / "services/nope/Dockerfile"),
+    ]
+
+
+def published_ports(compose: dict[str, Any]) -> dict[str, list[tuple[str, int]]]:
+    found: dict[str, list[tuple[str, int]]] = {}
+    for name, service in compose["services"].items():
+        for port in service.get("ports") or []:
+            host, host_port, _ = _interpolate_defaults(str(port)).rsplit(":", 2)
+            found.setdefault(name, []).append((host, int(host_port)))
+    return found
+
+
+def test_host_ports_avoid_make_dev_and_a_local_broker_and_stay_on_loopback(
+    compose: dict[str, Any],
+) -> None:
+    ports = published_ports(compose)
+    every = [p for bound in ports.values() for p in bound]
+    assert {"provision_api", "mosquitto", "keycloak", "grafana", "mailpit"} <= set(ports)
+    for host, port in every:
+        assert host == "127.0.0.1", f"{host}:{port} is not loopback"
+        assert port not in DEV_AND_BROKER_PORTS, f"host port {port} clashes"
+    assert len({p for _, p in every}) == len(every), "two services publish one host port"
+
+
+def test_up_prints_every_published_port_with_the_same_default(compose: dict[str, Any]) -> None:
+    up = (COMPOSE_DIR / "up.sh").read_text()
+    text = COMPOSE_FILE.read_text()
+    variables = dict(re.findall(r"\"127\.0\.0\.1:\$\{([A-Z_]+_HOST_PORT):-(\d+)\}:", text))
+    assert len(variables) >= 10
+    for variable, default in variables.items():
+        assert f'"${{{variable}:={default}}}"' in up, f"up.sh has no default {variable}={default}"
+        assert f"${variable}" in up.split("cat <<URLS", 1)[1], f"up.sh does not print {variable}"
+    # the issuer the API trusts is the host name and port Keycloak's tokens carry
+    api = env_of(compose["services"]["provision_api"])
+    keycloak = env_of(compose["services"]["keycloak"])
+    assert api["FLEETPULSE_OIDC_ISSUER"] == keycloak["KC_HOSTNAME"] + "/realms/fleetpulse"
+    assert api["FLEETPULSE_MQTT_PUBLIC_PORT"] == "${MQTT_HOST_PORT:-11883}"
+
+
+def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service.get("image", "")
+        if "build" in service:
+            continue
+        tag = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else ""
+        assert re.match(r"v?\d+\.\d+", tag), f"{name}: {image} is not pinned to a version"
+
+
+def test_delivery_worker_sends_email_to_the_smtp_sink(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["mailpit"]["image"].startswith("axllent/mailpit:")
+    env = env_of(services["delivery_worker"])
+    assert env["FLEETPULSE_SMTP_HOST"] == "mailpit"
+    assert env["FLEETPULSE_SMTP_PORT"] == "1025"  # mailpit's SMTP port
+    assert env["FLEETPULSE_SMTP_STARTTLS"] == "false"
+    assert services["delivery_worker"]["depends_on"]["mailpit"] == {"condition": "service_healthy"}
+    assert "host.docker.internal:host-gateway" in services["delivery_worker"]["extra_hosts"]
+
+
+def test_collector_exports_traces_to_jaeger_and_metrics_to_prometheus(
+    compose: dict[str, Any],
+) -> None:
+    collector = yaml.safe_load((COMPOSE_DIR / "otel" / "collector.yaml").read_text())
+    pipelines = collector["service"]["pipelines"]
+    assert pipelines["traces"]["exporters"] == ["otlp/jaeger"]
+    assert collector["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
+    assert pipelines["metrics"]["exporters"] == ["prometheus"]
+    exporter_port = collector["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
+    prometheus = yaml.safe_load((COMPOSE_DIR / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        t
+        for job in prometheus["scrape_configs"]
+        for c in job["static_configs"]
+        for t in c["targets"]
+    }
+    assert f"otel-collector:{exporter_port}" in targets
+    sources = yaml.safe_load(
+        (COMPOSE_DIR / "grafana/provisioning/datasources/timescaledb.yml").read_text()
+    )["datasources"]
+    prom = next(s for s in sources if s["type"] == "prometheus")
+    assert prom["url"] == "http://prometheus:9090"
+    assert "prometheus" in compose["services"] and "jaeger" in compose["services"]
+
+
+def test_realm_has_machine_clients_for_smoke_and_simulate() -> None:
+    realm = json.loads((COMPOSE_DIR / "keycloak" / "realm-fleetpulse.json").read_text())
+    clients = {c["clientId"]: c for c in realm["clients"]}
+    accounts = {u.get("serviceAccountClientId"): u for u in realm["users"]}
+    up = (COMPOSE_DIR / "up.sh").read_text()
+    for client_id, roles, tenant in (
+        ("fleetpulse-demo-bot", {"tenant-admin", "operator"}, "demo"),
+        ("fleetpulse-platform-bot", {"platform-admin"}, None),
+    ):
+        client = clients[client_id]
+        assert client["serviceAccountsEnabled"] is True and client["publicClient"] is False
+        assert (
+            client["standardFlowEnabled"] is False and client["directAccessGrantsEnabled"] is False
+        )
+        assert roles <= set(accounts[client_id]["realmRoles"])
+        mappers = {m["protocolMapper"]: m["config"] for m in client["protocolMappers"]}
+        assert mappers["oidc-audience-mapper"]["included.client.audience"] == "fleetpulse-api"
+        if tenant:
+            claim = mappers["oidc-hardcoded-claim-mapper"]
+            assert (claim["claim.name"], claim["claim.value"]) == ("tenant_id", tenant)
+            assert claim["access.token.claim"] == "true"
+        else:
+            assert "oidc-hardcoded-claim-mapper" not in mappers
+        assert f"={client_id}\n" in up and client["secret"] in up

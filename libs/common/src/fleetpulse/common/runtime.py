@@ -69,7 +69,7 @@ async def serve(
     except ConfigurationError as exc:
         return _configuration_failed(name, exc)
     configure_logging(name, settings.log_level)
-    configure_telemetry(name, settings.otlp_endpoint)
+    configure_telemetry(name, settings.otlp_endpoint, settings.traces_file)
     context = ServiceContext(name=name, settings=settings)
     try:
         return await _supervise(context, main, grace_s)

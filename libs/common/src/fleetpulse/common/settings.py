@@ -42,6 +42,10 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP collector endpoint; unset disables export"
     )
+    traces_file: str | None = Field(
+        default=None,
+        description="Also append every finished span as one JSON line to this file (tests, debugging)",
+    )
     health_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of /healthz and /readyz (0 disables)"
     )

@@ -86,6 +86,8 @@ class Dispatcher:
             **event.data,
             "alert_event_id": str(event.event_id),
             "correlation_id": event.metadata.get("correlation_id"),
+            # a group flushes later, from the clock: the lead's trace goes on with it
+            "traceparent": event.metadata.get("traceparent"),
         }
         flushes = [
             _Flush(t.route, (member,), group_of(t.route, facts).labels)
@@ -262,8 +264,10 @@ def _alert_summary(alert: Mapping[str, Any]) -> dict[str, Any]:
 def _metadata(causation: RecordedEvent | None, lead: Mapping[str, Any]) -> dict[str, Any]:
     if causation is not None:
         return metadata(actor=ACTOR, causation=causation)
+    trace = {"traceparent": lead["traceparent"]} if lead.get("traceparent") else {}
     return metadata(
         actor=ACTOR,
         correlation_id=lead.get("correlation_id"),
         causation_id=lead.get("alert_event_id"),
+        **trace,
     )

@@ -85,7 +85,7 @@ async def bootstrap(
     )
 
     async def on_message(message: SqsMessage) -> None:
-        records, _ = decode_records(message.body)
+        records, _ = decode_records(message.body, message.attributes.get("traceparent"))
         await coalescer.submit(records)
 
     consumer = SqsConsumer(

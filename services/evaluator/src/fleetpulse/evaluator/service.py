@@ -12,10 +12,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -134,16 +135,25 @@ class Evaluator:
         now = self._clock()
         outcome = Outcome()
         for key in await self._states.due_pending(self._pool, now - self._grace):
-            outcome.add(await self._transaction(partial(self._clock_device, key=key, now=now)))
+            with self._clock_span("evaluator.clock duration", key):
+                outcome.add(await self._transaction(partial(self._clock_device, key=key, now=now)))
         for key, candidates in self._silent_by_device(
             await self._states.silent(self._pool, self._catalog.no_data_rules(), now)
         ).items():
-            outcome.add(
-                await self._transaction(
-                    partial(self._silence_device, key=key, candidates=candidates, now=now)
+            with self._clock_span("evaluator.clock no_data", key):
+                outcome.add(
+                    await self._transaction(
+                        partial(self._silence_device, key=key, candidates=candidates, now=now)
+                    )
                 )
-            )
         return outcome
+
+    def _clock_span(self, name: str, key: DeviceKey) -> AbstractContextManager[Any]:
+        """A clock-driven decision starts its own trace (no reading caused it): the alert
+        events it appends carry this span's ``traceparent`` in their metadata."""
+        return self._tracer.start_as_current_span(
+            name, attributes={"tenant_id": key[0], "device_id": key[1]}
+        )
 
     async def run_clock(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
         """Call :meth:`tick` every ``interval_s`` until ``stop`` is set."""

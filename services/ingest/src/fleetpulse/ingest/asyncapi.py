@@ -1,4 +1,4 @@
-"""The MQTT telemetry contract (shared/ARCHITECTURE.md "MQTT") as an AsyncAPI 3.0 document.
+"""The MQTT telemetry contract (docs/architecture.md "MQTT") as an AsyncAPI 3.0 document.
 
 Built with FastStream's MQTT broker, which describes subscribers without connecting; the payload
 models below restate the contract's limits (ids, metric names, 64 metrics, 500 readings) with

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from fleetpulse.common.aws import aws_client
 from fleetpulse.common.crypto import SecretBox
@@ -137,11 +138,21 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
     )
 
 
+def instrumented(app: FastAPI, settings: Settings) -> FastAPI:
+    """Server spans for every request (the contrib FastAPI instrumentation, which continues an
+    incoming ``traceparent``) when traces are exported; health probes are left out."""
+    if settings.otlp_endpoint or settings.traces_file:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    return app
+
+
 async def serve(context: ServiceContext[Settings]) -> None:
     settings = context.settings
     async with bootstrap(settings) as (services, store):
         context.health.add_check("database", lambda: _ready(services))
-        server = ApiServer(uvicorn_config(create_app(services), settings))
+        server = ApiServer(uvicorn_config(instrumented(create_app(services), settings), settings))
         async with (
             EventNotifications(settings.database_url) as notifications,
             outbox_relay(settings, store) as relay,

@@ -60,6 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated services to run (default all; '' for infrastructure only)",
     )
     parser.add_argument("--reset-broker", action="store_true", help="new dynsec file and sessions")
+    parser.add_argument(
+        "--traces-file",
+        type=Path,
+        help="every service appends its finished spans to this file, one JSON object a line",
+    )
     parser.add_argument("--ready-timeout", type=float, default=90.0, help="seconds per service")
     return parser.parse_args(argv)
 
@@ -103,6 +108,7 @@ def _run(args: argparse.Namespace, dev: DevDir) -> int:
         database_url=database_url(args.postgres, args.database),
         ports=ports_from(args),
         secrets=DevSecrets.load_or_create(dev.secrets_file),
+        traces_file=args.traces_file.resolve() if args.traces_file else None,
     )
     wanted = {name.strip() for name in args.services.split(",") if name.strip()}
     if unknown := wanted - set(SERVICE_NAMES):

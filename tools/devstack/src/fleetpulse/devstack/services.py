@@ -57,6 +57,7 @@ class StackConfig:
     ports: Ports
     secrets: DevSecrets
     host: str = "127.0.0.1"
+    traces_file: Path | None = None  # every service appends its spans here (JSON lines)
 
     @property
     def api_url(self) -> str:
@@ -97,7 +98,7 @@ def shared_env(config: StackConfig) -> dict[str, str]:
         "FLEETPULSE_API_URL": config.api_url,
         "FLEETPULSE_ALLOW_PRIVATE_WEBHOOKS": "true",
         "FLEETPULSE_WEBHOOK_ENCRYPTION_KEY": config.secrets.webhook_encryption_key,
-    }
+    } | ({"FLEETPULSE_TRACES_FILE": str(config.traces_file)} if config.traces_file else {})
 
 
 #: One ingest, so a plain persistent subscription: Mosquitto 2.0 restores it after a broker

@@ -257,6 +257,7 @@ def private_stack(
     *,
     before_start: Callable[[DevStack], None] | None = None,
     ready_timeout: float = 90.0,
+    traces_file: Path | None = None,
 ) -> Iterator[DevStack]:
     """A throwaway stack for tests and benchmarks: ``root/.dev``, free ports, its own database
     ``database``, every service running; on exit it is stopped and the database dropped."""
@@ -267,6 +268,7 @@ def private_stack(
         database_url=database_url(server_url, database),
         ports=Ports.free(),
         secrets=DevSecrets.load_or_create(dev.secrets_file),
+        traces_file=traces_file,
     )
     stack = DevStack(config, dev, say)
     with ExitStack() as cleanup:  # each runs, in reverse order, even if one fails

@@ -1,6 +1,7 @@
 """``fleetpulse-simulate``: register (or claim) N devices and stream telemetry for a bounded run.
 
-Examples (against ``make dev``; API URL, issuer and key come from ``.dev/env``)::
+Examples (against ``make dev``, API URL and tokens from ``.dev/env``, or ``make up``, from
+``.compose/env``: Keycloak client credentials; see :mod:`fleetpulse.simulator.stack`)::
 
     uv run fleetpulse-simulate --tenant acme --devices 20 --rate 50 --duration 60
     uv run fleetpulse-simulate --tenant acme --devices 5 --messages 1000 --spike-probability 0.05
@@ -8,7 +9,8 @@ Examples (against ``make dev``; API URL, issuer and key come from ``.dev/env``):
 
 ``--rate`` is messages per second across the whole fleet. Without a provisioning profile the
 devices are registered with a tenant-admin token (``--token``, or minted with the dev issuer's key)
-and the tenant is created first with a platform-admin token unless ``--no-create-tenant``.
+and the tenant is created first with a platform-admin token unless ``--no-create-tenant``. Against
+Compose the tenant is the one the realm's tenant client belongs to (``demo``) unless ``--tenant``.
 """
 
 from __future__ import annotations
@@ -16,17 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import time
+from dataclasses import replace
 
 import httpx
 
-from fleetpulse.dev_oidc import DevOidcConfig, TokenRequest, mint_token
-from fleetpulse.dev_oidc.config import read_env_file
-from fleetpulse.dev_oidc.keys import load_key
 from fleetpulse.simulator.fleet import ApiError, DeviceCredentials, claim, ensure_tenant, register
 from fleetpulse.simulator.runner import Budget, DeviceOptions, Stats, run_device
+from fleetpulse.simulator.stack import Stack, Tokens
 from fleetpulse.simulator.telemetry import SensorProfile
 
 EXIT_FAILED = 1
@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="fleetpulse-simulate", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--api-url", help="API base URL (FLEETPULSE_API_URL from .dev/env)")
-    parser.add_argument("--tenant", default="sim", help="tenant id (sim)")
+    parser.add_argument(
+        "--tenant", help="tenant id (sim; against Compose, the tenant client's tenant)"
+    )
     parser.add_argument("--devices", type=int, default=5, help="number of devices (5)")
     parser.add_argument("--device-prefix", default="sim-", help="device id prefix (sim-)")
     parser.add_argument("--rate", type=float, default=5.0, help="messages/s, whole fleet (5)")
@@ -60,31 +62,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def api_url(args: argparse.Namespace) -> str:
+def discover(args: argparse.Namespace) -> Stack:
+    stack = Stack.discover()
     if args.api_url:
-        return str(args.api_url)
-    config = DevOidcConfig.discover()
-    env = {**read_env_file(config.key_path.parent / "env"), **os.environ}
-    return env.get("FLEETPULSE_API_URL", "http://127.0.0.1:8000")
+        stack = replace(stack, api_url=str(args.api_url))
+    if args.tenant is None:
+        args.tenant = stack.tokens.fixed_tenant() or "sim"
+    return stack
 
 
-def dev_token(tenant: str | None, roles: tuple[str, ...]) -> str:
-    config = DevOidcConfig.discover()
-    request = TokenRequest(roles=roles, tenant=tenant, subject="fleetpulse-simulator")
-    return mint_token(
-        load_key(config.key_path), request, issuer=config.issuer, audience=config.audience
-    )
-
-
-async def enrol(args: argparse.Namespace, api: httpx.AsyncClient) -> list[DeviceCredentials]:
+async def enrol(
+    args: argparse.Namespace, api: httpx.AsyncClient, tokens: Tokens
+) -> list[DeviceCredentials]:
     ids = [f"{args.device_prefix}{i:04d}" for i in range(1, args.devices + 1)]
     if args.provision_key:
         return [
             await claim(api, args.tenant, args.provision_key, args.provision_secret, d) for d in ids
         ]
     if not args.no_create_tenant:
-        await ensure_tenant(api, dev_token(None, ("platform-admin",)), args.tenant)
-    token = args.token or dev_token(args.tenant, ("tenant-admin",))
+        await ensure_tenant(api, await tokens.platform_admin(), args.tenant)
+    token = args.token or await tokens.tenant_admin(args.tenant)
     tags = {"simulated": "true"}
     return [await register(api, token, args.tenant, d, tags) for d in ids]
 
@@ -100,8 +97,9 @@ async def show_progress(stats: Stats, interactive: bool) -> None:
 
 
 async def simulate(args: argparse.Namespace) -> Stats:
-    async with httpx.AsyncClient(base_url=api_url(args), timeout=30.0) as api:
-        devices = await enrol(args, api)
+    stack = discover(args)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30.0) as api:
+        devices = await enrol(args, api, stack.tokens)
     print(f"{len(devices)} devices ready in tenant {args.tenant}", file=sys.stderr)
     stats = Stats()
     deadline = time.monotonic() + args.duration if args.duration is not None else None

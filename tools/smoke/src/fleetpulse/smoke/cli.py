@@ -1,25 +1,26 @@
 """``fleetpulse-smoke``: run the end-to-end check against a running stack.
 
-Reads ``FLEETPULSE_API_URL``, ``FLEETPULSE_OIDC_ISSUER`` and the dev issuer's key from the
-environment or ``$FLEETPULSE_DEV_DIR/env`` (``.dev/env``, written by ``make dev``) and mints its own
-tokens with that key, so it runs against the dev stack (or any stack trusting the dev issuer).
-Exit 0 when every step passed; 1 naming the first failing step; 2 on a configuration problem.
+Against ``make dev`` it reads ``FLEETPULSE_API_URL`` and the dev issuer's key from the environment
+or ``$FLEETPULSE_DEV_DIR/env`` (``.dev/env``) and mints its own tokens. Against ``make up`` it
+reads ``.compose/env`` (written by ``compose/up.sh``): the API URL, Keycloak's token URL and the
+realm's confidential clients, whose client-credentials tokens it uses, in the tenant the tenant
+client belongs to; its webhook receiver then listens where the containers reach it
+(``FLEETPULSE_RECEIVER_BIND``, advertised as ``FLEETPULSE_RECEIVER_HOST``). See
+:mod:`fleetpulse.simulator.stack`. Exit 0 when every step passed; 1 naming the first failing step;
+2 on a configuration problem.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 
 import httpx
 
-from fleetpulse.dev_oidc import DevOidcConfig, TokenRequest, mint_token
-from fleetpulse.dev_oidc.config import read_env_file
-from fleetpulse.dev_oidc.keys import load_key
+from fleetpulse.simulator.stack import Stack
 from fleetpulse.smoke.check import SmokeCheck, Tokens, new_tenant_id
 from fleetpulse.smoke.receiver import WebhookReceiver
 from fleetpulse.smoke.steps import StepError, Steps
@@ -28,29 +29,11 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
-@dataclass(frozen=True, slots=True)
-class SmokeConfig:
-    api_url: str
-    oidc: DevOidcConfig
-
-    @classmethod
-    def discover(cls, api_url: str | None) -> SmokeConfig:
-        oidc = DevOidcConfig.discover()
-        env = {**read_env_file(oidc.key_path.parent / "env"), **os.environ}
-        return cls(api_url or env.get("FLEETPULSE_API_URL", "http://127.0.0.1:8000"), oidc)
-
-    def tokens(self, tenant_id: str) -> Tokens:
-        key = load_key(self.oidc.key_path)
-
-        def token(request: TokenRequest) -> str:
-            return mint_token(key, request, issuer=self.oidc.issuer, audience=self.oidc.audience)
-
-        return Tokens(
-            platform_admin=token(TokenRequest(roles=("platform-admin",), subject="smoke")),
-            tenant_admin=token(
-                TokenRequest(roles=("tenant-admin", "operator"), tenant=tenant_id, subject="smoke")
-            ),
-        )
+async def tokens_for(stack: Stack, tenant_id: str) -> Tokens:
+    return Tokens(
+        platform_admin=await stack.tokens.platform_admin(),
+        tenant_admin=await stack.tokens.tenant_admin(tenant_id),
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,14 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def smoke(args: argparse.Namespace, config: SmokeConfig, tenant_id: str) -> Steps:
+async def smoke(args: argparse.Namespace, stack: Stack, tokens: Tokens, tenant_id: str) -> Steps:
     steps = Steps(say=say, timeout_s=args.step_timeout)
-    receiver = WebhookReceiver()
+    receiver = WebhookReceiver(host=stack.receiver_bind, public_host=stack.receiver_host)
     try:
-        async with httpx.AsyncClient(base_url=config.api_url, timeout=15.0) as api:
-            check = SmokeCheck(
-                api, config.tokens(tenant_id), tenant_id, receiver, steps, mqtt_host=args.mqtt_host
-            )
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=15.0) as api:
+            check = SmokeCheck(api, tokens, tenant_id, receiver, steps, mqtt_host=args.mqtt_host)
             await check.run()
     finally:
         await receiver.stop()
@@ -82,17 +63,19 @@ def say(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    tenant_id = args.tenant or new_tenant_id()
     try:
-        config = SmokeConfig.discover(args.api_url)
-        config.tokens(tenant_id)
-    except (FileNotFoundError, ValueError) as exc:
+        stack = Stack.discover()
+        if args.api_url:
+            stack = replace(stack, api_url=args.api_url)
+        tenant_id = args.tenant or stack.tokens.fixed_tenant() or new_tenant_id()
+        tokens = asyncio.run(tokens_for(stack, tenant_id))
+    except (FileNotFoundError, ValueError, httpx.HTTPError) as exc:
         print(f"fleetpulse-smoke: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    say(f"smoke check against {config.api_url} (tenant {tenant_id})")
+    say(f"smoke check against {stack.api_url} (tenant {tenant_id})")
     started = time.monotonic()
     try:
-        steps = asyncio.run(smoke(args, config, tenant_id))
+        steps = asyncio.run(smoke(args, stack, tokens, tenant_id))
     except StepError as failed:
         say(f"FAIL {failed.step}: {failed.reason}")
         sys.exit(EXIT_FAILED)

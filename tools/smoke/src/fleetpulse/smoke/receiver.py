@@ -29,16 +29,17 @@ class WebhookReceiver:
     """``url`` accepts POSTs; set ``secret`` (known once the integration exists) before any
     delivery can verify. Unverifiable requests are kept too (answered 401) so a check can say why."""
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the address it binds
     secret: str | None = None
     received: list[ReceivedWebhook] = field(default_factory=list)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     port: int = 0
+    public_host: str | None = None  # how the delivery worker reaches it (default: host)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/webhook"
+        return f"http://{self.public_host or self.host}:{self.port}/webhook"
 
     async def start(self) -> None:
         app = web.Application()
