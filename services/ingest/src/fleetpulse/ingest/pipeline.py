@@ -6,8 +6,11 @@ submit(envelope)``. So when writes slow down the sources stop pulling (and the b
 window stops sending). The collector takes messages in chunks, looks up unknown devices once per
 chunk, and validates without a coroutine per message. A batch flushes at
 ``max_rows`` readings or ``max_ms`` after its first message; ``writers`` batches are written
-concurrently. A failed write is retried with backoff until it commits; only then are the
-readings forwarded and the messages acknowledged to their source.
+concurrently. A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
+retried with backoff until it commits; only then are the stored readings forwarded and the
+messages acknowledged to their source. A write that fails for a permanent reason (a value or
+constraint PostgreSQL refuses) is bisected until the offending messages are isolated: those are
+quarantined ``STORAGE_REJECTED``, the rest is written, and acknowledgements go on.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fleetpulse.common.db import describe, is_permanent, is_transient
 from fleetpulse.common.mqtt import Backoff
 from fleetpulse.common.observability import tracer
 from fleetpulse.ingest.batch import Batch, Envelope, QuarantineThrottle
@@ -27,7 +31,7 @@ from fleetpulse.ingest.domain import Reason, Rejected, Validator, parse_topic
 from fleetpulse.ingest.forwarder import ReadingsForwarder
 from fleetpulse.ingest.metrics import IngestMetrics
 from fleetpulse.ingest.registry import DeviceRegistry
-from fleetpulse.ingest.store import RETRYABLE
+from fleetpulse.ingest.store import RETRYABLE, Written
 
 log = logging.getLogger(__name__)
 Acknowledge = Callable[[list[Any]], Awaitable[None]]
@@ -35,7 +39,7 @@ CHUNK = 256
 
 
 class TelemetryStore(Protocol):
-    async def write(self, batch: Batch) -> int: ...
+    async def write(self, batch: Batch) -> Written: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +189,9 @@ class Pipeline:
             await self._retrying(lambda: self._registry.lookup(wanted), "registry lookup")
 
     def _add(self, batch: Batch, envelope: Envelope) -> None:
+        if envelope.retained:
+            batch.add_retained(envelope)
+            return
         if envelope.defect is not None:
             batch.add(envelope, Rejected(Reason.BAD_JSON, envelope.defect))
             return
@@ -201,21 +208,53 @@ class Pipeline:
                 await self._complete(batch)
 
     async def _complete(self, batch: Batch) -> None:
-        started = time.perf_counter()
-        duplicates = await self._retrying(lambda: self._store.write(batch), "batch write")
-        commit_ms = (time.perf_counter() - started) * 1000
-        if batch.evaluator_records:
-            await self._forwarder.forward(batch.evaluator_records)
+        for part, written, commit_ms in await self._write_isolating(batch):
+            records = part.evaluator_records(written.stored)
+            if records:
+                await self._forwarder.forward(records)
+            self._metrics.batch_done(
+                messages=len(part.envelopes),
+                accepted=part.accepted_messages,
+                readings=len(part.times) + part.duplicates_in_batch,
+                duplicates=written.duplicates,
+                retained=part.retained,
+                quarantined=part.quarantined,
+                commit_ms=commit_ms,
+                lag_ms=(now_us() - part.first_received_us) / 1000,
+            )
         await self._acknowledge(batch)
-        self._metrics.batch_done(
-            messages=len(batch.envelopes),
-            accepted=batch.accepted_messages,
-            readings=len(batch.times),
-            duplicates=duplicates,
-            quarantined=batch.quarantined,
-            commit_ms=commit_ms,
-            lag_ms=(now_us() - batch.first_received_us) / 1000,
-        )
+
+    async def _write_isolating(self, batch: Batch) -> list[tuple[Batch, Written, float]]:
+        """Write ``batch``; on a permanent failure write its halves, down to single messages,
+        which are then quarantined ``STORAGE_REJECTED``. Returns what was committed."""
+        started = time.perf_counter()
+        try:
+            written = await self._retrying(lambda: self._store.write(batch), "batch write")
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+            self._metrics.write_failed()
+            if len(batch.items) > 1:
+                first, second = batch.halves()
+                return [*await self._write_isolating(first), *await self._write_isolating(second)]
+            return await self._reject(batch, exc)
+        return [(batch, written, (time.perf_counter() - started) * 1000)]
+
+    async def _reject(self, batch: Batch, exc: BaseException) -> list[tuple[Batch, Written, float]]:
+        detail = f"the database refused this message: {describe(exc)}"
+        log.warning("storage rejected a message; quarantined", extra={"error": detail})
+        rejected = batch.rejected_by_storage(detail)
+        started = time.perf_counter()
+        try:
+            written = await self._retrying(lambda: self._store.write(rejected), "quarantine write")
+        except Exception as again:
+            if not is_permanent(again):
+                raise
+            # Even its quarantine row is refused: acknowledged, logged and counted as dropped.
+            log.error("message dropped: not storable", extra={"error": describe(again)})
+            self._metrics.dropped(len(batch.envelopes))
+            return []
+        return [(rejected, written, (time.perf_counter() - started) * 1000)]
 
     async def _acknowledge(self, batch: Batch) -> None:
         by_source: dict[Hashable, list[Any]] = {}
@@ -230,6 +269,8 @@ class Pipeline:
             try:
                 return await attempt()
             except RETRYABLE as exc:
+                if not is_transient(exc):
+                    raise
                 self._metrics.write_failed()
                 delay = backoff.next()
                 log.warning(
