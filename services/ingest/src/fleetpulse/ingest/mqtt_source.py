@@ -27,7 +27,7 @@ from fleetpulse.ingest.batch import Envelope
 from fleetpulse.ingest.pipeline import Pipeline, now_us
 
 log = logging.getLogger(__name__)
-TOPIC_FILTER = "tenant/+/device/+/+"
+TOPIC_FILTER = "tenant/+/device/+/#"
 
 
 def subscription_filter(share_group: str) -> str:
