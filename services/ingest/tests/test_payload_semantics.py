@@ -196,17 +196,20 @@ async def test_retained_message_resent_on_resubscribe_is_not_stored_again(
         await device.publish(("telemetry", b'{"metrics": {"kept": 1}}'), retain=True)
         await received(ingest, 1)
         assert _retained(ingest) == 0  # positive control: live, so stored
+    resent: list[int] = []
     for _ in range(2):  # restart = reconnect + re-subscribe: the broker re-sends it each time
         async with running_ingest(settings) as ingest:
-            await wait_until(lambda: _true(_retained(ingest) == 1))
+            await received(ingest, 1)  # the re-sent retained message
             await device.publish(("telemetry", b'{"metrics": {"live": 1}}'))
             await received(ingest, 2)
+            resent.append(_retained(ingest))
     rows = await db_pool.fetch("SELECT metrics FROM telemetry WHERE tenant_id = $1", tenant)
     assert sorted(orjson.dumps(r["metrics"]) for r in rows) == [
         b'{"kept":1.0}',
         b'{"live":1.0}',
         b'{"live":1.0}',
     ]
+    assert resent == [1, 1]  # counted each time
     assert await count(db_pool, "SELECT sum(duplicates) FROM ingest_duplicate_counts") == 2
 
 
