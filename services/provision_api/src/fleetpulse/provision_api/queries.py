@@ -312,7 +312,8 @@ class Queries:
         )
         rows = await self._pool.fetch(
             f"""
-            SELECT {binning} AS bucket, min(v) AS min, max(v) AS max, avg(v) AS avg,
+            SELECT {binning} AS bucket, min(v) AS min, max(v) AS max,
+                   avg(v::numeric)::double precision AS avg,  -- a float8 sum can overflow
                    count(v) AS count
             FROM (SELECT time, CASE jsonb_typeof(metrics -> $3)
                                  WHEN 'number' THEN (metrics ->> $3)::double precision
