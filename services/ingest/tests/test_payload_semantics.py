@@ -7,10 +7,8 @@ database (and moto's SQS for the evaluator feed). Each test names the fault KIND
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -20,8 +18,8 @@ import pytest
 from fleetpulse.common.aws import AwsConfig
 from fleetpulse.common.messaging import unpack_records
 from fleetpulse.common.mqtt import MqttEndpoint, aiomqtt_client
-from fleetpulse.testing.moto import receive_all
 from fleetpulse.testing.mosquitto import Acl, MosquittoBroker, unique_username
+from fleetpulse.testing.moto import receive_all
 
 from .conftest import count, ingest_settings, register_devices, running_ingest, wait_until
 

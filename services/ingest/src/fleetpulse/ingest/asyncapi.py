@@ -30,8 +30,8 @@ _METRICS = {
     "description": f"Numbers of magnitude at most {MAX_ABS_VALUE:g}, or booleans",
     "json_schema_extra": {"additionalProperties": False},  # names must match the pattern
 }
-Metrics = Annotated[dict[MetricName, MetricValue], Field(min_length=1, **_METRICS)]  # type: ignore[call-overload]
-HeartbeatMetrics = Annotated[dict[MetricName, MetricValue], Field(**_METRICS)]  # type: ignore[call-overload]
+Metrics = Annotated[dict[MetricName, MetricValue], Field(min_length=1, **_METRICS)]
+HeartbeatMetrics = Annotated[dict[MetricName, MetricValue], Field(**_METRICS)]
 Timestamp = datetime | Annotated[int, Field(ge=0)]
 Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
 

@@ -13,7 +13,6 @@ from fleetpulse.common.db.errors import TRANSIENT_ERRORS
 __all__ = ["TRANSIENT_ERRORS", "connect", "create_pool", "dsn_of", "init_connection"]
 
 
-
 def _encode_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
