@@ -108,6 +108,8 @@ class Batch:
     received: list[int] = field(default_factory=list)
     #: Accepted records in arrival order: heartbeats and the readings not dropped in-batch.
     records: list[Record] = field(default_factory=list)
+    #: The readings of :attr:`records` (what the telemetry insert writes, in that order).
+    readings: list[Record] = field(default_factory=list)
     keys: set[tuple[str, str, int]] = field(default_factory=set)
     seen: dict[tuple[str, str], DeviceSeen] = field(default_factory=dict)
     quarantine: list[tuple[int, str | None, str | None, str, str, str, bytes]] = field(
@@ -149,32 +151,38 @@ class Batch:
 
     def _accept(self, envelope: Envelope, verdict: Accepted) -> None:
         self.accepted_messages += 1
-        for record in verdict.records:
-            key = (record.tenant_id, record.device_id)
-            seen = self.seen.get(key)
-            if seen is None:
-                seen = self.seen[key] = DeviceSeen(envelope.received_us)
-            elif envelope.received_us > seen.last_seen_us:
-                seen.last_seen_us = envelope.received_us
-            if record.kind == "heartbeat":
+        records, received = verdict.records, envelope.received_us
+        if not records:
+            return
+        first = records[0]  # one message, one topic: one device and one kind
+        device = (first.tenant_id, first.device_id)
+        seen = self.seen.get(device)
+        if seen is None:
+            seen = self.seen[device] = DeviceSeen(received)
+        elif received > seen.last_seen_us:
+            seen.last_seen_us = received
+        if first.kind == "heartbeat":
+            for record in records:
                 seen.last_heartbeat_us = max(seen.last_heartbeat_us or 0, record.time_us)
-                self.records.append(record)
-            elif self._append_reading(record, envelope.received_us):
-                self.records.append(record)
+            self.records.extend(records)
+            return
+        for record in records:
+            self._append_reading(record, received)
 
-    def _append_reading(self, record: Record, received_us: int) -> bool:
+    def _append_reading(self, record: Record, received_us: int) -> None:
         key = (record.tenant_id, record.device_id, record.time_us)
         if key in self.keys:
             self.duplicates_in_batch += 1
-            return False
+            return
         self.keys.add(key)
+        self.records.append(record)
+        self.readings.append(record)
         self.times.append(record.time_us)
         self.tenants.append(record.tenant_id)
         self.devices.append(record.device_id)
         self.seqs.append(record.seq)
         self.metrics.append(_json.encode(record.metrics).decode())
         self.received.append(received_us)
-        return True
 
     def _quarantine(self, envelope: Envelope, verdict: Rejected, stored: bool | None) -> bool:
         self.quarantined[verdict.reason] += 1
@@ -225,12 +233,8 @@ class Batch:
     def stored_readings(self, stored: Stored) -> list[Record]:
         """The readings of :attr:`records` that the write stored (``stored`` from the store)."""
         if stored is None:
-            return [r for r in self.records if r.kind == "reading"]
-        return [
-            r
-            for r in self.records
-            if r.kind == "reading" and (r.tenant_id, r.device_id, r.time_us) in stored
-        ]
+            return self.readings
+        return [r for r in self.readings if (r.tenant_id, r.device_id, r.time_us) in stored]
 
     def device_state_columns(self, stored: Stored = None) -> tuple[list[Any], ...]:
         """``device_state`` upsert columns: liveness from every accepted message, the latest
