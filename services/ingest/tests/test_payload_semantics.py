@@ -214,6 +214,35 @@ async def test_retained_message_resent_on_resubscribe_is_not_stored_again(
     assert await count(db_pool, "SELECT sum(duplicates) FROM ingest_duplicate_counts") == 2
 
 
+async def test_retained_publish_while_ingest_is_away_is_stored_once(
+    database_url: str, db_pool: asyncpg.Pool, mqtt_url: str, device: Device, tenant: str
+) -> None:
+    """Kind: RETAINED MESSAGE RE-INGESTED (item 4). Published while ingest's persistent session
+    is offline, the broker both queues it for the session (RETAIN 0) and, on the re-subscribe,
+    sends the retained copy (RETAIN 1): stored once, the copy counted."""
+    settings = ingest_settings(
+        database_url,
+        mqtt_url,
+        mqtt_share_group="",
+        mqtt_connections=1,
+        mqtt_client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        async with running_ingest(settings):
+            pass  # creates the persistent session and its subscription
+        await device.publish(("telemetry", b'{"metrics": {"away": 1}}'), retain=True)
+        async with running_ingest(settings) as ingest:
+            await received(ingest, 2)
+            await device.publish(("telemetry", b'{"metrics": {"live": 1}}'))  # control
+            await received(ingest, 3)
+            retained = _retained(ingest)
+    finally:
+        await device.publish(("telemetry", b""), retain=True)
+    rows = await db_pool.fetch("SELECT metrics FROM telemetry WHERE tenant_id = $1", tenant)
+    assert sorted(orjson.dumps(r["metrics"]) for r in rows) == [b'{"away":1.0}', b'{"live":1.0}']
+    assert retained == 1
+
+
 async def test_wrong_topic_under_device_prefix_is_the_tenants_to_see(
     database_url: str, db_pool: asyncpg.Pool, mqtt_url: str, device: Device, tenant: str
 ) -> None:
