@@ -8,7 +8,13 @@ import asyncio
 import asyncpg
 import pytest
 
-from fleetpulse.common.db import TRANSIENT_ERRORS, describe, is_permanent, is_transient
+from fleetpulse.common.db import (
+    TRANSIENT_ERRORS,
+    describe,
+    is_data_error,
+    is_permanent,
+    is_transient,
+)
 
 
 async def _raised(conn: asyncpg.Connection, sql: str) -> BaseException:
@@ -42,6 +48,8 @@ async def test_data_and_constraint_errors_are_permanent(
         assert is_permanent(exc) and not is_transient(exc)
         assert not isinstance(exc, TRANSIENT_ERRORS)
         assert describe(exc).startswith(sqlstate)
+        # the data's fault (22, 23): isolate the rows; else (42) the deployment's: keep them
+        assert is_data_error(exc) == (sqlstate[:2] in ("22", "23"))
 
 
 async def test_a_terminated_connection_is_transient(
@@ -55,6 +63,7 @@ async def test_a_terminated_connection_is_transient(
         with pytest.raises(TRANSIENT_ERRORS) as caught:
             await conn.fetchval("SELECT 1")
         assert is_transient(caught.value) and not is_permanent(caught.value)
+        assert not is_data_error(caught.value)
     finally:
         await conn.close()
 
@@ -87,3 +96,4 @@ async def test_serialization_failure_and_deadlock_are_transient(db_pool: asyncpg
     assert is_transient(asyncpg.AdminShutdownError("terminating connection"))
     assert is_transient(asyncpg.CannotConnectNowError("the database system is starting up"))
     assert is_transient(asyncpg.InternalClientError("another operation is in progress"))
+    assert is_transient(asyncpg.InvalidCachedStatementError("cached plan must not change"))

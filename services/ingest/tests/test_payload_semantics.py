@@ -321,3 +321,23 @@ async def test_a_row_postgres_refuses_is_isolated_and_ingest_goes_on(
     assert "23514" in rows[0]["detail"]  # check_violation, named for the tenant
     # acknowledged: a new session of the same client gets nothing redelivered
     assert await count(db_pool, "SELECT sum(stored) FROM quarantine_counts") == 1
+
+
+async def test_a_failure_that_is_not_the_datas_fault_drops_nothing(
+    database_url: str, db_pool: asyncpg.Pool, mqtt_url: str, device: Device, tenant: str
+) -> None:
+    """Item 7, the other side: a permanent failure the same for every row (here an undefined
+    table, as after a botched deploy) is not the data's fault: nothing is quarantined or
+    acknowledged meanwhile, and everything is stored once the database is fixed."""
+    messages = [b'{"ts": %d, "metrics": {"a": %d}}' % (now_ms() - i, i) for i in range(10)]
+    async with running_ingest(ingest_settings(database_url, mqtt_url)) as ingest:
+        await db_pool.execute("ALTER TABLE device_state RENAME TO device_state_away")
+        try:
+            await device.publish(*(("telemetry", p) for p in messages))
+            await wait_until(lambda: _true(ingest.metrics.stats.write_errors >= 2))
+            assert ingest.metrics.stats.received == 0  # nothing acknowledged
+        finally:
+            await db_pool.execute("ALTER TABLE device_state_away RENAME TO device_state")
+        await received(ingest, len(messages))
+    assert await count(db_pool, "SELECT count(*) FROM telemetry") == len(messages)
+    assert await count(db_pool, "SELECT count(*) FROM quarantine") == 0

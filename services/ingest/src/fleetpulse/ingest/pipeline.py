@@ -8,9 +8,11 @@ chunk, and validates without a coroutine per message. A batch flushes at
 ``max_rows`` readings or ``max_ms`` after its first message; ``writers`` batches are written
 concurrently. A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
 retried with backoff until it commits; only then are the stored readings forwarded and the
-messages acknowledged to their source. A write that fails for a permanent reason (a value or
-constraint PostgreSQL refuses) is bisected until the offending messages are isolated: those are
-quarantined ``STORAGE_REJECTED``, the rest is written, and acknowledgements go on.
+messages acknowledged to their source. A write whose data PostgreSQL refuses (class 22 data
+exception, 23 constraint violation) is bisected until the offending messages are isolated:
+those are quarantined ``STORAGE_REJECTED``, the rest is written, and acknowledgements go on.
+Any other permanent failure (undefined table, permission denied) is the same for every row: it
+is retried with backoff and logged as an error, and nothing is acknowledged or dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fleetpulse.common.db import describe, is_permanent, is_transient
+from fleetpulse.common.db import DATABASE_ERRORS, describe, is_data_error, is_transient
 from fleetpulse.common.mqtt import Backoff
 from fleetpulse.common.observability import tracer
 from fleetpulse.ingest.batch import Batch, Envelope, QuarantineThrottle
@@ -31,7 +33,7 @@ from fleetpulse.ingest.domain import Reason, Rejected, Validator, parse_topic
 from fleetpulse.ingest.forwarder import ReadingsForwarder
 from fleetpulse.ingest.metrics import IngestMetrics
 from fleetpulse.ingest.registry import DeviceRegistry
-from fleetpulse.ingest.store import RETRYABLE, Written
+from fleetpulse.ingest.store import Written
 
 log = logging.getLogger(__name__)
 Acknowledge = Callable[[list[Any]], Awaitable[None]]
@@ -231,9 +233,8 @@ class Pipeline:
         try:
             written = await self._retrying(lambda: self._store.write(batch), "batch write")
         except Exception as exc:
-            if not is_permanent(exc):
+            if not is_data_error(exc):
                 raise
-            self._metrics.write_failed()
             if len(batch.items) > 1:
                 first, second = batch.halves()
                 return [*await self._write_isolating(first), *await self._write_isolating(second)]
@@ -248,7 +249,7 @@ class Pipeline:
         try:
             written = await self._retrying(lambda: self._store.write(rejected), "quarantine write")
         except Exception as again:
-            if not is_permanent(again):
+            if not is_data_error(again):
                 raise
             # Even its quarantine row is refused: acknowledged, logged and counted as dropped.
             log.error("message dropped: not storable", extra={"error": describe(again)})
@@ -268,12 +269,17 @@ class Pipeline:
         while True:
             try:
                 return await attempt()
-            except RETRYABLE as exc:
-                if not is_transient(exc):
-                    raise
+            except DATABASE_ERRORS as exc:
                 self._metrics.write_failed()
+                if is_data_error(exc):
+                    raise  # these rows will never be stored: the caller isolates them
                 delay = backoff.next()
-                log.warning(
-                    f"{what} failed; retrying", extra={"error": repr(exc), "delay_s": delay}
+                # not transient and not the data's fault (undefined table, permission denied):
+                # the deployment must be fixed; nothing is acknowledged or dropped meanwhile
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(
+                    level,
+                    f"{what} failed; retrying",
+                    extra={"error": describe(exc), "delay_s": delay},
                 )
                 await asyncio.sleep(delay)

@@ -5,6 +5,7 @@ from fleetpulse.common.db.errors import (
     DATABASE_ERRORS,
     TRANSIENT_ERRORS,
     describe,
+    is_data_error,
     is_permanent,
     is_transient,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "create_pool",
     "describe",
     "dsn_of",
+    "is_data_error",
     "is_permanent",
     "is_transient",
 ]

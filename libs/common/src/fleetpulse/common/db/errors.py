@@ -11,8 +11,13 @@ refuses, a violated constraint) surfaces at once instead of wedging the loop:
   fail-over (25006), an I/O error (58), the client's lost or busy connection (``InterfaceError``,
   ``InternalClientError``: "another operation is in progress" on a connection whose backend was
   terminated mid-protocol), ``OSError`` and ``TimeoutError``;
-- permanent: every other ``asyncpg.PostgresError`` (22 data exception, 23 constraint violation,
-  42 syntax or undefined object, ...) and asyncpg's client-side argument ``DataError``.
+  A cached statement invalidated by a schema change (0A000 ``InvalidCachedStatementError``) is
+  transient too: the retry prepares it again.
+- permanent: every other ``asyncpg.PostgresError`` and asyncpg's client-side argument
+  ``DataError``. Of those, :func:`is_data_error` picks the ones caused by the data of the
+  statement (22 data exception, 23 integrity constraint violation): other rows may pass, so a
+  batch writer isolates the offending rows. The rest (42 undefined table or column, permission
+  denied, ...) is the deployment's fault, the same for every row: alert, do not drop data.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.LockNotAvailableError,
     asyncpg.ReadOnlySQLTransactionError,
     asyncpg.PostgresSystemError,
+    asyncpg.InvalidCachedStatementError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
 )
@@ -52,6 +58,14 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, DATABASE_ERRORS) and not is_transient(exc)
 
 
+def is_data_error(exc: BaseException) -> bool:
+    """``True`` when the statement's data is refused (class 22 or 23, or an argument asyncpg
+    cannot encode): permanent for these rows, while other rows may be stored."""
+    return isinstance(
+        exc, (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, _CLIENT_DATA_ERROR)
+    )
+
+
 def describe(exc: BaseException, limit: int = 500) -> str:
     """``"SQLSTATE: message"`` of a database failure, one line, at most ``limit`` characters."""
     state = getattr(exc, "sqlstate", None)
@@ -60,4 +74,11 @@ def describe(exc: BaseException, limit: int = 500) -> str:
     return line.replace("\x00", "")[:limit]
 
 
-__all__ = ["DATABASE_ERRORS", "TRANSIENT_ERRORS", "describe", "is_permanent", "is_transient"]
+__all__ = [
+    "DATABASE_ERRORS",
+    "TRANSIENT_ERRORS",
+    "describe",
+    "is_data_error",
+    "is_permanent",
+    "is_transient",
+]
