@@ -25,9 +25,9 @@ user() {
 }
 
 user fleetpulse-ingest "$MQTT_INGEST_PASSWORD"
-dynsec addRoleACL fleetpulse-ingest subscribePattern '$share/ingest/tenant/+/device/+/+' allow 0
-dynsec addRoleACL fleetpulse-ingest unsubscribePattern '$share/ingest/tenant/+/device/+/+' allow 0
-dynsec addRoleACL fleetpulse-ingest subscribePattern 'tenant/+/device/+/+' allow 0
+dynsec addRoleACL fleetpulse-ingest subscribePattern '$share/ingest/tenant/+/device/+/#' allow 0
+dynsec addRoleACL fleetpulse-ingest unsubscribePattern '$share/ingest/tenant/+/device/+/#' allow 0
+dynsec addRoleACL fleetpulse-ingest subscribePattern 'tenant/+/device/+/#' allow 0
 dynsec addRoleACL fleetpulse-ingest publishClientReceive 'tenant/#' allow 0
 
 # The MQTT channel publishes to topics integrations name, but never as a device.

@@ -22,7 +22,7 @@ VALID_TELEMETRY: list[Any] = [
     {"ts": "2026-11-22T04:00:00.000Z", "seq": 42, "metrics": {"temp_c": 21.5, "door_open": False}},
     {"ts": NOW_MS, "metrics": {"temp_c": 21.5}},
     {"metrics": {"rpm": 3}},
-    {"readings": [{"ts": NOW_MS - i} for i in range(500)]},  # 500 fit in 16 KiB this way
+    {"readings": [{"ts": NOW_MS - i, "metrics": {"a": i % 10}} for i in range(400)]},
     {"ts": NOW_MS, "metrics": {f"m{i}": i for i in range(64)}},
 ]
 INVALID_TELEMETRY: list[Any] = [
@@ -33,6 +33,12 @@ INVALID_TELEMETRY: list[Any] = [
     {"readings": [{"ts": NOW_MS - i, "metrics": {}} for i in range(501)]},
     {"ts": NOW_MS, "seq": -1, "metrics": {}},
     [1, 2],
+    {"temp_c": 21.5},  # another platform's format: no metrics, unknown member
+    {"metrics": {}},  # no metrics
+    {"metrics": {"a": 1}, "temp_c": 2},  # unknown member beside a reading
+    {"readings": []},
+    {"readings": [{"ts": NOW_MS, "metrics": {"a": 1}}], "seq": 1},
+    {"metrics": {"a": 1e308}},  # beyond the value bound
 ]
 
 

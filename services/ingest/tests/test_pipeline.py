@@ -89,7 +89,7 @@ async def test_hostile_input_lands_in_quarantine_with_its_reason(
         (f"tenant/{tenant}/device/gone/telemetry", b"{}"),  # decommissioned
         (f"tenant/{tenant}/device/d1/firmware", b"{}"),  # bad topic level
         (f"tenant/{tenant}/device/d%201/telemetry", b"{}"),  # bad id
-        (topic, b'{"ts": 1000, "metrics": {}}'),  # too old
+        (topic, b'{"ts": 1000, "metrics": {"a": 1}}'),  # too old
     ]
     expected = {reason: len(p) for reason, p in HOSTILE.items()}
     expected.update(
@@ -125,7 +125,8 @@ async def test_flood_is_counted_not_stored_row_by_row(
         rate_limit_burst=5,
     )
     async with running_ingest(settings) as ingest:
-        await publish(mqtt_url, [(topic, b"{}")] * 300 + [(topic, b"nope")] * 300)
+        ok = b'{"metrics": {"a": 1}}'
+        await publish(mqtt_url, [(topic, ok)] * 300 + [(topic, b"nope")] * 300)
         await wait_until(lambda: _true(ingest.metrics.stats.received == 600))
     counts = await db_pool.fetch(
         "SELECT reason, sum(stored) s, sum(suppressed) x FROM quarantine_counts GROUP BY reason"

@@ -18,12 +18,12 @@ async def settings(**env: str) -> Settings:
 
 async def test_default_is_the_shared_group() -> None:
     loaded = await settings()
-    assert subscription_filter(loaded.mqtt_share_group) == "$share/ingest/tenant/+/device/+/+"
+    assert subscription_filter(loaded.mqtt_share_group) == "$share/ingest/tenant/+/device/+/#"
 
 
 async def test_empty_group_with_one_connection_is_a_plain_subscription() -> None:
     loaded = await settings(FLEETPULSE_MQTT_SHARE_GROUP="", FLEETPULSE_MQTT_CONNECTIONS="1")
-    assert subscription_filter(loaded.mqtt_share_group) == "tenant/+/device/+/+"
+    assert subscription_filter(loaded.mqtt_share_group) == "tenant/+/device/+/#"
 
 
 async def test_empty_group_with_several_connections_names_the_setting() -> None:

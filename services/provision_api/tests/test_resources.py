@@ -309,3 +309,41 @@ async def test_deliveries_quarantine_and_telemetry(
         "/api/v1/devices/d1/telemetry", params={"bucket": "5m"}, headers=viewer
     )
     assert no_metric.status_code == 422 and no_metric.json()["errors"][0]["field"] == "query.metric"
+
+
+async def test_bucketed_telemetry_never_overflows_into_a_500(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str], event_store: PostgresEventStore
+) -> None:
+    """Issue 12 item 6, kind: VALUE OVERFLOWS STORAGE OR QUERIES. Readings stored before ingest
+    bounded values (two ``{"big": 1e308}`` in one hour) made ``avg`` overflow float8 -> 500 and
+    a dropped connection. The aggregate is computed without overflow; a value the database
+    cannot compute at all is a 422 problem document."""
+    pool = event_store.pool
+    await api.post("/api/v1/devices", json={"device_id": "d1"}, headers=oidc.headers())
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [(0, 1e308), (1, 1e308), (61, -1.7e308), (62, -1.7e308), (63, 1.7e308), (121, 5.0)]
+    await pool.executemany(
+        "INSERT INTO telemetry (time, tenant_id, device_id, metrics) VALUES ($1, 'acme', 'd1', $2)",
+        [(base + timedelta(minutes=m), {"big": v}) for m, v in rows],
+    )
+    viewer = oidc.headers(roles=("viewer",))
+    window = {"from": base.isoformat(), "to": (base + timedelta(hours=3)).isoformat()}
+    params = {**window, "metric": "big", "bucket": "1h"}
+    answer = await api.get("/api/v1/devices/d1/telemetry", params=params, headers=viewer)
+    assert answer.status_code == 200, answer.text
+    buckets = [(b["min"], b["max"], b["avg"], b["count"]) for b in answer.json()["buckets"]]
+    assert buckets == [
+        (1e308, 1e308, 1e308, 2),
+        (-1.7e308, 1.7e308, pytest.approx(-1.7e308 / 3), 3),
+        (5.0, 5.0, 5.0, 1),
+    ]
+    # jsonb holds numbers float8 cannot: the query cannot be computed -> a problem, not a 500
+    await pool.execute(
+        "INSERT INTO telemetry (time, tenant_id, device_id, metrics) "
+        "VALUES ($1, 'acme', 'd1', '{\"big\": 1e400}'::jsonb)",
+        base + timedelta(minutes=150),
+    )
+    refused = await api.get("/api/v1/devices/d1/telemetry", params=params, headers=viewer)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "22003" in refused.json()["detail"]

@@ -85,7 +85,7 @@ async def test_the_single_ingest_subscribes_plainly_within_its_acl(tmp_path: Pat
     env = service_env(config(tmp_path), next(s for s in SERVICES if s.name == "ingest"))
     settings = await load_settings(IngestSettings, env)
     topic = subscription_filter(settings.mqtt_share_group)
-    assert (settings.mqtt_connections, topic) == (1, "tenant/+/device/+/+")
+    assert (settings.mqtt_connections, topic) == (1, "tenant/+/device/+/#")
     assert Acl("subscribePattern", topic) in INGEST_ACLS
 
 

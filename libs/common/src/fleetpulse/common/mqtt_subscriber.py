@@ -19,7 +19,15 @@ one subscription and ack-after-commit needs none of that. This client:
   and reconnects forever with jittered exponential backoff.
 
 QoS 1 only (the subscription is QoS 1, so the broker never sends QoS 2); QoS 0 deliveries get
-token ``None``. Proven by ``libs/common/tests/test_mqtt_ack.py`` (unacknowledged messages are
+token ``None``.
+
+Retained messages: a broker sends a topic's retained message with the RETAIN flag set only
+because a subscription was made (MQTT 3.1.1 3.3.1.3; every reconnect re-subscribes), while a
+retained message published while the subscription exists is forwarded with RETAIN 0. With
+``deliver_retained`` set, deliveries flagged RETAIN go there instead of ``deliver`` (and are
+acknowledged the same way), so the consumer can tell a re-sent retained message from new data.
+(MQTT 5's subscription option Retain Handling = 2 would stop the broker from sending them at
+all; this client speaks 3.1.1, so it tells them apart by the flag.) Proven by ``libs/common/tests/test_mqtt_ack.py`` (unacknowledged messages are
 redelivered after a reconnect, acknowledged ones are not).
 """
 
@@ -92,7 +100,7 @@ class _Protocol(asyncio.Protocol):
         self.suback: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_received = asyncio.get_running_loop().time()
-        self.held: deque[tuple[str, bytes, int | None]] = deque()
+        self.held: deque[tuple[Deliver, str, bytes, int | None]] = deque()
         self.paused = False
         self._topics: dict[bytes, str] = {}
 
@@ -160,11 +168,14 @@ class _Protocol(asyncio.Protocol):
                 raise SubscriberError("QoS 2 delivery on a QoS 1 subscription")
             token = self._epoch | (buf[i] << 8) | buf[i + 1]
             i += 2
-        message = (topic, bytes(buf[i:end]), token)
+        deliver = self._owner._deliver
+        if first & 0x01 and self._owner._deliver_retained is not None:
+            deliver = self._owner._deliver_retained
+        payload = bytes(buf[i:end])
         if self.paused:
-            self.held.append(message)
-        elif not self._owner._deliver(*message):
-            self.held.append(message)
+            self.held.append((deliver, topic, payload, token))
+        elif not deliver(topic, payload, token):
+            self.held.append((deliver, topic, payload, token))
             self.pause()
 
     def _control(self, first: int, body: bytes) -> None:
@@ -185,9 +196,10 @@ class _Protocol(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def resume(self) -> None:
-        held, deliver = self.held, self._owner._deliver
+        held = self.held
         while held:
-            if not deliver(*held[0]):
+            deliver, topic, payload, token = held[0]
+            if not deliver(topic, payload, token):
                 return
             held.popleft()
         if self.paused:
@@ -205,7 +217,11 @@ class _Protocol(asyncio.Protocol):
 
 
 class MqttSubscriber:
-    """Receives ``topic_filter`` at QoS 1 on a persistent session and acks on request; see module."""
+    """Receives ``topic_filter`` at QoS 1 on a persistent session and acks on request; see module.
+
+    ``deliver_retained`` (optional) receives the deliveries the broker flagged RETAIN (retained
+    messages re-sent because of the subscription); without it they go to ``deliver`` too.
+    """
 
     def __init__(
         self,
@@ -214,6 +230,7 @@ class MqttSubscriber:
         client_id: str,
         topic_filter: str,
         deliver: Deliver,
+        deliver_retained: Deliver | None = None,
         clean_session: bool = False,
         keepalive: int = 30,
         connect_timeout: float = 10.0,
@@ -223,6 +240,7 @@ class MqttSubscriber:
         self._client_id = client_id
         self._filter = topic_filter
         self._deliver = deliver
+        self._deliver_retained = deliver_retained
         self._clean_session = clean_session
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout

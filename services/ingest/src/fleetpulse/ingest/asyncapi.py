@@ -14,51 +14,57 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from fleetpulse.ingest.domain import MAX_BATCH_READINGS, MAX_METRICS, MAX_PAYLOAD_BYTES
+from fleetpulse.ingest.domain import (
+    MAX_ABS_VALUE,
+    MAX_BATCH_READINGS,
+    MAX_METRICS,
+    MAX_PAYLOAD_BYTES,
+)
 
 METRIC_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 TOPIC = "tenant/{tenant_id}/device/{device_id}/{kind}"
 MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME)]
-Metrics = Annotated[
-    dict[MetricName, float | bool],
-    Field(
-        max_length=MAX_METRICS,
-        description="Finite numbers or booleans",
-        json_schema_extra={"additionalProperties": False},  # names must match the pattern
-    ),
-]
+MetricValue = Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)] | bool
+_METRICS = {
+    "max_length": MAX_METRICS,
+    "description": f"Numbers of magnitude at most {MAX_ABS_VALUE:g}, or booleans",
+    "json_schema_extra": {"additionalProperties": False},  # names must match the pattern
+}
+Metrics = Annotated[dict[MetricName, MetricValue], Field(min_length=1, **_METRICS)]
+HeartbeatMetrics = Annotated[dict[MetricName, MetricValue], Field(**_METRICS)]
+Timestamp = datetime | Annotated[int, Field(ge=0)]
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class Reading(BaseModel):
-    """One reading. Without ``ts`` the receive time is used (not recognisable on redelivery)."""
+    """One reading: at least one metric, no other members. Without ``ts`` the receive time is
+    used (not recognisable on redelivery)."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        title="Reading",
-        # a body with "readings" is a batch, never a single reading with an extra member
-        json_schema_extra={"not": {"required": ["readings"]}},
-    )
-    ts: datetime | Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="ISO-8601 or epoch milliseconds"
-    )
-    seq: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
-    metrics: Metrics = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", title="Reading")
+    ts: Timestamp | None = Field(default=None, description="ISO-8601 or epoch milliseconds")
+    seq: Seq | None = None
+    metrics: Metrics
 
 
 class TimedReading(Reading):
-    model_config = ConfigDict(extra="allow", title="TimedReading", json_schema_extra={})
-    ts: datetime | Annotated[int, Field(ge=0)] = Field(description="Required in a batch")
+    model_config = ConfigDict(extra="forbid", title="TimedReading")
+    ts: Timestamp = Field(description="Required in a batch")
 
 
 class ReadingBatch(BaseModel):
-    model_config = ConfigDict(extra="allow", title="ReadingBatch")
-    readings: list[TimedReading] = Field(max_length=MAX_BATCH_READINGS)
+    """A batch: ``readings`` and nothing else (a body is a batch exactly when it has this key)."""
+
+    model_config = ConfigDict(extra="forbid", title="ReadingBatch")
+    readings: list[TimedReading] = Field(min_length=1, max_length=MAX_BATCH_READINGS)
 
 
 class Heartbeat(BaseModel):
-    """Heartbeats may be ``{}``; a reading-shaped body is accepted too."""
+    """Heartbeats may be ``{}``; a reading-shaped body (metrics optional) is accepted too."""
 
-    model_config = ConfigDict(extra="allow", title="Heartbeat")
+    model_config = ConfigDict(extra="forbid", title="Heartbeat")
+    ts: Timestamp | None = None
+    seq: Seq | None = None
+    metrics: HeartbeatMetrics = Field(default_factory=dict)
 
 
 def build_document() -> dict[str, Any]:
@@ -72,7 +78,7 @@ def build_document() -> dict[str, Any]:
         version="3.1.1",
         description="Mosquitto (dynamic security) locally, AWS IoT Core in AWS. Each device may "
         "publish only under tenant/{tenant_id}/device/{device_id}/; no anonymous clients. "
-        "Ingest consumes with the shared subscription $share/ingest/tenant/+/device/+/+ and "
+        "Ingest consumes with the shared subscription $share/ingest/tenant/+/device/+/# and "
         f"acknowledges after commit. UTF-8 JSON payloads of at most {MAX_PAYLOAD_BYTES} bytes.",
     )
     ids = r"^[A-Za-z0-9_-]{1,64}$"

@@ -16,13 +16,18 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_BATCH_READINGS = 500
 MAX_METRICS = 64
+#: Largest accepted magnitude of a metric value. Far beyond any physical reading, and small
+#: enough that sums and sums of squares of up to 1e100 values stay finite in float8, so no
+#: aggregate over stored telemetry (avg, sum, stddev, rollups) can overflow.
+MAX_ABS_VALUE = 1e100
 QUARANTINE_PAYLOAD_BYTES = 4 * 1024
 DETAIL_CHARS = 500
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _METRIC = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -40,16 +45,32 @@ class Reason(StrEnum):
     DEVICE_DECOMMISSIONED = "DEVICE_DECOMMISSIONED"
     RATE_LIMITED = "RATE_LIMITED"
     TIMESTAMP_OUT_OF_RANGE = "TIMESTAMP_OUT_OF_RANGE"
+    #: PostgreSQL refused the message's rows for a permanent reason (data, constraint).
+    STORAGE_REJECTED = "STORAGE_REJECTED"
 
 
-class ReadingIn(msgspec.Struct):
-    metrics: dict[str, float | bool] = {}
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Metrics = dict[str, float | bool]
+
+
+class ReadingIn(msgspec.Struct, forbid_unknown_fields=True):
+    """One reading of a batch: ``metrics`` required, nothing beyond the contract's fields."""
+
+    metrics: Metrics
     ts: datetime | int | None = None
-    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    seq: Seq | None = None
 
 
-class BatchIn(msgspec.Struct):
-    readings: list[ReadingIn]
+class PayloadIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The top-level object: one reading (``metrics``, ``ts``, ``seq``) or a batch
+    (``readings`` alone). Decoded once, so the form follows from the parsed keys (an escaped
+    ``"re\\u0061dings"`` is ``readings``; the word inside a value or a nested object is not a
+    key). Unknown keys are refused. JSON leaves duplicate keys undefined: the last one wins."""
+
+    metrics: Metrics | UnsetType = UNSET
+    ts: datetime | int | None = None
+    seq: Seq | None = None
+    readings: list[ReadingIn] | UnsetType = UNSET
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +132,18 @@ def parse_topic(topic: str) -> DeviceTopic | None:
     return where
 
 
+def topic_owner(topic: str) -> tuple[str | None, str | None]:
+    """The tenant and device a topic names under ``tenant/{t}/device/{d}/...`` (each ``None``
+    unless a valid id), so a message on a wrong topic under a device's prefix is the tenant's
+    to see in its quarantine (the broker lets a device publish only under its own prefix)."""
+    parts = topic.split("/", 4)
+    if len(parts) < 2 or parts[0] != "tenant" or not _ID.match(parts[1]):
+        return None, None
+    if len(parts) < 4 or parts[2] != "device" or not _ID.match(parts[3]):
+        return parts[1], None
+    return parts[1], parts[3]
+
+
 def _parse_topic(topic: str) -> DeviceTopic | None:
     parts = topic.split("/")
     if len(parts) != 5 or parts[0] != "tenant" or parts[2] != "device":
@@ -121,17 +154,18 @@ def _parse_topic(topic: str) -> DeviceTopic | None:
     return DeviceTopic(parts[1], parts[3], kind)
 
 
-_single = msgspec.json.Decoder(ReadingIn)
-_batch = msgspec.json.Decoder(BatchIn)
+_payload = msgspec.json.Decoder(PayloadIn)
 
 
 def decode_readings(payload: bytes) -> tuple[list[ReadingIn], bool]:
-    """The readings of a payload and whether it was a batch; raises :class:`InvalidPayloadError`."""
-    is_batch = b'"readings"' in payload
+    """The readings of a payload and whether it was a batch; raises :class:`InvalidPayloadError`.
+
+    The form is decided by the parsed top-level object: ``readings`` present -> a batch (and
+    then no ``metrics``/``ts``/``seq`` beside it), else one reading. A single reading without
+    ``metrics`` is returned with empty metrics (a heartbeat may be ``{}``); the caller refuses
+    empty readings on telemetry topics."""
     try:
-        if is_batch:
-            return _batch.decode(payload).readings, True
-        return [_single.decode(payload)], False
+        parsed = _payload.decode(payload)
     except msgspec.ValidationError as exc:
         raise InvalidPayloadError(Reason.SCHEMA_INVALID, str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -140,6 +174,21 @@ def decode_readings(payload: bytes) -> tuple[list[ReadingIn], bool]:
         raise InvalidPayloadError(Reason.BAD_JSON, "payload is not valid UTF-8") from None
     except RecursionError:
         raise InvalidPayloadError(Reason.SCHEMA_INVALID, "nesting too deep") from None
+    return _readings_of(parsed)
+
+
+def _readings_of(parsed: PayloadIn) -> tuple[list[ReadingIn], bool]:
+    if parsed.readings is UNSET:
+        metrics = {} if parsed.metrics is UNSET else parsed.metrics
+        return [ReadingIn(metrics, parsed.ts, parsed.seq)], False
+    if parsed.metrics is not UNSET or parsed.ts is not None or parsed.seq is not None:
+        raise InvalidPayloadError(
+            Reason.SCHEMA_INVALID,
+            "a batch has only `readings`: `metrics`, `ts` and `seq` belong inside each reading",
+        )
+    if not parsed.readings:
+        raise InvalidPayloadError(Reason.SCHEMA_INVALID, "a batch needs at least one reading")
+    return parsed.readings, True
 
 
 def epoch_us(ts: datetime | int) -> int:
@@ -161,6 +210,12 @@ class MetricNames:
         self._remember = remember
 
     def check(self, metrics: dict[str, float | bool]) -> None:
+        """Refuses (``SCHEMA_INVALID``) no metrics, too many, a bad name, or a value that is
+        not finite or beyond +-:data:`MAX_ABS_VALUE`."""
+        if not metrics:
+            raise InvalidPayloadError(
+                Reason.SCHEMA_INVALID, "a reading needs at least one metric in `metrics`"
+            )
         if len(metrics) > MAX_METRICS:
             raise InvalidPayloadError(
                 Reason.SCHEMA_INVALID, f"{len(metrics)} metrics in one reading (max {MAX_METRICS})"
@@ -168,14 +223,20 @@ class MetricNames:
         for name, value in metrics.items():
             if name not in self._valid:
                 self._learn(name)
-            if value.__class__ is float and not math.isfinite(value):
-                raise InvalidPayloadError(Reason.SCHEMA_INVALID, f"metric {name!r} is not finite")
+            if value.__class__ is float and not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+                raise InvalidPayloadError(Reason.SCHEMA_INVALID, _out_of_range(name, value))
 
     def _learn(self, name: str) -> None:
         if not _METRIC.match(name):
             raise InvalidPayloadError(Reason.SCHEMA_INVALID, f"bad metric name {name[:80]!r}")
         if len(self._valid) < self._remember:
             self._valid.add(name)
+
+
+def _out_of_range(name: str, value: float) -> str:
+    if not math.isfinite(value):
+        return f"metric {name!r} is not finite"
+    return f"metric {name!r} is out of range ({value!r}; at most {MAX_ABS_VALUE:g} in magnitude)"
 
 
 class RateLimiter:
@@ -232,6 +293,7 @@ class Validator:
             return Rejected(
                 Reason.BAD_TOPIC,
                 f"topic {topic[:200]!r} is not tenant/{{t}}/device/{{d}}/telemetry|heartbeat",
+                *topic_owner(topic),
             )
         rejected = self._admit(where, len(payload), received_us)
         if rejected is not None:
@@ -273,7 +335,8 @@ class Validator:
     ) -> Record:
         if reading.ts is None and in_batch:
             raise InvalidPayloadError(Reason.SCHEMA_INVALID, "ts is required in a batch")
-        self._names.check(reading.metrics)
+        if reading.metrics or where.kind == "reading":  # a heartbeat may carry no metrics
+            self._names.check(reading.metrics)
         time_us = received_us if reading.ts is None else epoch_us(reading.ts)
         self._window.check(time_us, received_us)
         return Record(

@@ -19,6 +19,10 @@ class IngestStats:
     duplicates: int = 0
     batches: int = 0
     write_errors: int = 0
+    #: Messages the broker re-sent because they are retained (counted, not stored).
+    retained: int = 0
+    #: Messages neither stored nor quarantinable (the database refused even the quarantine row).
+    dropped: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
 
 
@@ -39,6 +43,12 @@ class IngestMetrics:
             "ingest.consumer.lag", unit="ms", description="receive to acknowledgement"
         )
         self._write_errors = m.create_counter("ingest.batch.write_errors")
+        self._retained = m.create_counter(
+            "ingest.messages.retained",
+            unit="{message}",
+            description="retained messages re-sent by the broker on (re)subscription; not stored",
+        )
+        self._dropped = m.create_counter("ingest.messages.dropped", unit="{message}")
         self._pending = pending
         m.create_observable_gauge("ingest.pending", callbacks=[self._observe_pending])
 
@@ -53,6 +63,7 @@ class IngestMetrics:
         readings: int,
         duplicates: int,
         quarantined: Counter[str],
+        retained: int = 0,
         commit_ms: float,
         lag_ms: float,
     ) -> None:
@@ -61,17 +72,24 @@ class IngestMetrics:
         s.accepted += accepted
         s.readings += readings
         s.duplicates += duplicates
+        s.retained += retained
         s.batches += 1
         s.quarantined.update(quarantined)
         self._received.add(messages)
         self._accepted.add(accepted)
         self._readings.add(readings - duplicates)
         self._duplicates.add(duplicates)
+        if retained:
+            self._retained.add(retained)
         for reason, n in quarantined.items():
             self._quarantined.add(n, {"reason": reason})
         self._batch_size.record(messages)
         self._commit.record(commit_ms)
         self._lag.record(lag_ms)
+
+    def dropped(self, messages: int) -> None:
+        self.stats.dropped += messages
+        self._dropped.add(messages)
 
     def write_failed(self) -> None:
         self.stats.write_errors += 1

@@ -6,7 +6,10 @@ zmqtt on profile evidence, see its module docstring): PUBLISH packets are parsed
 ``data_received`` and offered to the pipeline synchronously, and the pipeline acknowledges after
 their batch committed, all PUBACKs of a batch in one write per connection (see
 ``libs/common/tests/test_mqtt_ack.py``). Unacknowledged messages are redelivered when the session
-reconnects. Each connection holds at most the broker's ``max_inflight_messages``
+reconnects. Retained messages the broker re-sends on a (re)subscription (RETAIN flag set) are
+not new telemetry: they are counted as duplicates and acknowledged, never stored (a retained
+message published while ingest is subscribed arrives with RETAIN 0 and is stored once). Each
+connection holds at most the broker's ``max_inflight_messages``
 unacknowledged messages, so several connections keep batches full. When the pipeline's buffer is
 full a connection stops reading its socket until there is room.
 """
@@ -24,7 +27,7 @@ from fleetpulse.ingest.batch import Envelope
 from fleetpulse.ingest.pipeline import Pipeline, now_us
 
 log = logging.getLogger(__name__)
-TOPIC_FILTER = "tenant/+/device/+/+"
+TOPIC_FILTER = "tenant/+/device/+/#"
 
 
 def subscription_filter(share_group: str) -> str:
@@ -44,10 +47,20 @@ class _Connection:
             client_id=f"{source._prefix}-{index}",
             topic_filter=source._topic,
             deliver=self.deliver,
+            deliver_retained=self.deliver_retained,
         )
 
     def deliver(self, topic: str, payload: bytes, token: int | None) -> bool:
         if self._offer(Envelope(self.key, topic, payload, now_us(), token)):
+            return True
+        self._when_space(self.subscriber.resume)
+        return False
+
+    def deliver_retained(self, topic: str, payload: bytes, token: int | None) -> bool:
+        """A retained message re-sent because ingest (re)subscribed: not new telemetry. It goes
+        through the pipeline only to be counted (as a duplicate) and acknowledged after commit."""
+        envelope = Envelope(self.key, topic, payload, now_us(), token, retained=True)
+        if self._offer(envelope):
             return True
         self._when_space(self.subscriber.resume)
         return False

@@ -6,8 +6,13 @@ submit(envelope)``. So when writes slow down the sources stop pulling (and the b
 window stops sending). The collector takes messages in chunks, looks up unknown devices once per
 chunk, and validates without a coroutine per message. A batch flushes at
 ``max_rows`` readings or ``max_ms`` after its first message; ``writers`` batches are written
-concurrently. A failed write is retried with backoff until it commits; only then are the
-readings forwarded and the messages acknowledged to their source.
+concurrently. A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
+retried with backoff until it commits; only then are the stored readings forwarded and the
+messages acknowledged to their source. A write whose data PostgreSQL refuses (class 22 data
+exception, 23 constraint violation) is bisected until the offending messages are isolated:
+those are quarantined ``STORAGE_REJECTED``, the rest is written, and acknowledgements go on.
+Any other permanent failure (undefined table, permission denied) is the same for every row: it
+is retried with backoff and logged as an error, and nothing is acknowledged or dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fleetpulse.common.db import DATABASE_ERRORS, describe, is_data_error, is_transient
 from fleetpulse.common.mqtt import Backoff
 from fleetpulse.common.observability import tracer
 from fleetpulse.ingest.batch import Batch, Envelope, QuarantineThrottle
@@ -27,7 +33,7 @@ from fleetpulse.ingest.domain import Reason, Rejected, Validator, parse_topic
 from fleetpulse.ingest.forwarder import ReadingsForwarder
 from fleetpulse.ingest.metrics import IngestMetrics
 from fleetpulse.ingest.registry import DeviceRegistry
-from fleetpulse.ingest.store import RETRYABLE
+from fleetpulse.ingest.store import Written
 
 log = logging.getLogger(__name__)
 Acknowledge = Callable[[list[Any]], Awaitable[None]]
@@ -35,7 +41,7 @@ CHUNK = 256
 
 
 class TelemetryStore(Protocol):
-    async def write(self, batch: Batch) -> int: ...
+    async def write(self, batch: Batch) -> Written: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +191,9 @@ class Pipeline:
             await self._retrying(lambda: self._registry.lookup(wanted), "registry lookup")
 
     def _add(self, batch: Batch, envelope: Envelope) -> None:
+        if envelope.retained:
+            batch.add_retained(envelope)
+            return
         if envelope.defect is not None:
             batch.add(envelope, Rejected(Reason.BAD_JSON, envelope.defect))
             return
@@ -201,21 +210,52 @@ class Pipeline:
                 await self._complete(batch)
 
     async def _complete(self, batch: Batch) -> None:
-        started = time.perf_counter()
-        duplicates = await self._retrying(lambda: self._store.write(batch), "batch write")
-        commit_ms = (time.perf_counter() - started) * 1000
-        if batch.evaluator_records:
-            await self._forwarder.forward(batch.evaluator_records)
+        for part, written, commit_ms in await self._write_isolating(batch):
+            records = part.evaluator_records(written.stored)
+            if records:
+                await self._forwarder.forward(records)
+            self._metrics.batch_done(
+                messages=len(part.envelopes),
+                accepted=part.accepted_messages,
+                readings=len(part.times) + part.duplicates_in_batch,
+                duplicates=written.duplicates,
+                retained=part.retained,
+                quarantined=part.quarantined,
+                commit_ms=commit_ms,
+                lag_ms=(now_us() - part.first_received_us) / 1000,
+            )
         await self._acknowledge(batch)
-        self._metrics.batch_done(
-            messages=len(batch.envelopes),
-            accepted=batch.accepted_messages,
-            readings=len(batch.times),
-            duplicates=duplicates,
-            quarantined=batch.quarantined,
-            commit_ms=commit_ms,
-            lag_ms=(now_us() - batch.first_received_us) / 1000,
-        )
+
+    async def _write_isolating(self, batch: Batch) -> list[tuple[Batch, Written, float]]:
+        """Write ``batch``; on a permanent failure write its halves, down to single messages,
+        which are then quarantined ``STORAGE_REJECTED``. Returns what was committed."""
+        started = time.perf_counter()
+        try:
+            written = await self._retrying(lambda: self._store.write(batch), "batch write")
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            if len(batch.items) > 1:
+                first, second = batch.halves()
+                return [*await self._write_isolating(first), *await self._write_isolating(second)]
+            return await self._reject(batch, exc)
+        return [(batch, written, (time.perf_counter() - started) * 1000)]
+
+    async def _reject(self, batch: Batch, exc: BaseException) -> list[tuple[Batch, Written, float]]:
+        detail = f"the database refused this message: {describe(exc)}"
+        log.warning("storage rejected a message; quarantined", extra={"error": detail})
+        rejected = batch.rejected_by_storage(detail)
+        started = time.perf_counter()
+        try:
+            written = await self._retrying(lambda: self._store.write(rejected), "quarantine write")
+        except Exception as again:
+            if not is_data_error(again):
+                raise
+            # Even its quarantine row is refused: acknowledged, logged and counted as dropped.
+            log.error("message dropped: not storable", extra={"error": describe(again)})
+            self._metrics.dropped(len(batch.envelopes))
+            return []
+        return [(rejected, written, (time.perf_counter() - started) * 1000)]
 
     async def _acknowledge(self, batch: Batch) -> None:
         by_source: dict[Hashable, list[Any]] = {}
@@ -229,10 +269,17 @@ class Pipeline:
         while True:
             try:
                 return await attempt()
-            except RETRYABLE as exc:
+            except DATABASE_ERRORS as exc:
                 self._metrics.write_failed()
+                if is_data_error(exc):
+                    raise  # these rows will never be stored: the caller isolates them
                 delay = backoff.next()
-                log.warning(
-                    f"{what} failed; retrying", extra={"error": repr(exc), "delay_s": delay}
+                # not transient and not the data's fault (undefined table, permission denied):
+                # the deployment must be fixed; nothing is acknowledged or dropped meanwhile
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(
+                    level,
+                    f"{what} failed; retrying",
+                    extra={"error": describe(exc), "delay_s": delay},
                 )
                 await asyncio.sleep(delay)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 
 from fleetpulse.common.db import TRANSIENT_ERRORS
-from fleetpulse.ingest.batch import MINUTE_US, Batch
+from fleetpulse.ingest.batch import MINUTE_US, Batch, Stored
+from fleetpulse.ingest.domain import epoch_us
 
 log = logging.getLogger(__name__)
 
-# Errors after which the same write may succeed later (lost connection, server restarting, ...).
+# Errors after which the same write may succeed later (lost connection, server restarting, ...):
+# the one classification of fleetpulse.common.db.errors. Anything else is permanent.
 RETRYABLE: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
 
 # The key and number columns travel as PostgreSQL array literals in one text parameter each:
@@ -61,6 +64,16 @@ def id_array(values: list[str]) -> str:
     return '{"' + '","'.join(values) + '"}'
 
 
+# Only on the rare write that met duplicates: which of the batch's readings did this transaction
+# insert (first stored wins, so the others are not history and must not reach the latest state
+# or the evaluator)? Rows this transaction wrote carry its transaction id in ``xmin``.
+INSERTED_BY_THIS_TRANSACTION = """
+SELECT t.tenant_id, t.device_id, t.time
+FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[]) AS u(t, tn, d)
+JOIN telemetry t ON t.tenant_id = u.tn AND t.device_id = u.d AND t.time = fleetpulse_ts_us(u.t)
+WHERE t.xmin = pg_current_xact_id()::xid
+"""
+
 UPSERT_DEVICE_STATE = """
 INSERT INTO device_state AS s (tenant_id, device_id, last_seen, last_reading_at, last_heartbeat,
                                metrics, updated_at)
@@ -73,7 +86,7 @@ ON CONFLICT (tenant_id, device_id) DO UPDATE SET
     last_heartbeat = GREATEST(s.last_heartbeat, EXCLUDED.last_heartbeat),
     metrics = CASE
         WHEN EXCLUDED.last_reading_at IS NULL THEN s.metrics
-        WHEN s.last_reading_at IS NULL OR EXCLUDED.last_reading_at >= s.last_reading_at
+        WHEN s.last_reading_at IS NULL OR EXCLUDED.last_reading_at > s.last_reading_at
             THEN s.metrics || EXCLUDED.metrics
         ELSE EXCLUDED.metrics || s.metrics END,
     updated_at = now()
@@ -104,49 +117,62 @@ ON CONFLICT (minute) DO UPDATE SET duplicates = c.duplicates + EXCLUDED.duplicat
 HOUSEKEEPING_LOCK = 0x466C5054_484B5045  # "FlPTHKPE"
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A committed batch: ``duplicates`` readings not stored (same time already stored, in the
+    table or earlier in the batch), ``stored`` the keys of those stored (``None``: all)."""
+
+    duplicates: int
+    stored: Stored = None
+
+
 class PostgresTelemetryStore:
-    """Writes a :class:`Batch` atomically; returns how many readings were duplicates."""
+    """Writes a :class:`Batch` atomically (first stored wins on the telemetry key)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def write(self, batch: Batch) -> int:
+    async def write(self, batch: Batch) -> Written:
         async with self._pool.acquire() as conn, conn.transaction():
-            duplicates = await self._telemetry(conn, batch)
+            written = await self._telemetry(conn, batch)
+            duplicates = written.duplicates + batch.duplicates_in_batch
             if batch.seen:
-                await conn.execute(UPSERT_DEVICE_STATE, *batch.device_state_columns())
+                await conn.execute(UPSERT_DEVICE_STATE, *batch.device_state_columns(written.stored))
             if batch.quarantine:
                 await conn.execute(
                     INSERT_QUARANTINE, *map(list, zip(*batch.quarantine, strict=True))
                 )
             if batch.quarantine_counts:
                 await conn.execute(UPSERT_QUARANTINE_COUNTS, *batch.quarantine_count_columns())
-            if duplicates:
+            if duplicates or batch.retained:  # a retained re-send is counted as a duplicate
                 minute = batch.first_received_us // MINUTE_US * MINUTE_US
-                await conn.execute(UPSERT_DUPLICATES, minute, duplicates)
-        return duplicates
+                await conn.execute(UPSERT_DUPLICATES, minute, duplicates + batch.retained)
+        return Written(duplicates, written.stored)
 
-    async def _telemetry(self, conn: asyncpg.Connection, batch: Batch) -> int:
+    async def _telemetry(self, conn: asyncpg.Connection, batch: Batch) -> Written:
         if not batch.times:
-            return 0
-        columns = (
-            int_array(batch.times),
-            id_array(batch.tenants),
-            id_array(batch.devices),
-            nullable_int_array(batch.seqs),
-            batch.metrics,
-            int_array(batch.received),
-        )
+            return Written(0)
+        keys = (int_array(batch.times), id_array(batch.tenants), id_array(batch.devices))
+        columns = (*keys, nullable_int_array(batch.seqs), batch.metrics, int_array(batch.received))
         inserted = _row_count(await conn.execute(INSERT_TELEMETRY, *columns))
         if inserted < len(batch.times):
-            missed = _row_count(await conn.execute(INSERT_MISSING_TELEMETRY, *columns))
-            if missed:
-                log.warning(
-                    "telemetry rows lost by ON CONFLICT DO NOTHING were stored by a second pass",
-                    extra={"rows": missed},
-                )
-            inserted += missed
-        return len(batch.times) - inserted
+            inserted += await self._store_missed(conn, columns)
+        if inserted == len(batch.times):
+            return Written(0)
+        rows = await conn.fetch(INSERTED_BY_THIS_TRANSACTION, *keys)
+        stored = {(r["tenant_id"], r["device_id"], epoch_us(r["time"])) for r in rows}
+        return Written(len(batch.times) - inserted, stored)
+
+    async def _store_missed(self, conn: asyncpg.Connection, columns: tuple[object, ...]) -> int:
+        """Second, conflict-free pass for rows an ``ON CONFLICT DO NOTHING`` lost after a conflict
+        (a TimescaleDB compressed-chunk bug class); returns how many it stored."""
+        missed = _row_count(await conn.execute(INSERT_MISSING_TELEMETRY, *columns))
+        if missed:
+            log.warning(
+                "telemetry rows lost by ON CONFLICT DO NOTHING were stored by a second pass",
+                extra={"rows": missed},
+            )
+        return missed
 
     async def ensure_partitions(self, days_back: int = 1, days_ahead: int = 7) -> int:
         async with self._pool.acquire() as conn:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fleetpulse.common.db import describe, is_transient
 from fleetpulse.common.errors import ConcurrencyError
 from fleetpulse.provision_api.auth import AuthenticationError
 from fleetpulse.provision_api.credentials import CredentialsUnavailableError
@@ -179,6 +181,29 @@ async def _on_credentials(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_database(request: Request, exc: Exception) -> JSONResponse:
+    """Transient database failures -> 503 (retry); a value the database cannot compute from
+    stored data (class 22, e.g. out of range for float8) -> 422; anything else is unexpected."""
+    if is_transient(exc):
+        log.warning("database unavailable", extra={"error": describe(exc)})
+        return problem_response(
+            request,
+            503,
+            "Service Unavailable",
+            "the database is unavailable; retry later",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, asyncpg.DataError):
+        log.warning("database refused the data of a query", extra={"error": describe(exc)})
+        return problem_response(
+            request,
+            422,
+            "Unprocessable Content",
+            f"the stored data cannot be computed for this request ({describe(exc, 200)})",
+        )
+    return await _on_unexpected(request, exc)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
     return problem_response(request, 500, "Internal Server Error", "unexpected error")
@@ -192,6 +217,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _on_domain)
     app.add_exception_handler(AuthenticationError, _on_authentication)
     app.add_exception_handler(CredentialsUnavailableError, _on_credentials)
+    app.add_exception_handler(asyncpg.PostgresError, _on_database)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

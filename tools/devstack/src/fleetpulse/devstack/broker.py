@@ -45,9 +45,9 @@ class Acl:
 
 
 INGEST_ACLS = (
-    Acl("subscribePattern", "$share/ingest/tenant/+/device/+/+"),
-    Acl("unsubscribePattern", "$share/ingest/tenant/+/device/+/+"),
-    Acl("subscribePattern", "tenant/+/device/+/+"),
+    Acl("subscribePattern", "$share/ingest/tenant/+/device/+/#"),
+    Acl("unsubscribePattern", "$share/ingest/tenant/+/device/+/#"),
+    Acl("subscribePattern", "tenant/+/device/+/#"),
     Acl("publishClientReceive", "tenant/#"),
 )
 # The MQTT channel publishes to topics integrations name, but never as a device.

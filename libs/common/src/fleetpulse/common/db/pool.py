@@ -8,16 +8,9 @@ import asyncpg
 import orjson
 from pydantic import SecretStr
 
-#: Failures after which the same database work may succeed on a later try: the server restarting
-#: or refusing, a lost or killed connection, and asyncpg's "another operation is in progress"
-#: (``InternalClientError``) on a connection whose backend was terminated mid-protocol.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
+from fleetpulse.common.db.errors import TRANSIENT_ERRORS
+
+__all__ = ["TRANSIENT_ERRORS", "connect", "create_pool", "dsn_of", "init_connection"]
 
 
 def _encode_json(value: Any) -> str:

@@ -15,7 +15,7 @@ from typing import ClassVar, Protocol
 
 import asyncpg
 
-from fleetpulse.common.db import TRANSIENT_ERRORS
+from fleetpulse.common.db import DATABASE_ERRORS, describe, is_permanent
 from fleetpulse.common.eventstore.checkpoints import lock_checkpoint, save_checkpoint
 from fleetpulse.common.eventstore.model import RecordedEvent
 from fleetpulse.common.eventstore.notifications import EventNotifications
@@ -107,9 +107,12 @@ class ProjectionRunner:
         while not stop.is_set():
             try:
                 await self.catch_up()
-            except TRANSIENT_ERRORS as exc:
-                log.warning(
+            except DATABASE_ERRORS as exc:
+                # permanent ones too (logged as errors): a projection cannot skip an event, and
+                # retrying on the next notification loses nothing
+                log.log(
+                    logging.ERROR if is_permanent(exc) else logging.WARNING,
                     "projection catch-up failed; retrying",
-                    extra={"projection": self._projection.name, "error": type(exc).__name__},
+                    extra={"projection": self._projection.name, "error": describe(exc)},
                 )
             await notifications.wait(poll_s)

@@ -27,7 +27,8 @@ from collections.abc import Awaitable
 import asyncpg
 from pydantic import SecretStr
 
-from fleetpulse.common.db.pool import TRANSIENT_ERRORS, connect
+from fleetpulse.common.db.errors import DATABASE_ERRORS, is_permanent
+from fleetpulse.common.db.pool import connect
 from fleetpulse.common.eventstore import (
     EventNotifications,
     PostgresEventStore,
@@ -44,7 +45,9 @@ log = logging.getLogger(__name__)
 _published_counter = meter("fleetpulse.messaging").create_counter(
     "fleetpulse.outbox.published", description="Events published to SNS by the outbox relay"
 )
-_RETRYABLE: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, *AWS_ERRORS, MessagingError)
+# A permanent database failure is retried too (with the backoff, logged as an error): the relay
+# has nothing to isolate or skip, and nothing is lost by waiting for the database to be fixed.
+_RETRYABLE: tuple[type[Exception], ...] = (*DATABASE_ERRORS, *AWS_ERRORS, MessagingError)
 
 
 def advisory_lock_key(name: str) -> int:
@@ -109,7 +112,8 @@ class OutboxRelay:
                     failures = 0
                 except _RETRYABLE as exc:
                     failures += 1
-                    log.warning(
+                    log.log(
+                        logging.ERROR if is_permanent(exc) else logging.WARNING,
                         "outbox relay failed; retrying",
                         extra={
                             "relay": self._name,
