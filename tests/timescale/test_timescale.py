@@ -114,8 +114,8 @@ async def test_ingest_store_writes_a_batch_once(pool: asyncpg.Pool) -> None:
     tenant, now = _tenant(), datetime.now(UTC).replace(microsecond=0)
     rows = [(tenant, f"d{i % 3}", now - timedelta(seconds=i), float(i)) for i in range(30)]
     store = PostgresTelemetryStore(pool)
-    assert await store.write(_batch(rows)) == 0
-    assert await store.write(_batch(rows)) == 30  # redelivered: all duplicates
+    assert (await store.write(_batch(rows))).duplicates == 0
+    assert (await store.write(_batch(rows))).duplicates == 30  # redelivered: all duplicates
     assert await pool.fetchval("SELECT count(*) FROM telemetry WHERE tenant_id = $1", tenant) == 30
     assert (
         await pool.fetchval("SELECT count(*) FROM device_state WHERE tenant_id = $1", tenant) == 3
@@ -177,7 +177,7 @@ async def test_redelivery_into_a_compressed_chunk_loses_nothing(pool: asyncpg.Po
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - 10 * DAY
     first = [(tenant, f"d{i % 4}", day + timedelta(minutes=i), float(i)) for i in range(200)]
     store = PostgresTelemetryStore(pool)
-    assert await store.write(_batch(first)) == 0
+    assert (await store.write(_batch(first))).duplicates == 0
     async with pool.acquire() as conn:
         compressed = await conn.fetch(
             "SELECT compress_chunk(c, if_not_compressed => true) "
@@ -192,7 +192,7 @@ async def test_redelivery_into_a_compressed_chunk_loses_nothing(pool: asyncpg.Po
     # the same readings again, interleaved with new ones in the same chunk (and a new device)
     new = [(tenant, f"d{i % 5}", day + timedelta(minutes=i, seconds=30), -1.0) for i in range(200)]
     mixed = [row for pair in zip(first, new, strict=True) for row in pair]
-    duplicates = await store.write(_batch(mixed))
+    duplicates = (await store.write(_batch(mixed))).duplicates
     stored = await pool.fetchval("SELECT count(*) FROM telemetry WHERE tenant_id = $1", tenant)
     assert (stored, duplicates) == (400, 200)
     values = await pool.fetchval(

@@ -62,7 +62,7 @@ async def test_rows_lost_after_a_conflict_are_stored_by_a_second_pass(
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - 10 * timedelta(1)
     old = [(f"d{i % 3}", day + timedelta(minutes=i), 1.0) for i in range(50)]
     store = PostgresTelemetryStore(db_pool)
-    assert await store.write(_batch(old)) == 0
+    assert (await store.write(_batch(old))).duplicates == 0
 
     async with db_pool.acquire() as conn:
         # control: the injected fault does lose rows from a plain ON CONFLICT DO NOTHING
@@ -80,7 +80,7 @@ async def test_rows_lost_after_a_conflict_are_stored_by_a_second_pass(
     new = [(f"d{i % 4}", day + timedelta(minutes=i, seconds=30), 2.0) for i in range(50)]
     mixed = [row for pair in zip(old, new, strict=True) for row in pair]
     await db_pool.execute("UPDATE test_lossy SET active = true")
-    duplicates = await store.write(_batch(mixed))
+    duplicates = (await store.write(_batch(mixed))).duplicates
     stored = await db_pool.fetchval("SELECT count(*) FROM telemetry WHERE tenant_id = 'acme'")
     assert (stored, duplicates) == (100, 50)
     second_pass = [r for r in caplog.records if r.getMessage().startswith("telemetry rows lost")]

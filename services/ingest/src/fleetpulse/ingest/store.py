@@ -64,15 +64,12 @@ def id_array(values: list[str]) -> str:
     return '{"' + '","'.join(values) + '"}'
 
 
-# Only on the rare write that met duplicates: which of the batch's readings did this transaction
-# insert (first stored wins, so the others are not history and must not reach the latest state
-# or the evaluator)? Rows this transaction wrote carry its transaction id in ``xmin``.
-INSERTED_BY_THIS_TRANSACTION = """
-SELECT t.tenant_id, t.device_id, t.time
-FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[]) AS u(t, tn, d)
-JOIN telemetry t ON t.tenant_id = u.tn AND t.device_id = u.d AND t.time = fleetpulse_ts_us(u.t)
-WHERE t.xmin = pg_current_xact_id()::xid
-"""
+# Only on the rare write that met duplicates: which of the batch's readings were inserted (first
+# stored wins, so the others are not history and must not reach the latest state or the
+# evaluator)? The write is redone with RETURNING after rolling back to a savepoint. (A lookup by
+# ``xmin`` would be cheaper but fails on TimescaleDB's compressed chunks: "transparent
+# decompression only supports tableoid system column".)
+RETURNING_KEYS = "RETURNING tenant_id, device_id, time\n"
 
 UPSERT_DEVICE_STATE = """
 INSERT INTO device_state AS s (tenant_id, device_id, last_seen, last_reading_at, last_heartbeat,
@@ -152,25 +149,42 @@ class PostgresTelemetryStore:
     async def _telemetry(self, conn: asyncpg.Connection, batch: Batch) -> Written:
         if not batch.times:
             return Written(0)
-        keys = (int_array(batch.times), id_array(batch.tenants), id_array(batch.devices))
-        columns = (*keys, nullable_int_array(batch.seqs), batch.metrics, int_array(batch.received))
-        inserted = _row_count(await conn.execute(INSERT_TELEMETRY, *columns))
-        if inserted < len(batch.times):
-            inserted += await self._store_missed(conn, columns)
-        if inserted == len(batch.times):
+        columns = (
+            int_array(batch.times),
+            id_array(batch.tenants),
+            id_array(batch.devices),
+            nullable_int_array(batch.seqs),
+            batch.metrics,
+            int_array(batch.received),
+        )
+        attempt = conn.transaction()  # a savepoint, undone when the batch met a same-time clash
+        await attempt.start()
+        if _row_count(await conn.execute(INSERT_TELEMETRY, *columns)) == len(batch.times):
+            await attempt.commit()
             return Written(0)
-        rows = await conn.fetch(INSERTED_BY_THIS_TRANSACTION, *keys)
-        stored = {(r["tenant_id"], r["device_id"], epoch_us(r["time"])) for r in rows}
-        return Written(len(batch.times) - inserted, stored)
+        await attempt.rollback()
+        return await self._telemetry_returning(conn, columns, len(batch.times))
 
-    async def _store_missed(self, conn: asyncpg.Connection, columns: tuple[object, ...]) -> int:
+    async def _telemetry_returning(
+        self, conn: asyncpg.Connection, columns: tuple[object, ...], size: int
+    ) -> Written:
+        """The batch met duplicates: insert again, learning which keys this write stored."""
+        rows = await conn.fetch(INSERT_TELEMETRY + RETURNING_KEYS, *columns)
+        if len(rows) < size:
+            rows += await self._store_missed(conn, columns)
+        stored = {(r["tenant_id"], r["device_id"], epoch_us(r["time"])) for r in rows}
+        return Written(size - len(stored), stored)
+
+    async def _store_missed(
+        self, conn: asyncpg.Connection, columns: tuple[object, ...]
+    ) -> list[asyncpg.Record]:
         """Second, conflict-free pass for rows an ``ON CONFLICT DO NOTHING`` lost after a conflict
-        (a TimescaleDB compressed-chunk bug class); returns how many it stored."""
-        missed = _row_count(await conn.execute(INSERT_MISSING_TELEMETRY, *columns))
+        (a TimescaleDB compressed-chunk bug class); returns the keys it stored."""
+        missed = await conn.fetch(INSERT_MISSING_TELEMETRY + RETURNING_KEYS, *columns)
         if missed:
             log.warning(
                 "telemetry rows lost by ON CONFLICT DO NOTHING were stored by a second pass",
-                extra={"rows": missed},
+                extra={"rows": len(missed)},
             )
         return missed
 
