@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV ?= uv
 PACKAGES := fleetpulse.common fleetpulse.testing fleetpulse.ingest fleetpulse.evaluator \
-	fleetpulse.dispatcher fleetpulse.delivery_worker fleetpulse.provision_api \
+	fleetpulse.dispatcher fleetpulse.delivery_worker fleetpulse.provision_api fleetpulse.exporter \
 	fleetpulse.dev_oidc fleetpulse.devstack fleetpulse.simulator fleetpulse.smoke
 MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | paste -sd: -)
 PYTEST_ARGS ?=
