@@ -187,6 +187,12 @@ resource "aws_iam_role_policy" "exporter_scheduler" {
         }
       },
       {
+        Sid      = "DecryptScheduleWithPlatformKey"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt"]
+        Resource = [aws_kms_key.main.arn]
+      },
+      {
         Sid      = "PassExporterRoles"
         Effect   = "Allow"
         Action   = ["iam:PassRole"]
@@ -204,6 +210,7 @@ resource "aws_scheduler_schedule" "exporter" {
   description                  = "Export telemetry and the event log to the lake"
   schedule_expression          = var.export_schedule
   schedule_expression_timezone = "UTC"
+  kms_key_arn                  = aws_kms_key.main.arn
 
   flexible_time_window {
     mode = "OFF"
