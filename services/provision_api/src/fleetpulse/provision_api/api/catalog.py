@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
+from fleetpulse.common.eventstore import stream_id
+
 from fleetpulse.provision_api import schemas
 from fleetpulse.provision_api.api.deps import (
     Cursor,
@@ -18,6 +20,7 @@ from fleetpulse.provision_api.api.deps import (
     problems,
 )
 from fleetpulse.provision_api.domain import ID_PATTERN
+from fleetpulse.provision_api.history import AsOf, as_of_instant, read_as_of
 from fleetpulse.provision_api.queries import rule_view
 
 rules = APIRouter(prefix="/rules", tags=["rules"])
@@ -59,7 +62,20 @@ async def list_rules(
 
 
 @rules.get("/{rule_id}", response_model=schemas.Rule, responses=problems(404))
-async def get_rule(rule_id: RuleId, caller: Viewer, wired: Wired, response: Response) -> Any:
+async def get_rule(
+    rule_id: RuleId, caller: Viewer, wired: Wired, response: Response, as_of: AsOf = None
+) -> Any:
+    """The rule; with ``as_of``, as it was then (rebuilt from its events)."""
+    if as_of is not None:
+        stream = stream_id("rule", caller.tenant_id, rule_id)
+        row = await read_as_of(
+            wired.queries.pool,
+            caller.tenant_id,
+            stream,
+            as_of_instant(as_of),
+            lambda q: q.rule(caller.tenant_id, rule_id),
+        )
+        return _tagged(response, row)
     return _tagged(response, await wired.queries.rule(caller.tenant_id, rule_id))
 
 
