@@ -8,7 +8,7 @@ MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | pa
 PYTEST_ARGS ?=
 
 .PHONY: help sync up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
+	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e bench-export smoke simulate migrate \
 	config-table
 
 help: ## list the targets
@@ -66,6 +66,9 @@ bench-api: sync
 
 bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on the dev stack
 	$(UV) run python benchmarks/e2e.py
+
+bench-export: sync ## exporter telemetry rows/s and events/s to S3 (moto) as Parquet
+	$(UV) run python benchmarks/export.py
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)

@@ -50,7 +50,9 @@ class Lake:
         source = f"{self.bucket}/{dataset}"
         if self._fs.get_file_info(source).type == pafs.FileType.NotFound:
             return pa.table({})
-        data = pads.dataset(source, filesystem=self._fs, format="parquet", partitioning=PARTITIONING)
+        data = pads.dataset(
+            source, filesystem=self._fs, format="parquet", partitioning=PARTITIONING
+        )
         return data.to_table()
 
     def sql(self, query: str, **tables: pa.Table) -> list[tuple[Any, ...]]:

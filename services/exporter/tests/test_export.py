@@ -7,9 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from fleetpulse.common.eventstore import NewEvent, PostgresEventStore
+from fleetpulse.exporter.exporter import Exporter, ExportOptions
+from fleetpulse.exporter.lake import S3ObjectStore
 from fleetpulse.exporter.schema import EVENTS_SCHEMA, TELEMETRY_SCHEMA
+from fleetpulse.exporter.store import PostgresExportStore
 
 from .conftest import Lake, insert_reading
 
@@ -164,7 +168,11 @@ async def test_files_are_split_by_rows_per_file(
 
     assert (result.files, result.rows) == (3, 7)
     keys = await lake.keys("telemetry/tenant_id=t1/date=2026-11-20/")
-    assert [k.rsplit("-", 1)[1] for k in keys] == ["00000.parquet", "00001.parquet", "00002.parquet"]
+    assert [k.rsplit("-", 1)[1] for k in keys] == [
+        "00000.parquet",
+        "00001.parquet",
+        "00002.parquet",
+    ]
     assert lake.sql("SELECT count(DISTINCT time) FROM t", t=lake.table("telemetry")) == [(7,)]
 
 
@@ -173,26 +181,25 @@ async def test_a_range_cut_short_is_rewritten_under_the_same_keys(
 ) -> None:
     """Files of a range written before a crash are replaced by the re-run, not duplicated."""
     await seed(db_pool, event_store)
-    crashing = make_exporter(rows_per_file=1)
 
-    class Crash(Exception):
+    class CrashError(Exception):
         pass
 
-    written = 0
+    class CrashingLake(S3ObjectStore):
+        """Dies (like a killed process) before its third object."""
 
-    async def put_then_crash(key: str, body: bytes) -> None:
-        nonlocal written
-        if written == 2:
-            raise Crash
-        written += 1
-        await original(key, body)
+        written = 0
 
-    original = crashing._lake.put
-    crashing._lake.put = put_then_crash
-    try:
+        async def put(self, key: str, body: bytes) -> None:
+            if self.written == 2:
+                raise CrashError
+            self.written += 1
+            await super().put(key, body)
+
+    store = PostgresExportStore(db_pool)
+    crashing = Exporter(store, CrashingLake(lake.s3, lake.bucket), ExportOptions(rows_per_file=1))
+    with pytest.raises(CrashError):
         await crashing.export_range("telemetry")
-    except Crash:
-        pass
     partial = await lake.keys("telemetry/")
     assert len(partial) == 2  # positive control: the crash left files of an uncommitted range
 

@@ -18,7 +18,9 @@ ROWS = 12_000
 ROWS_PER_FILE = 100
 
 
-def start_exporter(database_url: str, moto_server: str, bucket: str, *args: str) -> subprocess.Popen[bytes]:
+def start_exporter(
+    database_url: str, moto_server: str, bucket: str, *args: str
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "FLEETPULSE_DATABASE_URL": database_url,
@@ -77,9 +79,9 @@ async def test_sigkill_mid_export_then_restart_loses_and_duplicates_nothing(
     keys = await lake.keys("telemetry/")
     assert set(partial) <= set(keys)  # the same keys were rewritten, none added beside them
     table = lake.table("telemetry")
-    assert lake.sql(
-        "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM t", t=table
-    ) == [(ROWS, ROWS, 1, ROWS)]
+    assert lake.sql("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM t", t=table) == [
+        (ROWS, ROWS, 1, ROWS)
+    ]
     assert len(keys) == ROWS // ROWS_PER_FILE
     done = await db_pool.fetchrow(
         "SELECT done, pending_until, rows FROM export_checkpoints WHERE stream = 'telemetry'"

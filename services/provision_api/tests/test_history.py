@@ -93,7 +93,9 @@ async def test_device_as_of_before_rotation_and_decommission(
 
     now = (await api.get(path, params={"as_of": iso(datetime.now(UTC))}, headers=headers)).json()
     issued = await api.get(path, params={"as_of": iso(events[1].recorded_at)}, headers=headers)
-    before = await api.get(path, params={"as_of": just_before(events[0].recorded_at)}, headers=headers)
+    before = await api.get(
+        path, params={"as_of": just_before(events[0].recorded_at)}, headers=headers
+    )
 
     assert now == current and current["status"] == "decommissioned"
     assert issued.json()["status"] == "active"
@@ -144,7 +146,8 @@ async def test_alert_as_of_shows_the_status_and_history_of_then(
 
 
 @pytest.mark.parametrize(
-    "as_of", ["yesterday", "2026-13-01T00:00:00Z", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"]
+    "as_of",
+    ["yesterday", "2026-13-01T00:00:00Z", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"],
 )
 async def test_bad_or_overflowing_as_of_is_a_422_problem(
     api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str], as_of: str

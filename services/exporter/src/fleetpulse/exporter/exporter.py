@@ -79,8 +79,13 @@ class Exporter:
             log.warning("export range committed by another exporter", extra={"dataset": dataset})
         log.info(
             "exported range",
-            extra={"dataset": dataset, "start": export.start, "until": export.until,
-                   "files": files, "rows": rows},
+            extra={
+                "dataset": dataset,
+                "start": export.start,
+                "until": export.until,
+                "files": files,
+                "rows": rows,
+            },
         )
         return ExportResult(dataset, export.start, export.until, files, rows)
 

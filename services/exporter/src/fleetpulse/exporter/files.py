@@ -84,7 +84,9 @@ class FilePlanner:
     def plan(self, partition: Partition, rows: Sequence[Any]) -> PlannedFile:
         index = self._next.get(partition, 0)
         self._next[partition] = index + 1
-        return PlannedFile(object_key(self._prefix, self._export, partition, index), partition, rows)
+        return PlannedFile(
+            object_key(self._prefix, self._export, partition, index), partition, rows
+        )
 
 
 def parquet_bytes(table: pa.Table, compression: Compression = "zstd") -> bytes:

@@ -28,7 +28,7 @@ from fleetpulse.exporter.store import PostgresExportStore
 
 log = logging.getLogger(__name__)
 NAME = "fleetpulse-exporter"
-RETRYABLE = (*TRANSIENT_ERRORS, BotoCoreError, ClientError)
+RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, BotoCoreError, ClientError)
 
 
 def main(argv: list[str] | None = None) -> None:

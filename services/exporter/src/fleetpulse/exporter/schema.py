@@ -71,7 +71,9 @@ def _metrics(raw: Any) -> dict[str, Any]:
     return json.loads(raw) if isinstance(raw, str) else dict(raw or {})
 
 
-def _split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, float], dict[str, bool]]:
+def _split_metrics(
+    metrics: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, float], dict[str, bool]]:
     typed: dict[str, Any] = {}
     numbers: dict[str, float] = {}
     flags: dict[str, bool] = {}

@@ -168,4 +168,3 @@ def _event_row(event: Any) -> dict[str, Any]:
         "metadata": event.metadata,
         "recorded_at": event.recorded_at,
     }
-

@@ -55,7 +55,7 @@ async def read_as_of(
             for event in await _events_until(conn, tenant_id, stream, at):
                 for projection in PROJECTIONS:
                     await projection.apply(conn, event)
-            return await read(Queries(conn))  # type: ignore[arg-type]
+            return await read(Queries(conn))
         finally:
             await transaction.rollback()
 

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 
 from fleetpulse.common.eventstore import stream_id
-
 from fleetpulse.provision_api import schemas
 from fleetpulse.provision_api.api.deps import (
     Cursor,
