@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from fleetpulse.common.aws import AwsConfig, aws_client
 from fleetpulse.exporter.exporter import Exporter, ExportOptions
+from fleetpulse.exporter.files import Coalescing
 from fleetpulse.exporter.lake import S3ObjectStore
 from fleetpulse.exporter.store import PostgresExportStore
 
@@ -73,8 +74,12 @@ async def lake(aws_config: AwsConfig, moto_server: str) -> AsyncIterator[Lake]:
 
 @pytest.fixture
 def make_exporter(db_pool: asyncpg.Pool, lake: Lake) -> Any:
-    def build(rows_per_file: int = 500_000, max_events: int = 100_000) -> Exporter:
-        store = PostgresExportStore(db_pool, max_events=max_events)
+    def build(
+        rows_per_file: int = 500_000,
+        max_events: int = 100_000,
+        coalescing: Coalescing | None = None,
+    ) -> Exporter:
+        store = PostgresExportStore(db_pool, max_events=max_events, coalescing=coalescing)
         options = ExportOptions(rows_per_file=rows_per_file)
         return Exporter(store, S3ObjectStore(lake.s3, lake.bucket), options)
 

@@ -11,6 +11,7 @@ import pytest
 
 from fleetpulse.common.eventstore import NewEvent, PostgresEventStore
 from fleetpulse.exporter.exporter import Exporter, ExportOptions
+from fleetpulse.exporter.files import Coalescing
 from fleetpulse.exporter.lake import S3ObjectStore
 from fleetpulse.exporter.schema import EVENTS_SCHEMA, TELEMETRY_SCHEMA
 from fleetpulse.exporter.store import PostgresExportStore
@@ -221,3 +222,29 @@ async def test_two_exporters_at_once_write_each_row_once(
     await asyncio.gather(make_exporter().export_all(), make_exporter().export_all())
     assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(4,)]
     assert lake.sql("SELECT count(*) FROM e", e=lake.table("events")) == [(3,)]
+
+
+async def test_small_ranges_wait_for_rows_or_time_instead_of_writing_tiny_files(
+    db_pool: asyncpg.Pool, event_store: PostgresEventStore, lake: Lake, make_exporter: Any
+) -> None:
+    exporter = make_exporter(coalescing=Coalescing(min_rows=5, max_delay_s=1.0))
+    await seed(db_pool, event_store)
+    assert {r.dataset for r in await exporter.export_all()} == {"events", "telemetry"}  # first
+
+    base = DAY2 + timedelta(minutes=1)
+    for i in range(3):
+        await insert_reading(db_pool, "t1", "d1", base + timedelta(seconds=i), {"temp_c": i})
+    waiting = await exporter.export_all()  # 3 < 5 rows and committed just now
+    for i in range(3, 5):
+        await insert_reading(db_pool, "t1", "d1", base + timedelta(seconds=i), {"temp_c": i})
+    enough = await exporter.export_all()  # 5 rows: one file with all of them
+
+    await insert_reading(db_pool, "t1", "d1", base + timedelta(seconds=9), {"temp_c": 9})
+    too_soon = await exporter.export_all()
+    await asyncio.sleep(1.1)
+    late = await exporter.export_all()  # max_delay_s passed: the single row goes out
+
+    assert waiting == [] and too_soon == []
+    assert [(r.dataset, r.files, r.rows) for r in enough] == [("telemetry", 1, 5)]
+    assert [(r.dataset, r.rows) for r in late] == [("telemetry", 1)]
+    assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(10,)]

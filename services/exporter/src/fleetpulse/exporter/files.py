@@ -34,6 +34,23 @@ class ExportRange:
 
 
 @dataclass(frozen=True, slots=True)
+class Coalescing:
+    """When a new range is worth writing: ``min_rows`` new rows, or ``max_delay_s`` since the
+    last commit. Waiting for rows keeps files from being tiny (Athena reads a few big files far
+    faster than many small ones) without ever rewriting or deleting a visible file.
+    """
+
+    min_rows: int = 1
+    max_delay_s: float = 0.0
+
+    def due(self, rows: int, seconds_since_commit: float | None) -> bool:
+        """``seconds_since_commit`` None: nothing committed yet (always due)."""
+        if seconds_since_commit is None or rows >= self.min_rows:
+            return True
+        return seconds_since_commit >= self.max_delay_s
+
+
+@dataclass(frozen=True, slots=True)
 class Partition:
     tenant_id: str
     date: date

@@ -22,6 +22,7 @@ from fleetpulse.common.aws import aws_client
 from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
 from fleetpulse.common.runtime import ServiceContext, run
 from fleetpulse.exporter.exporter import Exporter, ExportOptions
+from fleetpulse.exporter.files import Coalescing
 from fleetpulse.exporter.lake import S3ObjectStore
 from fleetpulse.exporter.settings import Settings
 from fleetpulse.exporter.store import PostgresExportStore
@@ -54,7 +55,10 @@ async def bootstrap(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Exp
                 rows_per_file=settings.export_rows_per_file,
                 compression=settings.export_compression,
             )
-            store = PostgresExportStore(pool, max_events=settings.export_max_events)
+            coalescing = Coalescing(settings.export_min_rows, settings.export_max_delay_s)
+            store = PostgresExportStore(
+                pool, max_events=settings.export_max_events, coalescing=coalescing
+            )
             yield pool, Exporter(store, lake, options)
     finally:
         await pool.close()

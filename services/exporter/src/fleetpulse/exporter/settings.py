@@ -34,4 +34,16 @@ class Settings(ServiceSettings):
     export_max_events: int = Field(
         default=100_000, ge=1, le=5_000_000, description="Most events exported in one range"
     )
+    export_min_rows: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="New rows a dataset needs before a run writes them (fewer, larger files)",
+    )
+    export_max_delay_s: float = Field(
+        default=3600.0,
+        ge=0,
+        le=7 * 86400,
+        description="Longest a dataset's new rows wait for FLEETPULSE_EXPORT_MIN_ROWS",
+    )
     db_pool_size: int = Field(default=4, ge=2, le=100, description="Database connections")

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common.eventstore import PostgresEventStore
-from fleetpulse.exporter.files import Dataset, ExportRange, Partition
+from fleetpulse.exporter.files import Coalescing, Dataset, ExportRange, Partition
 from fleetpulse.exporter.schema import partition_date
 
 # The telemetry watermark: an ingest_xid below it belongs to a transaction that has ended, so
@@ -44,6 +44,11 @@ TELEMETRY_RANGE = (
     f"SELECT {_TELEMETRY_COLUMNS} FROM telemetry "  # noqa: S608 - constants only
     f"WHERE ingest_xid >= $1 AND ingest_xid < $2 {_TELEMETRY_ORDER}"
 )
+TELEMETRY_COUNT = "SELECT count(*) FROM telemetry WHERE ingest_xid >= $1 AND ingest_xid < $2"
+TELEMETRY_FIRST_COUNT = (
+    "SELECT count(*) FROM telemetry "
+    "WHERE (ingest_xid >= $1 AND ingest_xid < $2) OR ingest_xid IS NULL"
+)
 # The first range also takes the rows written before migration 0600 (no ingest_xid).
 TELEMETRY_FIRST_RANGE = (
     f"SELECT {_TELEMETRY_COLUMNS} FROM telemetry "  # noqa: S608 - constants only
@@ -57,16 +62,27 @@ class PostgresExportStore:
     """Checkpoints in ``export_checkpoints`` and range reads of ``events`` and ``telemetry``.
 
     ``max_events`` caps an events range (it is read into memory); a telemetry range is streamed
-    through a cursor, one partition at a time.
+    through a cursor, one partition at a time. ``coalescing`` decides when a new range is due.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, max_events: int = 100_000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_events: int = 100_000,
+        coalescing: Coalescing | None = None,
+    ) -> None:
         self._pool = pool
         self._events = PostgresEventStore(pool)
         self._max_events = max_events
+        self._coalescing = coalescing or Coalescing()
 
     async def claim(self, dataset: Dataset, rows_per_file: int) -> ExportRange | None:
-        """The pending range (after a crash), else a new one up to the head; None if caught up."""
+        """The pending range (after a crash), else a new one up to the head if it is due.
+
+        None when caught up, or when the new rows are fewer than the coalescing minimum and the
+        last commit is recent.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             head = await self._head(conn, dataset)
             await conn.execute(
@@ -74,14 +90,18 @@ class PostgresExportStore:
                 dataset,
             )
             row = await conn.fetchrow(
-                "SELECT done, pending_until, rows_per_file FROM export_checkpoints "
-                "WHERE stream = $1 FOR UPDATE",
+                "SELECT done, pending_until, rows_per_file,"
+                " extract(epoch FROM now() - committed_at)::float8 AS age_s"
+                " FROM export_checkpoints WHERE stream = $1 FOR UPDATE",
                 dataset,
             )
             if row["pending_until"] is not None:
                 return ExportRange(dataset, row["done"], row["pending_until"], row["rows_per_file"])
             until = self._bounded(dataset, row["done"], head)
             if until <= row["done"]:
+                return None
+            rows = await self._rows_in(conn, dataset, row["done"], until)
+            if not self._coalescing.due(rows, row["age_s"]):
                 return None
             await conn.execute(
                 "UPDATE export_checkpoints SET pending_until = $2, rows_per_file = $3, "
@@ -91,6 +111,14 @@ class PostgresExportStore:
                 rows_per_file,
             )
             return ExportRange(dataset, row["done"], until, rows_per_file)
+
+    async def _rows_in(
+        self, conn: asyncpg.Connection, dataset: Dataset, start: int, until: int
+    ) -> int:
+        if dataset == "events":
+            return until - start
+        sql = TELEMETRY_FIRST_COUNT if start == 0 else TELEMETRY_COUNT
+        return int(await conn.fetchval(sql, start, until))
 
     def _bounded(self, dataset: Dataset, done: int, head: int) -> int:
         return min(head, done + self._max_events) if dataset == "events" else head
@@ -105,7 +133,7 @@ class PostgresExportStore:
         status = await self._pool.execute(
             """
             UPDATE export_checkpoints SET done = pending_until, pending_until = NULL,
-                   files = files + $3, rows = rows + $4, updated_at = now()
+                   files = files + $3, rows = rows + $4, committed_at = now(), updated_at = now()
             WHERE stream = $1 AND pending_until = $2
             """,
             export.dataset,

@@ -16,7 +16,8 @@ CREATE INDEX telemetry_ingest_xid ON telemetry USING brin (ingest_xid);
 -- One row per exported stream ('events', 'telemetry'). done: the end of the last committed range
 -- (events: a position, inclusive; telemetry: a watermark xid, exclusive). pending_until: the end
 -- of the range being written, fixed before the first object is written so a restart rewrites the
--- same objects (their keys derive from the range) instead of writing new ones.
+-- same objects (their keys derive from the range) instead of writing new ones. committed_at:
+-- when the last range was committed (the exporter waits for enough rows or enough time).
 CREATE TABLE export_checkpoints (
     stream          text PRIMARY KEY,
     done            bigint      NOT NULL DEFAULT 0,
@@ -24,5 +25,6 @@ CREATE TABLE export_checkpoints (
     rows_per_file   int,
     files           bigint      NOT NULL DEFAULT 0,
     rows            bigint      NOT NULL DEFAULT 0,
+    committed_at    timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
