@@ -15,6 +15,7 @@ from fleetpulse.exporter.files import Coalescing
 from fleetpulse.exporter.lake import S3ObjectStore
 from fleetpulse.exporter.schema import EVENTS_SCHEMA, TELEMETRY_SCHEMA
 from fleetpulse.exporter.store import PostgresExportStore
+from fleetpulse.testing.postgres import server_url
 
 from .conftest import Lake, insert_reading
 
@@ -248,3 +249,22 @@ async def test_small_ranges_wait_for_rows_or_time_instead_of_writing_tiny_files(
     assert [(r.dataset, r.files, r.rows) for r in enough] == [("telemetry", 1, 5)]
     assert [(r.dataset, r.rows) for r in late] == [("telemetry", 1)]
     assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(10,)]
+
+
+async def test_open_transactions_of_other_databases_do_not_hold_telemetry_back(
+    db_pool: asyncpg.Pool, lake: Lake, make_exporter: Any
+) -> None:
+    """xids are cluster-wide, but only this database's transactions can still add telemetry."""
+    elsewhere = await asyncpg.connect(server_url())
+    try:
+        transaction = elsewhere.transaction()
+        await transaction.start()
+        await elsewhere.fetchval("SELECT pg_current_xact_id()")  # holds an xid, stays open
+        await insert_reading(db_pool, "t1", "d1", datetime.now(UTC), {"temp_c": 1.0})
+
+        results = await make_exporter().export_all()
+
+        await transaction.rollback()
+    finally:
+        await elsewhere.close()
+    assert [(r.dataset, r.rows) for r in results] == [("telemetry", 1)]

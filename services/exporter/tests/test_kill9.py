@@ -19,7 +19,12 @@ ROWS_PER_FILE = 100
 
 
 def start_exporter(
-    database_url: str, moto_server: str, bucket: str, *args: str
+    database_url: str,
+    moto_server: str,
+    bucket: str,
+    *args: str,
+    interval_s: str = "300",
+    min_rows: str = "100000",
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -28,6 +33,8 @@ def start_exporter(
         "FLEETPULSE_LAKE_BUCKET": bucket,
         "FLEETPULSE_EXPORT_ROWS_PER_FILE": str(ROWS_PER_FILE),
         "FLEETPULSE_HEALTH_PORT": "0",
+        "FLEETPULSE_EXPORT_INTERVAL_S": interval_s,
+        "FLEETPULSE_EXPORT_MIN_ROWS": min_rows,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
@@ -87,3 +94,27 @@ async def test_sigkill_mid_export_then_restart_loses_and_duplicates_nothing(
         "SELECT done, pending_until, rows FROM export_checkpoints WHERE stream = 'telemetry'"
     )
     assert done["pending_until"] is None and done["rows"] == ROWS
+
+
+@pytest.mark.slow
+async def test_loop_mode_exports_on_its_interval_and_stops_on_sigterm(
+    db_pool: asyncpg.Pool, database_url: str, moto_server: str, lake: Lake
+) -> None:
+    exporter = start_exporter(
+        database_url, moto_server, lake.bucket, interval_s="0.2", min_rows="1"
+    )
+    try:
+        await db_pool.execute(
+            "INSERT INTO telemetry (time, tenant_id, device_id, metrics) VALUES (now(), 't', 'd', '{}')"
+        )
+        await wait_for_keys(lake, "telemetry/", 1, timeout=30)
+        await db_pool.execute(
+            "INSERT INTO telemetry (time, tenant_id, device_id, metrics)"
+            " VALUES (now() + interval '1 s', 't', 'd', '{}')"
+        )
+        await wait_for_keys(lake, "telemetry/", 2, timeout=30)  # a second run, unprompted
+        exporter.send_signal(signal.SIGTERM)
+        assert exporter.wait(timeout=20) == 0
+    finally:
+        if exporter.poll() is None:
+            exporter.kill()
