@@ -3,14 +3,18 @@ and the lake, Athena and the exporter task keep their guarantees."""
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from fleetpulse.exporter.schema import SCHEMAS, hive_type
+from fleetpulse.exporter.files import parquet_bytes
+from fleetpulse.exporter.schema import SCHEMAS, events_table, hive_type, telemetry_table
 
 TF_DIR = Path(__file__).resolve().parents[2] / "infra" / "terraform"
 
@@ -112,3 +116,25 @@ def test_exporter_task_role_may_only_put_lake_objects() -> None:
     schedule = resources(doc, "aws_scheduler_schedule")["exporter"]
     ecs = schedule["target"][0]["ecs_parameters"][0]
     assert "aws_ecs_task_definition.exporter" in ecs["task_definition_arn"]
+
+
+def test_glue_columns_match_the_schema_of_a_file_the_exporter_writes() -> None:
+    """Read the Parquet footer of real exporter output, not just the schema constant."""
+    at = datetime(2026, 11, 20, tzinfo=UTC)
+    reading = {"device_id": "d", "time": at, "seq": 1, "received_at": at, "metrics": "{}"}
+    event = {
+        "position": 1,
+        "event_id": "e",
+        "stream_id": "s",
+        "version": 1,
+        "type": "T",
+        "data": {},
+        "metadata": {},
+        "recorded_at": at,
+    }
+    for dataset, table in (
+        ("telemetry", telemetry_table([reading])),
+        ("events", events_table([event])),
+    ):
+        written = pq.read_schema(io.BytesIO(parquet_bytes(table)))
+        assert glue_columns(dataset) == arrow_columns(written), dataset
