@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from fleetpulse.exporter.files import parquet_bytes
-from fleetpulse.exporter.schema import SCHEMAS, events_table, hive_type, telemetry_table
+from fleetpulse.exporter.schema import (
+    KNOWN_METRICS,
+    SCHEMAS,
+    events_table,
+    hive_type,
+    telemetry_table,
+)
 
 TF_DIR = Path(__file__).resolve().parents[2] / "infra" / "terraform"
 
@@ -121,7 +127,10 @@ def test_exporter_task_role_may_only_put_lake_objects() -> None:
 def test_glue_columns_match_the_schema_of_a_file_the_exporter_writes() -> None:
     """Read the Parquet footer of real exporter output, not just the schema constant."""
     at = datetime(2026, 11, 20, tzinfo=UTC)
-    reading = {"device_id": "d", "time": at, "seq": 1, "received_at": at, "metrics": "{}"}
+    reading: dict[str, Any] = {"device_id": "d", "time": at, "seq": 1, "received_at": at}
+    reading |= dict.fromkeys(KNOWN_METRICS)
+    reading |= {"other_metrics_keys": ["x"], "other_metrics_values": [1.0]}
+    reading |= {"other_flags_keys": None, "other_flags_values": None}
     event = {
         "position": 1,
         "event_id": "e",

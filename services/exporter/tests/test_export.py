@@ -28,6 +28,7 @@ async def seed(db_pool: asyncpg.Pool, event_store: PostgresEventStore) -> None:
     await insert_reading(db_pool, "t1", "d1", DAY2, {"temperature_c": 22.0, "vibration_g": 0.3}, 2)
     await insert_reading(db_pool, "t1", "d2", DAY2, {"door_open": True, "tamper": True})
     await insert_reading(db_pool, "t2", "d1", DAY1, {"humidity_pct": 40, "temperature_c": True})
+    await insert_reading(db_pool, "t2", "d2", DAY1, {"door_open": 1, "b": 2.5, "a": -1e300})
     for tenant in ("t1", "t2"):
         await event_store.append(
             f"device-{tenant}-d1",
@@ -46,7 +47,7 @@ async def test_rows_equal_the_source_in_hive_partitions(
 
     results = await make_exporter().export_all()
 
-    assert {(r.dataset, r.rows) for r in results} == {("events", 3), ("telemetry", 4)}
+    assert {(r.dataset, r.rows) for r in results} == {("events", 3), ("telemetry", 5)}
     keys = await lake.keys()
     assert all(k.endswith(".parquet") for k in keys)
     assert {k.rsplit("/", 1)[0] for k in keys} == {
@@ -70,7 +71,10 @@ async def test_rows_equal_the_source_in_hive_partitions(
         ("t1", "2026-11-21", "d2", DAY2, None, None, None, True, None, {"tamper": True}),
         # a known numeric metric sent as a boolean is kept, in the map of its real type
         ("t2", "2026-11-20", "d1", DAY1, None, None, 40.0, None, None, {"temperature_c": True}),
-    ]
+        # ... and a known boolean sent as a number too; map keys sorted
+        ("t2", "2026-11-20", "d2", DAY1, None, None, None, None,
+         {"a": -1e300, "b": 2.5, "door_open": 1.0}, None),
+    ]  # fmt: skip
     source = await db_pool.fetch("SELECT position, tenant_id, type, data FROM events ORDER BY 1")
     events = lake.table("events")
     assert events.schema.names == [*EVENTS_SCHEMA.names, "tenant_id", "date"]
@@ -109,7 +113,7 @@ async def test_incremental_runs_export_only_what_is_new(
     assert lake.sql("SELECT count(*), count(DISTINCT position) FROM e", e=lake.table("events")) == [
         (4, 4)
     ]
-    assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(5,)]
+    assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(6,)]
 
 
 async def test_late_readings_are_exported_into_their_day(
@@ -209,11 +213,11 @@ async def test_a_range_cut_short_is_rewritten_under_the_same_keys(
     await make_exporter(rows_per_file=1000).export_all()
 
     keys = await lake.keys("telemetry/")
-    assert set(partial) <= set(keys) and len(keys) == 4
+    assert set(partial) <= set(keys) and len(keys) == 5
     assert lake.sql(
         "SELECT count(*), count(DISTINCT (tenant_id, device_id, time)) FROM t",
         t=lake.table("telemetry"),
-    ) == [(4, 4)]
+    ) == [(5, 5)]
 
 
 async def test_two_exporters_at_once_write_each_row_once(
@@ -221,7 +225,7 @@ async def test_two_exporters_at_once_write_each_row_once(
 ) -> None:
     await seed(db_pool, event_store)
     await asyncio.gather(make_exporter().export_all(), make_exporter().export_all())
-    assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(4,)]
+    assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(5,)]
     assert lake.sql("SELECT count(*) FROM e", e=lake.table("events")) == [(3,)]
 
 
@@ -248,7 +252,7 @@ async def test_small_ranges_wait_for_rows_or_time_instead_of_writing_tiny_files(
     assert waiting == [] and too_soon == []
     assert [(r.dataset, r.files, r.rows) for r in enough] == [("telemetry", 1, 5)]
     assert [(r.dataset, r.rows) for r in late] == [("telemetry", 1)]
-    assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(10,)]
+    assert lake.sql("SELECT count(*) FROM t", t=lake.table("telemetry")) == [(11,)]
 
 
 async def test_open_transactions_of_other_databases_do_not_hold_telemetry_back(

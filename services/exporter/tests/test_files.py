@@ -17,7 +17,12 @@ from fleetpulse.exporter.files import (
     parquet_bytes,
     split_rows,
 )
-from fleetpulse.exporter.schema import TELEMETRY_SCHEMA, telemetry_table
+from fleetpulse.exporter.schema import (
+    KNOWN_METRICS,
+    TELEMETRY_SCHEMA,
+    telemetry_select_list,
+    telemetry_table,
+)
 
 RANGE = ExportRange("telemetry", 10, 20, rows_per_file=2)
 P1 = Partition("t1", date(2026, 11, 20))
@@ -53,18 +58,32 @@ def test_coalescing(rows: int, age: float | None, due: bool) -> None:
     assert Coalescing(min_rows=5, max_delay_s=10.0).due(rows, age) is due
 
 
-def test_telemetry_rows_become_typed_columns_and_maps_losslessly() -> None:
+def test_flattened_rows_become_an_arrow_table_with_typed_columns_and_maps() -> None:
     at = datetime(2026, 11, 20, tzinfo=UTC)
-    row = {
-        "device_id": "d1",
-        "time": at,
-        "seq": None,
-        "received_at": at,
-        "metrics": '{"temp_c": 1, "door_open": true, "rpm": 3000, "armed": false, "battery_v": false}',
-    }
-    table = pq.read_table(io.BytesIO(parquet_bytes(telemetry_table([row]))))
-    [out] = table.to_pylist()
+    empty = dict.fromkeys(KNOWN_METRICS)
+    rows = [
+        {
+            "device_id": "d1", "time": at, "seq": 1, "received_at": at, **empty,
+            "temp_c": 1.0, "door_open": True,
+            "other_metrics_keys": ["rpm"], "other_metrics_values": [3000.0],
+            "other_flags_keys": ["armed", "battery_v"], "other_flags_values": [False, False],
+        },
+        {
+            "device_id": "d2", "time": at, "seq": None, "received_at": at, **empty,
+            "other_metrics_keys": None, "other_metrics_values": None,
+            "other_flags_keys": None, "other_flags_values": None,
+        },
+    ]  # fmt: skip
+    table = pq.read_table(io.BytesIO(parquet_bytes(telemetry_table(rows))))
+    first, second = table.to_pylist()
     assert table.schema.equals(TELEMETRY_SCHEMA, check_metadata=False)
-    assert (out["temp_c"], out["door_open"], out["battery_v"]) == (1.0, True, None)
-    assert out["other_metrics"] == [("rpm", 3000.0)]
-    assert sorted(out["other_flags"]) == [("armed", False), ("battery_v", False)]
+    assert (first["temp_c"], first["door_open"], first["battery_v"]) == (1.0, True, None)
+    assert first["other_metrics"] == [("rpm", 3000.0)]
+    assert first["other_flags"] == [("armed", False), ("battery_v", False)]
+    assert (second["other_metrics"], second["other_flags"], second["seq"]) == (None, None, None)
+
+
+def test_the_flattening_sql_names_only_metric_shaped_keys() -> None:
+    sql = telemetry_select_list()
+    assert all(f" AS {name}" in sql for name in KNOWN_METRICS)
+    assert "m.other_metrics_keys" in sql and "m.other_flags_values" in sql

@@ -6,13 +6,14 @@ partition columns live in the object key, not in the files. The Glue tables in
 
 - telemetry: one row per reading. Metrics whose names are in :data:`KNOWN_METRICS` get a typed
   column; any other metric (or a known one of an unexpected type) goes to ``other_metrics``
-  (numbers) or ``other_flags`` (booleans), so nothing is dropped.
+  (numbers) or ``other_flags`` (booleans), so nothing is dropped (:func:`telemetry_select_list`).
 - events: one row per event of the log; ``data`` and ``metadata`` are JSON text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -67,44 +68,85 @@ def partition_date(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
-def _metrics(raw: Any) -> dict[str, Any]:
-    return json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+_JSON_TYPES = {pa.float64(): ("number", "float8"), pa.bool_(): ("boolean", "boolean")}
+_MAPS = {  # file column -> (JSON type, SQL type, known metrics of that type stay out of it)
+    "other_metrics": ("number", "float8", pa.float64()),
+    "other_flags": ("boolean", "boolean", pa.bool_()),
+}
+_SAFE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-def _split_metrics(
-    metrics: Mapping[str, Any],
-) -> tuple[dict[str, Any], dict[str, float], dict[str, bool]]:
-    typed: dict[str, Any] = {}
-    numbers: dict[str, float] = {}
-    flags: dict[str, bool] = {}
-    for name, value in metrics.items():
-        kind = KNOWN_METRICS.get(name)
-        if isinstance(value, bool):
-            if kind == pa.bool_():
-                typed[name] = value
-            else:
-                flags[name] = value
-        elif kind == pa.float64():
-            typed[name] = float(value)
-        else:
-            numbers[name] = float(value)
-    return typed, numbers, flags
+def _checked(name: str) -> str:
+    """A metric name safe to inline in SQL (the contract's metric-name pattern)."""
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"not a metric name: {name!r}")
+    return name
+
+
+def _known_column(name: str, kind: pa.DataType) -> str:
+    _checked(name)
+    json_type, sql_type = _JSON_TYPES[kind]
+    return (
+        f"CASE WHEN jsonb_typeof(metrics -> '{name}') = '{json_type}'"
+        f" THEN (metrics -> '{name}')::{sql_type} END AS {name}"
+    )
+
+
+def _map_aggregates(column: str) -> str:
+    json_type, sql_type, kind = _MAPS[column]
+    known = ",".join(_checked(n) for n, k in KNOWN_METRICS.items() if k == kind)
+    wanted = f"FILTER (WHERE jsonb_typeof(value) = '{json_type}' AND key <> ALL('{{{known}}}'))"
+    return (
+        f"array_agg(key ORDER BY key) {wanted} AS {column}_keys, "
+        f"array_agg(value::{sql_type} ORDER BY key) {wanted} AS {column}_values"
+    )
+
+
+def telemetry_select_list() -> str:
+    """The SELECT list that flattens ``telemetry.metrics`` the way :data:`TELEMETRY_SCHEMA` wants.
+
+    Use with :func:`telemetry_from`. A metric gets its typed column when its name is known and
+    its JSON type matches; otherwise it lands in ``other_metrics`` (numbers) or ``other_flags``
+    (booleans), keys sorted. Done in PostgreSQL (one pass over each reading's metrics), so the
+    exporter's Python only moves columns.
+    """
+    known = [_known_column(name, kind) for name, kind in KNOWN_METRICS.items()]
+    maps = [f"m.{column}_{part}" for column in _MAPS for part in ("keys", "values")]
+    return ", ".join(["device_id", "time", "seq", "received_at", *known, *maps])
+
+
+def telemetry_from() -> str:
+    """The FROM clause for :func:`telemetry_select_list`: the maps' one pass (lateral ``m``)."""
+    aggregates = ", ".join(_map_aggregates(column) for column in _MAPS)
+    lateral = f"(SELECT {aggregates} FROM jsonb_each(metrics))"  # noqa: S608 - checked names
+    return f"telemetry LEFT JOIN LATERAL {lateral} AS m ON true"
+
+
+def _map_array(rows: Sequence[Mapping[str, Any]], column: str, kind: pa.DataType) -> pa.Array:
+    offsets, keys, values, nulls = [0], [], [], []
+    for row in rows:
+        row_keys = row[f"{column}_keys"]
+        nulls.append(row_keys is None)
+        if row_keys is not None:
+            keys.extend(row_keys)
+            values.extend(row[f"{column}_values"])
+        offsets.append(len(keys))
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, pa.int32()),
+        pa.array(keys, pa.string()),
+        pa.array(values, kind),
+        mask=pa.array(nulls, pa.bool_()),
+    )
 
 
 def telemetry_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Rows ``{device_id, time, seq, received_at, metrics}`` (metrics: dict or JSON text)."""
-    columns: dict[str, list[Any]] = {name: [] for name in TELEMETRY_SCHEMA.names}
-    for row in rows:
-        typed, numbers, flags = _split_metrics(_metrics(row["metrics"]))
-        columns["device_id"].append(row["device_id"])
-        columns["time"].append(row["time"])
-        columns["seq"].append(row["seq"])
-        columns["received_at"].append(row["received_at"])
-        for name in KNOWN_METRICS:
-            columns[name].append(typed.get(name))
-        columns["other_metrics"].append(list(numbers.items()) or None)
-        columns["other_flags"].append(list(flags.items()) or None)
-    return pa.table(columns, schema=TELEMETRY_SCHEMA)
+    """Rows selected with :func:`telemetry_select_list` as an Arrow table."""
+    plain = TELEMETRY_SCHEMA.names[: -len(_MAPS)]
+    columns: list[pa.Array] = [
+        pa.array([row[name] for row in rows], TELEMETRY_SCHEMA.field(name).type) for name in plain
+    ]
+    columns += [_map_array(rows, column, _MAPS[column][2]) for column in _MAPS]
+    return pa.Table.from_arrays(columns, schema=TELEMETRY_SCHEMA)
 
 
 def events_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:

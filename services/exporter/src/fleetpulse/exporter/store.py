@@ -9,7 +9,7 @@ import asyncpg
 
 from fleetpulse.common.eventstore import PostgresEventStore
 from fleetpulse.exporter.files import Coalescing, Dataset, ExportRange, Partition
-from fleetpulse.exporter.schema import partition_date
+from fleetpulse.exporter.schema import partition_date, telemetry_from, telemetry_select_list
 
 # The telemetry watermark: an ingest_xid below it belongs to a transaction that has ended, so
 # every row with a smaller ingest_xid is visible now and no further one can appear. It is the
@@ -38,10 +38,10 @@ SELECT CASE WHEN (SELECT seen FROM hidden) THEN pg_snapshot_xmin(s)::text::bigin
 FROM snap
 """
 
-_TELEMETRY_COLUMNS = "tenant_id, device_id, time, seq, received_at, metrics::text AS metrics"
+_TELEMETRY_COLUMNS = "tenant_id, " + telemetry_select_list()
 _TELEMETRY_ORDER = "ORDER BY tenant_id, (time AT TIME ZONE 'UTC')::date, device_id, time"
 TELEMETRY_RANGE = (
-    f"SELECT {_TELEMETRY_COLUMNS} FROM telemetry "  # noqa: S608 - constants only
+    f"SELECT {_TELEMETRY_COLUMNS} FROM {telemetry_from()} "  # noqa: S608 - constants only
     f"WHERE ingest_xid >= $1 AND ingest_xid < $2 {_TELEMETRY_ORDER}"
 )
 TELEMETRY_COUNT = "SELECT count(*) FROM telemetry WHERE ingest_xid >= $1 AND ingest_xid < $2"
@@ -51,11 +51,11 @@ TELEMETRY_FIRST_COUNT = (
 )
 # The first range also takes the rows written before migration 0600 (no ingest_xid).
 TELEMETRY_FIRST_RANGE = (
-    f"SELECT {_TELEMETRY_COLUMNS} FROM telemetry "  # noqa: S608 - constants only
+    f"SELECT {_TELEMETRY_COLUMNS} FROM {telemetry_from()} "  # noqa: S608 - constants only
     f"WHERE (ingest_xid >= $1 AND ingest_xid < $2) OR ingest_xid IS NULL {_TELEMETRY_ORDER}"
 )
 
-Grouped = tuple[Partition, list[dict[str, Any]]]
+Grouped = tuple[Partition, list[Any]]
 
 
 class PostgresExportStore:
@@ -170,7 +170,7 @@ class PostgresExportStore:
         """
         sql = TELEMETRY_FIRST_RANGE if export.start == 0 else TELEMETRY_RANGE
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            batch: list[dict[str, Any]] = []
+            batch: list[Any] = []
             current: Partition | None = None
             async for record in conn.cursor(sql, export.start, export.until, prefetch=5000):
                 partition = Partition(record["tenant_id"], partition_date(record["time"]))
@@ -180,7 +180,7 @@ class PostgresExportStore:
                     yield current, batch
                     batch = []
                 current = partition
-                batch.append(dict(record))
+                batch.append(record)
             if current is not None and batch:
                 yield current, batch
 

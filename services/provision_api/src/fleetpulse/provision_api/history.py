@@ -62,9 +62,7 @@ async def read_as_of(
 
 async def _shadow_tables(conn: asyncpg.Connection) -> None:
     for table in sorted({t for p in PROJECTIONS for t in p.tables}):
-        await conn.execute(
-            f"CREATE TEMP TABLE {table} (LIKE {table} INCLUDING ALL) ON COMMIT DROP"
-        )
+        await conn.execute(f"CREATE TEMP TABLE {table} (LIKE {table} INCLUDING ALL) ON COMMIT DROP")
 
 
 async def _events_until(
