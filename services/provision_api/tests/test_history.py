@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 
 from fleetpulse.common.eventstore import NewEvent, PostgresEventStore, metadata
 from fleetpulse.common.projections.alerts import AlertsProjection
+from fleetpulse.provision_api import history
 
 from .conftest import TestIssuer
 from .test_resources import THRESHOLD
@@ -157,3 +159,34 @@ async def test_bad_or_overflowing_as_of_is_a_422_problem(
         response = await api.get(path, params={"as_of": as_of}, headers=oidc.headers())
         assert response.status_code == 422, (path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_fold_that_would_write_a_live_table_fails_instead(
+    api: httpx.AsyncClient,
+    oidc: TestIssuer,
+    tenants: list[str],
+    event_store: PostgresEventStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scratch transaction is read-only but for its temporary tables: a replay missing a table
+    its handlers write (here the tombstones RuleDeleted writes) cannot touch live rows."""
+    admin = oidc.headers()
+    rule = (await api.post("/api/v1/rules", json=THRESHOLD, headers=admin)).json()
+    path = f"/api/v1/rules/{rule['rule_id']}"
+    assert (await api.delete(path, headers={**admin, "If-Match": '"1"'})).status_code == 204
+    now = iso(datetime.now(UTC))
+    assert (await api.get(path, params={"as_of": now}, headers=admin)).status_code == 404
+
+    replay = history.REPLAYS["rule"]
+    monkeypatch.setitem(history.REPLAYS, "rule", history.Replay(replay.projection, ("rules",)))
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+        await history.read_as_of(
+            event_store.pool,
+            "rule",
+            "acme",
+            rule["rule_id"],
+            datetime.now(UTC),
+            lambda q: q.rule("acme", rule["rule_id"]),
+        )
+    tombstones = await event_store.pool.fetchval("SELECT count(*) FROM catalog_tombstones")
+    assert tombstones == 1  # the live table holds only the real tombstone

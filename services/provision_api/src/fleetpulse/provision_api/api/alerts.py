@@ -56,8 +56,9 @@ async def get_alert(
         at = as_of_instant(as_of)
         row = await read_as_of(
             wired.queries.pool,
+            "alert",
             caller.tenant_id,
-            stream,
+            alert_id,
             at,
             lambda q: q.alert(caller.tenant_id, alert_id),
         )

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
-from fleetpulse.common.eventstore import stream_id
 from fleetpulse.provision_api import schemas
 from fleetpulse.provision_api.api.deps import (
     Cursor,
@@ -66,11 +65,11 @@ async def get_rule(
 ) -> Any:
     """The rule; with ``as_of``, as it was then (rebuilt from its events)."""
     if as_of is not None:
-        stream = stream_id("rule", caller.tenant_id, rule_id)
         row = await read_as_of(
             wired.queries.pool,
+            "rule",
             caller.tenant_id,
-            stream,
+            rule_id,
             as_of_instant(as_of),
             lambda q: q.rule(caller.tenant_id, rule_id),
         )

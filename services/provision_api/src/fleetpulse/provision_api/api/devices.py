@@ -95,11 +95,11 @@ async def get_device(
 ) -> Any:
     """The device; with ``as_of``, as it was then (rebuilt from its events)."""
     if as_of is not None:
-        stream = stream_id("device", caller.tenant_id, device_id)
         row = await read_as_of(
             wired.queries.pool,
+            "device",
             caller.tenant_id,
-            stream,
+            device_id,
             as_of_instant(as_of),
             lambda q: q.device(caller.tenant_id, device_id),
         )
