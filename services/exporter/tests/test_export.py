@@ -272,3 +272,16 @@ async def test_open_transactions_of_other_databases_do_not_hold_telemetry_back(
     finally:
         await elsewhere.close()
     assert [(r.dataset, r.rows) for r in results] == [("telemetry", 1)]
+
+
+async def test_a_stop_request_ends_the_run_between_ranges(
+    db_pool: asyncpg.Pool, event_store: PostgresEventStore, lake: Lake, make_exporter: Any
+) -> None:
+    await seed(db_pool, event_store)
+    stop = asyncio.Event()
+    stop.set()
+    assert await make_exporter(max_events=1).export_all(stop) == []
+    assert await lake.keys() == []
+    # positive control: without the stop request the same exporter writes every range
+    results = await make_exporter(max_events=1).export_all()
+    assert [r.dataset for r in results] == ["events", "events", "events", "telemetry"]

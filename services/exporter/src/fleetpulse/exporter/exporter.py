@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -59,14 +60,18 @@ class Exporter:
         self._lake = lake
         self._options = options
 
-    async def export_all(self) -> list[ExportResult]:
+    async def export_all(self, stop: asyncio.Event | None = None) -> list[ExportResult]:
         """Events until caught up, then one telemetry range (to the current watermark).
 
         Returns the ranges that wrote rows (an empty telemetry range still moves the checkpoint).
+        Once ``stop`` is set no further range is started (the one in flight is finished).
         """
+        stopping = stop.is_set if stop is not None else lambda: False
         results = []
-        while (result := await self.export_range("events")) is not None:
+        while not stopping() and (result := await self.export_range("events")) is not None:
             results.append(result)
+        if stopping():
+            return results
         telemetry = await self.export_range("telemetry")
         return results + ([telemetry] if telemetry and telemetry.rows else [])
 

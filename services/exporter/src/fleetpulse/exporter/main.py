@@ -77,7 +77,7 @@ async def export_forever(exporter: Exporter, stop: asyncio.Event, interval_s: fl
     """Export every ``interval_s`` until ``stop``; failures are logged and retried next time."""
     while not stop.is_set():
         try:
-            await exporter.export_all()
+            await exporter.export_all(stop)
         except RETRYABLE as exc:
             log.warning("export failed; retrying next interval", extra={"error": repr(exc)})
         with contextlib.suppress(TimeoutError):
