@@ -4,14 +4,14 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= $(CURDIR)/scripts/uv
 PACKAGES := fleetpulse.common fleetpulse.testing fleetpulse.ingest fleetpulse.evaluator \
-	fleetpulse.dispatcher fleetpulse.delivery_worker fleetpulse.provision_api \
+	fleetpulse.dispatcher fleetpulse.delivery_worker fleetpulse.provision_api fleetpulse.exporter \
 	fleetpulse.dev_oidc fleetpulse.devstack fleetpulse.simulator fleetpulse.smoke
 MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | paste -sd: -)
 PYTEST_ARGS ?=
 TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
+	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e bench-export smoke simulate migrate \
 	config-table contracts
 
 help: ## list the targets
@@ -77,6 +77,9 @@ bench-api: sync
 
 bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on the dev stack
 	$(UV) run python benchmarks/e2e.py
+
+bench-export: sync ## exporter telemetry rows/s and events/s to S3 (moto) as Parquet
+	$(UV) run python benchmarks/export.py
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)

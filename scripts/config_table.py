@@ -19,6 +19,7 @@ SERVICES = {
     "dispatcher": "fleetpulse.dispatcher.settings",
     "delivery_worker": "fleetpulse.delivery_worker.settings",
     "provision_api": "fleetpulse.provision_api.settings",
+    "exporter": "fleetpulse.exporter.settings",
 }
 
 

@@ -29,7 +29,14 @@ def stages(text: str) -> list[str]:
 
 
 def test_every_service_has_a_dockerfile() -> None:
-    assert SERVICES == ["delivery_worker", "dispatcher", "evaluator", "ingest", "provision_api"]
+    assert SERVICES == [
+        "delivery_worker",
+        "dispatcher",
+        "evaluator",
+        "exporter",
+        "ingest",
+        "provision_api",
+    ]
     for path in DOCKERFILES:
         assert path.is_file(), path
 

@@ -49,9 +49,15 @@ CONTRACT_QUEUES = {"ingest", "evaluator", "dispatcher", "deliveries"}
 OPEN_CIDRS = {"0.0.0.0/0", "::/0"}
 
 
+# Services that run as scheduled one-shot tasks, with their own resources (exporter.tf,
+# checked by tests/infra/test_lake.py) rather than an entry in local.services.
+SCHEDULED_TASKS = {"exporter"}
+
+
 def service_dirs() -> set[str]:
-    """The services as the repository has them: services/<svc>/pyproject.toml."""
-    return {p.parent.name for p in (REPO / "services").glob("*/pyproject.toml")}
+    """The long-running services as the repository has them: services/<svc>/pyproject.toml."""
+    dirs = {p.parent.name for p in (REPO / "services").glob("*/pyproject.toml")}
+    return dirs - SCHEDULED_TASKS
 
 
 def _clean(value: Any) -> Any:

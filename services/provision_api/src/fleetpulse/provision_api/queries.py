@@ -24,6 +24,10 @@ class Queries:
         self._pool = pool
         self._timescale = timescale
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
     async def _one(self, what: str, sql: str, *args: Any) -> Row:
         row = await self._pool.fetchrow(sql, *args)
         if row is None:

@@ -21,6 +21,7 @@ from fleetpulse.provision_api.api.deps import (
 )
 from fleetpulse.provision_api.api.devices import event_out
 from fleetpulse.provision_api.domain import ID_PATTERN
+from fleetpulse.provision_api.history import AsOf, as_of_instant, read_as_of, recorded_until
 
 alerts = APIRouter(prefix="/alerts", tags=["alerts"])
 deliveries = APIRouter(prefix="/deliveries", tags=["deliveries"])
@@ -43,12 +44,29 @@ async def list_alerts(
 
 
 @alerts.get("/{alert_id}", response_model=schemas.AlertWithEvents, responses=problems(404))
-async def get_alert(alert_id: AlertId, caller: Viewer, wired: Wired, response: Response) -> Any:
-    """The alert with its event history (opened, acknowledged, silenced, resolved, closed)."""
-    row = await wired.queries.alert(caller.tenant_id, alert_id)
-    events, _ = await wired.queries.stream(
-        stream_id("alert", caller.tenant_id, alert_id), caller.tenant_id, ALERT_EVENTS_SHOWN, None
-    )
+async def get_alert(
+    alert_id: AlertId, caller: Viewer, wired: Wired, response: Response, as_of: AsOf = None
+) -> Any:
+    """The alert with its event history (opened, acknowledged, silenced, resolved, closed).
+
+    With ``as_of``: the alert and its history as they were then (rebuilt from its events).
+    """
+    stream = stream_id("alert", caller.tenant_id, alert_id)
+    if as_of is not None:
+        at = as_of_instant(as_of)
+        row = await read_as_of(
+            wired.queries.pool,
+            "alert",
+            caller.tenant_id,
+            alert_id,
+            at,
+            lambda q: q.alert(caller.tenant_id, alert_id),
+        )
+    else:
+        row = await wired.queries.alert(caller.tenant_id, alert_id)
+    events, _ = await wired.queries.stream(stream, caller.tenant_id, ALERT_EVENTS_SHOWN, None)
+    if as_of is not None:
+        events = recorded_until(events, at)
     response.headers.update(etag(row["version"]))
     return {**row, "events": [event_out(e) for e in events]}
 

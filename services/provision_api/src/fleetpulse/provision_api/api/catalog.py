@@ -18,6 +18,7 @@ from fleetpulse.provision_api.api.deps import (
     problems,
 )
 from fleetpulse.provision_api.domain import ID_PATTERN
+from fleetpulse.provision_api.history import AsOf, as_of_instant, read_as_of
 from fleetpulse.provision_api.queries import rule_view
 
 rules = APIRouter(prefix="/rules", tags=["rules"])
@@ -59,7 +60,20 @@ async def list_rules(
 
 
 @rules.get("/{rule_id}", response_model=schemas.Rule, responses=problems(404))
-async def get_rule(rule_id: RuleId, caller: Viewer, wired: Wired, response: Response) -> Any:
+async def get_rule(
+    rule_id: RuleId, caller: Viewer, wired: Wired, response: Response, as_of: AsOf = None
+) -> Any:
+    """The rule; with ``as_of``, as it was then (rebuilt from its events)."""
+    if as_of is not None:
+        row = await read_as_of(
+            wired.queries.pool,
+            "rule",
+            caller.tenant_id,
+            rule_id,
+            as_of_instant(as_of),
+            lambda q: q.rule(caller.tenant_id, rule_id),
+        )
+        return _tagged(response, row)
     return _tagged(response, await wired.queries.rule(caller.tenant_id, rule_id))
 
 

@@ -20,6 +20,7 @@ from fleetpulse.provision_api.api.deps import (
     problems,
 )
 from fleetpulse.provision_api.domain import ID_PATTERN, InvalidError, topic_prefix
+from fleetpulse.provision_api.history import AsOf, as_of_instant, read_as_of
 from fleetpulse.provision_api.service import Registered
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -89,8 +90,21 @@ async def list_devices(
 
 
 @router.get("/{device_id}", response_model=schemas.Device, responses=problems(404))
-async def get_device(device_id: DeviceId, caller: Viewer, wired: Wired, response: Response) -> Any:
-    row = await wired.queries.device(caller.tenant_id, device_id)
+async def get_device(
+    device_id: DeviceId, caller: Viewer, wired: Wired, response: Response, as_of: AsOf = None
+) -> Any:
+    """The device; with ``as_of``, as it was then (rebuilt from its events)."""
+    if as_of is not None:
+        row = await read_as_of(
+            wired.queries.pool,
+            "device",
+            caller.tenant_id,
+            device_id,
+            as_of_instant(as_of),
+            lambda q: q.device(caller.tenant_id, device_id),
+        )
+    else:
+        row = await wired.queries.device(caller.tenant_id, device_id)
     response.headers.update(etag(row["version"]))
     return row
 
