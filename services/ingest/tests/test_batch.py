@@ -5,7 +5,16 @@ from __future__ import annotations
 import time
 
 from fleetpulse.ingest.batch import Batch, Envelope, QuarantineThrottle
-from fleetpulse.ingest.domain import Accepted, Reason, Record, Rejected
+from fleetpulse.ingest.domain import (
+    Accepted,
+    RateLimiter,
+    Reason,
+    Record,
+    Rejected,
+    TimeWindow,
+    Validator,
+    Verdict,
+)
 
 NOW_US = int(time.time() * 1_000_000)
 TOPIC = "tenant/t1/device/d1/telemetry"
@@ -42,12 +51,12 @@ def test_same_time_in_one_batch_first_wins_everywhere() -> None:
 
 def test_only_stored_readings_shape_the_latest_state_and_the_evaluator_feed() -> None:
     batch = Batch(QuarantineThrottle(100))
-    batch.add(envelope(), reading(NOW_US - 2, a=1))
-    batch.add(envelope(), reading(NOW_US - 1, a=2))  # already in the table: not stored
+    batch.add(envelope(), reading(NOW_US - 2, a=1.5))
+    batch.add(envelope(), reading(NOW_US - 1, a=2.5))  # already in the table: not stored
     stored = {("t1", "d1", NOW_US - 2)}
     _, _, _, last_reading, _, metrics = batch.device_state_columns(stored)
-    assert (last_reading, metrics) == ([NOW_US - 2], ['{"a":1}'])
-    assert [r["metrics"] for r in batch.evaluator_records(stored)] == [{"a": 1}]
+    assert (last_reading, metrics) == ([NOW_US - 2], ['{"a":1.5}'])
+    assert [r["metrics"] for r in batch.evaluator_records(stored)] == [{"a": 1.5}]
     nothing = batch.device_state_columns(set())
     assert (nothing[3], nothing[5]) == ([None], ["{}"])  # liveness only: last_seen still set
     assert nothing[2] == [NOW_US]
@@ -57,12 +66,20 @@ def test_halves_keep_every_message_and_the_throttle_decisions() -> None:
     """Bisecting (item 7) must not change what is stored or counted."""
     batch = Batch(QuarantineThrottle(1))
     bad = Rejected(Reason.BAD_JSON, "x", "t1", "d1")
+    validator = Validator(lambda t, d: "active", RateLimiter(1, 3), TimeWindow(10**9, 10**12))
+    verdicts: dict[bytes, Verdict] = {}
     for i in range(3):
         batch.add(envelope(), bad)
-        batch.add(envelope(), reading(NOW_US - i, a=i))
+        payload = b'{"ts": %d, "metrics": {"a": %d}}' % (NOW_US // 1000 - i, i)
+        verdicts[payload] = validator.validate(TOPIC, payload, NOW_US)
+        batch.add(Envelope("src", TOPIC, payload, NOW_US), verdicts[payload])
     retained = Envelope("src", TOPIC, b"{}", NOW_US, retained=True)
     batch.add_retained(retained)
-    first, second = batch.halves()
+
+    def revalidate(e: Envelope) -> Verdict:  # the rate limiter's tokens are spent by now
+        return validator.validate(e.topic, e.payload, e.received_us, rate_limit=False)
+
+    first, second = batch.halves(revalidate)
     assert first.envelopes + second.envelopes == batch.envelopes
     assert len(first.quarantine) + len(second.quarantine) == len(batch.quarantine) == 1
     assert first.quarantined + second.quarantined == batch.quarantined

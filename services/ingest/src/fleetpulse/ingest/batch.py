@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,30 +59,28 @@ class QuarantineThrottle:
 
 @dataclass(slots=True)
 class DeviceSeen:
-    """Liveness of one device in a batch: when any accepted message arrived, last heartbeat."""
+    """One device in a batch: liveness (any accepted message, heartbeats) and the latest state
+    from its readings (newest time; per metric the value of the newest reading carrying it)."""
 
     last_seen_us: int
+    last_reading_us: int | None = None
     last_heartbeat_us: int | None = None
+    metrics: dict[str, float | bool] = field(default_factory=dict)
 
-
-@dataclass(slots=True)
-class LatestReading:
-    """The latest-state of one device from the readings a batch stored: newest time, and per
-    metric the value of the newest stored reading carrying it."""
-
-    time_us: int
-    metrics: dict[str, float | bool]
-
-    def add(self, record: Record) -> None:
-        if record.time_us > self.time_us:
-            self.time_us = record.time_us
-            self.metrics.update(record.metrics)
+    def add_reading(self, time_us: int, metrics: dict[str, float | bool]) -> None:
+        if self.last_reading_us is None or time_us > self.last_reading_us:
+            self.last_reading_us = time_us
+            self.metrics.update(metrics)
         else:
-            self.metrics = {**record.metrics, **self.metrics}
+            self.metrics = {**metrics, **self.metrics}
 
 
 #: Keys ``(tenant, device, time_us)`` of the readings a write stored; ``None``: all of them.
 Stored = set[tuple[str, str, int]] | None
+#: Re-validates an accepted message when a batch is split (:meth:`Batch.halves`).
+Revalidate = Callable[[Envelope], Verdict]
+_RETAINED = "retained"
+_decode_metrics = msgspec.json.Decoder(dict[str, float | bool])
 
 
 @dataclass(slots=True)
@@ -91,32 +89,36 @@ class Batch:
 
     Same-time policy (first stored wins): a reading whose (tenant, device, time) is already in
     this batch is dropped here and counted in :attr:`duplicates_in_batch`; one already in the
-    table is left out by the insert (``ON CONFLICT DO NOTHING``). The latest state and the
-    evaluator records are built afterwards from the readings the write actually stored
-    (:meth:`device_state_columns`, :meth:`evaluator_records`), so they agree with history.
+    table is left out by the insert (``ON CONFLICT DO NOTHING``) and the store reports which
+    were stored. The latest state and the evaluator records then only reflect the readings
+    stored (:meth:`device_state_columns`, :meth:`evaluator_records`), so they agree with history.
+
+    Per reading it keeps only columns (ints and strings): no object the garbage collector
+    would have to walk (that doubled ingest's CPU per reading when it did).
     """
 
     throttle: QuarantineThrottle
     envelopes: list[Envelope] = field(default_factory=list)
-    #: (envelope, verdict, quarantine row stored?) per message, to rebuild parts (:meth:`halves`).
-    items: list[tuple[Envelope, Verdict | None, bool | None]] = field(default_factory=list)
+    #: Per message: ``None`` accepted, ``_RETAINED``, or (rejection, quarantine row stored?).
+    notes: list[tuple[Rejected, bool] | str | None] = field(default_factory=list)
     times: list[int] = field(default_factory=list)
     tenants: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
     seqs: list[int | None] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     received: list[int] = field(default_factory=list)
-    #: Accepted records in arrival order: heartbeats and the readings not dropped in-batch.
-    records: list[Record] = field(default_factory=list)
-    #: The readings of :attr:`records` (what the telemetry insert writes, in that order).
-    readings: list[Record] = field(default_factory=list)
-    keys: set[tuple[str, str, int]] = field(default_factory=set)
+    #: Times already in this batch, per device (the in-batch same-time check).
+    device_times: dict[tuple[str, str], set[int]] = field(default_factory=dict)
     seen: dict[tuple[str, str], DeviceSeen] = field(default_factory=dict)
     quarantine: list[tuple[int, str | None, str | None, str, str, str, bytes]] = field(
         default_factory=list
     )
     quarantine_counts: Counter[tuple[int, str, str, bool]] = field(default_factory=Counter)
     quarantined: Counter[str] = field(default_factory=Counter)
+    #: Records for the evaluator queue (only collected when forwarding is enabled), and per
+    #: record the reading's time (``None`` for a heartbeat) to leave out readings not stored.
+    evaluator: list[dict[str, Any]] = field(default_factory=list)
+    evaluator_times: list[int | None] = field(default_factory=list)
     forward: bool = True
     accepted_messages: int = 0
     #: Readings of this batch dropped because an earlier one here has the same time.
@@ -133,15 +135,15 @@ class Batch:
         """Add one validated message; ``stored`` replays a quarantine throttle decision."""
         self._arrived(envelope)
         if isinstance(verdict, Accepted):
-            self.items.append((envelope, verdict, None))
+            self.notes.append(None)
             self._accept(envelope, verdict)
         else:
-            self.items.append((envelope, verdict, self._quarantine(envelope, verdict, stored)))
+            self.notes.append((verdict, self._quarantine(envelope, verdict, stored)))
 
     def add_retained(self, envelope: Envelope) -> None:
         """A retained message re-sent on (re)subscription: acknowledged and counted, not stored."""
         self._arrived(envelope)
-        self.items.append((envelope, None, None))
+        self.notes.append(_RETAINED)
         self.retained += 1
 
     def _arrived(self, envelope: Envelope) -> None:
@@ -164,19 +166,26 @@ class Batch:
         if first.kind == "heartbeat":
             for record in records:
                 seen.last_heartbeat_us = max(seen.last_heartbeat_us or 0, record.time_us)
-            self.records.extend(records)
+                self._forward(record, None)
             return
+        times = self.device_times.get(device)
+        if times is None:
+            times = self.device_times[device] = set()
         for record in records:
+            if record.time_us in times:
+                self.duplicates_in_batch += 1
+                continue
+            times.add(record.time_us)
+            seen.add_reading(record.time_us, record.metrics)
             self._append_reading(record, received)
+            self._forward(record, record.time_us)
+
+    def _forward(self, record: Record, time_us: int | None) -> None:
+        if self.forward:
+            self.evaluator.append(_evaluator_record(record))
+            self.evaluator_times.append(time_us)
 
     def _append_reading(self, record: Record, received_us: int) -> None:
-        key = (record.tenant_id, record.device_id, record.time_us)
-        if key in self.keys:
-            self.duplicates_in_batch += 1
-            return
-        self.keys.add(key)
-        self.records.append(record)
-        self.readings.append(record)
         self.times.append(record.time_us)
         self.tenants.append(record.tenant_id)
         self.devices.append(record.device_id)
@@ -205,70 +214,70 @@ class Batch:
             )
         return stored
 
-    def halves(self) -> tuple[Batch, Batch]:
-        """The messages split in two batches (same verdicts and throttle decisions), to isolate
-        a message whose rows PostgreSQL refuses."""
-        middle = len(self.items) // 2
-        return self._part(self.items[:middle]), self._part(self.items[middle:])
+    def halves(self, revalidate: Revalidate) -> tuple[Batch, Batch]:
+        """The messages split in two batches, to isolate a message whose rows PostgreSQL
+        refuses: quarantined ones keep their verdict and throttle decision, accepted ones are
+        validated again by ``revalidate`` (which must not rate-limit them a second time)."""
+        middle = len(self.envelopes) // 2
+        return self._part(0, middle, revalidate), self._part(middle, None, revalidate)
 
-    def _part(self, items: list[tuple[Envelope, Verdict | None, bool | None]]) -> Batch:
+    def _part(self, start: int, end: int | None, revalidate: Revalidate) -> Batch:
         part = Batch(self.throttle, forward=self.forward)
-        for envelope, verdict, stored in items:
-            if verdict is None:
+        for envelope, note in zip(self.envelopes[start:end], self.notes[start:end], strict=True):
+            if note is None:
+                part.add(envelope, revalidate(envelope))
+            elif note == _RETAINED:
                 part.add_retained(envelope)
             else:
-                part.add(envelope, verdict, stored)
+                assert isinstance(note, tuple)
+                part.add(envelope, note[0], note[1])
         return part
 
     def rejected_by_storage(self, detail: str) -> Batch:
         """This batch's messages quarantined ``STORAGE_REJECTED`` with ``detail`` instead."""
         part = Batch(self.throttle, forward=self.forward)
-        for envelope, verdict, _ in self.items:
+        for envelope, note in zip(self.envelopes, self.notes, strict=True):
             tenant, device = topic_owner(envelope.topic)
-            if isinstance(verdict, Rejected):
-                tenant, device = verdict.tenant_id, verdict.device_id
+            if isinstance(note, tuple):
+                tenant, device = note[0].tenant_id, note[0].device_id
             part.add(envelope, Rejected(Reason.STORAGE_REJECTED, detail, tenant, device))
         return part
-
-    def stored_readings(self, stored: Stored) -> list[Record]:
-        """The readings of :attr:`records` that the write stored (``stored`` from the store)."""
-        if stored is None:
-            return self.readings
-        return [r for r in self.readings if (r.tenant_id, r.device_id, r.time_us) in stored]
 
     def device_state_columns(self, stored: Stored = None) -> tuple[list[Any], ...]:
         """``device_state`` upsert columns: liveness from every accepted message, the latest
         reading and metrics only from the readings stored."""
-        latest: dict[tuple[str, str], LatestReading] = {}
-        for record in self.stored_readings(stored):
-            key = (record.tenant_id, record.device_id)
-            state = latest.get(key)
-            if state is None:
-                latest[key] = LatestReading(record.time_us, dict(record.metrics))
-            else:
-                state.add(record)
-        keys = sorted(self.seen)  # one lock order for every writer: no deadlocks between batches
-        states = [self.seen[k] for k in keys]
-        readings = [latest.get(k) for k in keys]
+        seen = self.seen if stored is None else self._seen_stored(stored)
+        keys = sorted(seen)  # one lock order for every writer: no deadlocks between batches
+        states = [seen[k] for k in keys]
         return (
             [k[0] for k in keys],
             [k[1] for k in keys],
             [s.last_seen_us for s in states],
-            [None if r is None else r.time_us for r in readings],
+            [s.last_reading_us for s in states],
             [s.last_heartbeat_us for s in states],
-            [_json.encode({} if r is None else r.metrics).decode() for r in readings],
+            [_json.encode(s.metrics).decode() for s in states],
         )
+
+    def _seen_stored(self, stored: set[tuple[str, str, int]]) -> dict[tuple[str, str], DeviceSeen]:
+        """The rare path (the write met duplicates): the reading state again, from the stored
+        readings' columns only."""
+        seen = {
+            k: DeviceSeen(s.last_seen_us, None, s.last_heartbeat_us) for k, s in self.seen.items()
+        }
+        for i, time_us in enumerate(self.times):
+            key = (self.tenants[i], self.devices[i])
+            if (*key, time_us) in stored:
+                seen[key].add_reading(time_us, _decode_metrics.decode(self.metrics[i]))
+        return seen
 
     def evaluator_records(self, stored: Stored = None) -> list[dict[str, Any]]:
         """What the evaluator gets: every heartbeat, and the readings the write stored."""
-        if not self.forward:
-            return []
+        if stored is None:
+            return self.evaluator
         return [
-            _evaluator_record(r)
-            for r in self.records
-            if r.kind == "heartbeat"
-            or stored is None
-            or (r.tenant_id, r.device_id, r.time_us) in stored
+            record
+            for record, time_us in zip(self.evaluator, self.evaluator_times, strict=True)
+            if time_us is None or (record["tenant_id"], record["device_id"], time_us) in stored
         ]
 
     def quarantine_count_columns(self) -> tuple[list[Any], ...]:

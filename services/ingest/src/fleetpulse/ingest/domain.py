@@ -287,7 +287,11 @@ class Validator:
         self._window = window
         self._names = MetricNames()
 
-    def validate(self, topic: str, payload: bytes, received_us: int) -> Verdict:
+    def validate(
+        self, topic: str, payload: bytes, received_us: int, *, rate_limit: bool = True
+    ) -> Verdict:
+        """The verdict on one message; ``rate_limit=False`` when validating it again (a batch
+        split to isolate a row the database refused): its token was already taken."""
         where = parse_topic(topic)
         if where is None:
             return Rejected(
@@ -295,7 +299,7 @@ class Validator:
                 f"topic {topic[:200]!r} is not tenant/{{t}}/device/{{d}}/telemetry|heartbeat",
                 *topic_owner(topic),
             )
-        rejected = self._admit(where, len(payload), received_us)
+        rejected = self._admit(where, len(payload), received_us, rate_limit)
         if rejected is not None:
             return rejected
         try:
@@ -303,7 +307,9 @@ class Validator:
         except InvalidPayloadError as exc:
             return Rejected(exc.reason, str(exc)[:DETAIL_CHARS], where.tenant_id, where.device_id)
 
-    def _admit(self, where: DeviceTopic, size: int, received_us: int) -> Rejected | None:
+    def _admit(
+        self, where: DeviceTopic, size: int, received_us: int, rate_limit: bool
+    ) -> Rejected | None:
         t, d = where.tenant_id, where.device_id
         if size > MAX_PAYLOAD_BYTES:
             return Rejected(
@@ -316,7 +322,7 @@ class Validator:
             )
         if status == "decommissioned":
             return Rejected(Reason.DEVICE_DECOMMISSIONED, f"device {d!r} is decommissioned", t, d)
-        if not self._limiter.allow((t, d), received_us / 1e6):
+        if rate_limit and not self._limiter.allow((t, d), received_us / 1e6):
             return Rejected(Reason.RATE_LIMITED, "per-device rate limit exceeded", t, d)
         return None
 

@@ -29,7 +29,7 @@ from fleetpulse.common.db import DATABASE_ERRORS, describe, is_data_error, is_tr
 from fleetpulse.common.mqtt import Backoff
 from fleetpulse.common.observability import tracer
 from fleetpulse.ingest.batch import Batch, Envelope, QuarantineThrottle
-from fleetpulse.ingest.domain import Reason, Rejected, Validator, parse_topic
+from fleetpulse.ingest.domain import Reason, Rejected, Validator, Verdict, parse_topic
 from fleetpulse.ingest.forwarder import ReadingsForwarder
 from fleetpulse.ingest.metrics import IngestMetrics
 from fleetpulse.ingest.registry import DeviceRegistry
@@ -235,11 +235,16 @@ class Pipeline:
         except Exception as exc:
             if not is_data_error(exc):
                 raise
-            if len(batch.items) > 1:
-                first, second = batch.halves()
+            if len(batch.envelopes) > 1:
+                first, second = batch.halves(self._revalidate)
                 return [*await self._write_isolating(first), *await self._write_isolating(second)]
             return await self._reject(batch, exc)
         return [(batch, written, (time.perf_counter() - started) * 1000)]
+
+    def _revalidate(self, envelope: Envelope) -> Verdict:
+        return self._validator.validate(
+            envelope.topic, envelope.payload, envelope.received_us, rate_limit=False
+        )
 
     async def _reject(self, batch: Batch, exc: BaseException) -> list[tuple[Batch, Written, float]]:
         detail = f"the database refused this message: {describe(exc)}"
