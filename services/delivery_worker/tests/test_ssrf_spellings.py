@@ -21,11 +21,11 @@ pytestmark = pytest.mark.security
 
 # Hosts that reach 127.0.0.1 (or ::1) through the client: the receiver listens there.
 LOOPBACK_SPELLINGS = [
-    "１２７.０.０.１",  # fullwidth digits (UTS46 maps them to ASCII)
-    "127。0。0。1",  # ideographic full stop U+3002
-    "127．0．0．1",  # fullwidth full stop U+FF0E
-    "127｡0｡0｡1",  # halfwidth ideographic full stop U+FF61
-    "①②⑦.0.0.1",  # circled digits
+    "\uff11\uff12\uff17.\uff10.\uff10.\uff11",  # fullwidth digits (UTS46 maps them to ASCII)
+    "127\u30020\u30020\u30021",  # ideographic full stop U+3002
+    "127\uff0e0\uff0e0\uff0e1",  # fullwidth full stop U+FF0E
+    "127\uff610\uff610\uff611",  # halfwidth ideographic full stop U+FF61
+    "\u2460\u2461\u2466.0.0.1",  # circled digits
     "127.1",
     "2130706433",
     "0x7f.1",
@@ -44,7 +44,7 @@ OTHER_INTERNAL = [
     "2852039166",
     "169.254.43518",
     "[::ffff:169.254.169.254]",
-    "１６９.２５４.１６９.２５４",
+    "\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14",
     "100.64.0.1",
     "10.1",
     "0.0.0.0",
@@ -53,7 +53,7 @@ OTHER_INTERNAL = [
     "[::1]",
     "[fd00::1]",
     "a.localhost",
-    "ａｂ.localhost",
+    "\uff41\uff42.localhost",
 ]
 UNUSABLE = [
     "http://evil@127.0.0.1:{port}/hook",  # userinfo
@@ -136,9 +136,11 @@ async def test_the_connector_checks_what_it_connects_to(
             with pytest.raises(BlockedDestinationError):
                 await session.post(url, data=b"{}")
     assert receiver.received == []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector()) as session:
-        async with session.post(f"http://localhost:{receiver.port}/hook", data=b"{}") as resp:
-            assert resp.status < 300  # positive control: an unguarded connector gets through
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector()) as session,
+        session.post(f"http://localhost:{receiver.port}/hook", data=b"{}") as resp,
+    ):
+        assert resp.status < 300  # positive control: an unguarded connector gets through
     assert len(receiver.received) == 1
 
 

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 import aiohttp
 import orjson
-
 from yarl import URL
 
 from fleetpulse.common.ssrf import (

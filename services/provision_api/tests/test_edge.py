@@ -1,0 +1,115 @@
+"""Issue 13 items 3 and 8 at the API's edge: the client address is the right-most untrusted
+X-Forwarded-For hop, the /provision limit holds across two API replicas sharing the database,
+and an unexpected error answers 500 without dropping the keep-alive connection."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+
+from fleetpulse.provision_api.app import EdgeLimits, create_app
+from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
+from fleetpulse.provision_api.edge import TrustedProxies, client_source
+from fleetpulse.provision_api.main import ApiServer, bootstrap, uvicorn_config
+from fleetpulse.testing.ports import free_port
+
+from .conftest import TestIssuer, make_settings
+
+pytestmark = pytest.mark.security
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "source"),
+    [
+        ("10.0.0.1", ["203.0.113.9, 198.51.100.7"], "*", "198.51.100.7"),
+        ("10.0.0.1", ["203.0.113.9", "198.51.100.7"], "*", "198.51.100.7"),
+        ("10.0.0.1", ["1.2.3.4, 5.6.7.8, 10.0.0.3"], "10.0.0.0/8", "5.6.7.8"),
+        ("10.0.0.1", ["10.0.0.9, 10.0.0.3"], "10.0.0.0/8", "10.0.0.9"),
+        ("198.51.100.7", ["203.0.113.9"], "10.0.0.0/8", "198.51.100.7"),  # untrusted peer
+        ("127.0.0.1", ["203.0.113.9"], "127.0.0.1", "203.0.113.9"),
+        ("10.0.0.1", [], "*", "10.0.0.1"),
+        ("10.0.0.1", ["[2001:db8::1]:443"], "*", "2001:db8::1"),
+        ("10.0.0.1", ["198.51.100.7:5000"], "*", "198.51.100.7"),
+    ],
+)
+def test_the_source_is_the_right_most_untrusted_hop(
+    peer: str, forwarded: list[str], trusted: str, source: str
+) -> None:
+    assert client_source(peer, forwarded, TrustedProxies.parse(trusted)) == source
+
+
+async def replica(stack: AsyncExitStack, settings: object) -> httpx.AsyncClient:
+    services, _ = await stack.enter_async_context(
+        bootstrap(settings, issuer=InMemoryCredentialIssuer())  # type: ignore[arg-type]
+    )
+    app = create_app(services, EdgeLimits(forwarded_allow_ips="*"))
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 40000))  # the load balancer
+    return await stack.enter_async_context(
+        httpx.AsyncClient(transport=transport, base_url="http://api.test")
+    )
+
+
+async def test_provision_limit_holds_across_replicas_with_a_rotating_forwarded_for(
+    database_url: str, oidc: TestIssuer
+) -> None:
+    settings = make_settings(
+        database_url, oidc, provision_rate_per_minute=10, forwarded_allow_ips="*"
+    )
+    claim = {"provision_key": "pk_nope", "provision_secret": "ps_nope", "device_id": "d1"}
+    async with AsyncExitStack() as stack:
+        replicas = [await replica(stack, settings), await replica(stack, settings)]
+
+        async def attempt(n: int, client_address: str) -> int:
+            # The ALB appends the address it saw; everything left of it is the client's.
+            headers = {"X-Forwarded-For": f"203.0.113.{n % 250}, {client_address}"}
+            answer = await replicas[n % 2].post("/provision", json=claim, headers=headers)
+            return answer.status_code
+
+        statuses = [await attempt(n, "198.51.100.7") for n in range(14)]
+        assert statuses[:10] == [401] * 10
+        assert statuses[10:] == [429] * 4  # was never limited: each XFF was a new key
+        assert await attempt(99, "198.51.100.8") == 401  # positive control: another client
+
+
+async def test_an_unexpected_error_answers_500_and_keeps_the_connection(
+    database_url: str, oidc: TestIssuer
+) -> None:
+    port = free_port()
+    settings = make_settings(database_url, oidc, api_host="127.0.0.1", api_port=port)
+    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as (services, _):
+        app = create_app(services)
+
+        async def broken() -> None:
+            raise OverflowError("date value out of range")
+
+        app.add_api_route("/boom", broken)
+        server = ApiServer(uvicorn_config(app, settings))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for path in ("/boom", "/healthz", "/boom", "/healthz"):
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+                await writer.drain()
+                status, headers, body = await read_response(reader)
+                assert status == (500 if path == "/boom" else 200), body
+                assert headers.get("connection") != "close"
+            writer.close()
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {
+        k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    }
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
