@@ -5,6 +5,7 @@ and an unexpected error answers 500 without dropping the keep-alive connection."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import httpx
@@ -65,7 +66,7 @@ async def test_provision_limit_holds_across_replicas_with_a_rotating_forwarded_f
         async def attempt(n: int, client_address: str) -> int:
             # The ALB appends the address it saw; everything left of it is the client's.
             headers = {"X-Forwarded-For": f"203.0.113.{n % 250}, {client_address}"}
-            answer = await replicas[n % 2].post("/provision", json=claim, headers=headers)
+            answer = await replicas[n % 2].post("/api/v1/provision", json=claim, headers=headers)
             return answer.status_code
 
         statuses = [await attempt(n, "198.51.100.7") for n in range(14)]
@@ -113,3 +114,21 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
     }
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     return status, headers, body
+
+
+async def test_a_body_over_the_limit_is_a_413_problem_whatever_the_framing(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]
+) -> None:
+    big = b'{"device_id": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+    declared = await api.post("/api/v1/devices", content=big, headers=oidc.headers())
+    assert declared.status_code == 413
+    assert declared.headers["content-type"] == "application/problem+json"
+
+    async def stream() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    streamed = await api.post("/api/v1/devices", content=stream(), headers=oidc.headers())
+    assert streamed.status_code == 413, streamed.text
+    fine = await api.post("/api/v1/devices", json={"device_id": "d1"}, headers=oidc.headers())
+    assert fine.status_code == 201  # positive control
