@@ -243,7 +243,7 @@ class GuardedConnector(aiohttp.TCPConnector):
     async def _resolve_host(
         self, host: str, port: int, traces: Sequence[Any] | None = None
     ) -> list[ResolveResult]:
-        results = await super()._resolve_host(host, port, traces=traces)  # type: ignore[arg-type]
+        results = await super()._resolve_host(host, port, traces=traces)
         for result in results:
             try:
                 check_address(result["host"])

@@ -46,7 +46,7 @@ class ConfirmingClient(aiomqtt.Client):
         super().__init__(*args, **kwargs)
         self._reasons: dict[int, ReasonCode] = {}
 
-    def _on_publish(  # type: ignore[override]
+    def _on_publish(
         self,
         client: paho.Client,
         userdata: Any,
@@ -144,7 +144,7 @@ def _topic_problem(tenant_id: str, topic: str) -> str | None:
 
 
 def _properties(notification: Notification, payload: bytes) -> Properties:
-    properties = Properties(PacketTypes.PUBLISH)
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     properties.ContentType = "application/json"
     if notification.secret:
         headers = signature_headers(
