@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 import httpx
 import pytest
 
 from fleetpulse.provision_api.app import EdgeLimits, create_app
 from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
-from fleetpulse.provision_api.edge import TrustedProxies, client_source
+from fleetpulse.provision_api.edge import RequestLimits, TrustedProxies, client_source
 from fleetpulse.provision_api.main import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.testing.ports import free_port
 
@@ -132,3 +133,37 @@ async def test_a_body_over_the_limit_is_a_413_problem_whatever_the_framing(
     assert streamed.status_code == 413, streamed.text
     fine = await api.post("/api/v1/devices", json={"device_id": "d1"}, headers=oidc.headers())
     assert fine.status_code == 201  # positive control
+
+
+async def test_requests_in_flight_per_source_are_bounded() -> None:
+    """A source holding its share of slow requests gets 429; another source is still served."""
+    release = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    limits = RequestLimits(slow_app, max_body_bytes=1024, max_in_flight_per_source=2)
+
+    async def request(source: str) -> int:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/api/v1/devices", "headers": [], "client": (source, 1)}
+        await limits(scope, receive, send)
+        return int(sent[0]["status"])
+
+    held = [asyncio.create_task(request("198.51.100.7")) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    assert await request("198.51.100.7") == 429
+    other = asyncio.create_task(request("198.51.100.8"))
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await asyncio.gather(*held, other) == [204, 204, 204]  # positive control
+    assert await request("198.51.100.7") == 204  # the slots came back
