@@ -167,3 +167,30 @@ async def test_requests_in_flight_per_source_are_bounded() -> None:
     release.set()
     assert await asyncio.gather(*held, other) == [204, 204, 204]  # positive control
     assert await request("198.51.100.7") == 204  # the slots came back
+
+
+async def test_request_heads_are_bounded_by_the_http_parser(
+    database_url: str, oidc: TestIssuer
+) -> None:
+    port = free_port()
+    settings = make_settings(
+        database_url, oidc, api_host="127.0.0.1", api_port=port, max_header_bytes=16384
+    )
+    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as (services, _):
+        server = ApiServer(uvicorn_config(create_app(services), settings))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                big = await client.get("/healthz", headers={"X-Big": "a" * 100_000})
+                assert big.status_code == 431
+                assert big.headers["content-type"] == "application/problem+json"
+                fine = await client.get("/healthz", headers={"X-Ok": "a" * 8000})
+                assert fine.status_code == 200  # positive control
+                body = b'{"device_id": "' + b"a" * 900_000 + b'"}'
+                posted = await client.post("/api/v1/devices", content=body)
+                assert posted.status_code == 401  # a large body in the same reads is no head
+        finally:
+            server.should_exit = True
+            await task

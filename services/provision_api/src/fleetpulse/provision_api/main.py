@@ -35,6 +35,7 @@ from fleetpulse.provision_api.credentials import CredentialIssuer
 from fleetpulse.provision_api.credentials.iot_core import IotCoreCredentialIssuer
 from fleetpulse.provision_api.credentials.mosquitto import DynsecAdmin, MosquittoCredentialIssuer
 from fleetpulse.provision_api.destinations import DestinationPolicy
+from fleetpulse.provision_api.http_protocol import BoundedHttpToolsProtocol
 from fleetpulse.provision_api.queries import Queries
 from fleetpulse.provision_api.ratelimit import PostgresRateLimiter
 from fleetpulse.provision_api.service import Commands
@@ -151,8 +152,8 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         # The client address comes from edge.ForwardedSource (right-most untrusted hop), not from
         # uvicorn, which with "*" takes the left-most, client-written X-Forwarded-For entry.
         proxy_headers=False,
-        # h11 bounds the request line and headers; httptools would buffer any size.
-        http="h11",
+        # httptools, with the request line and headers bounded (it would buffer any size).
+        http=BoundedHttpToolsProtocol,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_graceful_shutdown=20,
     )
