@@ -179,3 +179,42 @@ async def test_retry_after_as_an_http_date(receiver_factory: Callable[..., Any])
     receiver = await receiver_factory(default=(429, {"Retry-After": when}))
     result = await send(receiver.url, allow_private=True)
     assert 80 <= decide(result, attempt=1).delay_s <= 91
+
+
+async def test_the_worker_abandons_an_internal_url_at_once(
+    seeder: Any, receiver_factory: Callable[..., Any]
+) -> None:
+    """Through the worker, on PostgreSQL: one attempt, abandoned with the guard's reason (the
+    integration was stored before the API refused such URLs), nothing reaches the receiver."""
+    import random
+
+    from fleetpulse.common.crypto import SecretBox
+    from fleetpulse.delivery_worker.breaker import CircuitBreakers
+    from fleetpulse.delivery_worker.service import DeadLetter, DeliveryWorker
+    from fleetpulse.delivery_worker.store import PostgresDeliveryStore
+
+    receiver = await receiver_factory()
+    channel = WebhookChannel(allow_private=False, timeout_s=2.0)
+    worker = DeliveryWorker(
+        PostgresDeliveryStore(seeder.store),
+        {"webhook": channel},
+        SecretBox(seeder.key),
+        CircuitBreakers(),
+        rng=random.Random(1),
+    )
+    try:
+        for host in ("\uff11\uff12\uff17.\uff10.\uff10.\uff11", "127.1", "0x7f.1"):
+            integration = await seeder.integration(url=f"http://{host}:{receiver.port}/hook")
+            scheduled = await seeder.delivery(integration)
+            outcome = await worker.handle(scheduled)
+            assert isinstance(outcome, DeadLetter)  # abandoned with an event, no retries
+            events = await seeder.store.read_stream(scheduled.stream_id)
+            assert [e.type for e in events] == [
+                "DeliveryScheduled",
+                "DeliveryAttempted",
+                "DeliveryAbandoned",
+            ]
+            assert "loopback" in events[-1].data["reason"]
+    finally:
+        await channel.close()
+    assert receiver.received == []
