@@ -31,11 +31,17 @@ LOOPBACK_SPELLINGS = [
     "0x7f.1",
     "0x7f000001",
     "0177.0.0.1",
+    "0177.1",
+    "017700000001",
+    "0x7f.0x0.0x0.0x1",
+    "127.000.000.001",
+    "\U0001d7cf\U0001d7d0\U0001d7d5.0.0.1",  # mathematical bold digits
     "127.0.0.1.",  # trailing dot
     "[::ffff:127.0.0.1]",
     "[0:0:0:0:0:ffff:7f00:1]",
     "localhost",
     "LOCALHOST.",
+    "\u24db\u24de\u24d2\u24d0\u24db\u24d7\u24de\u24e2\u24e3",  # circled letters: localhost
 ]
 # Hosts that must be refused and can't be served in a test: refused before any connect.
 OTHER_INTERNAL = [
@@ -52,6 +58,9 @@ OTHER_INTERNAL = [
     "[::]",
     "[::1]",
     "[fd00::1]",
+    "[::127.0.0.1]",  # IPv4-compatible
+    "[64:ff9b::7f00:1]",  # NAT64
+    "[2002:7f00:1::]",  # 6to4
     "a.localhost",
     "\uff41\uff42.localhost",
 ]
@@ -63,6 +72,11 @@ UNUSABLE = [
     "http://256.256.256.256/hook",
     "http://0x1ffffffff/hook",
     "ftp://hooks.example.com/hook",
+    "http://127.0.0.1:80@hooks.example.com/hook",
+    "http://127.0.0.1%09/hook",
+    "http://localhost%00.example.com/hook",
+    "http://%31%32%37.0.0.1/hook",
+    "http://127.0.0.1:99999/hook",
 ]
 
 

@@ -30,6 +30,10 @@ INTERNAL_URLS = [
     "http://2130706433/hook",
     "http://0x7f.1/hook",
     "http://0177.0.0.1/hook",
+    "http://0x7f.0x0.0x0.0x1/hook",
+    "http://\U0001d7cf\U0001d7d0\U0001d7d5.0.0.1/hook",
+    "http://\u24db\u24de\u24d2\u24d0\u24db\u24d7\u24de\u24e2\u24e3/hook",
+    "http://[::127.0.0.1]/hook",
     "http://127.0.0.1./hook",
     "http://[::1]/hook",
     "http://[::ffff:127.0.0.1]/hook",
@@ -52,6 +56,9 @@ UNUSABLE_URLS = [
     "http://1.2.3.4.5/hook",
     "http://256.256.256.256/hook",
     "http://0x1ffffffff/hook",
+    "http://127.0.0.1:80@hooks.example.com/hook",
+    "http://127.0.0.1%09/hook",
+    "http://localhost%00.example.com/hook",
 ]
 PUBLIC = "http://93.184.215.14/hook"
 
@@ -60,21 +67,23 @@ def webhook(url: str) -> dict[str, Any]:
     return {"name": "w", "kind": "webhook", "url": url}
 
 
-@pytest.mark.parametrize("url", INTERNAL_URLS + UNUSABLE_URLS)
 async def test_webhook_urls_that_reach_inside_or_cannot_be_sent_are_refused(
-    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str], url: str
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str]
 ) -> None:
-    created = await api.post("/api/v1/integrations", headers=oidc.headers(), json=webhook(url))
-    assert created.status_code == 422, created.text
-    assert created.headers["content-type"] == "application/problem+json"
-    assert created.json()["errors"][0]["field"] == "body.url"
+    """Every spelling in one database (a table, not one test each, to keep the suite fast)."""
     good = await api.post("/api/v1/integrations", headers=oidc.headers(), json=webhook(PUBLIC))
     assert good.status_code == 201, good.text  # positive control
     integration_id = good.json()["integration_id"]
-    updated = await api.put(
-        f"/api/v1/integrations/{integration_id}", headers=oidc.headers(), json=webhook(url)
-    )
-    assert updated.status_code == 422, updated.text
+    accepted: list[tuple[str, str, int]] = []
+    for url in INTERNAL_URLS + UNUSABLE_URLS:
+        created = await api.post("/api/v1/integrations", headers=oidc.headers(), json=webhook(url))
+        updated = await api.put(
+            f"/api/v1/integrations/{integration_id}", headers=oidc.headers(), json=webhook(url)
+        )
+        for action, answer in (("create", created), ("update", updated)):
+            if answer.status_code != 422 or answer.json()["errors"][0]["field"] != "body.url":
+                accepted.append((action, url, answer.status_code))
+    assert accepted == []
     stored = await api.get(f"/api/v1/integrations/{integration_id}", headers=oidc.headers())
     assert stored.json()["config"]["url"] == PUBLIC
 

@@ -144,6 +144,10 @@ class Destination:
 
 
 _NUMBER = re.compile(r"^(?:0[xX][0-9a-fA-F]*|[0-9]+)$")
+# After IDNA encoding a host name is ASCII letters, digits, '-' and '_' in dot-separated labels;
+# anything else ('%', NUL, '\\', spaces) is a parser difference waiting to happen.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 _LOCALHOST = ("localhost", ".localhost")
 
 
@@ -162,7 +166,7 @@ def webhook_destination(url: str) -> Destination:
     address = _ip_literal(url, host)
     if address is not None:
         host = str(address)
-    elif not host or host.startswith(".") or ".." in host:
+    elif not _HOST_NAME.fullmatch(host):
         raise UnusableUrlError(url, f"malformed host {parsed.raw_host!r}")
     try:
         normalised = parsed.with_host(host)
