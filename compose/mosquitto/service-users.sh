@@ -30,9 +30,10 @@ dynsec addRoleACL fleetpulse-ingest unsubscribePattern '$share/ingest/tenant/+/d
 dynsec addRoleACL fleetpulse-ingest subscribePattern 'tenant/+/device/+/#' allow 0
 dynsec addRoleACL fleetpulse-ingest publishClientReceive 'tenant/#' allow 0
 
-# The MQTT channel publishes to topics integrations name, but never as a device.
+# The MQTT channel publishes only into the integrations' namespace fleetpulse/{tenant}/...
+# (the API keeps each tenant under its own fleetpulse/{tenant}/), never as a device.
 user fleetpulse-delivery "$MQTT_DELIVERY_PASSWORD"
-dynsec addRoleACL fleetpulse-delivery publishClientSend '#' allow 0
+dynsec addRoleACL fleetpulse-delivery publishClientSend 'fleetpulse/#' allow 0
 dynsec addRoleACL fleetpulse-delivery publishClientSend 'tenant/#' deny 10
 
 echo "mosquitto-users: fleetpulse-ingest and fleetpulse-delivery are in place"

@@ -96,14 +96,15 @@ def test_the_acls_let_each_do_its_job_and_nothing_else(mosquitto_broker: Mosquit
     device_client, _ = connect(mosquitto_broker, device, "pw")
     try:
         granted = ingest.subscribe("tenant/+/device/+/+", qos=1)
-        watcher.subscribe([("tenant/#", 1), ("alerts/#", 1)])
+        watcher.subscribe([("tenant/#", 1), ("alerts/#", 1), ("fleetpulse/#", 1)])
         time.sleep(0.5)
         device_client.publish("tenant/t1/device/d1/telemetry", b"reading", qos=1).wait_for_publish(
             5
         )
         ingest.publish("tenant/t1/device/d1/telemetry", b"forged by ingest", qos=1)
         delivery.publish("tenant/t2/device/d9/telemetry", b"forged by delivery", qos=1)
-        delivery.publish("alerts/ops", b"alert", qos=1).wait_for_publish(5)
+        delivery.publish("alerts/ops", b"outside the namespace", qos=1).wait_for_publish(5)
+        delivery.publish("fleetpulse/t1/alerts", b"alert", qos=1).wait_for_publish(5)
         time.sleep(1.0)
         assert granted[0] == paho.MQTT_ERR_SUCCESS
         assert [m.payload for m in to_ingest] == [b"reading"]

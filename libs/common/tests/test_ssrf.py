@@ -15,6 +15,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from fleetpulse.common.ssrf import (
     BlockedDestinationError,
     GuardedResolver,
+    UnusableUrlError,
     check_url,
     refusal_reason,
 )
@@ -74,7 +75,7 @@ def test_public_addresses_pass(address: str) -> None:
     ],
 )
 def test_check_url_refuses_literals_and_other_schemes(url: str) -> None:
-    with pytest.raises(BlockedDestinationError):
+    with pytest.raises((BlockedDestinationError, UnusableUrlError)):
         check_url(url)
 
 

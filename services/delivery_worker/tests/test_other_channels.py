@@ -136,18 +136,22 @@ async def test_email_without_recipients_is_permanent() -> None:
 
 async def test_mqtt_publishes_to_the_topic_with_qos(mosquitto: Any) -> None:
     from fleetpulse.common.mqtt import MqttEndpoint, aiomqtt_client
-    from fleetpulse.testing.mosquitto import unique_username
+    from fleetpulse.testing.mosquitto import Acl, unique_username
 
     user = unique_username("notify")
     url = mosquitto.url_for(user, "pw")
-    mosquitto.add_service_client(user, "pw")
+    mosquitto.add_client(user, "pw", [Acl("publishClientSend", "fleetpulse/#")])
     channel = MqttChannel(url)
     listener = unique_username("listen")
-    mosquitto.add_service_client(listener, "pw")
+    mosquitto.add_client(
+        listener,
+        "pw",
+        [Acl("subscribePattern", "fleetpulse/#"), Acl("publishClientReceive", "fleetpulse/#")],
+    )
     async with aiomqtt_client(MqttEndpoint.parse(mosquitto.url_for(listener, "pw"))) as client:
-        await client.subscribe("tenant/t1/alerts", qos=1)
+        await client.subscribe("fleetpulse/t1/alerts", qos=1)
         try:
-            result = await channel.send(notification(topic="tenant/t1/alerts", qos=1))
+            result = await channel.send(notification(topic="fleetpulse/t1/alerts", qos=1))
             assert result.ok, result.error
             message = await asyncio.wait_for(anext(aiter(client.messages)), 10)
         finally:
@@ -157,7 +161,7 @@ async def test_mqtt_publishes_to_the_topic_with_qos(mosquitto: Any) -> None:
 
 
 async def test_mqtt_without_broker_is_permanent() -> None:
-    assert (await MqttChannel(None).send(notification(topic="x"))).permanent
+    assert (await MqttChannel(None).send(notification(topic="fleetpulse/t1/x"))).permanent
 
 
 async def test_sns_publishes_to_the_topic_arn(aws_config: AwsConfig, queue_prefix: str) -> None:

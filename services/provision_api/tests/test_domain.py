@@ -8,7 +8,7 @@ import pytest
 
 from fleetpulse.provision_api import domain
 from fleetpulse.provision_api.pagination import decode_cursor, encode_cursor
-from fleetpulse.provision_api.ratelimit import RateLimiter
+from fleetpulse.provision_api.ratelimit import InMemoryRateLimiter
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -83,9 +83,9 @@ def test_cursors_round_trip_and_reject_tampering() -> None:
 
 def test_rate_limiter_refills() -> None:
     now = [0.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
-    assert limiter.take("ip") == 0 and limiter.take("ip") == 0
-    assert limiter.take("ip") == pytest.approx(30.0)
-    assert limiter.take("other") == 0
+    limiter = InMemoryRateLimiter(2, clock=lambda: now[0])
+    assert limiter.take_now("ip") == 0 and limiter.take_now("ip") == 0
+    assert limiter.take_now("ip") == pytest.approx(30.0)
+    assert limiter.take_now("other") == 0
     now[0] = 30.0
-    assert limiter.take("ip") == 0
+    assert limiter.take_now("ip") == 0

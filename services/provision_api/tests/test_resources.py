@@ -169,7 +169,7 @@ async def test_routes_need_an_integration_of_the_tenant(
     other = await api.post(
         "/api/v1/integrations",
         headers=oidc.headers("globex"),
-        json={"name": "m", "kind": "mqtt", "topic": "alerts/out"},
+        json={"name": "m", "kind": "mqtt", "topic": "fleetpulse/globex/alerts/out"},
     )
     route = {
         "name": "all",

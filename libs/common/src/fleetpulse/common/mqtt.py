@@ -37,13 +37,44 @@ __all__ = [
     "MqttEndpoint",
     "acking_client",
     "aiomqtt_client",
+    "integration_namespace",
+    "publish_topic_problem",
     "run_with_reconnect",
     "shared_subscription",
 ]
 
 log = logging.getLogger(__name__)
+MAX_TOPIC_BYTES = 65535
+INTEGRATION_NAMESPACE = "fleetpulse/{tenant}/"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 _GROUP = re.compile(r"^[^/+#]+$")
+
+
+def publish_topic_problem(topic: str) -> str | None:
+    """Why ``topic`` is no MQTT PUBLISH topic name (MQTT 5.0 section 4.7), or None: not empty,
+    at most 65535 bytes of UTF-8, no wildcards (+ #), no leading $ (broker topics), and no NUL
+    or other control characters (a broker disconnects a client that sends them)."""
+    if not topic:
+        return "must not be empty"
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must be valid UTF-8"
+    if size > MAX_TOPIC_BYTES:
+        return f"must be at most {MAX_TOPIC_BYTES} bytes of UTF-8"
+    if "+" in topic or "#" in topic:
+        return "must not contain the wildcards + or #"
+    if topic.startswith("$"):
+        return "must not start with $ (reserved for the broker)"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in topic):
+        return "must not contain NUL or control characters"
+    return None
+
+
+def integration_namespace(tenant_id: str) -> str:
+    """The topic prefix under which a tenant's MQTT integrations publish (``fleetpulse/{t}/``);
+    the delivery worker's broker user may publish only under ``fleetpulse/#``."""
+    return INTEGRATION_NAMESPACE.format(tenant=tenant_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,31 +6,49 @@ multicast, unspecified, reserved or otherwise not globally routable, for IPv4 an
 including IPv4 addresses embedded in IPv6 (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible,
 NAT64 ``64:ff9b::/96`` and 6to4 ``2002::/16``).
 
-The check happens inside the HTTP client's resolver (:class:`GuardedResolver`): the client
-connects to exactly the addresses that were checked, so a DNS answer that changes between the
-check and the connect (DNS rebinding) cannot reach an internal address. IP-literal hosts skip
-resolvers in aiohttp, so :func:`check_url` checks those before the request is made.
+Two layers, both on the host the HTTP client (aiohttp, which parses URLs with yarl) really uses:
+
+- :func:`webhook_destination` parses a URL exactly as the client will (yarl: IDNA/UTS46, so
+  fullwidth digits and ideographic full stops become ASCII) and normalises the host the way a
+  browser's URL parser does (WHATWG IPv4: ``127.1``, ``2130706433``, ``0x7f.1``, ``0177.0.0.1``
+  are IPv4 literals; a trailing dot is dropped). A URL no client can use (credentials in it, an
+  IPv6 zone id, a number that is no IPv4 address) raises :class:`UnusableUrlError`.
+  :func:`check_destination` then refuses non-public literals and ``localhost``/``*.localhost``.
+  The API runs both at integration create/update; the delivery worker again before each send.
+- :class:`GuardedConnector` checks every address the connection is about to be opened to,
+  literal or resolved, after aiohttp's own normalisation: what was checked is what is connected
+  to, so no parsing difference and no DNS answer that changes between check and connect (DNS
+  rebinding) reaches an internal address.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from fleetpulse.common.errors import FleetPulseError
 
 __all__ = [
     "BlockedDestinationError",
+    "Destination",
+    "GuardedConnector",
     "GuardedResolver",
     "IPAddress",
+    "UnusableUrlError",
     "check_address",
+    "check_destination",
     "check_url",
     "refusal_reason",
+    "webhook_destination",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -46,6 +64,15 @@ class BlockedDestinationError(FleetPulseError):
     def __init__(self, destination: str, reason: str) -> None:
         super().__init__(f"refused destination {destination}: {reason}")
         self.destination = destination
+        self.reason = reason
+
+
+class UnusableUrlError(FleetPulseError, ValueError):
+    """The URL can never be sent (not http(s), no host, credentials, a malformed IP literal)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"unusable URL: {reason}")
+        self.url = url
         self.reason = reason
 
 
@@ -106,25 +133,127 @@ def check_address(host: str) -> None:
         raise BlockedDestinationError(host, reason)
 
 
-def check_url(url: str) -> None:
-    """Refuse non-http(s) URLs and URLs whose host is a non-public IP literal.
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a URL really goes: ``url`` normalised (send this), its ``host`` as the client
+    connects to it (ASCII, no trailing dot) and the ``address`` when that host is an IP literal."""
 
-    Host names are checked when they are resolved, by :class:`GuardedResolver`.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in _ALLOWED_SCHEMES or not parts.hostname:
-        raise BlockedDestinationError(url, "only http(s) URLs with a host are allowed")
-    host = parts.hostname
-    if _is_ip_literal(host):
-        check_address(host)
+    url: URL
+    host: str
+    address: IPAddress | None
 
 
-def _is_ip_literal(host: str) -> bool:
+_NUMBER = re.compile(r"^(?:0[xX][0-9a-fA-F]*|[0-9]+)$")
+# After IDNA encoding a host name is ASCII letters, digits, '-' and '_' in dot-separated labels;
+# anything else ('%', NUL, '\\', spaces) is a parser difference waiting to happen.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
+_LOCALHOST = ("localhost", ".localhost")
+
+
+def webhook_destination(url: str) -> Destination:
+    """Parse ``url`` as the HTTP client does and normalise its host; :class:`UnusableUrlError`
+    if no request could ever be made with it."""
     try:
-        ipaddress.ip_address(host.split("%", 1)[0])
+        parsed = URL(url)
+    except (ValueError, TypeError) as exc:
+        raise UnusableUrlError(url, f"not a URL ({exc})") from None
+    if parsed.scheme not in _ALLOWED_SCHEMES or not parsed.raw_host:
+        raise UnusableUrlError(url, "only http(s) URLs with a host are allowed")
+    if parsed.raw_user is not None or parsed.raw_password is not None:
+        raise UnusableUrlError(url, "credentials in the URL are not allowed (use headers)")
+    host = parsed.raw_host.rstrip(".").lower()
+    address = _ip_literal(url, host)
+    if address is not None:
+        host = str(address)
+    elif not _HOST_NAME.fullmatch(host):
+        raise UnusableUrlError(url, f"malformed host {parsed.raw_host!r}")
+    try:
+        normalised = parsed.with_host(host)
+    except ValueError as exc:
+        raise UnusableUrlError(url, f"malformed host ({exc})") from None
+    return Destination(normalised, host, address)
+
+
+def _ip_literal(url: str, host: str) -> IPAddress | None:
+    """The address when ``host`` is an IP literal in any form a URL parser accepts."""
+    if ":" in host:
+        if "%" in host:
+            raise UnusableUrlError(url, "IPv6 zone identifiers are not allowed")
+        try:
+            return ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UnusableUrlError(url, f"malformed IPv6 address {host!r}") from None
+    labels = host.split(".")
+    if not _NUMBER.match(labels[-1]):
+        return None  # a name: WHATWG treats a host as IPv4 only when it ends in a number
+    return _whatwg_ipv4(url, labels)
+
+
+def _whatwg_ipv4(url: str, labels: list[str]) -> ipaddress.IPv4Address:
+    """The WHATWG URL Standard's IPv4 parser: 1-4 parts, each decimal, 0x-hex or 0-octal,
+    the last filling the remaining bytes (``127.1`` is 127.0.0.1, ``2130706433`` too)."""
+    try:
+        numbers = [_ipv4_number(label) for label in labels]
     except ValueError:
-        return False
-    return True
+        raise UnusableUrlError(url, f"{'.'.join(labels)!r} is not an IPv4 address") from None
+    if len(numbers) > 4 or any(n > 255 for n in numbers[:-1]):
+        raise UnusableUrlError(url, f"{'.'.join(labels)!r} is not an IPv4 address")
+    if numbers[-1] >= 256 ** (5 - len(numbers)):
+        raise UnusableUrlError(url, f"{'.'.join(labels)!r} is not an IPv4 address")
+    value = numbers[-1]
+    for index, number in enumerate(numbers[:-1]):
+        value += number * 256 ** (3 - index)
+    return ipaddress.IPv4Address(value)
+
+
+def _ipv4_number(label: str) -> int:
+    if not _NUMBER.match(label):
+        raise ValueError(label)
+    if label[:2].lower() == "0x":
+        return int(label[2:] or "0", 16)
+    if len(label) > 1 and label.startswith("0"):
+        return int(label, 8)
+    return int(label)
+
+
+def check_destination(destination: Destination) -> None:
+    """Raise :class:`BlockedDestinationError` for a non-public IP literal or a ``localhost``
+    name (RFC 6761). Other names are checked on every connect by :class:`GuardedConnector`."""
+    if destination.address is not None:
+        reason = refusal_reason(destination.address)
+        if reason is not None:
+            raise BlockedDestinationError(destination.host, reason)
+    elif destination.host == _LOCALHOST[0] or destination.host.endswith(_LOCALHOST[1]):
+        raise BlockedDestinationError(destination.host, "loopback (localhost name)")
+
+
+def check_url(url: str) -> URL:
+    """Both steps: the normalised URL to send to, or :class:`UnusableUrlError` /
+    :class:`BlockedDestinationError`."""
+    destination = webhook_destination(url)
+    check_destination(destination)
+    return destination.url
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """A TCP connector that refuses to open a connection to any non-public address.
+
+    aiohttp resolves every host (IP literals included, after its own URL normalisation) through
+    ``_resolve_host`` and connects to exactly the addresses returned; checking them here checks
+    what is connected to. Cached DNS answers are checked on every use too.
+    """
+
+    async def _resolve_host(
+        self, host: str, port: int, traces: Sequence[Any] | None = None
+    ) -> list[ResolveResult]:
+        results = await super()._resolve_host(host, port, traces=traces)
+        for result in results:
+            try:
+                check_address(result["host"])
+            except BlockedDestinationError as exc:
+                raise BlockedDestinationError(f"{host} ({result['host']})", exc.reason) from None
+        return results
 
 
 class GuardedResolver(AbstractResolver):

@@ -9,6 +9,7 @@ final: the integration is disabled. A destination refused by the SSRF guard is f
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -19,6 +20,7 @@ MAX_ATTEMPTS = len(SCHEDULE_S) + 1
 JITTER = 0.2
 MAX_RETRY_AFTER_S = 12 * 3600
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+_DELTA_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +74,17 @@ def decide(result: AttemptResult, attempt: int, rng: random.Random | None = None
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/bad."""
+    """Seconds from a ``Retry-After`` header, capped at ``MAX_RETRY_AFTER_S``: delta-seconds
+    (``120``, and the fractional ``2.5`` some servers send) or an HTTP-date; None if absent/bad."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):
+        return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_S)

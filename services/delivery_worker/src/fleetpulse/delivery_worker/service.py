@@ -154,16 +154,19 @@ class DeliveryWorker:
             return AttemptResult(
                 ok=False, error=f"cannot open a custom header: {exc}", permanent=True
             )
-        return await channel.send(
-            Notification(
-                message_id=str(event.data["delivery_id"]),
-                tenant_id=event.tenant_id,
-                integration_id=integration.integration_id,
-                config=config,
-                payload=event.data.get("payload") or {},
-                secret=secret,
-            )
+        notification = Notification(
+            message_id=str(event.data["delivery_id"]),
+            tenant_id=event.tenant_id,
+            integration_id=integration.integration_id,
+            config=config,
+            payload=event.data.get("payload") or {},
+            secret=secret,
         )
+        try:
+            return await channel.send(notification)
+        except Exception as exc:  # a channel must not raise; if one does, it is a failed attempt
+            log.exception("channel %s raised", integration.kind)
+            return AttemptResult(ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
 
     def _secret(self, tenant_id: str, integration: Integration) -> str | None:
         if integration.secret_sealed is None:

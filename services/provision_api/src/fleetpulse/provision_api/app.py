@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -10,6 +12,12 @@ from fastapi.openapi.utils import get_openapi
 from fleetpulse.provision_api import problems
 from fleetpulse.provision_api.api import alerts, catalog, devices, health, provisioning, tenants
 from fleetpulse.provision_api.api.deps import Services
+from fleetpulse.provision_api.edge import (
+    ContainErrors,
+    ForwardedSource,
+    RequestLimits,
+    TrustedProxies,
+)
 
 BASE_PATH = "/api/v1"
 DESCRIPTION = """FleetPulse HTTP API.
@@ -22,7 +30,17 @@ the `ETag`; a stale version answers 412.
 """
 
 
-def create_app(services: Services) -> FastAPI:
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """What the edge middleware enforces (see :mod:`fleetpulse.provision_api.edge`)."""
+
+    forwarded_allow_ips: str = "127.0.0.1"
+    max_body_bytes: int = 1024 * 1024
+    max_in_flight_per_source: int = 64
+    route_limits: Mapping[str, int] = field(default_factory=dict)
+
+
+def create_app(services: Services, edge: EdgeLimits | None = None) -> FastAPI:
     app = FastAPI(
         title="FleetPulse API",
         version="1.0.0",
@@ -50,7 +68,20 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(api)
     app.include_router(health.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    _install_edge(app, edge or EdgeLimits())
     return app
+
+
+def _install_edge(app: FastAPI, edge: EdgeLimits) -> None:
+    """Last added runs first: the source is known, then sizes are bounded, then errors contained."""
+    app.add_middleware(ContainErrors)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=edge.max_body_bytes,
+        max_in_flight_per_source=edge.max_in_flight_per_source,
+        route_limits=edge.route_limits,
+    )
+    app.add_middleware(ForwardedSource, trusted=TrustedProxies.parse(edge.forwarded_allow_ips))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -164,7 +165,21 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthenticationError(_reason(exc)) from None
+        _require_numeric_dates(claims)
         return _principal(claims), float(claims["exp"])
+
+
+def _require_numeric_dates(claims: dict[str, Any]) -> None:
+    """RFC 7519 NumericDate: ``exp``, ``nbf`` and ``iat`` are JSON numbers. PyJWT converts a
+    numeric string such as ``"9999999999"`` with ``int()``; we refuse it."""
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name)
+        if name in claims and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise AuthenticationError(f"{name} must be a NumericDate (a JSON number)")
 
 
 def _header(token: str) -> dict[str, Any]:

@@ -30,13 +30,15 @@ from fleetpulse.common.projections.alerts import AlertsProjection
 from fleetpulse.common.projections.catalog import CatalogProjection
 from fleetpulse.common.runtime import ServiceContext, run
 from fleetpulse.provision_api.api.deps import Services
-from fleetpulse.provision_api.app import create_app
+from fleetpulse.provision_api.app import EdgeLimits, create_app
 from fleetpulse.provision_api.auth import JwksCache, TokenVerifier, http_fetch
 from fleetpulse.provision_api.credentials import CredentialIssuer
 from fleetpulse.provision_api.credentials.iot_core import IotCoreCredentialIssuer
 from fleetpulse.provision_api.credentials.mosquitto import DynsecAdmin, MosquittoCredentialIssuer
+from fleetpulse.provision_api.destinations import DestinationPolicy
+from fleetpulse.provision_api.http_protocol import BoundedHttpToolsProtocol
 from fleetpulse.provision_api.queries import Queries
-from fleetpulse.provision_api.ratelimit import RateLimiter
+from fleetpulse.provision_api.ratelimit import PostgresRateLimiter
 from fleetpulse.provision_api.service import Commands
 from fleetpulse.provision_api.settings import Settings
 from fleetpulse.provision_api.writer import CommandWriter
@@ -91,13 +93,21 @@ async def bootstrap(
             )
             services = Services(
                 commands=Commands(
-                    writer, issuer, SecretBox(settings.webhook_encryption_key.get_secret_value())
+                    writer,
+                    issuer,
+                    SecretBox(settings.webhook_encryption_key.get_secret_value()),
+                    destinations=DestinationPolicy(
+                        allow_private_webhooks=settings.allow_private_webhooks,
+                        platform_prefix=settings.queue_prefix,
+                    ),
                 ),
                 queries=queries,
                 verifier=TokenVerifier(
                     keys, issuer=settings.oidc_issuer, audience=settings.oidc_audience
                 ),
-                provision_limiter=RateLimiter(settings.provision_rate_per_minute),
+                provision_limiter=PostgresRateLimiter(
+                    pool, settings.provision_rate_per_minute, scope="provision"
+                ),
                 mqtt_host=settings.mqtt_public_host,
                 mqtt_port=settings.mqtt_public_port,
                 readiness=lambda: _failing(pool),
@@ -113,6 +123,14 @@ async def _failing(pool: asyncpg.Pool) -> list[str]:
     except TRANSIENT_ERRORS:
         return ["database"]
     return []
+
+
+def edge_limits(settings: Settings) -> EdgeLimits:
+    return EdgeLimits(
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight_per_source=settings.max_in_flight_per_source,
+    )
 
 
 class ApiServer(uvicorn.Server):
@@ -132,8 +150,12 @@ def uvicorn_config(app: object, settings: Settings) -> uvicorn.Config:
         lifespan="off",
         log_config=None,
         access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # The client address comes from edge.ForwardedSource (right-most untrusted hop), not from
+        # uvicorn, which with "*" takes the left-most, client-written X-Forwarded-For entry.
+        proxy_headers=False,
+        # httptools, with the request line and headers bounded (it would buffer any size).
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_graceful_shutdown=20,
     )
 
@@ -152,7 +174,8 @@ async def serve(context: ServiceContext[Settings]) -> None:
     settings = context.settings
     async with bootstrap(settings) as (services, store):
         context.health.add_check("database", lambda: _ready(services))
-        server = ApiServer(uvicorn_config(instrumented(create_app(services), settings), settings))
+        app = instrumented(create_app(services, edge_limits(settings)), settings)
+        server = ApiServer(uvicorn_config(app, settings))
         async with (
             EventNotifications(settings.database_url) as notifications,
             outbox_relay(settings, store) as relay,

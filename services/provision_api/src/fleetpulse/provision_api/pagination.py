@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from fleetpulse.provision_api.domain import InvalidError
+from fleetpulse.provision_api.schemas import in_range
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
@@ -38,7 +39,7 @@ def _typed(value: Any, kind: type) -> Any:
         parsed = datetime.fromisoformat(str(value))
         if parsed.tzinfo is None:
             raise ValueError("naive")
-        return parsed
+        return in_range(parsed)
     if kind is int and (
         not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**63
     ):

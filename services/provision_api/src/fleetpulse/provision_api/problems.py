@@ -72,6 +72,7 @@ _TYPES = {
     405: "method-not-allowed",
     409: "conflict",
     412: "precondition-failed",
+    413: "payload-too-large",
     422: "validation",
     428: "precondition-required",
     429: "rate-limited",
@@ -126,7 +127,9 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "HTTP Error")
+    title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
+        exc.status_code, "HTTP Error"
+    )
     headers = dict(exc.headers or {})
     return problem_response(request, exc.status_code, title, str(exc.detail), headers=headers)
 

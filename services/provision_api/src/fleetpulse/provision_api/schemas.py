@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import unicodedata
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -30,12 +31,41 @@ def storable(value: str) -> str:
     return value
 
 
+def one_line(value: str) -> str:
+    """Names reach mail subjects, headers and topics: no control characters (CR, LF, TAB, ...)
+    and no Unicode line or paragraph separators."""
+    if any(unicodedata.category(c) in _NOT_IN_A_LINE for c in value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+_NOT_IN_A_LINE = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+# Every time the API accepts is converted to UTC inside these bounds (with room for the windows
+# and defaults computed from it), so arithmetic and PostgreSQL never overflow: out of range is a 422.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def in_range(value: datetime) -> datetime:
+    """``value`` in UTC (a naive time is taken as UTC), or ValueError outside EARLIEST..LATEST."""
+    try:
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError(f"must be between {EARLIEST.year} and {LATEST.year} (UTC)")
+    return moment
+
+
+Moment = Annotated[datetime, AfterValidator(in_range)]
 Text = Annotated[str, AfterValidator(storable)]
+Line = Annotated[Text, AfterValidator(one_line)]
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Name = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+Name = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-TagValue = Annotated[Text, StringConstraints(max_length=256)]
+TagValue = Annotated[Line, StringConstraints(max_length=256)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=32)]
 Metric = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
@@ -218,8 +248,8 @@ HeaderValue = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[\t\x
 HttpUrl = Annotated[
     Text, StringConstraints(pattern=r"^https?://[^\s/$.?#][^\s]*$", max_length=2048)
 ]
-Email = Annotated[Text, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$")]
-MqttTopic = Annotated[Text, StringConstraints(pattern=r"^[^#+\x00]{1,256}$")]
+Email = Annotated[Line, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$")]
+MqttTopic = Annotated[Line, StringConstraints(min_length=1, max_length=1024)]
 SnsArn = Annotated[
     str, StringConstraints(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 ]
@@ -469,7 +499,7 @@ class ProfileIn(Strict):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must include a time zone")
-        return value
+        return None if value is None else in_range(value)
 
 
 class Profile(BaseModel):

@@ -24,11 +24,20 @@ from fleetpulse.provision_api.credentials import (
     DeviceIdentity,
     IssuedCredentials,
 )
-from fleetpulse.provision_api.domain import ConflictError, InvalidError, NotFoundError, ProfileState
+from fleetpulse.provision_api.destinations import DestinationPolicy
+from fleetpulse.provision_api.domain import (
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    ProfileState,
+)
 from fleetpulse.provision_api.writer import CommandWriter, Unit
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
+SIGNED_KINDS = ("webhook", "mqtt")  # notifications signed with Standard Webhooks headers
+IntegrationBody = schemas.WebhookIn | schemas.EmailIn | schemas.MqttIn | schemas.SnsIn
 Clock = Callable[[], datetime]
 
 
@@ -65,8 +74,10 @@ class Commands:
         secret_box: SecretBox,
         *,
         clock: Clock = utcnow,
+        destinations: DestinationPolicy | None = None,
     ) -> None:
         self._writer, self._issuer, self._box, self._clock = writer, issuer, secret_box, clock
+        self._destinations = destinations or DestinationPolicy()
 
     async def _append(
         self,
@@ -77,6 +88,8 @@ class Commands:
         expected: int,
         actor: str,
     ) -> None:
+        if not any(e.type == "TenantCreated" for e in events):
+            await self._require_tenant(unit, tenant_id)  # every write, whatever the token says
         await unit.append(
             stream, _stamped(events, actor), tenant_id=tenant_id, expected_version=expected
         )
@@ -121,35 +134,52 @@ class Commands:
         streams = [stream_id("device", tenant_id, body.device_id)]
         if claim is not None:
             streams.append(stream_id("profile", tenant_id, claim.profile_id))
-        async with self._writer.unit(*streams) as unit:
-            await self._require_tenant(unit, tenant_id)
-            now = self._clock()
-            claimed = await self._check_claim(unit, tenant_id, claim, now) if claim else None
-            if await unit.conn.fetchval(
-                "SELECT 1 FROM devices WHERE tenant_id = $1 AND device_id = $2",
-                tenant_id,
-                body.device_id,
-            ):
-                raise ConflictError(f"device {body.device_id} already exists")
-            credentials = await self._issuer.issue(device)
-            if claim is not None and claimed is not None:
-                await self._append(
-                    unit,
-                    streams[1],
-                    [domain.profile_claimed(claim.profile_id, body.device_id, now)],
+        issued: IssuedCredentials | None = None
+        try:
+            async with self._writer.unit(*streams) as unit:
+                await self._require_tenant(unit, tenant_id)
+                now = self._clock()
+                claimed = await self._check_claim(unit, tenant_id, claim, now) if claim else None
+                if await unit.conn.fetchval(
+                    "SELECT 1 FROM devices WHERE tenant_id = $1 AND device_id = $2",
                     tenant_id,
-                    claimed,
-                    actor,
-                )
-            events = [
-                domain.device_registered(
-                    body.device_id, body.name, body.tags, now, claim.profile_id if claim else None
-                ),
-                domain.credentials_issued(tenant_id, body.device_id, 1),
-            ]
-            await self._append(unit, streams[0], events, tenant_id, NO_STREAM, actor)
-            row = await self._device(unit, tenant_id, body.device_id)
-        return Registered(row, credentials)
+                    body.device_id,
+                ):
+                    raise ConflictError(f"device {body.device_id} already exists")
+                issued = await self._issuer.issue(device)
+                if claim is not None and claimed is not None:
+                    await self._append(
+                        unit,
+                        streams[1],
+                        [domain.profile_claimed(claim.profile_id, body.device_id, now)],
+                        tenant_id,
+                        claimed,
+                        actor,
+                    )
+                events = [
+                    domain.device_registered(
+                        body.device_id,
+                        body.name,
+                        body.tags,
+                        now,
+                        claim.profile_id if claim else None,
+                    ),
+                    domain.credentials_issued(tenant_id, body.device_id, 1),
+                ]
+                await self._append(unit, streams[0], events, tenant_id, NO_STREAM, actor)
+                row = await self._device(unit, tenant_id, body.device_id)
+        except BaseException:
+            if issued is not None:  # issued, but the registration did not commit
+                await self._withdraw(device)
+            raise
+        return Registered(row, issued)
+
+    async def _withdraw(self, device: DeviceIdentity) -> None:
+        """A registration that did not commit leaves no usable credentials behind."""
+        try:
+            await self._issuer.disable(device)
+        except Exception:
+            log.exception("could not disable the credentials of a failed registration")
 
     async def _check_claim(self, unit: Unit, tenant_id: str, claim: Claim, now: datetime) -> int:
         """Checks the profile under its stream lock; returns its version to append after."""
@@ -176,7 +206,7 @@ class Commands:
 
     async def _require_tenant(self, unit: Unit, tenant_id: str) -> None:
         if not await unit.conn.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", tenant_id):
-            raise ConflictError(
+            raise ForbiddenError(
                 f"tenant {tenant_id} is not registered; a platform-admin creates it"
             )
 
@@ -249,9 +279,10 @@ class Commands:
         actor: str,
     ) -> tuple[Row, str | None]:
         integration_id = domain.new_id("int")
+        body = await self._checked_destination(tenant_id, body)
         secret = None
         data = self._integration_data(tenant_id, integration_id, body)
-        if body.kind == "webhook":
+        if body.kind in SIGNED_KINDS:
             secret = generate_secret()
             data["secret_sealed"] = self._box.seal(secret, secret_owner(tenant_id, integration_id))
         row = await self._create(
@@ -267,6 +298,8 @@ class Commands:
         if_match: int | None,
         actor: str,
     ) -> Row:
+        body = await self._checked_destination(tenant_id, body)
+
         def event(row: Row) -> NewEvent:
             if row["kind"] != body.kind:
                 raise InvalidError(
@@ -277,6 +310,17 @@ class Commands:
             )
 
         return await self._update("integration", tenant_id, integration_id, if_match, actor, event)
+
+    async def _checked_destination(self, tenant_id: str, body: IntegrationBody) -> IntegrationBody:
+        """The body with its destination normalised; :class:`InvalidError` where it may not go."""
+        policy = self._destinations
+        if isinstance(body, schemas.WebhookIn):
+            return body.model_copy(update={"url": await policy.webhook_url(body.url)})
+        if isinstance(body, schemas.MqttIn):
+            return body.model_copy(update={"topic": policy.mqtt_topic(tenant_id, body.topic)})
+        if isinstance(body, schemas.SnsIn):
+            return body.model_copy(update={"topic_arn": policy.sns_topic_arn(body.topic_arn)})
+        return body
 
     def _integration_data(
         self,

@@ -34,7 +34,11 @@ class Settings(ServiceSettings):
     api_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP API")
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",
-        description="Proxies (the ALB) trusted for X-Forwarded-For, comma-separated or *",
+        description=(
+            "Proxies (the ALB) trusted for X-Forwarded-For: addresses or networks, comma-separated,"
+            " or * (trust the immediate peer only). The client is the right-most hop that is not"
+            " a listed proxy"
+        ),
     )
     credentials_backend: CredentialsBackend = Field(
         default="mosquitto", description="Where device credentials live: mosquitto | iot-core"
@@ -57,6 +61,25 @@ class Settings(ServiceSettings):
     )
     provision_rate_per_minute: int = Field(
         default=10, ge=1, description="POST /provision attempts allowed per source per minute"
+    )
+    allow_private_webhooks: bool = Field(
+        default=False,
+        description="Allow webhooks to loopback/private/link-local addresses (local development)",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body (bytes); larger ones answer 413 before anything reads them",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="Largest request line + headers (bytes); the connection is refused beyond",
+    )
+    max_in_flight_per_source: int = Field(
+        default=64,
+        ge=1,
+        description="Requests one client address may have in flight; more answer 429",
     )
     db_pool_size: int = Field(default=10, ge=1, le=100, description="Database connections")
     outbox_relay: bool = Field(

@@ -50,9 +50,10 @@ INGEST_ACLS = (
     Acl("subscribePattern", "tenant/+/device/+/#"),
     Acl("publishClientReceive", "tenant/#"),
 )
-# The MQTT channel publishes to topics integrations name, but never as a device.
+# The MQTT channel publishes only into the integrations' namespace fleetpulse/{tenant}/...
+# (the API keeps each tenant under its own fleetpulse/{tenant}/), never as a device.
 DELIVERY_ACLS = (
-    Acl("publishClientSend", "#"),
+    Acl("publishClientSend", "fleetpulse/#"),
     Acl("publishClientSend", "tenant/#", allow=False, priority=10),
 )
 

@@ -54,10 +54,20 @@ class RecordedEvent:
 
 
 def stream_id(kind: str, tenant_id: str, entity_id: str | None = None) -> str:
-    """``tenant-{t}`` or ``{kind}-{tenant}-{id}`` (device, profile, rule, ...)."""
+    """``tenant-{t}``, or ``{kind}-{tenant}{sep}{id}`` (device, profile, rule, ...).
+
+    Ids may contain ``-`` but never ``:``, so ``{kind}-{tenant}-{id}`` alone would be ambiguous
+    (tenant ``sa`` + device ``x-col1`` and tenant ``sa-x`` + device ``col1`` would share a
+    stream). The separator is ``-`` when the tenant id has no ``-`` (then the tenant ends at the
+    first ``-``) and ``:`` otherwise (then it ends at the ``:``): every pair has its own stream,
+    and the streams of tenants without a ``-`` keep their ids (migration 0203 moved the others).
+    """
+    if ":" in tenant_id or (entity_id is not None and ":" in entity_id):
+        raise ValueError("ids in stream names must not contain ':'")
     if entity_id is None:
         return f"{kind}-{tenant_id}"
-    return f"{kind}-{tenant_id}-{entity_id}"
+    separator = ":" if "-" in tenant_id else "-"
+    return f"{kind}-{tenant_id}{separator}{entity_id}"
 
 
 def metadata(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,9 +29,14 @@ class Channel(Protocol):
 
 
 def subject_line(payload: Mapping[str, Any]) -> str:
+    """One header-safe line: control characters (CR, LF, ...) in names become spaces."""
     data = payload.get("data") or {}
     status = "RESOLVED" if data.get("status") == "resolved" else "FIRING"
-    return (
+    line = (
         f"[FleetPulse] {status} {data.get('severity', '')} {data.get('rule_name') or data.get('rule_id', '')}"
         f" on {data.get('device_id', '?')}"
-    ).replace("  ", " ")
+    )
+    return " ".join(_CONTROLS.sub(" ", line).split())
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -14,8 +14,15 @@ from datetime import UTC, datetime
 
 import aiohttp
 import orjson
+from yarl import URL
 
-from fleetpulse.common.ssrf import BlockedDestinationError, GuardedResolver, check_url
+from fleetpulse.common.ssrf import (
+    BlockedDestinationError,
+    GuardedConnector,
+    UnusableUrlError,
+    check_destination,
+    webhook_destination,
+)
 from fleetpulse.common.webhooks import signature_headers
 from fleetpulse.delivery_worker.channels.base import Notification
 from fleetpulse.delivery_worker.retry import AttemptResult, parse_retry_after
@@ -40,11 +47,8 @@ class WebhookChannel:
     ) -> None:
         self._allow_private = allow_private
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        connector = aiohttp.TCPConnector(
-            limit=max_connections,
-            ttl_dns_cache=10,
-            resolver=None if allow_private else GuardedResolver(),
-        )
+        connector_class = aiohttp.TCPConnector if allow_private else GuardedConnector
+        connector = connector_class(limit=max_connections, ttl_dns_cache=10)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, auto_decompress=False
         )
@@ -57,10 +61,11 @@ class WebhookChannel:
         body = orjson.dumps(dict(notification.payload))
         started = time.perf_counter()
         try:
-            if not self._allow_private:
-                check_url(url)
-            return await self._post(url, body, self._headers(notification, body), started)
-        except BlockedDestinationError as exc:
+            return await self._post(
+                self._destination(url), body, self._headers(notification, body), started
+            )
+        except (BlockedDestinationError, UnusableUrlError, aiohttp.InvalidURL) as exc:
+            # No retry can help: the URL is refused by the guard or no request can be made with it.
             return AttemptResult(ok=False, error=str(exc), permanent=True, latency_ms=_ms(started))
         except TimeoutError:
             return AttemptResult(
@@ -73,6 +78,13 @@ class WebhookChannel:
                 endpoint_failure=True,
                 latency_ms=_ms(started),
             )
+
+    def _destination(self, url: str) -> URL:
+        """The normalised URL (the host as the client connects to it), checked by the guard."""
+        destination = webhook_destination(url)
+        if not self._allow_private:
+            check_destination(destination)
+        return destination.url
 
     def _headers(self, notification: Notification, body: bytes) -> dict[str, str]:
         custom = notification.config.get("headers") or {}
@@ -89,7 +101,7 @@ class WebhookChannel:
         return headers
 
     async def _post(
-        self, url: str, body: bytes, headers: Mapping[str, str], started: float
+        self, url: URL, body: bytes, headers: Mapping[str, str], started: float
     ) -> AttemptResult:
         async with self._session.post(
             url, data=body, headers=dict(headers), allow_redirects=False

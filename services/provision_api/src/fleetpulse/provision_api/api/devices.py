@@ -199,9 +199,9 @@ async def device_telemetry(
     wired: Wired,
     metric: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = None,
     time_from: Annotated[
-        datetime | None, Query(alias="from", description="default: to - 24h")
+        schemas.Moment | None, Query(alias="from", description="default: to - 24h")
     ] = None,
-    time_to: Annotated[datetime | None, Query(alias="to", description="default: now")] = None,
+    time_to: Annotated[schemas.Moment | None, Query(alias="to", description="default: now")] = None,
     bucket: Annotated[
         str | None,
         Query(

@@ -93,7 +93,7 @@ async def provision(body: schemas.ProvisionIn, request: Request, wired: Wired) -
     Rate limited per source address. Returns the device's broker credentials once.
     """
     source = request.client.host if request.client else "unknown"
-    _rate_limit(wired, source)
+    await _rate_limit(wired, source)
     profile = await wired.queries.profile_by_key(body.provision_key)
     try:
         if profile is None:
@@ -122,8 +122,10 @@ async def provision(body: schemas.ProvisionIn, request: Request, wired: Wired) -
     return with_credentials(wired, registered)
 
 
-def _rate_limit(wired: Wired, source: str) -> None:
-    wait_s = wired.provision_limiter.take(source)
+async def _rate_limit(wired: Wired, source: str) -> None:
+    """Per client address (the right-most untrusted X-Forwarded-For hop: edge.ForwardedSource),
+    counted in the database so the limit holds across API replicas."""
+    wait_s = await wired.provision_limiter.take(source)
     if wait_s > 0:
         raise ProblemError(
             429,
