@@ -194,12 +194,11 @@ async def test_no_data_is_not_starved_by_a_parked_fleet(
     await wait_for(db_pool, "SELECT count(*) = 1000 FROM evaluator_devices")
     await add_devices(db_pool, ["watched"], tags={"fleet": "live"})
     await add_rule(db_pool, "silent", "no_data", selector={"fleet": "live"}, timeout_s=3)
-    await publisher.publish([record("watched", datetime.now(UTC), "heartbeat")])
-    last = await wait_for(
-        db_pool, "SELECT last_heartbeat_at FROM evaluator_devices WHERE device_id = 'watched'"
-    )
+    sent = datetime.now(UTC)
+    await publisher.publish([record("watched", sent, "heartbeat")])
+    await wait_for(db_pool, "SELECT true FROM evaluator_devices WHERE device_id = 'watched'")
     opened_at = await wait_for(db_pool, "SELECT recorded_at FROM events WHERE type = 'AlertOpened'")
-    assert 3 <= (opened_at - last).total_seconds() <= 3 + 5
+    assert 3 <= (opened_at - sent).total_seconds() <= 3 + 5
     await asyncio.sleep(1)
     assert await db_pool.fetch("SELECT rule_id, device_id FROM alerts") == [("silent", "watched")]
 
@@ -323,3 +322,25 @@ async def test_two_replicas_produce_exactly_the_alerts_of_one(
         )
         == 0
     )
+
+
+async def test_deleting_a_rule_resolves_its_open_alert(
+    db_pool: asyncpg.Pool,
+    evaluators: Evaluators,
+    publisher: SqsBatchPublisher,
+) -> None:
+    """Fault kind (issue 12 case 11): deleting a rule left its alerts open forever. The open
+    alert resolves with reason ``rule_deleted``; the alert of the rule that stays is untouched."""
+    await add_devices(db_pool, ["d1"])
+    await add_rule(db_pool, "hot", "threshold", metric="temp_c", operator="gt", threshold=50)
+    await add_rule(db_pool, "warm", "threshold", metric="temp_c", operator="gt", threshold=40)
+    evaluators.start()
+    await publisher.publish([record("d1", datetime.now(UTC), temp_c=99)])
+    await wait_for(db_pool, "SELECT count(*) = 2 FROM alerts WHERE status = 'open'")
+    await db_pool.execute("DELETE FROM rules WHERE rule_id = 'hot'")  # as RuleDeleted projects
+    reason = await wait_for(
+        db_pool,
+        "SELECT details->>'resolved_reason' FROM alerts WHERE rule_id = 'hot' AND status = 'resolved'",
+    )
+    assert reason == "rule_deleted"
+    assert await db_pool.fetchval("SELECT status FROM alerts WHERE rule_id = 'warm'") == "open"
