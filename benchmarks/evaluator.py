@@ -149,7 +149,7 @@ def _core_rate(catalog: Catalog, devices: int, n: int) -> float:
         for record in batch:
             key = (record.tenant_id, record.device_id)
             out = evaluate_device(
-                catalog.rules_for(key),
+                catalog.plan_for(key),
                 states.get(record.device_id, {}),
                 seen.get(record.device_id),
                 (record,),

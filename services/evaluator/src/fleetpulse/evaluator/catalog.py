@@ -18,7 +18,13 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common.db import TRANSIENT_ERRORS
-from fleetpulse.evaluator.domain import InvalidRuleError, Rule, rule_from_catalog, severity_rank
+from fleetpulse.evaluator.domain import (
+    InvalidRuleError,
+    Rule,
+    RulePlan,
+    rule_from_catalog,
+    severity_rank,
+)
 
 log = logging.getLogger(__name__)
 DeviceKey = tuple[str, str]
@@ -40,6 +46,7 @@ class Catalog:
         self._known: dict[tuple[str, str], Rule] = {}
         self._devices: dict[DeviceKey, DeviceInfo] = {}
         self._selected: dict[DeviceKey, list[Rule]] = {}
+        self._plans: dict[DeviceKey, RulePlan] = {}
         self.replace(rules=rules, devices=devices or {})
 
     def replace(
@@ -61,6 +68,7 @@ class Catalog:
         if devices is not None:
             self._devices = dict(devices)
         self._selected = {}
+        self._plans = {}
 
     def rules_for(self, key: DeviceKey) -> list[Rule]:
         """The enabled rules of the device's tenant whose selector matches its tags, most severe
@@ -71,6 +79,14 @@ class Catalog:
             rules = self._rules.get(key[0], []) if info.active else []
             selected = self._selected[key] = [r for r in rules if r.selects(info.tags)]
         return selected
+
+    def plan_for(self, key: DeviceKey) -> RulePlan:
+        """:meth:`rules_for` arranged for evaluation (cached; devices with the same rules share
+        one plan)."""
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = RulePlan.of(self.rules_for(key))
+        return plan
 
     def no_data_rules(self) -> list[Rule]:
         return [r for rules in self._rules.values() for r in rules if r.kind == "no_data"]

@@ -340,30 +340,45 @@ class DeviceOutcome:
     any before); ``None``: none (only late or duplicate readings)."""
 
 
-def tracked_metrics(rules: Sequence[Rule]) -> set[str]:
-    """The metrics whose order matters for ``rules`` (those of threshold rules)."""
-    return {rule.metric for rule in rules if rule.kind == "threshold" and rule.metric}
+@dataclass(frozen=True, slots=True)
+class RulePlan:
+    """A device's rules arranged for the hot loop: threshold rules grouped by metric (each
+    group most severe first), so each metric of a record is order-checked once."""
+
+    rules: tuple[Rule, ...]
+    by_metric: tuple[tuple[str, tuple[Rule, ...]], ...]
+    no_data: tuple[Rule, ...]
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule]) -> RulePlan:
+        groups: dict[str, list[Rule]] = {}
+        for rule in rules:
+            if rule.kind == "threshold" and rule.metric:
+                groups.setdefault(rule.metric, []).append(rule)
+        by_metric = tuple((metric, tuple(group)) for metric, group in groups.items())
+        no_data = tuple(r for r in rules if r.kind == "no_data")
+        return cls(tuple(rules), by_metric, no_data)
 
 
-def batch_watermarks(rules: Sequence[Rule], records: Sequence[Record]) -> Watermarks:
-    """The newest device times in ``records``: what the device's watermarks advance to."""
-    tracked = tracked_metrics(rules)
+def batch_watermarks(plan: RulePlan, records: Sequence[Record]) -> Watermarks:
+    """The newest device times in ``records``: what the device's watermarks advance to (only
+    the metrics a threshold rule of the device looks at are tracked)."""
     marks: dict[str, datetime] = {}
     newest: datetime | None = None
     for record in records:
         if record.kind == "heartbeat":
             continue
-        ts = record.ts
+        ts, metrics = record.ts, record.metrics
         if newest is None or ts > newest:
             newest = ts
-        for metric in tracked:
-            if metric in record.metrics and (metric not in marks or ts > marks[metric]):
+        for metric, _ in plan.by_metric:
+            if metric in metrics and (metric not in marks or ts > marks[metric]):
                 marks[metric] = ts
     return Watermarks(newest, marks)
 
 
 def evaluate_device(
-    rules: Sequence[Rule],
+    rules: Sequence[Rule] | RulePlan,
     states: Mapping[str, RuleState],
     seen: Watermarks | None,
     records: Sequence[Record],
@@ -372,23 +387,23 @@ def evaluate_device(
 ) -> DeviceOutcome:
     """Apply one device's records, oldest first (see the module docstring for what is late).
 
-    ``states`` maps rule id to the device's non-empty states; ``seen`` is what was evaluated
-    before (``None``: nothing); ``received_at`` is when the batch arrived (a record's own
-    ``received_at`` wins; without either, its ``ts``). ``changed`` names the rules whose state
-    must be written (absent from ``states`` afterwards means deleted). States of rules not in
-    ``rules`` are kept as they are (:func:`end_state` ends them, driven by catalog changes).
+    ``rules`` are the device's rules (or their :class:`RulePlan`); ``states`` maps rule id to
+    the device's non-empty states; ``seen`` is what was evaluated before (``None``: nothing);
+    ``received_at`` is when the batch arrived (a record's own ``received_at`` wins; without
+    either, its ``ts``). ``changed`` names the rules whose state must be written (absent from
+    ``states`` afterwards means deleted). States of rules not in ``rules`` are kept as they are
+    (:func:`end_state` ends them, driven by catalog changes).
     """
-    before = seen or Watermarks()
-    outcome = DeviceOutcome(
-        dict(states), set(), [], Watermarks(before.newest, dict(before.metrics))
-    )
+    plan = rules if isinstance(rules, RulePlan) else RulePlan.of(rules)
+    mine = Watermarks() if seen is None else Watermarks(seen.newest, dict(seen.metrics))
+    outcome = DeviceOutcome(dict(states), set(), [], mine)
     if states:
-        for rule in rules:
+        for rule in plan.rules:
             old = states.get(rule.rule_id)
             _record_step(outcome, rule.rule_id, old, reconcile(rule, old), None, None)
     ordered = records if len(records) == 1 else sorted(records, key=_by_ts)
     for record in ordered:
-        if _apply_record(rules, record, outcome, new_id, received_at):
+        if _apply_record(plan, record, outcome, new_id, received_at):
             outcome.applied += 1
     return outcome
 
@@ -398,7 +413,7 @@ def _by_ts(record: Record) -> datetime:
 
 
 def _apply_record(
-    rules: Sequence[Rule],
+    plan: RulePlan,
     record: Record,
     outcome: DeviceOutcome,
     new_id: IdFactory,
@@ -406,41 +421,40 @@ def _apply_record(
 ) -> bool:
     """Apply one record; True when it was new (traffic, or a metric value not seen before)."""
     ts, metrics, states, seen = record.ts, record.metrics, outcome.states, outcome.seen
+    advanced = record.kind != "heartbeat" and (seen.newest is None or ts > seen.newest)
+    if advanced:
+        seen.newest = ts
+    alive = advanced or record.kind == "heartbeat"
     marks = seen.metrics
-    if record.kind == "heartbeat":
-        alive = True
-    else:
-        alive = seen.newest is None or ts > seen.newest
-        if alive:
-            seen.newest = ts
-    fresh: list[str] = []
-    for rule in rules:  # the hot loop: most readings of most devices change nothing
-        state = states.get(rule.rule_id) if states else None
-        if rule.kind == "threshold":
-            metric: str = rule.metric  # type: ignore[assignment]
-            value = metrics.get(metric)
-            if value is None:
-                continue
+    fresh = False
+    for metric, rules in plan.by_metric:  # the hot loop: most readings change nothing
+        value = metrics.get(metric)
+        if value is None:
+            continue
+        if not advanced:  # newer than the newest reading is newer than every metric's mark
             mark = marks.get(metric)
             if mark is not None and ts <= mark:
                 continue  # a duplicate or a late value of this metric
-            fresh.append(metric)
+        marks[metric] = ts
+        fresh = True
+        for rule in rules:
+            state = states.get(rule.rule_id) if states else None
             if state is None and rule.breached_by(value) is not True:
                 continue
             new_state, decision = on_value(rule, state, record.device_id, ts, value, new_id)
-        elif state is None or not alive:
-            continue
-        else:
-            at = record.received_at or received_at or ts
-            new_state, decision = on_seen(rule, state, record.device_id, at)
-        _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
-    for metric in fresh:
-        marks[metric] = ts
-    if alive:
-        at = record.received_at or received_at or ts
-        if outcome.alive_at is None or at > outcome.alive_at:
-            outcome.alive_at = at
-    return alive or bool(fresh)
+            _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
+    if not alive:
+        return fresh
+    at = record.received_at or received_at or ts
+    if outcome.alive_at is None or at > outcome.alive_at:
+        outcome.alive_at = at
+    if states:
+        for rule in plan.no_data:
+            state = states.get(rule.rule_id)
+            if state is not None:
+                new_state, decision = on_seen(rule, state, record.device_id, at)
+                _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
+    return True
 
 
 def _record_step(

@@ -29,6 +29,7 @@ from fleetpulse.evaluator.domain import (
     OpenAlert,
     Record,
     Rule,
+    RulePlan,
     RuleState,
     Step,
     batch_watermarks,
@@ -190,21 +191,21 @@ class Evaluator:
         self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, list[Record]]
     ) -> Outcome:
         now = self._clock()
-        rules_of = {key: self._catalog.rules_for(key) for key in by_device}
-        advances = {key: _advance(rules_of[key], recs, now) for key, recs in by_device.items()}
+        plans = {key: self._catalog.plan_for(key) for key in by_device}
+        advances = {key: _advance(plans[key], recs, now) for key, recs in by_device.items()}
         seen = await self._states.advance_devices(conn, advances)
         states = await self._states.load(conn, by_device)
         writes: list[StateWrite] = []
         decisions: list[tuple[DeviceKey, Decision]] = []
         outcome = Outcome()
         for key, records in by_device.items():
-            rules = rules_of[key]
+            plan = plans[key]
             result = evaluate_device(
-                rules, states.get(key, {}), seen.get(key), records, self._new_id, now
+                plan, states.get(key, {}), seen.get(key), records, self._new_id, now
             )
             outcome.applied += result.applied
             if result.changed:
-                writes += _writes(key, rules, result.changed, result.states)
+                writes += _writes(key, plan.rules, result.changed, result.states)
             if result.decisions:
                 decisions += [(key, d) for d in result.decisions]
         outcome.skipped = sum(map(len, by_device.values())) - outcome.applied
@@ -389,7 +390,7 @@ def _writes(
     return writes
 
 
-def _advance(rules: Sequence[Rule], records: Sequence[Record], now: datetime) -> DeviceAdvance:
+def _advance(plan: RulePlan, records: Sequence[Record], now: datetime) -> DeviceAdvance:
     """Where a batch moves a device: watermarks (device time), liveness (receive time)."""
     heartbeat_at: datetime | None = None
     reading_at: datetime | None = None
@@ -399,7 +400,7 @@ def _advance(rules: Sequence[Rule], records: Sequence[Record], now: datetime) ->
             heartbeat_at = at if heartbeat_at is None or at > heartbeat_at else heartbeat_at
         else:
             reading_at = at if reading_at is None or at > reading_at else reading_at
-    return DeviceAdvance(batch_watermarks(rules, records), heartbeat_at, reading_at)
+    return DeviceAdvance(batch_watermarks(plan, records), heartbeat_at, reading_at)
 
 
 def _device_chunks(deadlines: Sequence[Deadline], size: int) -> list[list[Deadline]]:

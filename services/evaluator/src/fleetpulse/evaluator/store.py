@@ -87,14 +87,21 @@ class PostgresRuleStateStore:
         rows = await conn.fetch(
             """
             INSERT INTO evaluator_devices AS d (tenant_id, device_id, last_seen, marks,
-                last_heartbeat_at, last_reading_at)
+                last_heartbeat_at, last_reading_at, prev_seen)
             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[],
-                $5::timestamptz[], $6::timestamptz[]) ORDER BY 1, 2
+                $5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) ORDER BY 1, 2
             ON CONFLICT (tenant_id, device_id) DO UPDATE SET
                 prev_seen = d.last_seen,
                 prev_marks = d.marks,
                 last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
-                marks = evaluator_merge_marks(d.marks, EXCLUDED.marks),
+                -- EXCLUDED.prev_seen carries the batch's oldest mark: when no mark of the
+                -- batch is older than the newest reading so far, none is older than the mark
+                -- it replaces, so a plain concatenation merges (the common, in-order case)
+                marks = CASE
+                    WHEN EXCLUDED.marks IS NULL THEN d.marks
+                    WHEN d.marks IS NULL OR d.last_seen IS NULL OR EXCLUDED.prev_seen >= d.last_seen
+                    THEN coalesce(d.marks || EXCLUDED.marks, EXCLUDED.marks)
+                    ELSE evaluator_merge_marks(d.marks, EXCLUDED.marks) END,
                 last_heartbeat_at = greatest(d.last_heartbeat_at, EXCLUDED.last_heartbeat_at),
                 last_reading_at = CASE
                     WHEN d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
@@ -108,6 +115,7 @@ class PostgresRuleStateStore:
             [_marks_json(a.marks.metrics) for a in items],
             [a.heartbeat_at for a in items],
             [a.reading_at for a in items],
+            [min(a.marks.metrics.values(), default=None) for a in items],
         )
         return {
             (r["tenant_id"], r["device_id"]): None
