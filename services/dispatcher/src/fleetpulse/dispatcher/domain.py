@@ -266,11 +266,16 @@ def flush_group(
     return GroupFlush(members, kind, GroupState((), next_at, notified, kept))
 
 
-def held_back(state: GroupState, route: Route, now: datetime) -> GroupState:
-    """A due group that may not notify now (integration disabled or in maintenance): its
-    alerts wait, looked at again after ``group_interval_s`` (at least a minute)."""
-    retry = now + timedelta(seconds=max(route.group_interval_s, 60))
-    return GroupState(state.pending, retry, state.last_notified_at, state.firing)
+def suppressed(
+    state: GroupState, still_firing: Callable[[str], bool], route: Route, now: datetime
+) -> GroupState:
+    """A due group that may not notify now (integration disabled or in a maintenance window):
+    its new alerts are dropped, as any firing notification inside a window is, and its
+    notified alerts repeat again ``repeat_interval_s`` from now if they still fire."""
+    firing = tuple(m for m in state.firing if still_firing(str(m["alert_id"])))
+    repeat = route.repeat_interval_s
+    next_at = now + timedelta(seconds=repeat) if firing and repeat else None
+    return GroupState((), next_at, state.last_notified_at, firing)
 
 
 def repeat_delivery_id(route_id: str, group_key: str, due_at: datetime, integration_id: str) -> str:

@@ -31,9 +31,9 @@ from fleetpulse.dispatcher.domain import (
     firing_targets,
     flush_group,
     group_of,
-    held_back,
     join_group,
     repeat_delivery_id,
+    suppressed,
 )
 from fleetpulse.dispatcher.store import PostgresDispatchStore
 
@@ -252,12 +252,11 @@ class Dispatcher:
         if route is None:  # the route was deleted: the group is done
             await self._store.save_group(conn, tenant, row["route_id"], key, GroupState())
             return
-        if not await self._may_notify(conn, tenant, route, now):
-            await self._store.save_group(
-                conn, tenant, route.route_id, key, held_back(state, route, now)
-            )
-            return
         still = await self._still_firing(conn, tenant, [*state.pending, *state.firing], now)
+        if not await self._may_notify(conn, tenant, route, now):
+            quiet = suppressed(state, still.__contains__, route, now)
+            await self._store.save_group(conn, tenant, route.route_id, key, quiet)
+            return
         decided = flush_group(state, still.__contains__, route, now)
         if decided.members:
             flush = _Flush(
