@@ -236,3 +236,30 @@ async def test_concurrent_open_and_resolve_always_end_with_a_resolution(world: W
         await asyncio.gather(d.handle(opened), d.handle(resolved))
     types = [r["notification_type"] for r in await world.deliveries()]
     assert types.count("firing") == types.count("resolved")
+
+
+async def test_alert_ended_because_its_rule_is_gone_gets_a_resolved_notification(
+    world: World,
+) -> None:
+    """Issue 12 case 11, the dispatcher's side: an AlertResolved with a reason (the evaluator
+    resolves alerts whose rule was deleted or changed, or whose device was retagged or
+    decommissioned) follows as any other resolution, the reason in the body."""
+    await world.integration("hook")
+    await world.route("all", "hook")
+    d = dispatcher(world)
+    opened = await world.open_alert("d1")
+    await d.handle(opened)
+    resolved = await world.append(
+        f"alert-t1-{opened.data['alert_id']}",  # the conftest's tenant
+        "AlertResolved",
+        {
+            "alert_id": opened.data["alert_id"],
+            "resolved_at": datetime.now(UTC).isoformat(),
+            "reason": "rule_deleted",
+        },
+    )
+    await d.handle(resolved)
+    deliveries = await world.deliveries()
+    assert [r["notification_type"] for r in deliveries] == ["firing", "resolved"]
+    body = deliveries[1]["scheduled"]["payload"]
+    assert (body["type"], body["data"]["reason"]) == ("alert.resolved", "rule_deleted")
