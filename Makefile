@@ -8,7 +8,7 @@ MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | pa
 PYTEST_ARGS ?=
 
 .PHONY: help sync up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
+	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e smoke simulate migrate \
 	config-table
 
 help: ## list the targets
@@ -57,6 +57,9 @@ bench-ingest: sync ## ingest messages/s and readings/s vs a naive bridge and mos
 
 bench-evaluator: sync
 	$(UV) run python benchmarks/evaluator.py
+
+bench-no-data: sync ## no_data at 100,000 devices (99% silent, unselected): every due deadline fires within timeout_s + 5 s
+	$(UV) run python benchmarks/no_data.py
 
 bench-delivery: sync
 	$(UV) run python benchmarks/delivery.py
