@@ -202,3 +202,94 @@ async def test_alert_whose_rule_or_device_is_gone_resolves_with_a_reason(
     if only:  # the untouched alert still follows its readings
         clock.now = at(6)
         assert len((await evaluator.handle([reading("d2", 6, temp_c=10)])).resolved) == 1
+
+
+async def _silent_alerts(pool: asyncpg.Pool) -> list[tuple[str, str, datetime]]:
+    rows = await pool.fetch("SELECT tenant_id, device_id, opened_at FROM alerts ORDER BY 1, 2")
+    return [(r["tenant_id"], r["device_id"], r["opened_at"]) for r in rows]
+
+
+async def test_no_data_deadline_starts_when_a_device_becomes_selected(
+    db_pool: asyncpg.Pool,
+    add_rule: Any,
+    add_device: Any,
+    make_evaluator: MakeEvaluator,
+    refresh_catalogs: Callable[[], Awaitable[None]],
+    clock: Any,
+) -> None:
+    """Fault kind (case 8): a device that never reported had no no_data deadline. It starts at
+    the later of registration and rule creation, and again when a rule update or a tag change
+    makes the rule select a device it did not select before."""
+    await add_device("registered-late", tags={"site": "a"}, at=at(10))
+    await add_device("retagged", tags={"site": "b"}, at=at(0))
+    await add_device("other", tags={"site": "c"}, at=at(0))
+    await add_rule("silent", kind="no_data", timeout_s=30, tags={"site": "a"}, at=at(5))
+    evaluator = await make_evaluator()
+    clock.now = at(39)
+    assert (await evaluator.tick()).opened == []
+    clock.now = at(41)
+    assert [(o.device_id, o.opened_at) for o in (await evaluator.tick()).opened] == [
+        ("registered-late", at(40))
+    ]
+    await db_pool.execute(
+        'UPDATE devices SET tags = \'{"site": "a"}\', updated_at = $1, version = 2'
+        " WHERE device_id = 'retagged'",
+        at(50),
+    )
+    await refresh_catalogs()
+    await evaluator.catalog_changed()
+    clock.now = at(79)
+    assert (await evaluator.tick()).opened == []
+    clock.now = at(81)
+    assert [o.device_id for o in (await evaluator.tick()).opened] == ["retagged"]
+    await add_rule("silent", kind="no_data", timeout_s=30, version=2, at=at(90))  # selects all
+    await refresh_catalogs()
+    await evaluator.catalog_changed()
+    clock.now = at(119)
+    assert (await evaluator.tick()).opened == []
+    clock.now = at(121)
+    assert [o.device_id for o in (await evaluator.tick()).opened] == ["other"]
+    assert len(await _silent_alerts(db_pool)) == 3
+
+
+async def test_no_data_is_not_starved_by_silent_unselected_devices(
+    db_pool: asyncpg.Pool,
+    add_rule: Any,
+    make_evaluator: MakeEvaluator,
+    clock: Any,
+) -> None:
+    """Fault kind (case 12): the silence query took the first 1,000 (device, rule) pairs of all
+    tenants before applying the selector. 1,000 silent devices of two tenants that no rule
+    selects (they reported once, long ago) must not hold back the one selected device; the
+    unselected ones never alert (the selected one is the positive control)."""
+    now = at(0)
+    parked = [(("acme", "zeta")[i % 2], f"a-parked-{i:04d}") for i in range(1000)]
+    await db_pool.executemany(
+        "INSERT INTO devices (tenant_id, device_id, tags, registered_at, updated_at, version)"
+        ' VALUES ($1, $2, \'{"fleet": "parked"}\', $3, $3, 1)',
+        [(t, d, now - timedelta(hours=2)) for t, d in parked],
+    )
+    await db_pool.executemany(
+        "INSERT INTO evaluator_devices (tenant_id, device_id, last_seen, last_reading_at)"
+        " VALUES ($1, $2, $3, $3)",
+        [(t, d, now - timedelta(hours=1)) for t, d in parked],
+    )
+    await db_pool.execute(
+        "INSERT INTO devices (tenant_id, device_id, tags, registered_at, updated_at, version)"
+        " VALUES ('acme', 'z-watched', '{\"fleet\": \"live\"}', $1, $1, 1)",
+        now - timedelta(hours=2),
+    )
+    for tenant in ("acme", "zeta"):
+        await add_rule(
+            "silent", kind="no_data", timeout_s=5, tags={"fleet": "live"}, tenant=tenant, at=now
+        )
+    evaluator = await make_evaluator()
+    assert await db_pool.fetchval("SELECT count(*) FROM evaluator_deadlines") == 1
+    clock.now = at(1)
+    await evaluator.handle([heartbeat("z-watched", 1)])
+    clock.now = at(6.5)
+    outcome = await evaluator.tick()
+    assert [(o.device_id, o.opened_at) for o in outcome.opened] == [("z-watched", at(6))]
+    clock.now = at(60)
+    assert (await evaluator.tick()).opened == []
+    assert await _silent_alerts(db_pool) == [("acme", "z-watched", at(6))]
