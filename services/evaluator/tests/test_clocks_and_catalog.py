@@ -293,3 +293,62 @@ async def test_no_data_is_not_starved_by_silent_unselected_devices(
     clock.now = at(60)
     assert (await evaluator.tick()).opened == []
     assert await _silent_alerts(db_pool) == [("acme", "z-watched", at(6))]
+
+
+async def test_watermarks_in_the_database_match_the_pure_core(
+    db_pool: asyncpg.Pool, add_rule: Any, add_device: Any, make_evaluator: MakeEvaluator, clock: Any
+) -> None:
+    """The per-metric marks kept by the upsert (NULL while every tracked metric is at the newest
+    reading, merged per metric otherwise) decide exactly what the pure core decides with its
+    in-memory watermarks, for batches of mixed metrics, duplicates and late readings."""
+    import random
+
+    from fleetpulse.evaluator.domain import OpenAlert, Rule, Watermarks, evaluate_device
+
+    await add_device("d1")
+    await add_rule("hot", metric="a", operator="gt", threshold=5)
+    await add_rule("wet", metric="b", operator="gt", threshold=5, duration_s=2)
+    evaluator = await make_evaluator()
+    rules = [
+        Rule(T, "hot", "h", "threshold", "major", metric="a", operator="gt", threshold=5),
+        Rule(
+            T,
+            "wet",
+            "w",
+            "threshold",
+            "major",
+            metric="b",
+            operator="gt",
+            threshold=5,
+            duration_s=2,
+        ),
+    ]
+    rnd = random.Random(12)
+    states: dict[str, Any] = {}
+    seen: Watermarks | None = None
+    expected: list[tuple[str, str, datetime]] = []
+    actual: list[tuple[str, str, datetime]] = []
+    newest = 0
+    for _ in range(60):
+        batch = []
+        for _ in range(rnd.randint(1, 4)):
+            ts = max(0, newest + rnd.randint(-6, 3))
+            newest = max(newest, ts)
+            metrics = rnd.choice([{"a"}, {"b"}, {"a", "b"}, {"a", "b", "c"}, {"c"}])
+            batch.append(reading("d1", ts, **{m: rnd.randint(0, 10) for m in sorted(metrics)}))
+        clock.now = at(newest)
+        core = evaluate_device(rules, states, seen, batch, received_at=at(newest))
+        states, seen = core.states, core.seen
+        expected += [
+            (
+                type(d).__name__,
+                d.rule.rule_id,
+                d.opened_at if isinstance(d, OpenAlert) else d.resolved_at,
+            )
+            for d in core.decisions
+        ]
+        outcome = await evaluator.handle(batch)
+        actual += [("OpenAlert", d.rule.rule_id, d.opened_at) for d in outcome.opened]
+        actual += [("ResolveAlert", d.rule.rule_id, d.resolved_at) for d in outcome.resolved]
+    assert sorted(actual) == sorted(expected)
+    assert len(expected) > 4  # the sequence did open and resolve alerts

@@ -349,6 +349,11 @@ class RulePlan:
     by_metric: tuple[tuple[str, tuple[Rule, ...]], ...]
     no_data: tuple[Rule, ...]
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics whose order matters (those of threshold rules)."""
+        return tuple(metric for metric, _ in self.by_metric)
+
     @classmethod
     def of(cls, rules: Sequence[Rule]) -> RulePlan:
         groups: dict[str, list[Rule]] = {}

@@ -394,13 +394,16 @@ def _advance(plan: RulePlan, records: Sequence[Record], now: datetime) -> Device
     """Where a batch moves a device: watermarks (device time), liveness (receive time)."""
     heartbeat_at: datetime | None = None
     reading_at: datetime | None = None
+    oldest: datetime | None = None
     for record in records:
         at = record.received_at or now
         if record.kind == "heartbeat":
             heartbeat_at = at if heartbeat_at is None or at > heartbeat_at else heartbeat_at
-        else:
-            reading_at = at if reading_at is None or at > reading_at else reading_at
-    return DeviceAdvance(batch_watermarks(plan, records), heartbeat_at, reading_at)
+            continue
+        reading_at = at if reading_at is None or at > reading_at else reading_at
+        oldest = record.ts if oldest is None or record.ts < oldest else oldest
+    marks = batch_watermarks(plan, records)
+    return DeviceAdvance(marks, heartbeat_at, reading_at, oldest, plan.metrics)
 
 
 def _device_chunks(deadlines: Sequence[Deadline], size: int) -> list[list[Deadline]]:

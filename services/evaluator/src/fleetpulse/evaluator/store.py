@@ -22,12 +22,32 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _marks_json(marks: Mapping[str, datetime]) -> dict[str, int] | None:
-    return {m: (ts - _EPOCH) // _MICROSECOND for m, ts in marks.items()} if marks else None
+def _us(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MICROSECOND
 
 
-def _marks_from(raw: Mapping[str, Any] | None) -> dict[str, datetime]:
-    return {m: _EPOCH + timedelta(microseconds=int(us)) for m, us in (raw or {}).items()}
+def _marks_json(advance: DeviceAdvance) -> dict[str, int | None] | None:
+    """The batch's marks for the upsert: ``None`` when every tracked metric is at the batch's
+    newest reading (nothing to merge), else every tracked metric (``None``: not in the batch)."""
+    marks, newest = advance.marks.metrics, advance.marks.newest
+    if newest is None or all(marks.get(m) == newest for m in advance.tracked):
+        return None
+    return {m: _us(marks[m]) if m in marks else None for m in advance.tracked}
+
+
+def _watermarks(
+    prev_seen: datetime | None, raw: Mapping[str, Any] | None, advance: DeviceAdvance
+) -> Watermarks:
+    """The device's watermarks before the batch; ``raw`` ``{}`` stands for "every tracked metric
+    at ``prev_seen``", ``None`` for "not needed" (the batch is newer than everything)."""
+    if raw is None or prev_seen is None:
+        return Watermarks(prev_seen, {})
+    if not raw:
+        return Watermarks(prev_seen, dict.fromkeys(advance.tracked, prev_seen))
+    return Watermarks(
+        prev_seen,
+        {m: _EPOCH + timedelta(microseconds=int(us)) for m, us in raw.items() if us is not None},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +58,10 @@ class DeviceAdvance:
     marks: Watermarks
     heartbeat_at: datetime | None
     reading_at: datetime | None
+    oldest_reading: datetime | None = None
+    """Device time of the batch's oldest reading (``None``: heartbeats only)."""
+    tracked: tuple[str, ...] = ()
+    """The metrics the device's threshold rules look at."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +105,8 @@ class PostgresRuleStateStore:
     ) -> dict[DeviceKey, Watermarks | None]:
         """Lock the devices' rows (creating missing ones) and advance their watermarks and
         liveness times, in one statement; returns each device's watermarks from before
-        (``None`` for a device never seen)."""
+        (``None`` for a device never seen; without metric marks when the batch is newer than
+        everything before, as the evaluation then never reads them)."""
         keys = sorted(advances)
         items = [advances[k] for k in keys]
         rows = await conn.fetch(
@@ -92,16 +117,18 @@ class PostgresRuleStateStore:
                 $5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) ORDER BY 1, 2
             ON CONFLICT (tenant_id, device_id) DO UPDATE SET
                 prev_seen = d.last_seen,
-                prev_marks = d.marks,
+                -- EXCLUDED.prev_seen carries the batch's oldest reading, EXCLUDED.marks is NULL
+                -- when every tracked metric is in the batch at its newest reading.
+                prev_marks = CASE WHEN EXCLUDED.prev_seen <= d.last_seen
+                                  THEN coalesce(d.marks, '{}'::jsonb) END,
                 last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
-                -- EXCLUDED.prev_seen carries the batch's oldest mark: when no mark of the
-                -- batch is older than the newest reading so far, none is older than the mark
-                -- it replaces, so a plain concatenation merges (the common, in-order case)
                 marks = CASE
-                    WHEN EXCLUDED.marks IS NULL THEN d.marks
-                    WHEN d.marks IS NULL OR d.last_seen IS NULL OR EXCLUDED.prev_seen >= d.last_seen
-                    THEN coalesce(d.marks || EXCLUDED.marks, EXCLUDED.marks)
-                    ELSE evaluator_merge_marks(d.marks, EXCLUDED.marks) END,
+                    WHEN EXCLUDED.last_seen IS NULL THEN d.marks
+                    WHEN EXCLUDED.marks IS NOT NULL
+                    THEN evaluator_merge_marks(d.marks, d.last_seen, EXCLUDED.marks)
+                    WHEN d.marks IS NULL OR d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
+                    THEN NULL
+                    ELSE evaluator_raise_marks(d.marks, EXCLUDED.last_seen) END,
                 last_heartbeat_at = greatest(d.last_heartbeat_at, EXCLUDED.last_heartbeat_at),
                 last_reading_at = CASE
                     WHEN d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
@@ -112,15 +139,17 @@ class PostgresRuleStateStore:
             [k[0] for k in keys],
             [k[1] for k in keys],
             [a.marks.newest for a in items],
-            [_marks_json(a.marks.metrics) for a in items],
+            [_marks_json(a) for a in items],
             [a.heartbeat_at for a in items],
             [a.reading_at for a in items],
-            [min(a.marks.metrics.values(), default=None) for a in items],
+            [a.oldest_reading for a in items],
         )
         return {
             (r["tenant_id"], r["device_id"]): None
             if r["inserted"]
-            else Watermarks(r["prev_seen"], _marks_from(r["prev_marks"]))
+            else _watermarks(
+                r["prev_seen"], r["prev_marks"], advances[r["tenant_id"], r["device_id"]]
+            )
             for r in rows
         }
 

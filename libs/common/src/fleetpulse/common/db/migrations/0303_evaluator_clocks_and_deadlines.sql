@@ -1,11 +1,14 @@
 -- evaluator: two clocks kept apart, and no_data deadlines that scale with what is due.
 --
--- Reading order is device time, per metric: ``marks`` holds, for each metric a threshold rule
--- of the device looks at, the device time (epoch microseconds) of the newest value evaluated;
--- ``last_seen`` is now the device time of the newest reading of any metric (heartbeats no longer
--- move it). Liveness is receive time: ``last_heartbeat_at`` (any heartbeat) and
--- ``last_reading_at`` (a reading newer than every earlier one; late or duplicate readings are
--- not traffic). ``prev_marks`` returns the marks from before a batch's upsert (as prev_seen).
+-- Reading order is device time, per metric: for each metric a threshold rule of the device
+-- looks at, the device time of the newest value evaluated. ``last_seen`` is now the device time
+-- of the newest reading of any metric (heartbeats no longer move it). ``marks`` NULL means every
+-- such metric is at ``last_seen`` (the common case: each reading carries them all, so in-order
+-- batches write nothing more than before); otherwise ``marks`` is {"metric": epoch_us} (a JSON
+-- null: not seen yet). ``prev_marks`` returns the marks from before a batch's upsert, only when
+-- the batch holds a reading that is not newer than ``last_seen`` (the only case that reads them).
+-- Liveness is receive time: ``last_heartbeat_at`` (any heartbeat) and ``last_reading_at`` (a
+-- reading newer than every earlier one; late or duplicate readings are not traffic).
 ALTER TABLE evaluator_devices
     ADD COLUMN marks             jsonb,
     ADD COLUMN prev_marks        jsonb,
@@ -16,17 +19,27 @@ ALTER TABLE evaluator_devices
 -- last traffic (receive and device time were not told apart then).
 UPDATE evaluator_devices SET last_reading_at = last_seen WHERE last_seen IS NOT NULL;
 
--- The newest of each metric in two marks documents ({"metric": epoch_us}).
-CREATE FUNCTION evaluator_merge_marks(old jsonb, new jsonb) RETURNS jsonb
+-- Merge a batch's marks ({"metric": epoch_us or null}, one key per tracked metric) into a
+-- device's: per metric the newer one; ``old`` NULL stands for "every metric at old_seen".
+CREATE FUNCTION evaluator_merge_marks(old jsonb, old_seen timestamptz, new jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE
-        WHEN old IS NULL THEN new
-        WHEN new IS NULL THEN old
-        ELSE old || coalesce((
-            SELECT jsonb_object_agg(n.key, n.value) FROM jsonb_each(new) AS n
-            WHERE (old -> n.key) IS NULL OR (old ->> n.key)::bigint < (n.value #>> '{}')::bigint
-        ), '{}'::jsonb)
-    END
+    SELECT coalesce(old, '{}'::jsonb) || coalesce((
+        SELECT jsonb_object_agg(n.key, to_jsonb(greatest(
+            CASE WHEN old IS NULL
+                 THEN (extract(epoch FROM old_seen) * 1000000)::bigint
+                 ELSE (old ->> n.key)::bigint END,
+            (n.value #>> '{}')::bigint)))
+        FROM jsonb_each(new) AS n
+    ), '{}'::jsonb)
+$$;
+
+-- A batch whose readings all carry every tracked metric at the same newest time ``at`` (sent as
+-- NULL marks) but is not newer than the device: raise each explicit mark to at least ``at``.
+CREATE FUNCTION evaluator_raise_marks(old jsonb, at timestamptz) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_object_agg(o.key, to_jsonb(greatest(
+        (o.value #>> '{}')::bigint, (extract(epoch FROM at) * 1000000)::bigint)))
+    FROM jsonb_each(old) AS o
 $$;
 
 -- One row per (tenant, no_data rule, device it selects): when the pair may next open an alert.
