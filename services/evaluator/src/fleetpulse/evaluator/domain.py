@@ -348,11 +348,8 @@ class RulePlan:
     rules: tuple[Rule, ...]
     by_metric: tuple[tuple[str, tuple[Rule, ...]], ...]
     no_data: tuple[Rule, ...]
-
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        """The metrics whose order matters (those of threshold rules)."""
-        return tuple(metric for metric, _ in self.by_metric)
+    metrics: tuple[str, ...] = ()
+    """The metrics whose order matters (those of threshold rules)."""
 
     @classmethod
     def of(cls, rules: Sequence[Rule]) -> RulePlan:
@@ -362,24 +359,33 @@ class RulePlan:
                 groups.setdefault(rule.metric, []).append(rule)
         by_metric = tuple((metric, tuple(group)) for metric, group in groups.items())
         no_data = tuple(r for r in rules if r.kind == "no_data")
-        return cls(tuple(rules), by_metric, no_data)
+        return cls(tuple(rules), by_metric, no_data, tuple(groups))
 
 
-def batch_watermarks(plan: RulePlan, records: Sequence[Record]) -> Watermarks:
-    """The newest device times in ``records``: what the device's watermarks advance to (only
-    the metrics a threshold rule of the device looks at are tracked)."""
+def batch_watermarks(plan: RulePlan, ordered: Sequence[Record]) -> Watermarks:
+    """The newest device times in ``ordered`` (records oldest first): what the device's
+    watermarks advance to (only the metrics a threshold rule of the device looks at)."""
+    tracked = plan.metrics
     marks: dict[str, datetime] = {}
     newest: datetime | None = None
-    for record in records:
+    for record in reversed(ordered):  # newest first: usually one record holds every metric
         if record.kind == "heartbeat":
             continue
-        ts, metrics = record.ts, record.metrics
-        if newest is None or ts > newest:
-            newest = ts
-        for metric, _ in plan.by_metric:
-            if metric in metrics and (metric not in marks or ts > marks[metric]):
-                marks[metric] = ts
+        if newest is None:
+            newest = record.ts
+        metrics = record.metrics
+        for metric in tracked:
+            if metric not in marks and metric in metrics:
+                marks[metric] = record.ts
+        if len(marks) == len(tracked):
+            break
     return Watermarks(newest, marks)
+
+
+def by_time(records: Sequence[Record]) -> Sequence[Record]:
+    """``records`` oldest first (a stable sort: of two with the same time, the first stays
+    first)."""
+    return records if len(records) < 2 else sorted(records, key=_by_ts)
 
 
 def evaluate_device(
@@ -406,10 +412,7 @@ def evaluate_device(
         for rule in plan.rules:
             old = states.get(rule.rule_id)
             _record_step(outcome, rule.rule_id, old, reconcile(rule, old), None, None)
-    ordered = records if len(records) == 1 else sorted(records, key=_by_ts)
-    for record in ordered:
-        if _apply_record(plan, record, outcome, new_id, received_at):
-            outcome.applied += 1
+    _apply(plan, by_time(records), outcome, new_id, received_at)
     return outcome
 
 
@@ -417,49 +420,62 @@ def _by_ts(record: Record) -> datetime:
     return record.ts
 
 
-def _apply_record(
+def _apply(
     plan: RulePlan,
-    record: Record,
+    ordered: Sequence[Record],
     outcome: DeviceOutcome,
     new_id: IdFactory,
     received_at: datetime | None,
-) -> bool:
-    """Apply one record; True when it was new (traffic, or a metric value not seen before)."""
-    ts, metrics, states, seen = record.ts, record.metrics, outcome.states, outcome.seen
-    advanced = record.kind != "heartbeat" and (seen.newest is None or ts > seen.newest)
-    if advanced:
-        seen.newest = ts
-    alive = advanced or record.kind == "heartbeat"
-    marks = seen.metrics
-    fresh = False
-    for metric, rules in plan.by_metric:  # the hot loop: most readings change nothing
-        value = metrics.get(metric)
-        if value is None:
-            continue
-        if not advanced:  # newer than the newest reading is newer than every metric's mark
-            mark = marks.get(metric)
-            if mark is not None and ts <= mark:
-                continue  # a duplicate or a late value of this metric
-        marks[metric] = ts
-        fresh = True
-        for rule in rules:
-            state = states.get(rule.rule_id) if states else None
-            if state is None and rule.breached_by(value) is not True:
+) -> None:
+    """The hot loop: apply records oldest first (most readings of most devices change nothing).
+
+    A reading newer than the newest one so far is newer than every metric's mark (marks only
+    ever hold reading times), so only older ones look their metrics' marks up."""
+    by_metric, no_data = plan.by_metric, plan.no_data
+    states, seen = outcome.states, outcome.seen
+    marks, newest = seen.metrics, seen.newest
+    for record in ordered:
+        ts = record.ts
+        if record.kind == "heartbeat":
+            advanced, alive = False, True
+        elif newest is None or ts > newest:
+            newest, advanced, alive = ts, True, True
+        else:
+            advanced = alive = False
+        fresh = False
+        metrics = record.metrics
+        for metric, rules in by_metric:
+            value = metrics.get(metric)
+            if value is None:
                 continue
-            new_state, decision = on_value(rule, state, record.device_id, ts, value, new_id)
-            _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
-    if not alive:
-        return fresh
-    at = record.received_at or received_at or ts
-    if outcome.alive_at is None or at > outcome.alive_at:
-        outcome.alive_at = at
-    if states:
-        for rule in plan.no_data:
-            state = states.get(rule.rule_id)
-            if state is not None:
-                new_state, decision = on_seen(rule, state, record.device_id, at)
+            if not advanced:
+                mark = marks.get(metric)
+                if mark is not None and ts <= mark:
+                    continue  # a duplicate or a late value of this metric
+            marks[metric] = ts
+            fresh = True
+            for rule in rules:
+                state = states.get(rule.rule_id) if states else None
+                if state is None and rule.breached_by(value) is not True:
+                    continue
+                new_state, decision = on_value(rule, state, record.device_id, ts, value, new_id)
                 _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
-    return True
+        if not alive:
+            outcome.applied += fresh
+            continue
+        outcome.applied += 1
+        at = record.received_at or received_at or ts
+        if outcome.alive_at is None or at > outcome.alive_at:
+            outcome.alive_at = at
+        if states and no_data:
+            for rule in no_data:
+                state = states.get(rule.rule_id)
+                if state is not None:
+                    new_state, decision = on_seen(rule, state, record.device_id, at)
+                    _record_step(
+                        outcome, rule.rule_id, state, new_state, decision, record.traceparent
+                    )
+    seen.newest = newest
 
 
 def _record_step(

@@ -33,6 +33,7 @@ from fleetpulse.evaluator.domain import (
     RuleState,
     Step,
     batch_watermarks,
+    by_time,
     end_state,
     evaluate_device,
     new_alert_id,
@@ -188,10 +189,11 @@ class Evaluator:
                 await asyncio.wait_for(stop.wait(), interval_s)
 
     async def _evaluate(
-        self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, list[Record]]
+        self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, Sequence[Record]]
     ) -> Outcome:
         now = self._clock()
         plans = {key: self._catalog.plan_for(key) for key in by_device}
+        by_device = {key: by_time(records) for key, records in by_device.items()}
         advances = {key: _advance(plans[key], recs, now) for key, recs in by_device.items()}
         seen = await self._states.advance_devices(conn, advances)
         states = await self._states.load(conn, by_device)
@@ -391,7 +393,8 @@ def _writes(
 
 
 def _advance(plan: RulePlan, records: Sequence[Record], now: datetime) -> DeviceAdvance:
-    """Where a batch moves a device: watermarks (device time), liveness (receive time)."""
+    """Where a batch (oldest first) moves a device: watermarks (device time), liveness
+    (receive time)."""
     heartbeat_at: datetime | None = None
     reading_at: datetime | None = None
     oldest: datetime | None = None
