@@ -3,7 +3,8 @@
 :class:`Catalog` is pure: which rules apply to which device. :class:`PostgresCatalogSource`
 reloads it when a cheap fingerprint of either table changes, polled every
 ``refresh_s`` (1 s by default), so a Rule*/Device* event takes effect within a couple of seconds
-of its projection committing.
+of its projection committing; after each change it calls ``on_change`` (the evaluator's
+deadline sync and the end of alerts whose rule or device is gone).
 """
 
 from __future__ import annotations

@@ -1,8 +1,18 @@
-"""The evaluator's handlers: a batch of records, and the clock (durations, silences).
+"""The evaluator's handlers: a batch of records, the clock (durations, silences) and catalog
+changes (rules or devices created, changed, deleted).
 
 Each handler runs one transaction per unit of work: lock the devices' rows, load their states,
 run the pure core, write the new states and append the alert events it decided, commit. A
 deadlock or serialization failure retries the unit on fresh state.
+
+``no_data`` deadlines live in ``evaluator_deadlines``, one row per (tenant, rule, device) the rule
+selects, kept in step with the catalog by :meth:`Evaluator.catalog_changed`. The clock reads only
+the rows that are due (an index on ``due_at``): each either opens an alert or moves to its real
+deadline (last traffic, or the pair's start, or the close of its last alert, plus ``timeout_s``).
+A catalog change also ends the states whose rule no longer applies to their device: a firing one
+resolves with the reason (``rule_deleted``, ``rule_disabled``, ``rule_changed``,
+``device_deselected``, ``device_decommissioned``). A rule updated so that it still selects the
+device keeps its open alert, judged by the new condition from the next value on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``PostgresRuleStateStore``: rule states and device watermarks in PostgreSQL (migration 0300).
+"""``PostgresRuleStateStore``: rule states, device watermarks and liveness, and no_data
+deadlines in PostgreSQL (migrations 0300-0303).
 
 A device's rule states change only with its ``evaluator_devices`` row locked: batches wait for
 the lock (rows locked in key order, so two batches never deadlock on each other), timers skip a
