@@ -352,3 +352,29 @@ async def test_watermarks_in_the_database_match_the_pure_core(
         actual += [("ResolveAlert", d.rule.rule_id, d.resolved_at) for d in outcome.resolved]
     assert sorted(actual) == sorted(expected)
     assert len(expected) > 4  # the sequence did open and resolve alerts
+
+
+async def test_rule_changed_but_still_selecting_keeps_its_alert_under_the_new_condition(
+    db_pool: asyncpg.Pool,
+    add_rule: Any,
+    add_device: Any,
+    make_evaluator: MakeEvaluator,
+    refresh_catalogs: Callable[[], Awaitable[None]],
+    clock: Any,
+) -> None:
+    """The policy for a rule update that still selects the device: its open alert stays open
+    (no resolve/reopen churn for a rename or a severity change) and is judged by the updated
+    condition from the next value on."""
+    await add_device("d1")
+    await add_rule("hot", metric="temp_c", operator="gt", threshold=50)
+    evaluator = await make_evaluator()
+    clock.now = at(1)
+    assert len((await evaluator.handle([reading("d1", 1, temp_c=60)])).opened) == 1
+    await add_rule("hot", metric="temp_c", operator="gt", threshold=70, version=2)
+    await refresh_catalogs()
+    assert (await evaluator.catalog_changed()).resolved == []
+    assert await statuses(db_pool) == {"d1": "open"}
+    clock.now = at(2)
+    resolved = await evaluator.handle([reading("d1", 2, temp_c=65)])  # meets 50, not 70
+    assert [d.resolved_at for d in resolved.resolved] == [at(2)]
+    assert await db_pool.fetchval("SELECT details->>'resolved_reason' FROM alerts") is None
