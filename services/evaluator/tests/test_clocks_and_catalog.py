@@ -7,6 +7,7 @@ Each test names the fault kind it guards against; the positive control sits besi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -378,3 +379,28 @@ async def test_rule_changed_but_still_selecting_keeps_its_alert_under_the_new_co
     resolved = await evaluator.handle([reading("d1", 2, temp_c=65)])  # meets 50, not 70
     assert [d.resolved_at for d in resolved.resolved] == [at(2)]
     assert await db_pool.fetchval("SELECT details->>'resolved_reason' FROM alerts") is None
+
+
+async def test_two_replicas_handling_a_catalog_change_resolve_once(
+    db_pool: asyncpg.Pool,
+    add_rule: Any,
+    add_device: Any,
+    make_evaluator: MakeEvaluator,
+    refresh_catalogs: Callable[[], Awaitable[None]],
+    clock: Any,
+) -> None:
+    """Replicas see the same catalog change at the same time: the deadline sync and the end of
+    the deleted rule's alerts happen once (one AlertResolved per alert), without errors."""
+    for device in ("d1", "d2", "d3"):
+        await add_device(device)
+    await add_rule("hot", metric="temp_c", operator="gt", threshold=50)
+    await add_rule("silent", kind="no_data", timeout_s=30)
+    first, second = await make_evaluator(), await make_evaluator()
+    clock.now = at(1)
+    await first.handle([reading(d, 1, temp_c=99) for d in ("d1", "d2", "d3")])
+    await db_pool.execute("DELETE FROM rules")
+    await refresh_catalogs()
+    outcomes = await asyncio.gather(first.catalog_changed(), second.catalog_changed())
+    assert sum(len(o.resolved) for o in outcomes) == 3
+    assert await db_pool.fetchval("SELECT count(*) FROM events WHERE type = 'AlertResolved'") == 3
+    assert await db_pool.fetchval("SELECT count(*) FROM evaluator_deadlines") == 0

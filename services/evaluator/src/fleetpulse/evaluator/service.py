@@ -173,7 +173,7 @@ class Evaluator:
         now selected, and the end of every state whose rule no longer applies to its device
         (deleted, disabled, changed so it no longer selects it, device retagged or
         decommissioned); a firing one resolves with that reason."""
-        await self._states.sync_deadlines(self._pool)
+        await self._transaction(self._states.sync_deadlines)  # replicas may sync at once
         outcome = Outcome()
         orphans: dict[DeviceKey, dict[str, str]] = {}
         for row in await self._states.all_states(self._pool):
