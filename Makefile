@@ -11,8 +11,8 @@ PYTEST_ARGS ?=
 TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e bench-export smoke simulate migrate \
-	config-table contracts
+	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e bench-export smoke simulate \
+	migrate config-table contracts
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench-ingest: sync ## ingest messages/s and readings/s vs a naive bridge and mos
 
 bench-evaluator: sync
 	$(UV) run python benchmarks/evaluator.py
+
+bench-no-data: sync ## no_data at 100,000 devices (99% silent, unselected): every due deadline fires within timeout_s + 5 s
+	$(UV) run python benchmarks/no_data.py
 
 bench-delivery: sync
 	$(UV) run python benchmarks/delivery.py

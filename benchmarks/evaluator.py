@@ -35,7 +35,7 @@ from fleetpulse.common.eventstore import PostgresEventStore
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
 from fleetpulse.evaluator.coalescer import Coalescer
-from fleetpulse.evaluator.domain import Record, RuleState, evaluate_device
+from fleetpulse.evaluator.domain import Record, RuleState, Watermarks, evaluate_device
 from fleetpulse.evaluator.service import Evaluator
 from fleetpulse.testing.postgres import create_migrated_database, drop_database, unique_name
 
@@ -142,19 +142,19 @@ class Readings:
 def _core_rate(catalog: Catalog, devices: int, n: int) -> float:
     readings = Readings(devices, 1, seed=1)
     states: dict[str, dict[str, RuleState]] = {}
-    seen: dict[str, datetime | None] = {}
+    seen: dict[str, Watermarks | None] = {}
     batches = [readings.batch(devices) for _ in range(max(1, n // devices))]
     started = time.perf_counter()
     for batch in batches:
         for record in batch:
             key = (record.tenant_id, record.device_id)
             out = evaluate_device(
-                catalog.rules_for(key),
+                catalog.plan_for(key),
                 states.get(record.device_id, {}),
                 seen.get(record.device_id),
                 (record,),
             )
-            states[record.device_id], seen[record.device_id] = out.states, out.last_seen
+            states[record.device_id], seen[record.device_id] = out.states, out.seen
     return len(batches) * devices / (time.perf_counter() - started)
 
 

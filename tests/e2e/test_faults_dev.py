@@ -793,6 +793,28 @@ async def test_moto_restart_recovers_by_itself(platform: Platform) -> None:
     await sc.verify()
 
 
+async def test_deleting_the_rule_resolves_its_open_alert_and_notifies(platform: Platform) -> None:
+    """Fault kind (issue 12 case 11): deleting a rule left its open alert open forever and no
+    ``alert.resolved`` went out. Through the API, the evaluator, the dispatcher and the delivery
+    worker: the alert resolves with reason ``rule_deleted`` and its resolved webhook follows."""
+    sc = await platform.scenario("rule-deleted")
+    await sc.breach()
+    await sc.wait_alert("open")
+    await sc.wait_webhooks()
+    token = platform.token(("tenant-admin", "operator"), sc.tenant)
+    check(await platform.api.delete(f"{API}/rules/{sc.rule_id}", headers=bearer(token)), 204)
+    await sc.wait_alert("resolved")
+    await sc.wait_webhooks()
+    reason = await sc.db.fetchval(
+        "SELECT details->>'resolved_reason' FROM alerts WHERE tenant_id = $1", sc.tenant
+    )
+    assert reason == "rule_deleted"
+    hits = [hit.type for hit in platform.receiver.of(sc.tenant) if hit.succeeded]
+    assert hits == ["alert.opened", "alert.resolved"]
+    await quiet()
+    await sc.verify()
+
+
 async def test_no_late_duplicates_in_any_scenario(platform: Platform) -> None:
     """Run last: every scenario again, once redelivered SQS messages had the time to surface."""
     assert platform.scenarios, "no scenario ran"

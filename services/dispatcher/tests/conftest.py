@@ -64,6 +64,7 @@ class World:
                 "group_by": fields.get("group_by", []),
                 "group_wait_s": fields.get("group_wait_s", 0),
                 "repeat_interval_s": fields.get("repeat_interval_s"),
+                "group_interval_s": fields.get("group_interval_s"),
             },
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from fleetpulse.dispatcher.service import Dispatcher
@@ -137,9 +138,11 @@ async def test_group_wait_collects_alerts_into_one_notification(world: World) ->
     assert [r["notification_type"] for r in await world.deliveries()].count("resolved") == 1
 
 
-async def test_repeat_interval_holds_new_alerts_of_a_notified_group(world: World) -> None:
+async def test_group_interval_holds_new_alerts_of_a_notified_group(world: World) -> None:
+    """Alertmanager's group_interval: a notified group that gains alerts notifies again, listing
+    every alert still firing (the new ones first), group_interval_s after its last notification."""
     await world.integration("hook")
-    await world.route("grouped", "hook", group_by=["rule_id"], repeat_interval_s=600)
+    await world.route("grouped", "hook", group_by=["rule_id"], group_interval_s=600)
     clock = Clock()
     d = dispatcher(world, clock)
     await d.handle(await world.open_alert("d1"))
@@ -155,7 +158,59 @@ async def test_repeat_interval_holds_new_alerts_of_a_notified_group(world: World
     assert [a["device_id"] for a in deliveries[1]["scheduled"]["payload"]["data"]["alerts"]] == [
         "d2",
         "d3",
+        "d1",
     ]
+    assert deliveries[1]["notification_type"] == "firing"
+
+
+async def test_repeat_interval_resends_while_still_firing(world: World) -> None:
+    """Fault kind (issue 12 case 13): repeat_interval_s did not repeat. With group_by rule_id
+    and repeat_interval_s 60, an alert open for 130 s is notified at 0, 60 and 120 s: two
+    repeats (new deliveries, notification_type ``repeat``, payload data.repeat true, new
+    delivery ids, the same lead alert event). Once it resolves, the repeats stop and its
+    resolved notification follows (positive control for the "nothing more" check)."""
+    await world.integration("hook")
+    await world.route("grouped", "hook", group_by=["rule_id"], repeat_interval_s=60)
+    clock = Clock()
+    d = dispatcher(world, clock)
+    opened = await world.open_alert("d1")
+    await d.handle(opened)
+    for _ in range(13):  # the dispatcher's flush loop, every 10 s for 130 s
+        clock.advance(10)
+        await d.flush_due_groups()
+    deliveries = await world.deliveries()
+    assert [r["notification_type"] for r in deliveries] == ["firing", "repeat", "repeat"]
+    assert len({r["delivery_id"] for r in deliveries}) == 3
+    assert {str(r["alert_event_id"]) for r in deliveries} == {str(opened.event_id)}
+    payloads = [r["scheduled"]["payload"] for r in deliveries]
+    assert [p["data"]["repeat"] for p in payloads] == [False, True, True]
+    assert all(p["type"] == "alert.opened" and p["data"]["status"] == "firing" for p in payloads)
+    sent = [datetime.fromisoformat(p["timestamp"]) for p in payloads]  # the dispatcher's clock
+    assert [(b - a).total_seconds() for a, b in pairwise(sent)] == [60, 60]
+    await d.handle(await world.resolve(opened.data["alert_id"]))
+    for _ in range(13):
+        clock.advance(10)
+        await d.flush_due_groups()
+    types = [r["notification_type"] for r in await world.deliveries()]
+    assert types == ["firing", "repeat", "repeat", "resolved"]
+
+
+async def test_repeat_lists_only_alerts_still_firing(world: World) -> None:
+    await world.integration("hook")
+    await world.route("grouped", "hook", group_by=["rule_id"], group_wait_s=5, repeat_interval_s=60)
+    clock = Clock()
+    d = dispatcher(world, clock)
+    first, second = await world.open_alert("d1"), await world.open_alert("d2")
+    await d.handle(first)
+    await d.handle(second)
+    clock.advance(6)
+    assert await d.flush_due_groups() == 1
+    await d.handle(await world.resolve(first.data["alert_id"]))
+    clock.advance(60)
+    assert await d.flush_due_groups() == 1
+    repeat = (await world.deliveries())[-1]
+    assert repeat["notification_type"] == "repeat"
+    assert [a["device_id"] for a in repeat["scheduled"]["payload"]["data"]["alerts"]] == ["d2"]
 
 
 async def test_an_alert_resolved_while_waiting_in_its_group_is_not_notified(world: World) -> None:
@@ -181,3 +236,30 @@ async def test_concurrent_open_and_resolve_always_end_with_a_resolution(world: W
         await asyncio.gather(d.handle(opened), d.handle(resolved))
     types = [r["notification_type"] for r in await world.deliveries()]
     assert types.count("firing") == types.count("resolved")
+
+
+async def test_alert_ended_because_its_rule_is_gone_gets_a_resolved_notification(
+    world: World,
+) -> None:
+    """Issue 12 case 11, the dispatcher's side: an AlertResolved with a reason (the evaluator
+    resolves alerts whose rule was deleted or changed, or whose device was retagged or
+    decommissioned) follows as any other resolution, the reason in the body."""
+    await world.integration("hook")
+    await world.route("all", "hook")
+    d = dispatcher(world)
+    opened = await world.open_alert("d1")
+    await d.handle(opened)
+    resolved = await world.append(
+        f"alert-t1-{opened.data['alert_id']}",  # the conftest's tenant
+        "AlertResolved",
+        {
+            "alert_id": opened.data["alert_id"],
+            "resolved_at": datetime.now(UTC).isoformat(),
+            "reason": "rule_deleted",
+        },
+    )
+    await d.handle(resolved)
+    deliveries = await world.deliveries()
+    assert [r["notification_type"] for r in deliveries] == ["firing", "resolved"]
+    body = deliveries[1]["scheduled"]["payload"]
+    assert (body["type"], body["data"]["reason"]) == ("alert.resolved", "rule_deleted")

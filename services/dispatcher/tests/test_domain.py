@@ -13,6 +13,7 @@ from fleetpulse.dispatcher.domain import (
     Route,
     delivery_id_for,
     firing_targets,
+    flush_group,
     group_of,
     join_group,
     parse_windows,
@@ -119,16 +120,37 @@ def test_groups_by_labels_including_device_tags() -> None:
     assert group_of(Route("r", "i"), alert()).key == "alert:a1"
 
 
-def test_group_wait_then_repeat_interval() -> None:
-    route = Route("r", "i", group_by=("rule_id",), group_wait_s=30, repeat_interval_s=600)
+def test_group_wait_then_group_interval() -> None:
+    route = Route("r", "i", group_by=("rule_id",), group_wait_s=30, group_interval_s=600)
     state = join_group(GroupState(), {"alert_id": "a1"}, route, NOW)
     assert state.flush_at == NOW + timedelta(seconds=30)
     state = join_group(state, {"alert_id": "a2"}, route, NOW + timedelta(seconds=10))
     assert [m["alert_id"] for m in state.pending] == ["a1", "a2"]
     assert state.flush_at == NOW + timedelta(seconds=30)
-    notified = GroupState((), None, NOW + timedelta(seconds=30))
+    notified = GroupState((), None, NOW + timedelta(seconds=30), ({"alert_id": "a1"},))
     later = join_group(notified, {"alert_id": "a3"}, route, NOW + timedelta(seconds=60))
     assert later.flush_at == NOW + timedelta(seconds=630)
+    # a group whose notified alerts all ended is new again: group_wait, not group_interval
+    ended = join_group(GroupState((), None, NOW), {"alert_id": "a4"}, route, NOW)
+    assert ended.flush_at == NOW + timedelta(seconds=30)
+
+
+def test_flush_new_alerts_then_repeats_then_nothing() -> None:
+    route = Route("r", "i", group_by=("rule_id",), repeat_interval_s=60)
+    a1, a2 = {"alert_id": "a1"}, {"alert_id": "a2"}
+    first = flush_group(GroupState((a1,), NOW), lambda _id: True, route, NOW)
+    assert (first.kind, first.members, first.state.firing) == ("firing", (a1,), (a1,))
+    assert first.state.flush_at == NOW + timedelta(seconds=60)
+    early = flush_group(first.state, lambda _id: True, route, NOW + timedelta(seconds=59))
+    assert early.members == () and early.state.flush_at == NOW + timedelta(seconds=60)
+    repeat = flush_group(first.state, lambda _id: True, route, NOW + timedelta(seconds=60))
+    assert (repeat.kind, repeat.members) == ("repeat", (a1,))
+    assert repeat.state.flush_at == NOW + timedelta(seconds=120)
+    grown = GroupState((a2,), NOW, repeat.state.last_notified_at, repeat.state.firing)
+    both = flush_group(grown, lambda _id: True, route, NOW + timedelta(seconds=70))
+    assert (both.kind, both.members) == ("firing", (a2, a1))
+    gone = flush_group(both.state, lambda _id: False, route, NOW + timedelta(seconds=200))
+    assert gone.members == () and gone.state == GroupState((), None, both.state.last_notified_at)
 
 
 def test_joining_twice_changes_nothing() -> None:

@@ -28,17 +28,20 @@ async def insert_rule(
     tags: dict[str, Any] | None = None,
     version: int = 1,
     tenant: str = TENANT,
+    at: datetime | None = None,
+    enabled: bool = True,
     **definition: Any,
 ) -> None:
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     await pool.execute(
         """
         INSERT INTO rules (tenant_id, rule_id, name, kind, severity, definition, device_selector,
-                           created_at, updated_at, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
+                           created_at, updated_at, version, enabled)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
         ON CONFLICT (tenant_id, rule_id) DO UPDATE SET definition = EXCLUDED.definition,
             kind = EXCLUDED.kind, device_selector = EXCLUDED.device_selector,
-            version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+            version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
+            enabled = EXCLUDED.enabled
         """,
         tenant,
         rule_id,
@@ -49,13 +52,19 @@ async def insert_rule(
         {"tags": tags} if tags else {},
         now,
         version,
+        enabled,
     )
 
 
 async def insert_device(
-    pool: asyncpg.Pool, device_id: str, *, tags: dict[str, Any] | None = None, tenant: str = TENANT
+    pool: asyncpg.Pool,
+    device_id: str,
+    *,
+    tags: dict[str, Any] | None = None,
+    tenant: str = TENANT,
+    at: datetime | None = None,
 ) -> None:
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     await pool.execute(
         """
         INSERT INTO devices (tenant_id, device_id, name, tags, registered_at, updated_at, version)
@@ -98,13 +107,35 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_evaluator(db_pool: asyncpg.Pool, clock: Clock) -> Callable[..., Awaitable[Evaluator]]:
+def catalog_sources() -> list[PostgresCatalogSource]:
+    return []
+
+
+@pytest.fixture
+def refresh_catalogs(catalog_sources: list[PostgresCatalogSource]) -> Callable[[], Awaitable[None]]:
+    """Reload the catalogs of every evaluator made so far (as their refresher would)."""
+
+    async def refresh() -> None:
+        for source in catalog_sources:
+            await source.refresh()
+
+    return refresh
+
+
+@pytest.fixture
+def make_evaluator(
+    db_pool: asyncpg.Pool, clock: Clock, catalog_sources: list[PostgresCatalogSource]
+) -> Callable[..., Awaitable[Evaluator]]:
     async def make(**kw: Any) -> Evaluator:
         catalog = Catalog()
-        await PostgresCatalogSource(db_pool, catalog).refresh()
+        source = PostgresCatalogSource(db_pool, catalog)
+        catalog_sources.append(source)
+        await source.refresh()
         kw.setdefault("duration_grace_s", 0.0)
-        return Evaluator(
+        evaluator = Evaluator(
             db_pool, catalog, PostgresAlertLog(PostgresEventStore(db_pool)), clock=clock, **kw
         )
+        await evaluator.catalog_changed()  # as the service does after each catalog change
+        return evaluator
 
     return make

@@ -14,6 +14,7 @@ from fleetpulse.evaluator.domain import (
     ResolveAlert,
     Rule,
     RuleState,
+    Watermarks,
     evaluate_device,
     on_clock,
     on_silence,
@@ -47,7 +48,7 @@ def test_immediate_open_and_resolve() -> None:
     out = evaluate_device([hot()], {}, None, readings((0, 70), (1, 85), (2, 90), (3, 60)))
     assert [type(d) for d in out.decisions] == [OpenAlert, ResolveAlert]
     assert out.decisions[0].opened_at == at(1)  # type: ignore[union-attr]
-    assert out.states == {} and out.last_seen == at(3) and out.applied == 4
+    assert out.states == {} and out.seen.newest == at(3) and out.applied == 4
 
 
 def test_hysteresis_keeps_firing_until_clear_threshold() -> None:
@@ -79,7 +80,7 @@ def test_dip_below_threshold_restarts_the_duration() -> None:
 
 def test_stale_and_duplicate_records_are_skipped() -> None:
     first = evaluate_device([hot()], {}, None, readings((10, 90)))
-    again = evaluate_device([hot()], first.states, first.last_seen, readings((10, 90), (5, 10)))
+    again = evaluate_device([hot()], first.states, first.seen, readings((10, 90), (5, 10)))
     assert again.decisions == [] and again.applied == 0 and again.changed == set()
     assert again.states == first.states
 
@@ -91,7 +92,8 @@ def test_records_without_the_metric_and_heartbeats_leave_threshold_state_alone()
         Record("t", "d1", at(2), {}, "heartbeat"),
     ]
     out = evaluate_device([hot()], {}, None, records)
-    assert out.states["r1"].status == "firing" and out.last_seen == at(2)
+    assert out.states["r1"].status == "firing" and out.seen.metrics == {"temp_c": at(0)}
+    assert out.seen.newest == at(1)  # a heartbeat is liveness, not reading order
 
 
 def test_no_data_opens_at_last_seen_plus_timeout_and_resolves_on_data() -> None:
@@ -103,7 +105,7 @@ def test_no_data_opens_at_last_seen_plus_timeout_and_resolves_on_data() -> None:
     assert on_silence(rule, state, "d1", at(0), at(99)) == (state, None)  # already open
     assert state is not None
     out = evaluate_device(
-        [rule], {"nd": state}, at(0), [Record("t", "d1", at(40), {}, "heartbeat")]
+        [rule], {"nd": state}, Watermarks(at(0)), [Record("t", "d1", at(40), {}, "heartbeat")]
     )
     assert isinstance(out.decisions[0], ResolveAlert) and out.decisions[0].resolved_at == at(40)
     assert out.states == {} and out.changed == {"nd"}
@@ -118,13 +120,15 @@ def test_no_data_rearms_after_a_close() -> None:
 
 def test_pending_of_an_older_rule_version_starts_over() -> None:
     old = RuleState("pending", at(0), rule_version=1, value=90)
-    out = evaluate_device([hot(version=2, duration_s=10)], {"r1": old}, at(0), readings((5, 90)))
+    out = evaluate_device(
+        [hot(version=2, duration_s=10)], {"r1": old}, Watermarks(at(0)), readings((5, 90))
+    )
     assert out.states["r1"].since == at(5) and "r1" in out.changed
 
 
 def test_state_of_a_rule_no_longer_selected_is_kept() -> None:
     firing = RuleState("firing", at(0), 1, alert_id="a1")
-    out = evaluate_device([], {"gone": firing}, at(0), readings((5, 90)))
+    out = evaluate_device([], {"gone": firing}, Watermarks(at(0)), readings((5, 90)))
     assert out.states == {"gone": firing} and out.changed == set()
 
 

@@ -99,25 +99,34 @@ def record(device: str, ts: datetime, kind: str = "reading", **metrics: Any) -> 
     }
 
 
-async def add_rule(pool: asyncpg.Pool, rule_id: str, kind: str, **definition: Any) -> None:
+async def add_rule(
+    pool: asyncpg.Pool,
+    rule_id: str,
+    kind: str,
+    selector: dict[str, Any] | None = None,
+    **definition: Any,
+) -> None:
     now = datetime.now(UTC)
     await pool.execute(
-        "INSERT INTO rules (tenant_id, rule_id, name, kind, severity, definition, created_at, "
-        "updated_at, version) VALUES ($1, $2, $2, $3, 'major', $4, $5, $5, 1)",
+        "INSERT INTO rules (tenant_id, rule_id, name, kind, severity, definition, device_selector,"
+        " created_at, updated_at, version) VALUES ($1, $2, $2, $3, 'major', $4, $5, $6, $6, 1)",
         T,
         rule_id,
         kind,
         definition,
+        {"tags": selector} if selector else {},
         now,
     )
 
 
-async def add_devices(pool: asyncpg.Pool, devices: list[str]) -> None:
+async def add_devices(
+    pool: asyncpg.Pool, devices: list[str], tags: dict[str, Any] | None = None
+) -> None:
     now = datetime.now(UTC)
     await pool.executemany(
         "INSERT INTO devices (tenant_id, device_id, tags, registered_at, updated_at, version) "
-        "VALUES ($1, $2, '{}', $3, $3, 1)",
-        [(T, d, now) for d in devices],
+        "VALUES ($1, $2, $3, $4, $4, 1)",
+        [(T, d, tags or {}, now) for d in devices],
     )
 
 
@@ -136,12 +145,11 @@ async def test_silent_device_alerts_within_timeout_plus_5s(
     evaluators: Evaluators,
     publisher: SqsBatchPublisher,
 ) -> None:
+    evaluators.start()
     await add_devices(db_pool, ["quiet"])
     await add_rule(db_pool, "silent", "no_data", timeout_s=3)
-    evaluators.start()
-    last = datetime.now(UTC)
-    await publisher.publish([record("quiet", last, "heartbeat")])
-    await wait_for(db_pool, "SELECT true FROM evaluator_devices WHERE last_seen = $1", last)
+    await publisher.publish([record("quiet", datetime.now(UTC), "heartbeat")])
+    last = await wait_for(db_pool, "SELECT last_heartbeat_at FROM evaluator_devices")
     opened_at = await wait_for(db_pool, "SELECT recorded_at FROM events WHERE type = 'AlertOpened'")
     latency = (opened_at - last).total_seconds()
     print(
@@ -149,6 +157,50 @@ async def test_silent_device_alerts_within_timeout_plus_5s(
     )
     assert 3 <= latency <= 3 + 5
     assert await db_pool.fetchval("SELECT opened_at FROM alerts") == last + timedelta(seconds=3)
+
+
+async def test_device_that_never_reported_alerts_from_its_registration(
+    db_pool: asyncpg.Pool,
+    evaluators: Evaluators,
+) -> None:
+    """Fault kind (issue 12 case 8): a no_data deadline only existed for devices that had sent
+    something, so a device that never reported never alerted. Its deadline starts at the later
+    of registration and rule creation; the device the rule does not select stays quiet."""
+    await add_devices(db_pool, ["never"], tags={"site": "here"})
+    await add_devices(db_pool, ["other"], tags={"site": "elsewhere"})
+    await add_rule(db_pool, "silent", "no_data", selector={"site": "here"}, timeout_s=3)
+    armed = await db_pool.fetchval("SELECT updated_at FROM rules")
+    evaluators.start()
+    opened_at = await wait_for(db_pool, "SELECT recorded_at FROM events WHERE type = 'AlertOpened'")
+    assert 3 <= (opened_at - armed).total_seconds() <= 3 + 5
+    assert await db_pool.fetchval("SELECT array_agg(device_id) FROM alerts") == ["never"]
+    assert await db_pool.fetchval("SELECT opened_at FROM alerts") == armed + timedelta(seconds=3)
+
+
+async def test_no_data_is_not_starved_by_a_parked_fleet(
+    db_pool: asyncpg.Pool,
+    evaluators: Evaluators,
+    publisher: SqsBatchPublisher,
+) -> None:
+    """Fault kind (issue 12 case 12): the silence query took the first 1,000 (device, rule)
+    pairs of all tenants before applying the selector, so 1,000 silent devices no rule selects
+    starved the one device a rule does select. Positive control: that device alerts in time;
+    none of the parked ones does."""
+    parked = [f"parked-{i:04d}" for i in range(1000)]
+    await add_devices(db_pool, parked, tags={"fleet": "parked"})
+    evaluators.start()
+    long_ago = datetime.now(UTC) - timedelta(hours=1)  # the parked fleet reported once, long ago
+    await publisher.publish([record(d, long_ago, "heartbeat") for d in parked])
+    await wait_for(db_pool, "SELECT count(*) = 1000 FROM evaluator_devices")
+    await add_devices(db_pool, ["watched"], tags={"fleet": "live"})
+    await add_rule(db_pool, "silent", "no_data", selector={"fleet": "live"}, timeout_s=3)
+    sent = datetime.now(UTC)
+    await publisher.publish([record("watched", sent, "heartbeat")])
+    await wait_for(db_pool, "SELECT true FROM evaluator_devices WHERE device_id = 'watched'")
+    opened_at = await wait_for(db_pool, "SELECT recorded_at FROM events WHERE type = 'AlertOpened'")
+    assert 3 <= (opened_at - sent).total_seconds() <= 3 + 5
+    await asyncio.sleep(1)
+    assert await db_pool.fetch("SELECT rule_id, device_id FROM alerts") == [("silent", "watched")]
 
 
 async def test_duration_begun_before_a_crash_opens_on_time(
@@ -208,7 +260,7 @@ def _expected(steps: list[list[dict[str, Any]]]) -> list[tuple[str, str]]:
                 seen.get(device),
                 [Record(T, device, datetime.fromisoformat(raw["ts"]), raw["metrics"])],
             )
-            states[device], seen[device] = out.states, out.last_seen
+            states[device], seen[device] = out.states, out.seen
             events += [
                 (
                     "AlertOpened" if isinstance(d, OpenAlert) else "AlertResolved",
@@ -270,3 +322,25 @@ async def test_two_replicas_produce_exactly_the_alerts_of_one(
         )
         == 0
     )
+
+
+async def test_deleting_a_rule_resolves_its_open_alert(
+    db_pool: asyncpg.Pool,
+    evaluators: Evaluators,
+    publisher: SqsBatchPublisher,
+) -> None:
+    """Fault kind (issue 12 case 11): deleting a rule left its alerts open forever. The open
+    alert resolves with reason ``rule_deleted``; the alert of the rule that stays is untouched."""
+    await add_devices(db_pool, ["d1"])
+    await add_rule(db_pool, "hot", "threshold", metric="temp_c", operator="gt", threshold=50)
+    await add_rule(db_pool, "warm", "threshold", metric="temp_c", operator="gt", threshold=40)
+    evaluators.start()
+    await publisher.publish([record("d1", datetime.now(UTC), temp_c=99)])
+    await wait_for(db_pool, "SELECT count(*) = 2 FROM alerts WHERE status = 'open'")
+    await db_pool.execute("DELETE FROM rules WHERE rule_id = 'hot'")  # as RuleDeleted projects
+    reason = await wait_for(
+        db_pool,
+        "SELECT details->>'resolved_reason' FROM alerts WHERE rule_id = 'hot' AND status = 'resolved'",
+    )
+    assert reason == "rule_deleted"
+    assert await db_pool.fetchval("SELECT status FROM alerts WHERE rule_id = 'warm'") == "open"

@@ -1,5 +1,9 @@
 """Property-based: for random arrival sequences the core's open/resolve sequence equals a small
-reference model, also when batches are redelivered."""
+reference model, also when batches are redelivered; under any reordering no alert resolves
+before it opened and opens and resolves alternate.
+
+Fault kinds (issue 12): a heartbeat must not hide a reading (liveness and reading order are
+different clocks), and a late reading must never resolve an alert before it opened."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from fleetpulse.evaluator.domain import (
     ResolveAlert,
     Rule,
     RuleState,
+    Watermarks,
     evaluate_device,
     on_clock,
     on_silence,
@@ -70,27 +75,30 @@ def _at(seconds: int) -> datetime:
 
 
 def reference_threshold(rule: Rule, sequence: list[Arrival]) -> Outcome:
-    """Obviously right, slow and stateful in the plainest way."""
+    """Obviously right, slow and stateful in the plainest way: values of the metric in device
+    time order (heartbeats are no values), a firing alert ignores values from before it opened."""
     op, thr, clear = OPS[rule.operator], rule.threshold, rule.clear_threshold
-    newest, firing, run_start = -1, False, None
+    newest, firing, run_start, opened = -1, False, None, 0
     out: Outcome = []
     for kind, item in sequence:
         if kind == "tick":
             if not firing and run_start is not None and item >= run_start + rule.duration_s:
-                firing, out = True, [*out, ("open", _at(run_start + int(rule.duration_s)))]
+                opened = run_start + int(rule.duration_s)
+                firing, out = True, [*out, ("open", _at(opened))]
             continue
         for ts, value in sorted(item, key=lambda r: r[0]):
-            if ts <= newest:
+            if value is None or ts <= newest:
                 continue
             newest = ts
-            if value is None:
+            if firing and ts < opened:
                 continue
             if firing and not op(value, thr if clear is None else clear):
                 firing, run_start, out = False, None, [*out, ("resolve", _at(ts))]
             elif not firing and op(value, thr):
                 run_start = ts if run_start is None else run_start
                 if ts - run_start >= rule.duration_s:
-                    firing, out = True, [*out, ("open", _at(run_start + int(rule.duration_s)))]
+                    opened = run_start + int(rule.duration_s)
+                    firing, out = True, [*out, ("open", _at(opened))]
             elif not firing:
                 run_start = None
     return out
@@ -112,7 +120,7 @@ def _records(batch: Batch) -> list[Record]:
 def core_threshold(rule: Rule, sequence: list[Arrival]) -> Outcome:
     """The core as the service drives it: state carried between batches, clock ticks between."""
     states: dict[str, RuleState] = {}
-    last_seen: datetime | None = None
+    seen: Watermarks | None = None
     ids = (f"a{i}" for i in count())
     out: Outcome = []
     for kind, item in sequence:
@@ -121,8 +129,8 @@ def core_threshold(rule: Rule, sequence: list[Arrival]) -> Outcome:
             states = {"r": state} if state is not None else {}
             out += [("open", decision.opened_at)] if isinstance(decision, OpenAlert) else []
             continue
-        outcome = evaluate_device([rule], states, last_seen, _records(item), lambda: next(ids))
-        states, last_seen = outcome.states, outcome.last_seen
+        outcome = evaluate_device([rule], states, seen, _records(item), lambda: next(ids))
+        states, seen = outcome.states, outcome.seen
         out += [
             ("open", d.opened_at) if isinstance(d, OpenAlert) else ("resolve", d.resolved_at)
             for d in outcome.decisions
@@ -166,34 +174,43 @@ def test_opens_and_resolves_alternate(rule: Rule, sequence: list[Arrival]) -> No
 
 
 def reference_no_data(timeout: int, sequence: list[Arrival]) -> Outcome:
-    newest, firing = None, False
+    """Traffic is a heartbeat or a reading newer than every reading before (here a record's
+    receive time is its ts); a late or duplicate reading is not traffic."""
+    newest_reading, alive, firing, opened = None, None, False, 0
     out: Outcome = []
     for kind, item in sequence:
         if kind == "tick":
-            if newest is not None and not firing and item >= newest + timeout:
-                firing, out = True, [*out, ("open", _at(newest + timeout))]
+            if alive is not None and not firing and item >= alive + timeout:
+                opened = alive + timeout
+                firing, out = True, [*out, ("open", _at(opened))]
             continue
-        for ts, _ in sorted(item, key=lambda r: r[0]):
-            if newest is None or ts > newest:
-                newest = ts
-                if firing:
-                    firing, out = False, [*out, ("resolve", _at(ts))]
+        for ts, value in sorted(item, key=lambda r: r[0]):
+            if value is not None and newest_reading is not None and ts <= newest_reading:
+                continue
+            if value is not None:
+                newest_reading = ts
+            if firing:
+                firing, out = False, [*out, ("resolve", _at(max(ts, opened)))]
+            alive = ts if alive is None else max(alive, ts)
     return out
 
 
 def core_no_data(rule: Rule, sequence: list[Arrival]) -> Outcome:
     states: dict[str, RuleState] = {}
-    last_seen: datetime | None = None
+    seen: Watermarks | None = None
+    alive: datetime | None = None
     out: Outcome = []
     for kind, item in sequence:
         if kind == "tick":
-            if last_seen is not None:
-                state, decision = on_silence(rule, states.get("r"), "d", last_seen, _at(item))
+            if alive is not None:
+                state, decision = on_silence(rule, states.get("r"), "d", alive, _at(item))
                 states = {"r": state} if state is not None else {}
                 out += [("open", decision.opened_at)] if isinstance(decision, OpenAlert) else []
             continue
-        outcome = evaluate_device([rule], states, last_seen, _records(item))
-        states, last_seen = outcome.states, outcome.last_seen
+        outcome = evaluate_device([rule], states, seen, _records(item))
+        states, seen = outcome.states, outcome.seen
+        if outcome.alive_at is not None:
+            alive = outcome.alive_at if alive is None else max(alive, outcome.alive_at)
         out += [
             ("resolve", d.resolved_at) for d in outcome.decisions if isinstance(d, ResolveAlert)
         ]
@@ -205,3 +222,71 @@ def core_no_data(rule: Rule, sequence: list[Arrival]) -> Outcome:
 def test_no_data_core_matches_reference(timeout: int, sequence: list[Arrival]) -> None:
     rule = Rule("t", "r", "silent", "no_data", "critical", timeout_s=timeout)
     assert core_no_data(rule, sequence) == reference_no_data(timeout, sequence)
+
+
+def _reordered(sequence: list[Arrival], order: list[int]) -> list[Arrival]:
+    """The same arrivals, batches split and delivered in another order (ticks stay put)."""
+    readings = [r for kind, item in sequence if kind == "batch" for r in item]
+    shuffled = [readings[i % len(readings)] for i in order] if readings else []
+    out: list[Arrival] = []
+    for kind, item in sequence:
+        if kind == "tick":
+            out.append((kind, item))
+        elif shuffled:
+            out.append(("batch", [shuffled.pop() for _ in range(min(len(item), len(shuffled)))]))
+    return out
+
+
+def never_resolves_before_open(outcome: Outcome) -> bool:
+    opened = None
+    for kind, at in outcome:
+        if kind == "open":
+            opened = at
+        elif opened is None or at < opened:
+            return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(threshold_rules, arrivals, st.lists(st.integers(0, 1000), max_size=40))
+def test_reordered_and_late_readings_never_resolve_before_open(
+    rule: Rule, sequence: list[Arrival], order: list[int]
+) -> None:
+    """Fault kind: a late (store-and-forward) reading resolved an alert before it opened."""
+    outcome = core_threshold(rule, _reordered(sequence, order))
+    assert alternates(outcome) and never_resolves_before_open(outcome)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 20), arrivals, st.lists(st.integers(0, 1000), max_size=40))
+def test_no_data_never_resolves_before_open(
+    timeout: int, sequence: list[Arrival], order: list[int]
+) -> None:
+    rule = Rule("t", "r", "silent", "no_data", "critical", timeout_s=timeout)
+    outcome = core_no_data(rule, _reordered(sequence, order))
+    assert alternates(outcome) and never_resolves_before_open(outcome)
+
+
+def test_heartbeat_does_not_hide_an_older_reading() -> None:
+    """Fault kind: liveness and reading order shared one clock, so a heartbeat (receive time)
+    made a reading with a slightly older device time look stale and it was never evaluated."""
+    rule = Rule("t", "r", "hot", "threshold", "major", metric="m", operator="gt", threshold=5)
+    assert core_threshold(rule, [("batch", [(30, None)]), ("batch", [(4, 9)])]) == [
+        ("open", _at(4))
+    ]
+    control = core_threshold(rule, [("batch", [(30, None)]), ("batch", [(4, 1)])])
+    assert control == []
+
+
+def test_late_reading_after_a_clock_open_does_not_resolve_before_it() -> None:
+    """Issue 12 case 10: gt 5 for 5 s; (T0, 9) opens at T0+5 by the clock; (T0+3, 1) arrives
+    later: stored, not evaluated (late for the firing state); (T0+8, 1) resolves at T0+8."""
+    rule = Rule(
+        "t", "r", "hot", "threshold", "major", metric="m", operator="gt", threshold=5, duration_s=5
+    )
+    sequence: list[Arrival] = [("batch", [(0, 9)]), ("tick", 6), ("batch", [(3, 1)])]
+    assert core_threshold(rule, sequence) == [("open", _at(5))]
+    assert core_threshold(rule, [*sequence, ("batch", [(8, 1)])]) == [
+        ("open", _at(5)),
+        ("resolve", _at(8)),
+    ]

@@ -135,18 +135,21 @@ async def test_silent_device_opens_by_the_clock_and_resolves_on_heartbeat(
     make_evaluator: MakeEvaluator,
     clock: Any,
 ) -> None:
-    await add_device("d1")
-    await add_device("d2")
-    await add_rule("silent", kind="no_data", severity="critical", timeout_s=30)
+    await add_device("d1", at=at(-100))
+    await add_device("d2", at=at(-100))
+    await add_rule("silent", kind="no_data", severity="critical", timeout_s=30, at=at(-100))
     evaluator = await make_evaluator()
+    clock.now = at(0)
     await evaluator.handle([heartbeat("d1", 0), reading("d2", 0, temp_c=1)])
     clock.now = at(29)
     assert (await evaluator.tick()).opened == []
+    clock.now = at(25)
     await evaluator.handle([reading("d2", 25, temp_c=1)])
     clock.now = at(31)
     outcome = await evaluator.tick()
     assert [(o.device_id, o.opened_at) for o in outcome.opened] == [("d1", at(30))]
     assert (await evaluator.tick()).opened == []  # one open alert per fingerprint
+    clock.now = at(40)
     resolved = await evaluator.handle([heartbeat("d1", 40)])
     assert len(resolved.resolved) == 1
     assert [a["status"] for a in await alerts(db_pool)] == ["resolved"]
@@ -190,9 +193,10 @@ async def test_silent_device_after_close_rearms_from_the_close(
     make_evaluator: MakeEvaluator,
     clock: Any,
 ) -> None:
-    await add_device("d1")
-    await add_rule("silent", kind="no_data", timeout_s=30)
+    await add_device("d1", at=at(-100))
+    await add_rule("silent", kind="no_data", timeout_s=30, at=at(-100))
     evaluator = await make_evaluator()
+    clock.now = at(0)
     await evaluator.handle([heartbeat("d1", 0)])
     clock.now = at(31)
     [opened] = (await evaluator.tick()).opened
@@ -325,7 +329,7 @@ async def _single_replica_events(batches: list[list[Record]]) -> list[tuple[str,
             out = evaluate_device(
                 rules, states.get(record.device_id, {}), seen.get(record.device_id), [record]
             )
-            states[record.device_id], seen[record.device_id] = out.states, out.last_seen
+            states[record.device_id], seen[record.device_id] = out.states, out.seen
             events += [
                 ("AlertOpened" if isinstance(d, OpenAlert) else "AlertResolved", d.device_id)
                 for d in out.decisions

@@ -12,16 +12,21 @@ Semantics (documented in the service README):
   instants; firing notifications inside a window are suppressed (resolved ones never are).
 - One integration gets one notification per alert event, even when several routes lead to it:
   the first matching route (by route id) wins.
-- Without ``group_by`` every alert is its own group. ``group_wait_s`` delays a group's first
-  notification to collect the alerts that join it meanwhile; ``repeat_interval_s`` is the least
-  time between two firing notifications of a group: alerts joining inside it wait, and go out
-  together when it ends.
+- Grouping, as Alertmanager does it. Without ``group_by`` every alert is its own group.
+  ``group_wait_s`` delays a new group's first notification to collect the alerts that join it
+  meanwhile. ``group_interval_s`` (default 0): once a group was notified, alerts joining it wait
+  until ``group_interval_s`` after its last notification, then one notification lists every
+  alert of the group still firing (new ones first). ``repeat_interval_s``: while a notified
+  alert of the group still fires and nothing new joined, the same firing notification is sent
+  again every ``repeat_interval_s`` (a new delivery, ``notification_type`` ``repeat``, payload
+  ``data.repeat`` true). Alerts that ended, or are silenced, are left out; a group with none
+  left stops repeating.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,6 +118,7 @@ class Route:
     group_wait_s: int = 0
     repeat_interval_s: int | None = None
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    group_interval_s: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Route:
@@ -128,6 +134,7 @@ class Route:
             group_wait_s=int(row.get("group_wait_s") or 0),
             repeat_interval_s=row.get("repeat_interval_s"),
             maintenance_windows=parse_windows(match.get("maintenance_windows")),
+            group_interval_s=int(row.get("group_interval_s") or 0),
         )
 
     def matches(self, alert: AlertFacts) -> bool:
@@ -145,7 +152,12 @@ class Route:
     @property
     def groups(self) -> bool:
         """Whether this route holds alerts back (grouping, waiting or throttling)."""
-        return bool(self.group_by) or self.group_wait_s > 0 or bool(self.repeat_interval_s)
+        return (
+            bool(self.group_by)
+            or self.group_wait_s > 0
+            or self.group_interval_s > 0
+            or bool(self.repeat_interval_s)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,26 +207,81 @@ def firing_targets(
 
 @dataclass(frozen=True, slots=True)
 class GroupState:
-    """A group's pending alerts (each the AlertOpened event data with its event id) and timing."""
+    """A group's alerts (each the AlertOpened event data with its event id) and timing:
+    ``pending`` joined since the last notification, ``firing`` were notified and still fire."""
 
     pending: tuple[Mapping[str, Any], ...] = ()
     flush_at: datetime | None = None
     last_notified_at: datetime | None = None
+    firing: tuple[Mapping[str, Any], ...] = ()
 
 
 def join_group(
     state: GroupState, member: Mapping[str, Any], route: Route, now: datetime
 ) -> GroupState:
-    """Add a firing alert to its group and say when the group's next notification is due."""
-    if any(m["alert_id"] == member["alert_id"] for m in state.pending):
+    """Add a firing alert to its group and say when the group's next notification is due:
+    ``group_wait_s`` from now for a group with nothing notified and firing, else
+    ``group_interval_s`` after its last notification."""
+    if any(m["alert_id"] == member["alert_id"] for m in (*state.pending, *state.firing)):
         return state
     pending = (*state.pending, member)
+    if state.last_notified_at is None or not state.firing:
+        due = now + timedelta(seconds=route.group_wait_s)
+    else:
+        due = max(now, state.last_notified_at + timedelta(seconds=route.group_interval_s))
     if state.flush_at is not None:
-        return GroupState(pending, state.flush_at, state.last_notified_at)
-    due = now + timedelta(seconds=route.group_wait_s)
-    if state.last_notified_at is not None and route.repeat_interval_s:
-        due = max(due, state.last_notified_at + timedelta(seconds=route.repeat_interval_s))
-    return GroupState(pending, due, state.last_notified_at)
+        due = min(due, state.flush_at)
+    return GroupState(pending, due, state.last_notified_at, state.firing)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFlush:
+    """What a due group does: notify ``members`` (none: nothing to send) as ``kind``
+    (``firing`` for new alerts, ``repeat``), then move to ``state``."""
+
+    members: tuple[Mapping[str, Any], ...]
+    kind: str
+    state: GroupState
+
+
+def flush_group(
+    state: GroupState, still_firing: Callable[[str], bool], route: Route, now: datetime
+) -> GroupFlush:
+    """Decide a due group's notification (Alertmanager's dedup stage): new alerts -> notify
+    all still firing; none new but ``repeat_interval_s`` elapsed since the last -> repeat;
+    else nothing. ``still_firing(alert_id)`` says whether an alert is open and not silenced."""
+    pending = tuple(m for m in state.pending if still_firing(str(m["alert_id"])))
+    firing = tuple(m for m in state.firing if still_firing(str(m["alert_id"])))
+    repeat = timedelta(seconds=route.repeat_interval_s or 0)
+    if pending:
+        members, kind = (*pending, *firing), "firing"
+    elif firing and repeat and state.last_notified_at is not None:
+        due = state.last_notified_at + repeat
+        members, kind = (firing, "repeat") if now >= due else ((), "none")
+    else:
+        members, kind = (), "none"
+    notified = now if members else state.last_notified_at
+    kept = members if members else firing
+    next_at = notified + repeat if kept and repeat and notified is not None else None
+    return GroupFlush(members, kind, GroupState((), next_at, notified, kept))
+
+
+def suppressed(
+    state: GroupState, still_firing: Callable[[str], bool], route: Route, now: datetime
+) -> GroupState:
+    """A due group that may not notify now (integration disabled or in a maintenance window):
+    its new alerts are dropped, as any firing notification inside a window is, and its
+    notified alerts repeat again ``repeat_interval_s`` from now if they still fire."""
+    firing = tuple(m for m in state.firing if still_firing(str(m["alert_id"])))
+    repeat = route.repeat_interval_s
+    next_at = now + timedelta(seconds=repeat) if firing and repeat else None
+    return GroupState((), next_at, state.last_notified_at, firing)
+
+
+def repeat_delivery_id(route_id: str, group_key: str, due_at: datetime, integration_id: str) -> str:
+    """A repeat's delivery id: one per (group, scheduled time), so two dispatchers flushing
+    the same due group name the same delivery."""
+    return delivery_id_for(f"repeat:{route_id}:{group_key}:{due_at.isoformat()}", integration_id)
 
 
 def delivery_id_for(alert_event_id: str, integration_id: str) -> str:
@@ -233,8 +300,11 @@ def firing_payload(
     route: Route,
     group: Mapping[str, Any],
     at: datetime,
+    *,
+    repeat: bool = False,
 ) -> dict[str, Any]:
-    """The notification body of a group's firing notification (the first alert leads)."""
+    """The notification body of a group's firing notification (the first alert leads);
+    ``data.repeat`` is true on a repeat of it."""
     alerts = [alert_summary(m) for m in members]
     return {
         "type": "alert.opened",
@@ -242,6 +312,7 @@ def firing_payload(
         "data": {
             **alerts[0],
             "status": "firing",
+            "repeat": repeat,
             "tenant_id": tenant_id,
             "route_id": route.route_id,
             "group": dict(group),

@@ -29,8 +29,11 @@ from fleetpulse.dispatcher.domain import (
     ending_payload,
     firing_payload,
     firing_targets,
+    flush_group,
     group_of,
     join_group,
+    repeat_delivery_id,
+    suppressed,
 )
 from fleetpulse.dispatcher.store import PostgresDispatchStore
 
@@ -48,11 +51,15 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class _Flush:
-    """A group notification to send now: its route, members and group description."""
+    """A group notification to send now: its route, members and group description; a
+    ``repeat`` carries the group key and the time it was due (its delivery id)."""
 
     route: Route
     members: tuple[Mapping[str, Any], ...]
     group: Mapping[str, Any]
+    kind: str = "firing"
+    group_key: str = ""
+    due_at: datetime | None = None
 
 
 class Dispatcher:
@@ -133,8 +140,20 @@ class Dispatcher:
             state = await self._store.lock_group(conn, tenant, route, group.key, group.labels)
             state = join_group(state, member, route, now)
             if state.flush_at is not None and state.flush_at <= now:
-                due.append(_Flush(route, state.pending, group.labels))
-                state = GroupState((), None, now)
+                still = await self._still_firing(conn, tenant, [*state.pending, *state.firing], now)
+                decided = flush_group(state, still.__contains__, route, now)
+                if decided.members:
+                    due.append(
+                        _Flush(
+                            route,
+                            decided.members,
+                            group.labels,
+                            decided.kind,
+                            group.key,
+                            state.flush_at,
+                        )
+                    )
+                state = decided.state
             await self._store.save_group(conn, tenant, route.route_id, group.key, state)
         return due
 
@@ -147,7 +166,16 @@ class Dispatcher:
         causation: RecordedEvent | None = None,
     ) -> None:
         lead, integration = flush.members[0], flush.route.integration_id
-        delivery_id = delivery_id_for(str(lead["alert_event_id"]), integration)
+        repeat = flush.kind == "repeat"
+        if repeat:
+            assert flush.due_at is not None
+            route_id = flush.route.route_id
+            delivery_id = repeat_delivery_id(route_id, flush.group_key, flush.due_at, integration)
+        else:
+            delivery_id = delivery_id_for(str(lead["alert_event_id"]), integration)
+        payload = firing_payload(
+            tenant, flush.members, flush.route, flush.group, now, repeat=repeat
+        )
         event = NewEvent(
             "DeliveryScheduled",
             {
@@ -157,8 +185,8 @@ class Dispatcher:
                 "alert_event_type": "AlertOpened",
                 "integration_id": integration,
                 "route_id": flush.route.route_id,
-                "notification_type": "firing",
-                "payload": firing_payload(tenant, flush.members, flush.route, flush.group, now),
+                "notification_type": flush.kind,
+                "payload": payload,
             },
             metadata=_metadata(causation, lead),
         )
@@ -218,31 +246,44 @@ class Dispatcher:
     async def _flush_group(
         self, conn: asyncpg.Connection, row: Mapping[str, Any], now: datetime
     ) -> None:
-        tenant = row["tenant_id"]
-        members = await self._still_firing(conn, tenant, row["pending"], now)
+        tenant, key = row["tenant_id"], row["group_key"]
+        state = GroupState(
+            tuple(row["pending"]), row["flush_at"], row["last_notified_at"], tuple(row["firing"])
+        )
         route = await self._store.route(conn, tenant, row["route_id"])
-        sent = False
-        if members and route is not None and await self._may_notify(conn, tenant, route, now):
-            await self._send_firing(conn, tenant, _Flush(route, tuple(members), row["labels"]), now)
-            sent = True
-        state = GroupState((), None, now if sent else row["last_notified_at"])
-        await self._store.save_group(conn, tenant, row["route_id"], row["group_key"], state)
+        if route is None:  # the route was deleted: the group is done
+            await self._store.save_group(conn, tenant, row["route_id"], key, GroupState())
+            return
+        still = await self._still_firing(conn, tenant, [*state.pending, *state.firing], now)
+        if not await self._may_notify(conn, tenant, route, now):
+            quiet = suppressed(state, still.__contains__, route, now)
+            await self._store.save_group(conn, tenant, route.route_id, key, quiet)
+            return
+        decided = flush_group(state, still.__contains__, route, now)
+        if decided.members:
+            flush = _Flush(
+                route, decided.members, row["labels"], decided.kind, key, row["flush_at"]
+            )
+            await self._send_firing(conn, tenant, flush, now)
+        await self._store.save_group(conn, tenant, route.route_id, key, decided.state)
 
     async def _still_firing(
         self,
         conn: asyncpg.Connection,
         tenant: str,
-        pending: Sequence[Mapping[str, Any]],
+        members: Sequence[Mapping[str, Any]],
         now: datetime,
-    ) -> list[Mapping[str, Any]]:
-        states = await self._store.alert_states(conn, tenant, [str(m["alert_id"]) for m in pending])
-        kept = []
-        for member in pending:
-            state = states.get(str(member["alert_id"]), {})
+    ) -> set[str]:
+        """The ids of ``members`` whose alert is still open and not silenced."""
+        ids = [str(m["alert_id"]) for m in members]
+        states = await self._store.alert_states(conn, tenant, ids)
+        kept = set()
+        for alert_id in ids:
+            state = states.get(alert_id, {})
             silenced = state.get("silenced_until")
             if state.get("status") in ENDED_STATUSES or (silenced is not None and now < silenced):
                 continue
-            kept.append(member)
+            kept.add(alert_id)
         return kept
 
     async def _may_notify(

@@ -106,26 +106,29 @@ class PostgresDispatchStore:
             labels,
         )
         row = await conn.fetchrow(
-            "SELECT pending, flush_at, last_notified_at FROM dispatch_groups"
+            "SELECT pending, flush_at, last_notified_at, firing FROM dispatch_groups"
             " WHERE tenant_id = $1 AND route_id = $2 AND group_key = $3 FOR UPDATE",
             tenant_id,
             route.route_id,
             key,
         )
-        return GroupState(tuple(row["pending"]), row["flush_at"], row["last_notified_at"])
+        return GroupState(
+            tuple(row["pending"]), row["flush_at"], row["last_notified_at"], tuple(row["firing"])
+        )
 
     async def save_group(
         self, conn: asyncpg.Connection, tenant_id: str, route_id: str, key: str, state: GroupState
     ) -> None:
         await conn.execute(
-            "UPDATE dispatch_groups SET pending = $4, flush_at = $5, last_notified_at = $6"
-            " WHERE tenant_id = $1 AND route_id = $2 AND group_key = $3",
+            "UPDATE dispatch_groups SET pending = $4, flush_at = $5, last_notified_at = $6,"
+            " firing = $7 WHERE tenant_id = $1 AND route_id = $2 AND group_key = $3",
             tenant_id,
             route_id,
             key,
             list(state.pending),
             state.flush_at,
             state.last_notified_at,
+            list(state.firing),
         )
 
     async def due_groups(
@@ -146,13 +149,17 @@ class PostgresDispatchStore:
         return value
 
     async def leave_groups(self, conn: asyncpg.Connection, tenant_id: str, alert_id: str) -> None:
-        """Take an alert out of every group it waits in (it ended before being notified)."""
+        """Take an ended alert out of every group it waits in or fires in."""
         await conn.execute(
             """
-            UPDATE dispatch_groups SET pending = (
-                SELECT coalesce(jsonb_agg(m), '[]'::jsonb) FROM jsonb_array_elements(pending) m
-                WHERE m->>'alert_id' <> $2)
-            WHERE tenant_id = $1 AND pending @> jsonb_build_array(jsonb_build_object('alert_id', $2::text))
+            UPDATE dispatch_groups SET
+                pending = (SELECT coalesce(jsonb_agg(m), '[]'::jsonb)
+                           FROM jsonb_array_elements(pending) m WHERE m->>'alert_id' <> $2),
+                firing = (SELECT coalesce(jsonb_agg(m), '[]'::jsonb)
+                          FROM jsonb_array_elements(firing) m WHERE m->>'alert_id' <> $2)
+            WHERE tenant_id = $1
+              AND (pending @> jsonb_build_array(jsonb_build_object('alert_id', $2::text))
+                OR firing @> jsonb_build_array(jsonb_build_object('alert_id', $2::text)))
             """,
             tenant_id,
             alert_id,

@@ -72,6 +72,8 @@ def resolved_data(decision: ResolveAlert) -> dict[str, Any]:
     }
     if decision.value is not None:
         data["value"] = decision.value
+    if decision.reason is not None:
+        data["reason"] = decision.reason
     return data
 
 

@@ -3,7 +3,8 @@
 :class:`Catalog` is pure: which rules apply to which device. :class:`PostgresCatalogSource`
 reloads it when a cheap fingerprint of either table changes, polled every
 ``refresh_s`` (1 s by default), so a Rule*/Device* event takes effect within a couple of seconds
-of its projection committing.
+of its projection committing; after each change it calls ``on_change`` (the evaluator's
+deadline sync and the end of alerts whose rule or device is gone).
 """
 
 from __future__ import annotations
@@ -11,14 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from fleetpulse.common.db import TRANSIENT_ERRORS
-from fleetpulse.evaluator.domain import InvalidRuleError, Rule, rule_from_catalog, severity_rank
+from fleetpulse.evaluator.domain import (
+    InvalidRuleError,
+    Rule,
+    RulePlan,
+    rule_from_catalog,
+    severity_rank,
+)
 
 log = logging.getLogger(__name__)
 DeviceKey = tuple[str, str]
@@ -37,8 +44,10 @@ class Catalog:
         self, rules: Iterable[Rule] = (), devices: Mapping[DeviceKey, DeviceInfo] | None = None
     ) -> None:
         self._rules: dict[str, list[Rule]] = {}
+        self._known: dict[tuple[str, str], Rule] = {}
         self._devices: dict[DeviceKey, DeviceInfo] = {}
         self._selected: dict[DeviceKey, list[Rule]] = {}
+        self._plans: dict[DeviceKey, RulePlan] = {}
         self.replace(rules=rules, devices=devices or {})
 
     def replace(
@@ -46,15 +55,21 @@ class Catalog:
         *,
         rules: Iterable[Rule] | None = None,
         devices: Mapping[DeviceKey, DeviceInfo] | None = None,
+        disabled: Iterable[Rule] = (),
     ) -> None:
+        """New rules (the enabled ones; ``disabled`` are only remembered) and/or devices."""
         if rules is not None:
             by_tenant: dict[str, list[Rule]] = {}
             for rule in sorted(rules, key=lambda r: (severity_rank(r.severity), r.rule_id)):
                 by_tenant.setdefault(rule.tenant_id, []).append(rule)
             self._rules = by_tenant
+            self._known = {(r.tenant_id, r.rule_id): r for r in disabled}
+            for tenant_rules in by_tenant.values():
+                self._known |= {(r.tenant_id, r.rule_id): r for r in tenant_rules}
         if devices is not None:
             self._devices = dict(devices)
         self._selected = {}
+        self._plans = {}
 
     def rules_for(self, key: DeviceKey) -> list[Rule]:
         """The enabled rules of the device's tenant whose selector matches its tags, most severe
@@ -66,8 +81,27 @@ class Catalog:
             selected = self._selected[key] = [r for r in rules if r.selects(info.tags)]
         return selected
 
+    def plan_for(self, key: DeviceKey) -> RulePlan:
+        """:meth:`rules_for` arranged for evaluation (cached; devices with the same rules share
+        one plan)."""
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = RulePlan.of(self.rules_for(key))
+        return plan
+
     def no_data_rules(self) -> list[Rule]:
         return [r for rules in self._rules.values() for r in rules if r.kind == "no_data"]
+
+    def known_rule(self, tenant_id: str, rule_id: str) -> Rule | None:
+        """The rule, enabled or disabled; ``None`` when it does not exist (deleted)."""
+        return self._known.get((tenant_id, rule_id))
+
+    def enabled(self, rule: Rule) -> bool:
+        return any(r is rule for r in self._rules.get(rule.tenant_id, []))
+
+    def device(self, key: DeviceKey) -> DeviceInfo | None:
+        """The device's tags and status; ``None`` when it is not registered."""
+        return self._devices.get(key)
 
     def selects(self, key: DeviceKey, rule_id: str) -> Rule | None:
         return next((r for r in self.rules_for(key) if r.rule_id == rule_id), None)
@@ -94,15 +128,27 @@ class PostgresCatalogSource:
         rules_changed = await self._changed("rules", _RULES_FINGERPRINT)
         devices_changed = await self._changed("devices", _DEVICES_FINGERPRINT)
         if rules_changed:
-            self._catalog.replace(rules=await self._load_rules())
+            enabled, disabled = await self._load_rules()
+            self._catalog.replace(rules=enabled, disabled=disabled)
         if devices_changed:
             self._catalog.replace(devices=await self._load_devices())
         return rules_changed or devices_changed
 
-    async def run(self, stop: asyncio.Event, refresh_s: float = 1.0) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        refresh_s: float = 1.0,
+        on_change: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        """Refresh every ``refresh_s`` until ``stop``; ``on_change`` runs after a change (and
+        again on the next round while it keeps failing)."""
+        pending = False
         while not stop.is_set():
             try:
-                await self.refresh()
+                pending = await self.refresh() or pending
+                if pending and on_change is not None:
+                    await on_change()
+                    pending = False
             except TRANSIENT_ERRORS as exc:
                 log.warning("catalog refresh failed; retrying", extra={"error": type(exc).__name__})
             with contextlib.suppress(TimeoutError):
@@ -116,15 +162,19 @@ class PostgresCatalogSource:
         self._fingerprints[name] = fingerprint
         return True
 
-    async def _load_rules(self) -> list[Rule]:
+    async def _load_rules(self) -> tuple[list[Rule], list[Rule]]:
+        """The enabled rules and the disabled ones."""
         rows = await self._pool.fetch(
-            "SELECT tenant_id, rule_id, name, kind, severity, definition, device_selector, version "
-            "FROM rules WHERE enabled"
+            "SELECT tenant_id, rule_id, name, kind, severity, definition, device_selector, version,"
+            " enabled FROM rules"
         )
-        rules = []
+        rules: list[Rule] = []
+        disabled: list[Rule] = []
         for row in rows:
+            fields = dict(row)
+            target = rules if fields.pop("enabled") else disabled
             try:
-                rules.append(rule_from_catalog(**dict(row)))
+                target.append(rule_from_catalog(**fields))
             except InvalidRuleError as exc:
                 log.warning(
                     "rule skipped",
@@ -134,7 +184,7 @@ class PostgresCatalogSource:
                         "error": str(exc),
                     },
                 )
-        return rules
+        return rules, disabled
 
     async def _load_devices(self) -> dict[DeviceKey, DeviceInfo]:
         rows = await self._pool.fetch("SELECT tenant_id, device_id, tags, status FROM devices")

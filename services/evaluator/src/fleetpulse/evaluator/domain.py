@@ -2,16 +2,27 @@
 
 No I/O here. A key is one (tenant, rule, device); its state is ``None`` (nothing going on),
 ``pending`` (a threshold condition holds since ``since`` but not yet for ``duration_s``) or
-``firing`` (alert ``alert_id`` is open). Records of a device are applied in timestamp order, and
-only when newer than the newest record already applied to that device: a duplicate or a late
-(older) record changes nothing, which makes evaluation idempotent under redelivery and safe
-under reordering.
+``firing`` (alert ``alert_id`` is open).
+
+Two clocks, kept apart:
+
+- Reading order is device time, per metric. A device's records are applied oldest first; a value
+  of metric ``m`` is evaluated only when its ``ts`` is newer than the newest value of ``m``
+  already evaluated (:class:`Watermarks`). An equal ``ts`` is a duplicate (the first one evaluated
+  wins, as history keeps the first stored), an older one is *late*: stored by ingest, never
+  evaluated. Heartbeats carry no metrics and so never hide a reading. A firing state also ignores
+  values older than its ``since`` (when the alert opened): what the clock already decided is not
+  rewritten by a reading that arrives after the grace window, so ``resolved_at >= opened_at``.
+- Liveness is receive time. A heartbeat, or a reading newer (device time) than the newest reading
+  of the device, is traffic: it resolves an open ``no_data`` alert at its receive time. A late or
+  duplicate reading is not traffic (a re-sent message proves nothing about the device now).
 
 Threshold rules open when ``value <operator> threshold`` has held for ``duration_s``; the alert's
 ``opened_at`` is ``since + duration_s`` whether a newer record or the clock (:func:`on_clock`)
 noticed it first. While firing, the condition is tested against ``clear_threshold`` when given
-(hysteresis), and a record no longer meeting it resolves the alert. ``no_data`` rules open at
-``last_seen + timeout_s`` (fired by the clock) and resolve on the next record of the device.
+(hysteresis), and a value no longer meeting it resolves the alert. ``no_data`` rules open at
+``start + timeout_s`` where ``start`` is the later of the device's last traffic and when the
+(rule, device) pair began (fired by the clock, :func:`on_silence`).
 """
 
 from __future__ import annotations
@@ -160,6 +171,8 @@ class Record:
     metrics: Mapping[str, Value] = field(default_factory=dict)
     kind: str = "reading"
     traceparent: str | None = None
+    received_at: datetime | None = None
+    """When the platform received it (liveness); ``None``: when the evaluator got it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +208,8 @@ class ResolveAlert:
     resolved_at: datetime
     value: Value | None
     traceparent: str | None = None
+    reason: str | None = None
+    """Why an alert ended other than by its condition (``rule_deleted``, ``device_deselected``...)."""
 
 
 Decision = OpenAlert | ResolveAlert
@@ -216,9 +231,11 @@ def on_value(
     value: Value,
     new_id: IdFactory = new_alert_id,
 ) -> Step:
-    """A threshold rule sees ``value`` of its metric at ``ts`` (newer than anything applied)."""
+    """A threshold rule sees ``value`` of its metric at ``ts`` (newer than anything applied).
+
+    A firing state ignores a value older than its alert's ``opened_at`` (late for the state)."""
     if state is not None and state.status == "firing":
-        if rule.still_breaches(value):
+        if ts < state.since or rule.still_breaches(value):
             return state, None
         assert state.alert_id is not None
         return None, ResolveAlert(rule, device_id, state.alert_id, ts, value)
@@ -244,16 +261,28 @@ def on_clock(
     return _open(rule, state, device_id, state.since + rule.duration, new_id)
 
 
-def on_seen(rule: Rule, state: RuleState | None, device_id: str, ts: datetime) -> Step:
-    """A no_data rule sees a record of its device at ``ts``: an open alert resolves."""
+def on_seen(rule: Rule, state: RuleState | None, device_id: str, at: datetime) -> Step:
+    """A no_data rule sees traffic of its device received at ``at``: an open alert resolves."""
     if state is not None and state.status == "firing":
         assert state.alert_id is not None
-        return None, ResolveAlert(rule, device_id, state.alert_id, ts, None)
+        return None, ResolveAlert(rule, device_id, state.alert_id, max(at, state.since), None)
     return state, None
 
 
+def end_state(
+    rule: Rule, state: RuleState | None, device_id: str, at: datetime, reason: str
+) -> Step:
+    """The rule no longer applies to the device (``reason``): a firing alert resolves, a pending
+    state is dropped."""
+    if state is not None and state.status == "firing" and state.alert_id is not None:
+        resolved = ResolveAlert(rule, device_id, state.alert_id, max(at, state.since), None)
+        return None, replace(resolved, reason=reason)
+    return None, None
+
+
 def silence_due(rule: Rule, last_seen: datetime, rearmed_at: datetime | None = None) -> datetime:
-    """When a no_data rule opens: ``timeout_s`` after the last record (or after a close)."""
+    """When a no_data rule opens: ``timeout_s`` after ``last_seen`` (the later of the last
+    traffic and the pair's start) or after a close, whichever is later."""
     start = last_seen if rearmed_at is None else max(last_seen, rearmed_at)
     return start + rule.timeout
 
@@ -289,41 +318,101 @@ def _reason(rule: Rule, pending: RuleState) -> str:
 
 
 @dataclass(slots=True)
+class Watermarks:
+    """How far a device's readings were evaluated, in device time: the newest reading of any
+    metric (traffic detection) and the newest value of each metric (evaluation order)."""
+
+    newest: datetime | None = None
+    metrics: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class DeviceOutcome:
     """What a batch of records did to one device's rule states."""
 
     states: dict[str, RuleState]
     changed: set[str]
     decisions: list[Decision]
-    last_seen: datetime | None
+    seen: Watermarks
     applied: int = 0
+    alive_at: datetime | None = None
+    """Receive time of the newest traffic in the batch (a heartbeat, or a reading newer than
+    any before); ``None``: none (only late or duplicate readings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RulePlan:
+    """A device's rules arranged for the hot loop: threshold rules grouped by metric (each
+    group most severe first), so each metric of a record is order-checked once."""
+
+    rules: tuple[Rule, ...]
+    by_metric: tuple[tuple[str, tuple[Rule, ...]], ...]
+    no_data: tuple[Rule, ...]
+    metrics: tuple[str, ...] = ()
+    """The metrics whose order matters (those of threshold rules)."""
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule]) -> RulePlan:
+        groups: dict[str, list[Rule]] = {}
+        for rule in rules:
+            if rule.kind == "threshold" and rule.metric:
+                groups.setdefault(rule.metric, []).append(rule)
+        by_metric = tuple((metric, tuple(group)) for metric, group in groups.items())
+        no_data = tuple(r for r in rules if r.kind == "no_data")
+        return cls(tuple(rules), by_metric, no_data, tuple(groups))
+
+
+def batch_watermarks(plan: RulePlan, ordered: Sequence[Record]) -> Watermarks:
+    """The newest device times in ``ordered`` (records oldest first): what the device's
+    watermarks advance to (only the metrics a threshold rule of the device looks at)."""
+    tracked = plan.metrics
+    marks: dict[str, datetime] = {}
+    newest: datetime | None = None
+    for record in reversed(ordered):  # newest first: usually one record holds every metric
+        if record.kind == "heartbeat":
+            continue
+        if newest is None:
+            newest = record.ts
+        metrics = record.metrics
+        for metric in tracked:
+            if metric not in marks and metric in metrics:
+                marks[metric] = record.ts
+        if len(marks) == len(tracked):
+            break
+    return Watermarks(newest, marks)
+
+
+def by_time(records: Sequence[Record]) -> Sequence[Record]:
+    """``records`` oldest first (a stable sort: of two with the same time, the first stays
+    first)."""
+    return records if len(records) < 2 else sorted(records, key=_by_ts)
 
 
 def evaluate_device(
-    rules: Sequence[Rule],
+    rules: Sequence[Rule] | RulePlan,
     states: Mapping[str, RuleState],
-    last_seen: datetime | None,
+    seen: Watermarks | None,
     records: Sequence[Record],
     new_id: IdFactory = new_alert_id,
+    received_at: datetime | None = None,
 ) -> DeviceOutcome:
-    """Apply one device's records, oldest first, skipping any not newer than ``last_seen``.
+    """Apply one device's records, oldest first (see the module docstring for what is late).
 
-    ``states`` maps rule id to the device's non-empty states; ``changed`` names the rules whose
-    state must be written (absent from ``states`` afterwards means deleted). States of rules not
-    in ``rules`` (deleted, or no longer selecting the device) are kept as they are.
+    ``rules`` are the device's rules (or their :class:`RulePlan`); ``states`` maps rule id to
+    the device's non-empty states; ``seen`` is what was evaluated before (``None``: nothing);
+    ``received_at`` is when the batch arrived (a record's own ``received_at`` wins; without
+    either, its ``ts``). ``changed`` names the rules whose state must be written (absent from
+    ``states`` afterwards means deleted). States of rules not in ``rules`` are kept as they are
+    (:func:`end_state` ends them, driven by catalog changes).
     """
-    outcome = DeviceOutcome(dict(states), set(), [], last_seen)
+    plan = rules if isinstance(rules, RulePlan) else RulePlan.of(rules)
+    mine = Watermarks() if seen is None else Watermarks(seen.newest, dict(seen.metrics))
+    outcome = DeviceOutcome(dict(states), set(), [], mine)
     if states:
-        for rule in rules:
+        for rule in plan.rules:
             old = states.get(rule.rule_id)
             _record_step(outcome, rule.rule_id, old, reconcile(rule, old), None, None)
-    ordered = records if len(records) == 1 else sorted(records, key=_by_ts)
-    for record in ordered:
-        if outcome.last_seen is not None and record.ts <= outcome.last_seen:
-            continue
-        outcome.last_seen = record.ts
-        outcome.applied += 1
-        _apply_record(rules, record, outcome, new_id)
+    _apply(plan, by_time(records), outcome, new_id, received_at)
     return outcome
 
 
@@ -331,22 +420,62 @@ def _by_ts(record: Record) -> datetime:
     return record.ts
 
 
-def _apply_record(
-    rules: Sequence[Rule], record: Record, outcome: DeviceOutcome, new_id: IdFactory
+def _apply(
+    plan: RulePlan,
+    ordered: Sequence[Record],
+    outcome: DeviceOutcome,
+    new_id: IdFactory,
+    received_at: datetime | None,
 ) -> None:
-    metrics, states = record.metrics, outcome.states
-    for rule in rules:  # the hot loop: most readings of most devices change nothing
-        state = states.get(rule.rule_id) if states else None
-        if rule.kind == "threshold":
-            value = metrics.get(rule.metric)  # type: ignore[arg-type]
-            if value is None or (state is None and rule.breached_by(value) is not True):
-                continue
-            new_state, decision = on_value(rule, state, record.device_id, record.ts, value, new_id)
-        elif state is None:
-            continue
+    """The hot loop: apply records oldest first (most readings of most devices change nothing).
+
+    A reading newer than the newest one so far is newer than every metric's mark (marks only
+    ever hold reading times), so only older ones look their metrics' marks up."""
+    by_metric, no_data = plan.by_metric, plan.no_data
+    states, seen = outcome.states, outcome.seen
+    marks, newest = seen.metrics, seen.newest
+    for record in ordered:
+        ts = record.ts
+        if record.kind == "heartbeat":
+            advanced, alive = False, True
+        elif newest is None or ts > newest:
+            newest, advanced, alive = ts, True, True
         else:
-            new_state, decision = on_seen(rule, state, record.device_id, record.ts)
-        _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
+            advanced = alive = False
+        fresh = False
+        metrics = record.metrics
+        for metric, rules in by_metric:
+            value = metrics.get(metric)
+            if value is None:
+                continue
+            if not advanced:
+                mark = marks.get(metric)
+                if mark is not None and ts <= mark:
+                    continue  # a duplicate or a late value of this metric
+            marks[metric] = ts
+            fresh = True
+            for rule in rules:
+                state = states.get(rule.rule_id) if states else None
+                if state is None and rule.breached_by(value) is not True:
+                    continue
+                new_state, decision = on_value(rule, state, record.device_id, ts, value, new_id)
+                _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
+        if not alive:
+            outcome.applied += fresh
+            continue
+        outcome.applied += 1
+        at = record.received_at or received_at or ts
+        if outcome.alive_at is None or at > outcome.alive_at:
+            outcome.alive_at = at
+        if states and no_data:
+            for rule in no_data:
+                state = states.get(rule.rule_id)
+                if state is not None:
+                    new_state, decision = on_seen(rule, state, record.device_id, at)
+                    _record_step(
+                        outcome, rule.rule_id, state, new_state, decision, record.traceparent
+                    )
+    seen.newest = newest
 
 
 def _record_step(

@@ -51,10 +51,13 @@ class Application:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.catalog.refresh()  # rules are known before the first record is evaluated
+        await self.evaluator.catalog_changed()
         jobs: list[Awaitable[None]] = [
             self.consumer.run(stop),
             self.evaluator.run_clock(stop, self.settings.tick_interval_s),
-            self.catalog.run(stop, self.settings.catalog_refresh_s),
+            self.catalog.run(
+                stop, self.settings.catalog_refresh_s, on_change=self.evaluator.catalog_changed
+            ),
         ]
         if self.relay is not None:
             jobs.append(self.relay.run(stop))

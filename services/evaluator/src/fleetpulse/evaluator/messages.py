@@ -31,6 +31,7 @@ def record_from(raw: Mapping[str, Any], traceparent: str | None = None) -> Recor
     metrics = raw.get("metrics") or {}
     if not isinstance(metrics, dict):
         raise TypeError("metrics must be an object")
+    received = raw.get("received_at")
     return Record(
         str(raw["tenant_id"]),
         str(raw["device_id"]),
@@ -38,6 +39,7 @@ def record_from(raw: Mapping[str, Any], traceparent: str | None = None) -> Recor
         metrics,
         kind,
         traceparent,
+        None if received is None else parse_ts(received),
     )
 
 

@@ -1,8 +1,18 @@
-"""The evaluator's handlers: a batch of records, and the clock (durations, silences).
+"""The evaluator's handlers: a batch of records, the clock (durations, silences) and catalog
+changes (rules or devices created, changed, deleted).
 
 Each handler runs one transaction per unit of work: lock the devices' rows, load their states,
 run the pure core, write the new states and append the alert events it decided, commit. A
 deadlock or serialization failure retries the unit on fresh state.
+
+``no_data`` deadlines live in ``evaluator_deadlines``, one row per (tenant, rule, device) the rule
+selects, kept in step with the catalog by :meth:`Evaluator.catalog_changed`. The clock reads only
+the rows that are due (an index on ``due_at``): each either opens an alert or moves to its real
+deadline (last traffic, or the pair's start, or the close of its last alert, plus ``timeout_s``).
+A catalog change also ends the states whose rule no longer applies to their device: a firing one
+resolves with the reason (``rule_deleted``, ``rule_disabled``, ``rule_changed``,
+``device_deselected``, ``device_decommissioned``). A rule updated so that it still selects the
+device keeps its open alert, judged by the new condition from the next value on.
 """
 
 from __future__ import annotations
@@ -30,18 +40,25 @@ from fleetpulse.evaluator.domain import (
     OpenAlert,
     Record,
     Rule,
+    RulePlan,
     RuleState,
     Step,
+    batch_watermarks,
+    by_time,
+    end_state,
     evaluate_device,
     new_alert_id,
     on_clock,
     on_silence,
     reconcile,
+    silence_due,
 )
 from fleetpulse.evaluator.store import (
+    Deadline,
+    DeviceAdvance,
     DeviceKey,
     PostgresRuleStateStore,
-    SilentCandidate,
+    StateRow,
     StateWrite,
 )
 
@@ -50,6 +67,9 @@ T = TypeVar("T")
 Clock = Callable[[], datetime]
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _ATTEMPTS = 6
+_DEADLINE_BATCH = 2000  # due (rule, device) pairs read per round of a tick
+_DEADLINE_CHUNK = 250  # devices per transaction
+_DEADLINE_ROUNDS = 50
 
 _meter = meter("fleetpulse.evaluator")
 _records = _meter.create_counter("fleetpulse.evaluator.records", description="Records by outcome")
@@ -131,29 +151,48 @@ class Evaluator:
         return outcome
 
     async def tick(self) -> Outcome:
-        """Open what the clock decides: elapsed pending durations and silent devices."""
+        """Open what the clock decides: elapsed pending durations and due no_data deadlines."""
         now = self._clock()
         outcome = Outcome()
         for key in await self._states.due_pending(self._pool, now - self._grace):
-            with self._clock_span("evaluator.clock duration", key):
+            with self._clock_span("evaluator.clock duration", tenant_id=key[0], device_id=key[1]):
                 outcome.add(await self._transaction(partial(self._clock_device, key=key, now=now)))
-        for key, candidates in self._silent_by_device(
-            await self._states.silent(self._pool, self._catalog.no_data_rules(), now)
-        ).items():
-            with self._clock_span("evaluator.clock no_data", key):
-                outcome.add(
-                    await self._transaction(
-                        partial(self._silence_device, key=key, candidates=candidates, now=now)
+        for _ in range(_DEADLINE_ROUNDS):  # each round handles up to _DEADLINE_BATCH due pairs
+            due = await self._states.due_deadlines(self._pool, now, _DEADLINE_BATCH)
+            handled = 0
+            for chunk in _device_chunks(due, _DEADLINE_CHUNK):
+                with self._clock_span("evaluator.clock no_data", deadlines=len(chunk)):
+                    done, result = await self._transaction(
+                        partial(self._silence_devices, deadlines=chunk, now=now)
                     )
-                )
+                handled += done
+                outcome.add(result)
+            if len(due) < _DEADLINE_BATCH or not handled:
+                break
         return outcome
 
-    def _clock_span(self, name: str, key: DeviceKey) -> AbstractContextManager[Any]:
+    async def catalog_changed(self) -> Outcome:
+        """Bring rule state in step with a changed catalog: the no_data deadlines of the pairs
+        now selected, and the end of every state whose rule no longer applies to its device
+        (deleted, disabled, changed so it no longer selects it, device retagged or
+        decommissioned); a firing one resolves with that reason."""
+        await self._transaction(self._states.sync_deadlines)  # replicas may sync at once
+        outcome = Outcome()
+        orphans: dict[DeviceKey, dict[str, str]] = {}
+        for row in await self._states.all_states(self._pool):
+            reason = self._ended_because(row)
+            if reason is not None:
+                orphans.setdefault(row.key, {})[row.rule_id] = reason
+        for key, reasons in sorted(orphans.items()):
+            outcome.add(
+                await self._transaction(partial(self._end_states, key=key, reasons=reasons))
+            )
+        return outcome
+
+    def _clock_span(self, name: str, **attributes: str | int) -> AbstractContextManager[Any]:
         """A clock-driven decision starts its own trace (no reading caused it): the alert
         events it appends carry this span's ``traceparent`` in their metadata."""
-        return self._tracer.start_as_current_span(
-            name, attributes={"tenant_id": key[0], "device_id": key[1]}
-        )
+        return self._tracer.start_as_current_span(name, attributes=attributes)
 
     async def run_clock(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
         """Call :meth:`tick` every ``interval_s`` until ``stop`` is set."""
@@ -168,22 +207,25 @@ class Evaluator:
                 await asyncio.wait_for(stop.wait(), interval_s)
 
     async def _evaluate(
-        self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, list[Record]]
+        self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, Sequence[Record]]
     ) -> Outcome:
-        newest = {key: max(r.ts for r in records) for key, records in by_device.items()}
-        last_seen = await self._states.advance_devices(conn, newest)
+        now = self._clock()
+        plans = {key: self._catalog.plan_for(key) for key in by_device}
+        by_device = {key: by_time(records) for key, records in by_device.items()}
+        advances = {key: _advance(plans[key], recs, now) for key, recs in by_device.items()}
+        seen = await self._states.advance_devices(conn, advances)
         states = await self._states.load(conn, by_device)
         writes: list[StateWrite] = []
         decisions: list[tuple[DeviceKey, Decision]] = []
         outcome = Outcome()
         for key, records in by_device.items():
-            rules = self._catalog.rules_for(key)
+            plan = plans[key]
             result = evaluate_device(
-                rules, states.get(key, {}), last_seen.get(key), records, self._new_id
+                plan, states.get(key, {}), seen.get(key), records, self._new_id, now
             )
             outcome.applied += result.applied
             if result.changed:
-                writes += _writes(key, rules, result.changed, result.states)
+                writes += _writes(key, plan.rules, result.changed, result.states)
             if result.decisions:
                 decisions += [(key, d) for d in result.decisions]
         outcome.skipped = sum(map(len, by_device.values())) - outcome.applied
@@ -209,28 +251,94 @@ class Evaluator:
                 steps[rule_id] = on_clock(rule, state, key[1], now - self._grace, self._new_id)
         return await self._commit_steps(conn, key, rules, states, steps)
 
-    async def _silence_device(
-        self,
-        conn: asyncpg.Connection,
-        key: DeviceKey,
-        candidates: Sequence[SilentCandidate],
-        now: datetime,
+    async def _silence_devices(
+        self, conn: asyncpg.Connection, deadlines: Sequence[Deadline], now: datetime
+    ) -> tuple[int, Outcome]:
+        """Due no_data pairs of a few devices: open, or move ``due_at`` to the real deadline."""
+        locked = await self._states.lock_devices(conn, {d.key for d in deadlines}, skip_locked=True)
+        live = [d for d in deadlines if d.key in locked]  # others: the next tick looks again
+        if not live:
+            return 0, Outcome()
+        states = await self._states.load(conn, locked)
+        closed = await self._states.closed_at(conn, locked)
+        steps: dict[DeviceKey, dict[str, Step]] = {}
+        next_due: list[tuple[DeviceKey, str, datetime | None]] = []
+        for deadline in live:
+            key, rule = deadline.key, self._catalog.selects(deadline.key, deadline.rule_id)
+            if rule is None or rule.kind != "no_data":
+                next_due.append((key, deadline.rule_id, None))  # the catalog sync drops it too
+                continue
+            start = max(filter(None, (deadline.armed_at, deadline.alive_at)))
+            rearmed = closed.get((key, rule.rule_id))
+            state = reconcile(rule, states.get(key, {}).get(rule.rule_id))
+            step = on_silence(rule, state, key[1], start, now, rearmed, self._new_id)
+            steps.setdefault(key, {})[rule.rule_id] = step
+            firing = step[0] is not None and step[0].status == "firing"
+            due = now + rule.timeout if firing else silence_due(rule, start, rearmed)
+            next_due.append((key, rule.rule_id, due))
+        outcome = Outcome()
+        for key, device_steps in steps.items():
+            rules = {r.rule_id: r for r in self._catalog.rules_for(key)}
+            outcome.add(
+                await self._commit_steps(conn, key, rules, states.get(key, {}), device_steps)
+            )
+        await self._states.reschedule(conn, next_due)
+        return len(live), outcome
+
+    def _ended_because(self, row: StateRow) -> str | None:
+        """Why the state's rule no longer applies to its device; ``None`` while it does."""
+        if self._catalog.selects(row.key, row.rule_id) is not None:
+            return None
+        device = self._catalog.device(row.key)
+        if device is None or not device.active:
+            return "device_decommissioned"
+        rule = self._catalog.known_rule(row.key[0], row.rule_id)
+        if rule is None:
+            return "rule_deleted"
+        if not self._catalog.enabled(rule):
+            return "rule_disabled"
+        return "rule_changed" if rule.version != row.rule_version else "device_deselected"
+
+    async def _end_states(
+        self, conn: asyncpg.Connection, key: DeviceKey, reasons: Mapping[str, str]
     ) -> Outcome:
-        locked = await self._states.lock_devices(conn, [key], skip_locked=True)
-        last_seen = locked.get(key)
-        if last_seen is None:
-            return Outcome()
+        await self._states.lock_devices(conn, [key])
         states = (await self._states.load(conn, [key])).get(key, {})
-        rules = {r.rule_id: r for r in self._catalog.rules_for(key)}
-        steps: dict[str, Step] = {}
-        for candidate in candidates:
-            rule = rules.get(candidate.rule_id)
-            if rule is not None and rule.kind == "no_data":
-                state = reconcile(rule, states.get(rule.rule_id))
-                steps[rule.rule_id] = on_silence(
-                    rule, state, key[1], last_seen, now, candidate.rearmed_at, self._new_id
-                )
-        return await self._commit_steps(conn, key, rules, states, steps)
+        now = self._clock()
+        decisions: list[tuple[DeviceKey, Decision]] = []
+        for rule_id, reason in reasons.items():
+            state = states.get(rule_id)
+            if state is None:
+                continue
+            rule = self._catalog.known_rule(key[0], rule_id) or await self._gone_rule(
+                conn, key, rule_id, state
+            )
+            _, decision = end_state(rule, state, key[1], now, reason)
+            if decision is not None:
+                decisions.append((key, decision))
+        await self._states.save(conn, [StateWrite(key, rule_id, None) for rule_id in reasons])
+        outcome = Outcome()
+        await self._decide(conn, decisions, outcome)
+        return outcome
+
+    async def _gone_rule(
+        self, conn: asyncpg.Connection, key: DeviceKey, rule_id: str, state: RuleState
+    ) -> Rule:
+        """A stand-in for a deleted rule: what its alert's resolution needs (id, severity)."""
+        severity = await conn.fetchval(
+            "SELECT severity FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
+            key[0],
+            state.alert_id,
+        )
+        return Rule(
+            key[0],
+            rule_id,
+            rule_id,
+            "no_data",
+            severity or "info",
+            timeout_s=1.0,
+            version=state.rule_version,
+        )
 
     async def _commit_steps(
         self,
@@ -276,15 +384,6 @@ class Evaluator:
             extra={"fingerprint": fingerprint, "alert_id": adopted},
         )
 
-    def _silent_by_device(
-        self, candidates: Iterable[SilentCandidate]
-    ) -> dict[DeviceKey, list[SilentCandidate]]:
-        grouped: dict[DeviceKey, list[SilentCandidate]] = {}
-        for candidate in candidates:
-            if self._catalog.selects(candidate.key, candidate.rule_id) is not None:
-                grouped.setdefault(candidate.key, []).append(candidate)
-        return grouped
-
     async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         for attempt in range(_ATTEMPTS):
             try:
@@ -309,3 +408,31 @@ def _writes(
         due_at = state.due_at(rule) if state is not None and rule is not None else None
         writes.append(StateWrite(key, rule_id, state, due_at))
     return writes
+
+
+def _advance(plan: RulePlan, records: Sequence[Record], now: datetime) -> DeviceAdvance:
+    """Where a batch (oldest first) moves a device: watermarks (device time), liveness
+    (receive time)."""
+    heartbeat_at: datetime | None = None
+    reading_at: datetime | None = None
+    oldest: datetime | None = None
+    for record in records:
+        at = record.received_at or now
+        if record.kind == "heartbeat":
+            heartbeat_at = at if heartbeat_at is None or at > heartbeat_at else heartbeat_at
+            continue
+        reading_at = at if reading_at is None or at > reading_at else reading_at
+        oldest = record.ts if oldest is None or record.ts < oldest else oldest
+    marks = batch_watermarks(plan, records)
+    return DeviceAdvance(marks, heartbeat_at, reading_at, oldest, plan.metrics)
+
+
+def _device_chunks(deadlines: Sequence[Deadline], size: int) -> list[list[Deadline]]:
+    """Due pairs in chunks of at most ``size`` devices (a device's pairs stay together)."""
+    by_device: dict[DeviceKey, list[Deadline]] = {}
+    for deadline in deadlines:
+        by_device.setdefault(deadline.key, []).append(deadline)
+    keys = sorted(by_device)
+    return [
+        [d for key in keys[i : i + size] for d in by_device[key]] for i in range(0, len(keys), size)
+    ]

@@ -1,4 +1,5 @@
-"""``PostgresRuleStateStore``: rule states and device watermarks in PostgreSQL (migration 0300).
+"""``PostgresRuleStateStore``: rule states, device watermarks and liveness, and no_data
+deadlines in PostgreSQL (migrations 0300-0303).
 
 A device's rule states change only with its ``evaluator_devices`` row locked: batches wait for
 the lock (rows locked in key order, so two batches never deadlock on each other), timers skip a
@@ -8,15 +9,70 @@ fresh state, so several replicas consuming the same queue decide exactly what on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
-from fleetpulse.evaluator.domain import Rule, RuleState
+from fleetpulse.evaluator.domain import RuleState, Watermarks
 
 DeviceKey = tuple[str, str]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _us(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MICROSECOND
+
+
+def _marks_json(advance: DeviceAdvance) -> dict[str, int | None] | None:
+    """The batch's marks for the upsert: ``None`` when every tracked metric is at the batch's
+    newest reading (nothing to merge), else every tracked metric (``None``: not in the batch)."""
+    marks, newest = advance.marks.metrics, advance.marks.newest
+    if newest is None or all(marks.get(m) == newest for m in advance.tracked):
+        return None
+    return {m: _us(marks[m]) if m in marks else None for m in advance.tracked}
+
+
+def _watermarks(
+    prev_seen: datetime | None, raw: Mapping[str, Any] | None, advance: DeviceAdvance
+) -> Watermarks:
+    """The device's watermarks before the batch; ``raw`` ``{}`` stands for "every tracked metric
+    at ``prev_seen``", ``None`` for "not needed" (the batch is newer than everything)."""
+    if raw is None or prev_seen is None:
+        return Watermarks(prev_seen, {})
+    if not raw:
+        return Watermarks(prev_seen, dict.fromkeys(advance.tracked, prev_seen))
+    return Watermarks(
+        prev_seen,
+        {m: _EPOCH + timedelta(microseconds=int(us)) for m, us in raw.items() if us is not None},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAdvance:
+    """What one batch moves a device's row to: its watermarks (device time) and, as liveness,
+    the receive times of its heartbeats and readings (``None``: the batch had none)."""
+
+    marks: Watermarks
+    heartbeat_at: datetime | None
+    reading_at: datetime | None
+    oldest_reading: datetime | None = None
+    """Device time of the batch's oldest reading (``None``: heartbeats only)."""
+    tracked: tuple[str, ...] = ()
+    """The metrics the device's threshold rules look at."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A due ``evaluator_deadlines`` row with the device's last traffic (receive time)."""
+
+    key: DeviceKey
+    rule_id: str
+    armed_at: datetime
+    alive_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +84,10 @@ class StateWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class SilentCandidate:
+class StateRow:
     key: DeviceKey
     rule_id: str
-    last_seen: datetime
-    rearmed_at: datetime | None
+    rule_version: int
 
 
 def _columns(keys: Iterable[DeviceKey]) -> tuple[list[str], list[str]]:
@@ -47,25 +102,55 @@ class PostgresRuleStateStore:
         self._known: set[DeviceKey] = set()
 
     async def advance_devices(
-        self, conn: asyncpg.Connection, newest: dict[DeviceKey, datetime]
-    ) -> dict[DeviceKey, datetime | None]:
-        """Lock the devices' rows (creating missing ones) and move each last_seen to at least
-        ``newest[key]``, in one statement; returns each device's last_seen from before."""
-        keys = sorted(newest)
+        self, conn: asyncpg.Connection, advances: Mapping[DeviceKey, DeviceAdvance]
+    ) -> dict[DeviceKey, Watermarks | None]:
+        """Lock the devices' rows (creating missing ones) and advance their watermarks and
+        liveness times, in one statement; returns each device's watermarks from before
+        (``None`` for a device never seen; without metric marks when the batch is newer than
+        everything before, as the evaluation then never reads them)."""
+        keys = sorted(advances)
+        items = [advances[k] for k in keys]
         rows = await conn.fetch(
             """
-            INSERT INTO evaluator_devices AS d (tenant_id, device_id, last_seen)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) ORDER BY 1, 2
-            ON CONFLICT (tenant_id, device_id) DO UPDATE
-               SET prev_seen = d.last_seen, last_seen = greatest(d.last_seen, EXCLUDED.last_seen)
-            RETURNING d.tenant_id, d.device_id, d.prev_seen, (xmax = 0) AS inserted
+            INSERT INTO evaluator_devices AS d (tenant_id, device_id, last_seen, marks,
+                last_heartbeat_at, last_reading_at, prev_seen)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[],
+                $5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) ORDER BY 1, 2
+            ON CONFLICT (tenant_id, device_id) DO UPDATE SET
+                prev_seen = d.last_seen,
+                -- EXCLUDED.prev_seen carries the batch's oldest reading, EXCLUDED.marks is NULL
+                -- when every tracked metric is in the batch at its newest reading.
+                prev_marks = CASE WHEN EXCLUDED.prev_seen <= d.last_seen
+                                  THEN coalesce(d.marks, '{}'::jsonb) END,
+                last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+                marks = CASE
+                    WHEN EXCLUDED.last_seen IS NULL THEN d.marks
+                    WHEN EXCLUDED.marks IS NOT NULL
+                    THEN evaluator_merge_marks(d.marks, d.last_seen, EXCLUDED.marks)
+                    WHEN d.marks IS NULL OR d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
+                    THEN NULL
+                    ELSE evaluator_raise_marks(d.marks, EXCLUDED.last_seen) END,
+                last_heartbeat_at = greatest(d.last_heartbeat_at, EXCLUDED.last_heartbeat_at),
+                last_reading_at = CASE
+                    WHEN d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
+                    THEN greatest(d.last_reading_at, EXCLUDED.last_reading_at)
+                    ELSE d.last_reading_at END
+            RETURNING d.tenant_id, d.device_id, d.prev_seen, d.prev_marks, (xmax = 0) AS inserted
             """,
             [k[0] for k in keys],
             [k[1] for k in keys],
-            [newest[k] for k in keys],
+            [a.marks.newest for a in items],
+            [_marks_json(a) for a in items],
+            [a.heartbeat_at for a in items],
+            [a.reading_at for a in items],
+            [a.oldest_reading for a in items],
         )
         return {
-            (r["tenant_id"], r["device_id"]): None if r["inserted"] else r["prev_seen"]
+            (r["tenant_id"], r["device_id"]): None
+            if r["inserted"]
+            else _watermarks(
+                r["prev_seen"], r["prev_marks"], advances[r["tenant_id"], r["device_id"]]
+            )
             for r in rows
         }
 
@@ -146,9 +231,8 @@ class PostgresRuleStateStore:
         self,
         conn: asyncpg.Connection,
         writes: Sequence[StateWrite],
-        last_seen: dict[DeviceKey, datetime] | None = None,
     ) -> None:
-        """Upsert or delete the written states and advance the devices' last_seen."""
+        """Upsert or delete the written states."""
         upserts = [w for w in writes if w.state is not None]
         deletes = [w for w in writes if w.state is None]
         if upserts:
@@ -164,8 +248,6 @@ class PostgresRuleStateStore:
                 [w.key[1] for w in deletes],
                 [w.rule_id for w in deletes],
             )
-        if last_seen:
-            await self._advance(conn, last_seen)
 
     async def _upsert(self, conn: asyncpg.Connection, writes: Sequence[StateWrite]) -> None:
         states = [w.state for w in writes if w.state is not None]
@@ -189,22 +271,6 @@ class PostgresRuleStateStore:
             [s.rule_version for s in states],
             [s.alert_id for s in states],
             [s.value for s in states],
-        )
-
-    async def _advance(
-        self, conn: asyncpg.Connection, last_seen: dict[DeviceKey, datetime]
-    ) -> None:
-        keys = sorted(last_seen)
-        await conn.execute(
-            """
-            UPDATE evaluator_devices d SET last_seen = k.last_seen, updated_at = now()
-            FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS k(tenant_id, device_id, last_seen)
-            WHERE d.tenant_id = k.tenant_id AND d.device_id = k.device_id
-              AND (d.last_seen IS NULL OR d.last_seen < k.last_seen)
-            """,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [last_seen[k] for k in keys],
         )
 
     async def adopt_alert(
@@ -240,39 +306,115 @@ class PostgresRuleStateStore:
         )
         return [(r["tenant_id"], r["device_id"]) for r in rows]
 
-    async def silent(
-        self,
-        conn: asyncpg.Connection | asyncpg.Pool,
-        rules: Sequence[Rule],
-        now: datetime,
-        limit: int = 1000,
-    ) -> list[SilentCandidate]:
-        """(device, no_data rule) pairs silent for the rule's timeout with no alert open
-        (counting from a close of the previous alert, if later than the last record)."""
-        if not rules:
-            return []
+    async def sync_deadlines(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        """Make ``evaluator_deadlines`` hold exactly the (no_data rule, device) pairs the catalog
+        selects: new pairs armed at the later of the rule's and device's last change, pairs of
+        a changed rule due again at once (the clock recomputes them), gone pairs deleted."""
+        await conn.execute(
+            """
+            WITH wanted AS (
+                SELECT r.tenant_id, r.rule_id, d.device_id, r.version,
+                       greatest(r.updated_at, d.updated_at) AS armed_at,
+                       make_interval(secs => CASE jsonb_typeof(r.definition->'timeout_s')
+                           WHEN 'number' THEN (r.definition->>'timeout_s')::float8 ELSE 0 END)
+                           AS timeout
+                FROM rules r
+                JOIN devices d ON d.tenant_id = r.tenant_id AND d.status = 'active'
+                 AND d.tags @> coalesce(r.device_selector->'tags', '{}'::jsonb)
+                WHERE r.enabled AND r.kind = 'no_data'
+            ), gone AS (
+                DELETE FROM evaluator_deadlines x
+                WHERE NOT EXISTS (SELECT 1 FROM wanted w WHERE w.tenant_id = x.tenant_id
+                    AND w.rule_id = x.rule_id AND w.device_id = x.device_id)
+            )
+            INSERT INTO evaluator_deadlines AS x (tenant_id, rule_id, device_id, rule_version,
+                armed_at, due_at)
+            SELECT tenant_id, rule_id, device_id, version, armed_at, armed_at + timeout FROM wanted
+            ON CONFLICT (tenant_id, rule_id, device_id) DO UPDATE
+               SET rule_version = EXCLUDED.rule_version, due_at = least(x.due_at, now())
+             WHERE x.rule_version <> EXCLUDED.rule_version
+            """
+        )
+
+    async def due_deadlines(
+        self, conn: asyncpg.Connection | asyncpg.Pool, now: datetime, limit: int = 1000
+    ) -> list[Deadline]:
+        """The pairs whose ``due_at`` has passed, oldest first, with each device's last traffic."""
         rows = await conn.fetch(
             """
-            SELECT d.tenant_id, d.device_id, r.rule_id, d.last_seen, a.closed_at
-            FROM unnest($1::text[], $2::text[], $3::float8[]) AS r(tenant_id, rule_id, timeout_s)
-            JOIN evaluator_devices d ON d.tenant_id = r.tenant_id
-             AND d.last_seen <= $4::timestamptz - make_interval(secs => r.timeout_s)
-            LEFT JOIN evaluator_rule_state s ON s.tenant_id = d.tenant_id
-             AND s.device_id = d.device_id AND s.rule_id = r.rule_id
-            LEFT JOIN alerts a ON a.tenant_id = s.tenant_id AND a.alert_id = s.alert_id
-            WHERE (s.status IS NULL OR a.status IS NULL OR a.status NOT IN ('open', 'acknowledged'))
-              AND (a.closed_at IS NULL OR a.closed_at <= $4::timestamptz - make_interval(secs => r.timeout_s))
-            LIMIT $5
+            SELECT x.tenant_id, x.device_id, x.rule_id, x.armed_at,
+                   greatest(e.last_heartbeat_at, e.last_reading_at) AS alive_at
+            FROM evaluator_deadlines x
+            LEFT JOIN evaluator_devices e
+              ON e.tenant_id = x.tenant_id AND e.device_id = x.device_id
+            WHERE x.due_at <= $1 ORDER BY x.due_at LIMIT $2
             """,
-            [r.tenant_id for r in rules],
-            [r.rule_id for r in rules],
-            [r.timeout_s for r in rules],
             now,
             limit,
         )
         return [
-            SilentCandidate(
-                (r["tenant_id"], r["device_id"]), r["rule_id"], r["last_seen"], r["closed_at"]
+            Deadline((r["tenant_id"], r["device_id"]), r["rule_id"], r["armed_at"], r["alive_at"])
+            for r in rows
+        ]
+
+    async def reschedule(
+        self, conn: asyncpg.Connection, due: Sequence[tuple[DeviceKey, str, datetime | None]]
+    ) -> None:
+        """Set each pair's next ``due_at``; ``None`` deletes the pair (its rule is gone)."""
+        keep = [d for d in due if d[2] is not None]
+        drop = [d for d in due if d[2] is None]
+        if keep:
+            await conn.execute(
+                """
+                UPDATE evaluator_deadlines x SET due_at = k.due_at
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                     AS k(tenant_id, device_id, rule_id, due_at)
+                WHERE x.tenant_id = k.tenant_id AND x.device_id = k.device_id
+                  AND x.rule_id = k.rule_id
+                """,
+                [d[0][0] for d in keep],
+                [d[0][1] for d in keep],
+                [d[1] for d in keep],
+                [d[2] for d in keep],
             )
+        if drop:
+            await conn.execute(
+                """
+                DELETE FROM evaluator_deadlines x
+                USING unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, device_id, rule_id)
+                WHERE x.tenant_id = k.tenant_id AND x.device_id = k.device_id
+                  AND x.rule_id = k.rule_id
+                """,
+                [d[0][0] for d in drop],
+                [d[0][1] for d in drop],
+                [d[1] for d in drop],
+            )
+
+    async def closed_at(
+        self, conn: asyncpg.Connection, keys: Iterable[DeviceKey]
+    ) -> dict[tuple[DeviceKey, str], datetime]:
+        """When an operator closed the alert of a firing state (the rule re-arms from there)."""
+        tenants, devices = _columns(keys)
+        rows = await conn.fetch(
+            """
+            SELECT s.tenant_id, s.device_id, s.rule_id, a.closed_at
+            FROM evaluator_rule_state s
+            JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, device_id)
+              ON s.tenant_id = k.tenant_id AND s.device_id = k.device_id
+            JOIN alerts a ON a.tenant_id = s.tenant_id AND a.alert_id = s.alert_id
+            WHERE a.status = 'closed' AND a.closed_at IS NOT NULL
+            """,
+            tenants,
+            devices,
+        )
+        return {((r["tenant_id"], r["device_id"]), r["rule_id"]): r["closed_at"] for r in rows}
+
+    async def all_states(self, conn: asyncpg.Connection | asyncpg.Pool) -> list[StateRow]:
+        """Every (device, rule) that has a state, with its rule version (for the catalog sweep)."""
+        rows = await conn.fetch(
+            "SELECT tenant_id, device_id, rule_id, rule_version FROM evaluator_rule_state"
+        )
+        return [
+            StateRow((r["tenant_id"], r["device_id"]), r["rule_id"], r["rule_version"])
             for r in rows
         ]

@@ -360,6 +360,7 @@ class RouteIn(Strict):
         list[Annotated[str, StringConstraints(pattern=r"^[a-z_.]{1,64}$")]], Field(max_length=10)
     ] = Field(default_factory=list)
     group_wait_s: Annotated[int, Field(ge=0, le=3600)] = 0
+    group_interval_s: Annotated[int, Field(ge=0, le=86400)] | None = None
     repeat_interval_s: Annotated[int, Field(ge=60, le=7 * 86400)] | None = None
 
 
@@ -370,6 +371,7 @@ class Route(BaseModel):
     match: dict[str, Any]
     group_by: list[str]
     group_wait_s: int
+    group_interval_s: int | None = None
     repeat_interval_s: int | None
     created_at: datetime
     updated_at: datetime

@@ -123,7 +123,9 @@ async def _resolved(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         UPDATE alerts SET
             status = CASE WHEN status IN ('open', 'acknowledged') THEN 'resolved' ELSE status END,
             resolved_at = $3,
-            details = details || jsonb_build_object('resolved_value', $4::jsonb),
+            details = details || jsonb_build_object('resolved_value', $4::jsonb)
+                || CASE WHEN $6::text IS NULL THEN '{}'::jsonb
+                        ELSE jsonb_build_object('resolved_reason', $6::text) END,
             version = $5
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
@@ -132,6 +134,7 @@ async def _resolved(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         _at(event, "resolved_at"),
         event.data.get("value"),
         event.version,
+        event.data.get("reason"),
     )
 
 

@@ -222,14 +222,15 @@ async def _route_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> Non
     await conn.execute(
         """
         INSERT INTO routes (tenant_id, route_id, name, integration_id, match, group_by,
-            group_wait_s, repeat_interval_s, created_at, updated_at, version)
-        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10
+            group_wait_s, repeat_interval_s, created_at, updated_at, version, group_interval_s)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11
         WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstones
                           WHERE tenant_id = $1 AND kind = 'route' AND entity_id = $2)
         ON CONFLICT (tenant_id, route_id) DO UPDATE SET
             name = EXCLUDED.name, integration_id = EXCLUDED.integration_id,
             match = EXCLUDED.match, group_by = EXCLUDED.group_by,
             group_wait_s = EXCLUDED.group_wait_s, repeat_interval_s = EXCLUDED.repeat_interval_s,
+            group_interval_s = EXCLUDED.group_interval_s,
             updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
         WHERE routes.version < EXCLUDED.version
         """,
@@ -243,6 +244,7 @@ async def _route_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         data.get("repeat_interval_s"),
         event.recorded_at,
         event.version,
+        data.get("group_interval_s"),
     )
 
 
