@@ -166,7 +166,7 @@ class Batch:
         if first.kind == "heartbeat":
             for record in records:
                 seen.last_heartbeat_us = max(seen.last_heartbeat_us or 0, record.time_us)
-                self._forward(record, None)
+                self._forward(record, None, received)
             return
         times = self.device_times.get(device)
         if times is None:
@@ -178,11 +178,11 @@ class Batch:
             times.add(record.time_us)
             seen.add_reading(record.time_us, record.metrics)
             self._append_reading(record, received)
-            self._forward(record, record.time_us)
+            self._forward(record, record.time_us, received)
 
-    def _forward(self, record: Record, time_us: int | None) -> None:
+    def _forward(self, record: Record, time_us: int | None, received_us: int) -> None:
         if self.forward:
-            self.evaluator.append(_evaluator_record(record))
+            self.evaluator.append(_evaluator_record(record, received_us))
             self.evaluator_times.append(time_us)
 
     def _append_reading(self, record: Record, received_us: int) -> None:
@@ -294,7 +294,9 @@ class Batch:
         )
 
 
-def _evaluator_record(record: Record) -> dict[str, Any]:
+def _evaluator_record(record: Record, received_us: int) -> dict[str, Any]:
+    """One evaluator-queue record; ``received_at`` (when the broker delivered it to ingest) is
+    the evaluator's liveness clock, ``ts`` its device-time reading order."""
     return {
         "type": record.kind,
         "tenant_id": record.tenant_id,
@@ -302,6 +304,7 @@ def _evaluator_record(record: Record) -> dict[str, Any]:
         "ts": iso_from_us(record.time_us),
         "seq": record.seq,
         "metrics": record.metrics,
+        "received_at": iso_from_us(received_us),
     }
 
 
