@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from fleetpulse.provision_api import problems
-from fleetpulse.provision_api.api import alerts, catalog, devices, health, provisioning, tenants
+from fleetpulse.provision_api.api import (
+    alerts,
+    catalog,
+    devices,
+    health,
+    provisioning,
+    selectors,
+    stream,
+    tenants,
+)
 from fleetpulse.provision_api.api.deps import Services
 
 BASE_PATH = "/api/v1"
@@ -22,7 +33,8 @@ the `ETag`; a stale version answers 412.
 """
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, *, cors_origins: Sequence[str] = ()) -> FastAPI:
+    """The app; ``cors_origins`` (FLEETPULSE_CORS_ORIGINS) may call it from a browser."""
     app = FastAPI(
         title="FleetPulse API",
         version="1.0.0",
@@ -37,6 +49,7 @@ def create_app(services: Services) -> FastAPI:
     for router in (
         tenants.router,
         devices.router,
+        selectors.selectors,
         catalog.rules,
         catalog.integrations,
         catalog.routes,
@@ -45,10 +58,20 @@ def create_app(services: Services) -> FastAPI:
         alerts.quarantine,
         provisioning.profiles,
         provisioning.claims,
+        stream.events,
     ):
         api.include_router(router)
     app.include_router(api)
     app.include_router(health.router)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Last-Event-ID"],
+            expose_headers=["ETag", "Location", "Retry-After"],
+            max_age=600,
+        )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

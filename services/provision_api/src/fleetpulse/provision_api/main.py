@@ -34,7 +34,7 @@ from fleetpulse.provision_api.auth import JwksCache, TokenVerifier, http_fetch
 from fleetpulse.provision_api.credentials import CredentialIssuer
 from fleetpulse.provision_api.credentials.iot_core import IotCoreCredentialIssuer
 from fleetpulse.provision_api.credentials.mosquitto import DynsecAdmin, MosquittoCredentialIssuer
-from fleetpulse.provision_api.queries import Queries
+from fleetpulse.provision_api.queries import Connectivity, Queries
 from fleetpulse.provision_api.ratelimit import RateLimiter
 from fleetpulse.provision_api.service import Commands
 from fleetpulse.provision_api.settings import Settings
@@ -79,7 +79,11 @@ async def bootstrap(
                 issuer = await stack.enter_async_context(credential_issuer(settings))
             store = PostgresEventStore(pool)
             queries = Queries(pool)
-            queries = Queries(pool, timescale=await queries.timescale())
+            queries = Queries(
+                pool,
+                timescale=await queries.timescale(),
+                connectivity=Connectivity(settings.device_online_s, settings.device_stale_s),
+            )
             writer = CommandWriter(store, [CatalogProjection(), AlertsProjection()])
             keys = JwksCache(
                 http_fetch(http),
@@ -100,6 +104,7 @@ async def bootstrap(
                 mqtt_host=settings.mqtt_public_host,
                 mqtt_port=settings.mqtt_public_port,
                 readiness=lambda: _failing(pool),
+                stream_poll_s=settings.stream_poll_s,
             )
             yield services, store
     finally:
@@ -141,7 +146,8 @@ async def serve(context: ServiceContext[Settings]) -> None:
     settings = context.settings
     async with bootstrap(settings) as (services, store):
         context.health.add_check("database", lambda: _ready(services))
-        server = ApiServer(uvicorn_config(create_app(services), settings))
+        app = create_app(services, cors_origins=settings.cors_origin_list)
+        server = ApiServer(uvicorn_config(app, settings))
         async with (
             EventNotifications(settings.database_url) as notifications,
             outbox_relay(settings, store) as relay,
@@ -154,6 +160,7 @@ async def serve(context: ServiceContext[Settings]) -> None:
             workers = [asyncio.create_task(job) for job in background]
             serving = asyncio.create_task(server.serve())
             await _until(context.shutdown, serving)
+            services.stopping.set()
             server.should_exit = True
             await serving
             await asyncio.gather(*workers)
