@@ -261,7 +261,7 @@ async def test_cors_allows_only_the_configured_console_origin(
 
 
 def test_cors_origins_setting_rejects_non_origins(database_url: str, oidc: TestIssuer) -> None:
-    with pytest.raises(ValueError, match="CORS|origin"):
+    with pytest.raises(ValueError, match="origin"):
         make_settings(database_url, oidc, cors_origins="https://ok.example, console.example.com")
     with pytest.raises(ValueError, match="origin"):
         make_settings(database_url, oidc, cors_origins="https://a.example/path")
