@@ -405,3 +405,47 @@ async def test_stream_is_authenticated_and_checks_last_event_id(
             "/api/v1/events/stream", headers={**oidc.headers(), "Last-Event-ID": "x1"}
         )
         assert bad.status_code == 422
+
+
+async def test_quarantine_filters_by_reason_and_counts_per_minute(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str], database_url: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO quarantine (tenant_id, device_id, topic, reason, detail, payload) VALUES
+              ('acme', 'd1', 't', 'BAD_JSON', 'x', '\\x7b'),
+              ('acme', 'd1', 't', 'SCHEMA_INVALID', 'y', '\\x7b'),
+              ('globex', 'd1', 't', 'BAD_JSON', 'z', '\\x7b');
+            INSERT INTO quarantine_counts (minute, tenant_id, reason, stored, suppressed) VALUES
+              (date_trunc('minute', now()) - interval '2 minutes', 'acme', 'BAD_JSON', 5, 100),
+              (date_trunc('minute', now()) - interval '1 minute', 'acme', 'SCHEMA_INVALID', 1, 0),
+              (date_trunc('minute', now()) - interval '2 days', 'acme', 'BAD_JSON', 9, 9),
+              (date_trunc('minute', now()) - interval '1 minute', 'globex', 'BAD_JSON', 7, 7);
+            """
+        )
+    finally:
+        await conn.close()
+    viewer = oidc.headers(roles=("viewer",))
+    rows = await api.get("/api/v1/quarantine", params={"reason": "BAD_JSON"}, headers=viewer)
+    assert rows.status_code == 200, rows.text
+    assert [(r["reason"], r["detail"]) for r in rows.json()["items"]] == [("BAD_JSON", "x")]
+    every = await api.get("/api/v1/quarantine", headers=viewer)
+    assert len(every.json()["items"]) == 2  # positive control: the filter did the narrowing
+    bad = await api.get("/api/v1/quarantine", params={"reason": "NOPE"}, headers=viewer)
+    assert bad.status_code == 422
+    counts = await api.get("/api/v1/quarantine/counts", headers=viewer)
+    assert counts.status_code == 200, counts.text
+    body = counts.json()
+    assert set(body) == {"from", "to", "items"}
+    assert [(c["reason"], c["stored"], c["suppressed"]) for c in body["items"]] == [
+        ("BAD_JSON", 5, 100),
+        ("SCHEMA_INVALID", 1, 0),
+    ]  # the last 24 hours only, and never globex's
+    week = await api.get(
+        "/api/v1/quarantine/counts",
+        params={"from": "2000-01-01T00:00:00Z", "to": "2000-03-01T00:00:00Z"},
+        headers=viewer,
+    )
+    assert week.status_code == 422

@@ -316,7 +316,12 @@ class Queries:
             delivery["attempts"] = by_delivery[delivery["delivery_id"]]
 
     async def quarantine(
-        self, tenant_id: str, device_id: str | None, limit: int, cursor: str | None
+        self,
+        tenant_id: str,
+        device_id: str | None,
+        limit: int,
+        cursor: str | None,
+        reason: str | None = None,
     ) -> PageResult:
         after = decode_cursor(cursor, int)
         rows = await self._pool.fetch(
@@ -325,7 +330,7 @@ class Queries:
                    substring(payload FROM 1 FOR $5) AS preview
             FROM quarantine
             WHERE tenant_id = $1 AND ($2::text IS NULL OR device_id = $2)
-              AND ($3::bigint IS NULL OR id < $3)
+              AND ($3::bigint IS NULL OR id < $3) AND ($6::text IS NULL OR reason = $6)
             ORDER BY id DESC LIMIT $4
             """,
             tenant_id,
@@ -333,9 +338,28 @@ class Queries:
             after[0] if after else None,
             limit + 1,
             QUARANTINE_PREVIEW_BYTES,
+            reason,
         )
         items = [_quarantined(r) for r in rows]
         return page(items, limit, lambda r: (r["id"],))
+
+    async def quarantine_counts(
+        self, tenant_id: str, start: datetime, end: datetime, reason: str | None
+    ) -> list[Row]:
+        """Per-minute quarantine counts of the tenant (ingest's ledger), oldest first."""
+        rows = await self._pool.fetch(
+            """
+            SELECT minute, reason, stored, suppressed FROM quarantine_counts
+            WHERE tenant_id = $1 AND minute >= $2 AND minute < $3
+              AND ($4::text IS NULL OR reason = $4)
+            ORDER BY minute, reason
+            """,
+            tenant_id,
+            start,
+            end,
+            reason,
+        )
+        return [dict(r) for r in rows]
 
     # --- telemetry -----------------------------------------------------------------------
     async def readings(

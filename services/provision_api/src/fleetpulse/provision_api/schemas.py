@@ -439,6 +439,33 @@ class Delivery(BaseModel):
     attempts: list[DeliveryAttempt]
 
 
+QuarantineReason = Literal[
+    "BAD_TOPIC",
+    "PAYLOAD_TOO_LARGE",
+    "BAD_JSON",
+    "SCHEMA_INVALID",
+    "UNKNOWN_DEVICE",
+    "DEVICE_DECOMMISSIONED",
+    "RATE_LIMITED",
+    "TIMESTAMP_OUT_OF_RANGE",
+]
+
+
+class QuarantineCount(BaseModel):
+    minute: datetime
+    reason: str
+    stored: int = Field(description="Messages kept as rows in the quarantine")
+    suppressed: int = Field(description="Messages only counted (beyond the per-minute row cap)")
+
+
+class QuarantineCounts(BaseModel):
+    time_from: datetime = Field(alias="from", serialization_alias="from")
+    time_to: datetime = Field(alias="to", serialization_alias="to")
+    items: list[QuarantineCount] = Field(description="Per minute and reason, oldest first")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
 class QuarantinedMessage(BaseModel):
     id: int
     received_at: datetime
