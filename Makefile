@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help sync up down dev test test-fast lint typecheck format bench bench-eventstore \
 	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
-	config-table
+	config-table console console-test
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,8 +23,17 @@ up: ## run the full platform with Docker Compose (needs a Docker engine)
 down: ## stop the Compose stack
 	./compose/down.sh
 
-dev: sync ## run the platform as local processes (no Docker): PostgreSQL, private broker, moto, dev OIDC, five services
+dev: sync console ## run the platform as local processes (no Docker): PostgreSQL, private broker, moto, dev OIDC, five services, the console
 	$(UV) run fleetpulse-dev $(DEV_ARGS)
+
+console: ## build the operator console into console/dist (Node 20 + npm; checks the 250 KB JS budget)
+	@if ! command -v npm >/dev/null; then \
+		echo "make console: npm not found, the console is not built (install Node 20)"; exit 0; fi; \
+	cd console && if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+		npm ci --no-audit --no-fund; fi && npm run build
+
+console-test: console ## the console's unit tests (Vitest)
+	cd console && npm test
 
 migrate: sync ## apply database migrations to FLEETPULSE_DATABASE_URL
 	$(UV) run fleetpulse-migrate

@@ -1,4 +1,20 @@
-import { Button, Center, Loader, MantineProvider, Paper, Stack, Text, Title, createTheme } from "@mantine/core";
+import {
+  Button,
+  Center,
+  Loader,
+  MantineProvider,
+  Modal,
+  Paper,
+  Stack,
+  Text,
+  Title,
+  createTheme,
+  darken,
+  defaultVariantColorsResolver,
+  parseThemeColor,
+  type CSSVariablesResolver,
+  type VariantColorsResolver,
+} from "@mantine/core";
 import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { lazy, Suspense, useMemo } from "react";
 import { BrowserRouter, Navigate, Route, Routes } from "react-router-dom";
@@ -19,7 +35,40 @@ const RoutesPage = lazy(() => import("./pages/Routes"));
 const Quarantine = lazy(() => import("./pages/Quarantine"));
 const Live = lazy(() => import("./pages/Live"));
 
-const theme = createTheme({ primaryColor: "blue", defaultRadius: "sm" });
+/** Text of light and outline variants darkened until it passes WCAG AA on its tint (axe). */
+const strongText = (color: string) => darken(color, 0.35);
+
+const variantColorResolver: VariantColorsResolver = (input) => {
+  const colors = defaultVariantColorsResolver(input);
+  const parsed = parseThemeColor({ color: input.color ?? input.theme.primaryColor, theme: input.theme });
+  if (parsed.isThemeColor && (input.variant === "light" || input.variant === "outline")) {
+    const strong = strongText(input.theme.colors[parsed.color][9]);
+    return { ...colors, color: strong, border: input.variant === "outline" ? `1px solid ${strong}` : colors.border };
+  }
+  return colors;
+};
+
+const theme = createTheme({
+  primaryColor: "blue",
+  primaryShade: 8, // white on blue-8 passes AA; blue-6 does not
+  defaultRadius: "sm",
+  variantColorResolver,
+  components: {
+    Modal: Modal.extend({ defaultProps: { closeButtonProps: { "aria-label": "Close dialog" } } }),
+  },
+});
+
+const cssVariablesResolver: CSSVariablesResolver = (current) => ({
+  variables: {},
+  light: {
+    "--mantine-color-dimmed": "var(--mantine-color-gray-7)",
+    "--mantine-color-placeholder": "var(--mantine-color-gray-6)",
+    ...Object.fromEntries(
+      Object.entries(current.colors).map(([name, shades]) => [`--mantine-color-${name}-light-color`, strongText(shades[9])]),
+    ),
+  },
+  dark: {},
+});
 
 function makeQueryClient(): QueryClient {
   return new QueryClient({
@@ -36,7 +85,7 @@ function makeQueryClient(): QueryClient {
 export function App({ config }: { config: ConsoleConfig }) {
   const queryClient = useMemo(makeQueryClient, []);
   return (
-    <MantineProvider theme={theme} defaultColorScheme="light">
+    <MantineProvider theme={theme} defaultColorScheme="light" cssVariablesResolver={cssVariablesResolver}>
       <AuthProvider config={config} fallback={(phase, signIn) => <SignIn phase={phase} signIn={signIn} />}>
         <QueryClientProvider client={queryClient}>
           <Gate config={config} />

@@ -4,6 +4,9 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 
 export interface Series {
+  /** The requested window, epoch seconds: the x axis spans it even when few buckets have data */
+  from: number;
+  to: number;
   times: number[]; // epoch seconds
   avg: (number | null)[];
   min: (number | null)[];
@@ -19,11 +22,11 @@ export function Chart({ series, label }: { series: Series; label: string }) {
       {
         width: Math.max(320, element.clientWidth),
         height: 260,
-        scales: { x: { time: true } },
+        scales: { x: { time: true, range: () => [series.from, series.to] } },
         legend: { show: true },
         series: [
           {},
-          { label: "avg", stroke: "#1864ab", width: 2 },
+          { label: "avg", stroke: "#1864ab", width: 2, points: { show: true, size: 6 } },
           { label: "min", stroke: "#74c0fc", width: 1 },
           { label: "max", stroke: "#e8590c", width: 1 },
         ],

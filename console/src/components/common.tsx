@@ -20,7 +20,7 @@ export function ProblemNotice({ error, title }: { error: unknown; title?: string
 const CONNECTIVITY_COLOR = { online: "green", stale: "yellow", offline: "gray" } as const;
 export function ConnectivityBadge({ value }: { value: "online" | "stale" | "offline" }) {
   return (
-    <Badge color={CONNECTIVITY_COLOR[value]} variant="light" c={value === "stale" ? "yellow.9" : undefined}>
+    <Badge color={CONNECTIVITY_COLOR[value]} variant="light">
       {value}
     </Badge>
   );
@@ -29,7 +29,7 @@ export function ConnectivityBadge({ value }: { value: "online" | "stale" | "offl
 const SEVERITY_COLOR: Record<string, string> = { critical: "red", major: "orange", minor: "yellow", warning: "yellow", info: "blue" };
 export function SeverityBadge({ value }: { value: string }) {
   return (
-    <Badge color={SEVERITY_COLOR[value] ?? "gray"} variant="light" c={SEVERITY_COLOR[value] === "yellow" ? "yellow.9" : undefined}>
+    <Badge color={SEVERITY_COLOR[value] ?? "gray"} variant="light">
       {value}
     </Badge>
   );
@@ -45,13 +45,14 @@ export function StatusBadge({ value }: { value: string }) {
 }
 
 /** A secret the API returns exactly once: shown with a copy button and a warning. */
-export function SecretOnce({ label, value, onDone }: { label: string; value: string | null | undefined; onDone: () => void }) {
+export function SecretOnce({ label, value, onDone, caption }: { label: string; value: string | null | undefined; onDone: () => void; caption?: string }) {
   return (
     <Modal opened={Boolean(value)} onClose={onDone} title={label} size="lg">
       <Stack>
         <Alert color="yellow" variant="light" title="Shown only once">
           FleetPulse keeps no copy. Store it now: it cannot be shown again.
         </Alert>
+        {caption && <Text size="sm">{caption}</Text>}
         <Code block data-testid="secret-once">
           {value}
         </Code>

@@ -21,7 +21,16 @@ export default function AlertDetail() {
     queryKey: ["deliveries", alertId],
     queryFn: () => unwrap(api.GET("/api/v1/deliveries", { params: { query: { alert_id: alertId, limit: 100 } } })),
   });
-  if (alert.error) return <ProblemNotice error={alert.error} title={`Alert ${alertId}`} />;
+  if (alert.error) {
+    return (
+      <Stack>
+        <Title order={1} size="h2">
+          Alert {alertId}
+        </Title>
+        <ProblemNotice error={alert.error} />
+      </Stack>
+    );
+  }
   if (!alert.data) return <Text>Loading…</Text>;
   const a = alert.data;
   return (
@@ -166,7 +175,7 @@ function AlertActions({ alert }: { alert: Alert }) {
         <Button variant="default" onClick={() => act.mutate("silence")} loading={act.isPending && act.variables === "silence"}>
           Silence
         </Button>
-        <Button variant="light" color="gray" onClick={() => act.mutate("close")} loading={act.isPending && act.variables === "close"}>
+        <Button variant="default" onClick={() => act.mutate("close")} loading={act.isPending && act.variables === "close"}>
           Close
         </Button>
       </Group>

@@ -26,7 +26,16 @@ export default function DevicePage() {
     queryKey: ["device", deviceId],
     queryFn: () => unwrap(api.GET("/api/v1/devices/{device_id}", { params: { path: { device_id: deviceId } } })),
   });
-  if (device.error) return <ProblemNotice error={device.error} title={`Device ${deviceId}`} />;
+  if (device.error) {
+    return (
+      <Stack>
+        <Title order={1} size="h2">
+          Device {deviceId}
+        </Title>
+        <ProblemNotice error={device.error} />
+      </Stack>
+    );
+  }
   if (!device.data) return <Text>Loading…</Text>;
   return <DeviceView device={device.data} />;
 }
@@ -121,6 +130,8 @@ function Telemetry({ device }: { device: Device }) {
     const buckets = telemetry.data?.buckets;
     if (!buckets) return null;
     return {
+      from: new Date(telemetry.data!.from).getTime() / 1000,
+      to: new Date(telemetry.data!.to).getTime() / 1000,
       times: buckets.map((b) => new Date(b.bucket).getTime() / 1000),
       avg: buckets.map((b) => b.avg ?? null),
       min: buckets.map((b) => b.min ?? null),
@@ -231,7 +242,7 @@ function DeviceActions({ device }: { device: Device }) {
         <Text>Its credentials stop working and its telemetry is refused. This cannot be undone.</Text>
         <ProblemNotice error={decommission.error} />
       </Confirm>
-      <SecretOnce label="New MQTT user name and password" value={secret} onDone={() => setSecret(null)} />
+      <SecretOnce label="New MQTT user name and password" value={secret} onDone={() => setSecret(null)} caption="First line: MQTT user name (also the client id). Second line: password." />
     </Group>
   );
 }

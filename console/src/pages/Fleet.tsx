@@ -143,9 +143,11 @@ function DeviceRow({ device, top, index }: { device: Device; top: number; index:
         borderTop: "1px solid var(--mantine-color-gray-2)",
       }}
     >
-      <Anchor role="cell" component={Link} to={`/devices/${encodeURIComponent(device.device_id)}`} size="sm" truncate>
-        {device.device_id}
-      </Anchor>
+      <Box role="cell" style={{ minWidth: 0 }}>
+        <Anchor component={Link} to={`/devices/${encodeURIComponent(device.device_id)}`} size="sm" truncate display="block">
+          {device.device_id}
+        </Anchor>
+      </Box>
       <Text role="cell" size="sm" truncate>
         {device.name ?? "—"}
       </Text>
@@ -209,7 +211,7 @@ function RegisterDevice({ opened, onClose }: { opened: boolean; onClose: () => v
           </Group>
         </Stack>
       </Modal>
-      <SecretOnce label="MQTT user name and password" value={password} onDone={() => setPassword(null)} />
+      <SecretOnce label="MQTT user name and password" value={password} onDone={() => setPassword(null)} caption="First line: MQTT user name (also the client id). Second line: password." />
     </>
   );
 }

@@ -74,8 +74,8 @@ export default function Quarantine() {
             </Text>
           </Paper>
         ))}
-        {counts.data && totals.length === 0 && <Text c="dimmed">Nothing quarantined in the last 24 hours.</Text>}
       </SimpleGrid>
+      {counts.data && totals.length === 0 && <Text c="dimmed">Nothing quarantined in the last 24 hours.</Text>}
       <Group align="end">
         <TextInput label="Device" placeholder="truck-042" value={device} onChange={(e) => setDevice(e.currentTarget.value)} />
         <Select label="Reason" placeholder="Any reason" clearable data={[...REASONS]} value={reason} onChange={(v) => setReason(v as Reason | null)} />
@@ -96,7 +96,7 @@ export default function Quarantine() {
             <Table.Tr key={q.id} data-testid="quarantine-row">
               <Table.Td>{when(q.received_at)}</Table.Td>
               <Table.Td>
-                <Badge variant="light" color="orange" c="orange.9">
+                <Badge variant="light" color="orange">
                   {q.reason}
                 </Badge>
               </Table.Td>

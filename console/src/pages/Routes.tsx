@@ -24,6 +24,8 @@ function matchText(route: Route): string {
 
 export default function RoutesPage() {
   const api = useApi();
+  const integrations = useQuery({ queryKey: ["integrations"], queryFn: () => unwrap(api.GET("/api/v1/integrations", { params: { query: { limit: 500 } } })) });
+  const integrationName = (id: string) => integrations.data?.items.find((i) => i.integration_id === id)?.name ?? id;
   return (
     <Catalog<Route>
       title="Routes"
@@ -34,7 +36,7 @@ export default function RoutesPage() {
       columns={[
         { header: "Name", cell: (r) => r.name },
         { header: "Matches", cell: matchText },
-        { header: "Integration", cell: (r) => r.integration_id },
+        { header: "Integration", cell: (r) => integrationName(r.integration_id) },
         { header: "Group wait", cell: (r) => `${r.group_wait_s}s` },
         { header: "Id", cell: (r) => r.route_id },
       ]}
