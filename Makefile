@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help sync up down dev test test-fast lint typecheck format bench bench-eventstore \
 	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
-	config-table console console-test
+	config-table console console-test bench-console
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -55,7 +55,7 @@ format: sync ## ruff format and the safe ruff fixes
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-bench: sync ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
+bench: sync console ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
 	$(UV) run python benchmarks/run_all.py
 
 bench-eventstore: sync ## event store appends/s and catch-up reads/s
@@ -75,6 +75,9 @@ bench-api: sync
 
 bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on the dev stack
 	$(UV) run python benchmarks/e2e.py
+
+bench-console: sync console ## the console's fleet page with 10,000 devices in Chromium (first rows, paging, scroll frames)
+	$(UV) run python benchmarks/console.py
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("eventstore", "ingest", "evaluator", "delivery", "api", "e2e")
+BENCHMARKS = ("eventstore", "ingest", "evaluator", "delivery", "api", "e2e", "console")
 
 
 def run_one(name: str, out: Path) -> dict[str, float]:

@@ -2,7 +2,7 @@ import { Anchor, Badge, Box, Button, Group, Modal, Select, Stack, Text, TextInpu
 import { useDebouncedValue } from "@mantine/hooks";
 import { useInfiniteQuery, useMutation, useQueryClient } from "@tanstack/react-query";
 import { useVirtualizer } from "@tanstack/react-virtual";
-import { useEffect, useMemo, useRef, useState } from "react";
+import { memo, useEffect, useMemo, useRef, useState } from "react";
 import { Link } from "react-router-dom";
 import { unwrap } from "../api/client";
 import { useApi } from "../api/context";
@@ -121,10 +121,10 @@ export default function Fleet() {
   );
 }
 
+/** A positioned row; only its position changes while scrolling, so its cells are memoised. */
 function DeviceRow({ device, top, index }: { device: Device; top: number; index: number }) {
-  const values = Object.entries(device.last_values ?? {}).slice(0, 4);
   return (
-    <Box
+    <div
       role="row"
       aria-rowindex={index + 2}
       data-testid="device-row"
@@ -143,6 +143,15 @@ function DeviceRow({ device, top, index }: { device: Device; top: number; index:
         borderTop: "1px solid var(--mantine-color-gray-2)",
       }}
     >
+      <DeviceCells device={device} />
+    </div>
+  );
+}
+
+const DeviceCells = memo(function DeviceCells({ device }: { device: Device }) {
+  const values = Object.entries(device.last_values ?? {}).slice(0, 4);
+  return (
+    <>
       <Box role="cell" style={{ minWidth: 0 }}>
         <Anchor component={Link} to={`/devices/${encodeURIComponent(device.device_id)}`} size="sm" truncate display="block">
           {device.device_id}
@@ -163,9 +172,9 @@ function DeviceRow({ device, top, index }: { device: Device; top: number; index:
       <Text role="cell" size="sm" c="dimmed" truncate>
         {formatTags(device.tags) || "—"}
       </Text>
-    </Box>
+    </>
   );
-}
+});
 
 function RegisterDevice({ opened, onClose }: { opened: boolean; onClose: () => void }) {
   const api = useApi();
