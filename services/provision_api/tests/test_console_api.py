@@ -260,6 +260,13 @@ async def test_cors_allows_only_the_configured_console_origin(
             assert "etag" in read.headers.get("access-control-expose-headers", "").lower()
 
 
+def test_connectivity_windows_must_be_ordered(database_url: str, oidc: TestIssuer) -> None:
+    with pytest.raises(ValueError, match="DEVICE_ONLINE_S"):
+        make_settings(database_url, oidc, device_online_s=600, device_stale_s=600)
+    ok = make_settings(database_url, oidc, device_online_s=60, device_stale_s=600)
+    assert (ok.device_online_s, ok.device_stale_s) == (60, 600)
+
+
 def test_cors_origins_setting_rejects_non_origins(database_url: str, oidc: TestIssuer) -> None:
     with pytest.raises(ValueError, match="origin"):
         make_settings(database_url, oidc, cors_origins="https://ok.example, console.example.com")

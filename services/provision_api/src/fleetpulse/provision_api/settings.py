@@ -7,7 +7,7 @@ import binascii
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from fleetpulse.common.settings import ServiceSettings
 
@@ -89,6 +89,14 @@ class Settings(ServiceSettings):
             parts = urlsplit(origin)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
                 raise ValueError(f"{origin!r} is not an origin such as https://console.example.com")
+        return value
+
+    @field_validator("device_stale_s")
+    @classmethod
+    def _stale_after_online(cls, value: int, info: ValidationInfo) -> int:
+        online = info.data.get("device_online_s")
+        if online is not None and value <= online:
+            raise ValueError("must be greater than FLEETPULSE_DEVICE_ONLINE_S")
         return value
 
     @property
