@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -117,6 +118,23 @@ def create_tenants(stack: DevStack) -> None:
         assert response.status_code == 201, response.text
 
 
+async def seed_history(database_url: str, device_id: str) -> None:
+    """A day of 5-minute readings before now, straight into telemetry, for the device chart."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO telemetry (time, tenant_id, device_id, metrics)
+            SELECT now() - make_interval(mins => 5 * i), 'acme', $1,
+                   jsonb_build_object('temperature_c', round((4 + 2 * sin(i / 12.0))::numeric, 2))
+            FROM generate_series(3, 288) AS i
+            """,
+            device_id,
+        )
+    finally:
+        await conn.close()
+
+
 async def publish_breaches(device: DeviceCredentials, stop: asyncio.Event) -> int:
     """Breaching readings every 2 s until the browser saw the alert (rules reach the evaluator
     within about 2 s); returns how many were sent."""
@@ -170,6 +188,7 @@ async def drive_browser(stack: DevStack, receiver: Receiver) -> dict[str, Any]:
                     password=wanted["password"],
                     topic_prefix=f"tenant/acme/device/{wanted['device_id']}/",
                 )
+                await seed_history(stack.config.database_url, device.device_id)
                 publisher = asyncio.create_task(publish_breaches(device, seen))
                 process.stdin.write(b"BREACH_STARTED\n")
                 await process.stdin.drain()

@@ -102,6 +102,9 @@ async def test_search_matches_id_or_name_and_escapes_wildcards(
     assert await found("p_7") == ["pump_7"]
     assert await found("p_") == ["pump_7"]
     assert await found("k_") == []  # '_' is literal: "truck-" does not match
+    for bad in ("a\x00b", "\n"):
+        refused = await api.get("/api/v1/devices", params={"search": bad}, headers=oidc.headers())
+        assert refused.status_code == 422, refused.text  # was a 500 (NUL reached PostgreSQL)
 
 
 async def test_patch_renames_and_retags_as_an_event(

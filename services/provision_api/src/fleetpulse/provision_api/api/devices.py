@@ -91,6 +91,8 @@ async def list_devices(
 ) -> Any:
     """List the tenant's devices by id with their connectivity and latest values, optionally
     only those carrying every given tag, of a status or connectivity, or matching ``search``."""
+    if search is not None and any(ord(c) < 32 for c in search):
+        raise InvalidError("query.search", "must not contain control characters")
     items, next_cursor = await wired.queries.devices(
         caller.tenant_id,
         tag_filters(tag),
