@@ -21,6 +21,11 @@ export default function AlertDetail() {
     queryKey: ["deliveries", alertId],
     queryFn: () => unwrap(api.GET("/api/v1/deliveries", { params: { query: { alert_id: alertId, limit: 100 } } })),
   });
+  const integrations = useQuery({
+    queryKey: ["integrations"],
+    queryFn: () => unwrap(api.GET("/api/v1/integrations", { params: { query: { limit: 500 } } })),
+  });
+  const integrationName = (id: string) => integrations.data?.items.find((i) => i.integration_id === id)?.name ?? id;
   if (alert.error) {
     return (
       <Stack>
@@ -91,7 +96,7 @@ export default function AlertDetail() {
           <Stack key={d.delivery_id} gap={4} mb="sm" data-testid="delivery">
             <Group gap="xs">
               <Text fw={600} size="sm">
-                {d.integration_id}
+                {integrationName(d.integration_id)}
               </Text>
               <Badge color={d.status === "succeeded" ? "green" : d.status === "abandoned" ? "red" : "gray"} variant="light">
                 {d.status}

@@ -1,5 +1,5 @@
 import { Anchor, Button, Group, SegmentedControl, Stack, Table, Text, Title } from "@mantine/core";
-import { useInfiniteQuery } from "@tanstack/react-query";
+import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import { useState } from "react";
 import { Link } from "react-router-dom";
 import { unwrap } from "../api/client";
@@ -24,6 +24,8 @@ export default function Alerts() {
     getNextPageParam: (last) => last.next_cursor ?? undefined,
   });
   const rows = alerts.data?.pages.flatMap((p) => p.items) ?? [];
+  const rules = useQuery({ queryKey: ["rules"], queryFn: () => unwrap(api.GET("/api/v1/rules", { params: { query: { limit: 500 } } })) });
+  const ruleName = (id: string) => rules.data?.items.find((r) => r.rule_id === id)?.name ?? id;
   return (
     <Stack>
       <Title order={1} size="h2">
@@ -58,7 +60,7 @@ export default function Alerts() {
                   {a.device_id}
                 </Anchor>
               </Table.Td>
-              <Table.Td>{a.rule_id}</Table.Td>
+              <Table.Td>{ruleName(a.rule_id)}</Table.Td>
               <Table.Td>
                 <StatusBadge value={a.status} />
               </Table.Td>
