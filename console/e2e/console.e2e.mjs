@@ -195,7 +195,7 @@ async function viewer(browser) {
   await context.close();
 }
 
-async function otherTenant(browser) {
+async function otherTenant(browser, adminPage) {
   step("a second tenant sees none of it");
   const { context, page } = await signIn(browser, { tenant: "globex", roles: ["tenant-admin"], username: "gina" });
   await page.getByText("No devices match.").waitFor();
@@ -209,13 +209,32 @@ async function otherTenant(browser) {
     await page.getByText(/No \w+s yet\./).waitFor();
     result.globex[name.toLowerCase()] = await page.getByTestId(testId).count();
   }
-  const direct = await page.goto(`${CONSOLE}/devices/reefer-1`);
+  await page.goto(`${CONSOLE}/devices/reefer-1`);
   await page.getByTestId("problem").waitFor();
   result.globex.directDevice = (await page.getByTestId("problem").innerText()).split("\n")[0].trim();
   await shoot(page, "globex-device-404");
+
+  step("live: acme's change never reaches globex's stream; globex's own does");
+  await page.getByTestId("live-status").getByText("live").waitFor();
+  await adminPage.getByRole("navigation").getByRole("link", { name: "Fleet" }).click();
+  await adminPage.getByRole("link", { name: "reefer-1" }).click();
+  await adminPage.getByRole("button", { name: "Edit" }).click();
+  await adminPage.getByLabel("Name").fill("Reefer uno");
+  await adminPage.getByRole("button", { name: "Save" }).click();
+  await adminPage.getByRole("heading", { level: 1, name: "Reefer uno" }).waitFor();
+  await go(adminPage, "/live", "Live");
+  await adminPage.getByTestId("live-row").filter({ hasText: "DeviceUpdated" }).nth(1).waitFor();
+  await go(page, "/fleet", "Fleet");
+  await page.getByRole("button", { name: "Register device" }).click();
+  await page.getByLabel("Device id").fill("globex-1");
+  await page.getByRole("button", { name: "Register", exact: true }).click();
+  await page.getByRole("button", { name: "I have stored it" }).click();
   await go(page, "/live", "Live");
-  result.globex.liveEvents = await page.getByTestId("live-row").count();
-  void direct;
+  await page.getByTestId("live-row").filter({ hasText: "DeviceRegistered" }).waitFor();
+  await page.waitForTimeout(1500); // anything of acme's would have arrived by now
+  const streams = await page.getByTestId("live-row").allInnerTexts();
+  result.globex.liveOwnEvents = streams.filter((row) => row.includes("device-globex-globex-1")).length;
+  result.globex.liveOtherEvents = streams.filter((row) => !row.includes("device-globex-")).length;
   await context.close();
 }
 
@@ -236,7 +255,7 @@ const browser = await chromium.launch({
 try {
   const { context, page } = await admin(browser);
   await viewer(browser);
-  await otherTenant(browser);
+  await otherTenant(browser, page);
   await noTenant(browser);
   step("the admin's session refreshed its token and still works");
   await go(page, "/fleet", "Fleet");

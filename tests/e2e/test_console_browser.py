@@ -245,7 +245,8 @@ def test_console_end_to_end_in_chromium(stack: DevStack, receiver: Receiver) -> 
         "integrations": 0,
         "routes": 0,
         "directDevice": "404 Not Found",
-        "liveEvents": 0,
+        "liveOwnEvents": 2,  # positive control: DeviceRegistered, DeviceCredentialsIssued
+        "liveOtherEvents": 0,
     }
     assert "not assigned to a tenant" in result["noTenant"]
     assert result["refreshGrants"] >= 1, "the session never refreshed its token"
