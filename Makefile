@@ -30,7 +30,9 @@ console: ## build the operator console into console/dist (Node 20 + npm; checks 
 	@if ! command -v npm >/dev/null; then \
 		echo "make console: npm not found, the console is not built (install Node 20)"; exit 0; fi; \
 	cd console && if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
-		npm ci --no-audit --no-fund; fi && npm run build
+		npm ci --no-audit --no-fund; fi && \
+	if [ ! -f dist/index.html ] || [ -n "$$(find src index.html package-lock.json vite.config.ts -newer dist/index.html | head -n1)" ]; then \
+		npm run build; else echo "make console: console/dist is up to date"; fi
 
 console-test: console ## the console's unit tests (Vitest)
 	cd console && npm test
