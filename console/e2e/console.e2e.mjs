@@ -154,6 +154,13 @@ async function admin(browser) {
   await page.getByRole("heading", { level: 1, name: "Reefer one" }).waitFor();
   await page.getByTestId("chart").waitFor();
   await shoot(page, "device");
+  step("rotate its credentials: a new password, shown once");
+  await page.getByRole("button", { name: "Rotate credentials" }).click();
+  await page.getByRole("button", { name: "Rotate", exact: true }).click();
+  const rotated = (await page.getByTestId("secret-once").innerText()).trim().split("\n");
+  result.rotatedPasswordDiffers = rotated[0] === secret[0] && rotated[1] !== secret[1] && rotated[1].length >= 16;
+  await page.getByRole("button", { name: "I have stored it" }).click();
+  await page.getByRole("row", { name: /Credentials version 2/ }).waitFor();
   step("edit the device's tags");
   await page.getByRole("button", { name: "Edit" }).click();
   await page.getByLabel("Tags").fill("site=hamburg");

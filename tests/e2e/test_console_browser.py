@@ -230,6 +230,7 @@ def test_console_end_to_end_in_chromium(stack: DevStack, receiver: Receiver) -> 
     assert result["alertAppearedWithoutReload"] is True
     assert result["acknowledged"] is True
     assert result["webhookSecretPrefix"] == "whsec_"
+    assert result["rotatedPasswordDiffers"] is True
     assert "alert.opened" in receiver.types
     assert result["viewer"] == {
         "registerButtons": 0,
