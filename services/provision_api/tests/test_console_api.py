@@ -459,3 +459,26 @@ async def test_quarantine_filters_by_reason_and_counts_per_minute(
         headers=viewer,
     )
     assert week.status_code == 422
+
+
+async def test_stream_ends_when_the_api_stops_and_after_its_maximum_age() -> None:
+    from fleetpulse.provision_api.api.stream import frames
+
+    class NoEvents:
+        async def events_after(self, tenant_id: str, position: int, limit: int) -> list[Any]:
+            return []
+
+    stopping = asyncio.Event()
+    stream = frames(NoEvents(), "acme", 7, stopping, poll_s=0.05)  # type: ignore[arg-type]
+    assert (await anext(stream)).startswith("retry: ")
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # positive control: an idle stream stays open
+    stopping.set()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 1.0)
+    aged = frames(NoEvents(), "acme", 7, asyncio.Event(), poll_s=0.05, max_s=0.2)
+    started = time.monotonic()
+    chunks = [chunk async for chunk in aged]  # ends by itself
+    assert len(chunks) == 1 and chunks[0].startswith("retry: ")
+    assert time.monotonic() - started < 1.0
