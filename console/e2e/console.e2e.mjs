@@ -202,6 +202,23 @@ async function viewer(browser) {
   await context.close();
 }
 
+async function operator(browser) {
+  step("an operator may act on alerts but not manage devices or rules");
+  const { context, page } = await signIn(browser, { tenant: "acme", roles: ["operator"], username: "otto" });
+  await page.getByTestId("device-row").first().waitFor();
+  const count = (name) => page.getByRole("button", { name }).count();
+  result.operator = { registerButtons: await count("Register device") };
+  await go(page, "/alerts", "Alerts");
+  await page.locator("label").filter({ hasText: /^all$/ }).click();
+  await page.getByTestId("alert-row").first().getByRole("link").first().click();
+  await page.getByTestId("alert-event").first().waitFor();
+  result.operator.silenceButtons = await count("Silence");
+  await go(page, "/rules", "Rules");
+  await page.getByTestId("rules-row").first().waitFor();
+  result.operator.ruleWriteButtons = (await count("New rule")) + (await count("Edit")) + (await count("Delete"));
+  await context.close();
+}
+
 async function otherTenant(browser, adminPage) {
   step("a second tenant sees none of it");
   const { context, page } = await signIn(browser, { tenant: "globex", roles: ["tenant-admin"], username: "gina" });
@@ -262,6 +279,7 @@ const browser = await chromium.launch({
 try {
   const { context, page } = await admin(browser);
   await viewer(browser);
+  await operator(browser);
   await otherTenant(browser, page);
   await noTenant(browser);
   step("the admin's session refreshed its token and still works");

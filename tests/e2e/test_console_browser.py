@@ -239,6 +239,7 @@ def test_console_end_to_end_in_chromium(stack: DevStack, receiver: Receiver) -> 
         "alertWriteButtons": 0,
         "ruleWriteButtons": 0,
     }
+    assert result["operator"] == {"registerButtons": 0, "silenceButtons": 1, "ruleWriteButtons": 0}
     assert result["globex"] == {
         "devices": 0,
         "alerts": 0,
