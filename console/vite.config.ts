@@ -10,7 +10,7 @@ export default defineConfig({
     target: "es2022",
     sourcemap: false,
     assetsDir: "assets",
-    chunkSizeWarningLimit: 450,
+    chunkSizeWarningLimit: 600,
   },
   server: { host: "127.0.0.1", port: 5173, strictPort: true },
   test: { include: ["src/**/*.test.ts"], environment: "node" },
