@@ -11,8 +11,8 @@ PYTEST_ARGS ?=
 TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e bench-export smoke simulate \
-	migrate config-table contracts
+	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e bench-export bench-console \
+	smoke simulate migrate config-table contracts console console-test
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,8 +29,19 @@ up: ## run the full platform with Docker Compose (needs a Docker engine)
 down: ## stop the Compose stack
 	./compose/down.sh
 
-dev: sync ## run the platform as local processes (no Docker): PostgreSQL, private broker, moto, dev OIDC, five services
+dev: sync console ## run the platform as local processes (no Docker): PostgreSQL, private broker, moto, dev OIDC, five services, the console
 	$(UV) run fleetpulse-dev $(DEV_ARGS)
+
+console: ## build the operator console into console/dist (Node 20 + npm; checks the 250 KB JS budget)
+	@if ! command -v npm >/dev/null; then \
+		echo "make console: npm not found, the console is not built (install Node 20)"; exit 0; fi; \
+	cd console && if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+		npm ci --no-audit --no-fund; fi && \
+	if [ ! -f dist/index.html ] || [ -n "$$(find src index.html package-lock.json vite.config.ts -newer dist/index.html | head -n1)" ]; then \
+		npm run build; else echo "make console: console/dist is up to date"; fi
+
+console-test: console ## the console's unit tests (Vitest)
+	cd console && npm test
 
 migrate: sync ## apply database migrations to FLEETPULSE_DATABASE_URL
 	$(UV) run fleetpulse-migrate
@@ -57,7 +68,7 @@ format: sync ## ruff format and the safe ruff fixes
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-bench: sync ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
+bench: sync console ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
 	$(UV) run python benchmarks/run_all.py
 
 bench-eventstore: sync ## event store appends/s and catch-up reads/s
@@ -83,6 +94,9 @@ bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on
 
 bench-export: sync ## exporter telemetry rows/s and events/s to S3 (moto) as Parquet
 	$(UV) run python benchmarks/export.py
+
+bench-console: sync console ## the console's fleet page with 10,000 devices in Chromium (first rows, paging, scroll frames)
+	$(UV) run python benchmarks/console.py
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)

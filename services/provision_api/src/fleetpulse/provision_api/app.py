@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from fleetpulse.provision_api import problems
-from fleetpulse.provision_api.api import alerts, catalog, devices, health, provisioning, tenants
+from fleetpulse.provision_api.api import (
+    alerts,
+    catalog,
+    devices,
+    health,
+    provisioning,
+    selectors,
+    stream,
+    tenants,
+)
 from fleetpulse.provision_api.api.deps import Services
 from fleetpulse.provision_api.edge import (
     ContainErrors,
@@ -40,7 +50,14 @@ class EdgeLimits:
     route_limits: Mapping[str, int] = field(default_factory=dict)
 
 
-def create_app(services: Services, edge: EdgeLimits | None = None) -> FastAPI:
+def create_app(
+    services: Services,
+    edge: EdgeLimits | None = None,
+    *,
+    cors_origins: Sequence[str] = (),
+) -> FastAPI:
+    """The app behind its edge limits; ``cors_origins`` (FLEETPULSE_CORS_ORIGINS) may call it
+    from a browser."""
     app = FastAPI(
         title="FleetPulse API",
         version="1.0.0",
@@ -55,6 +72,7 @@ def create_app(services: Services, edge: EdgeLimits | None = None) -> FastAPI:
     for router in (
         tenants.router,
         devices.router,
+        selectors.selectors,
         catalog.rules,
         catalog.integrations,
         catalog.routes,
@@ -63,10 +81,20 @@ def create_app(services: Services, edge: EdgeLimits | None = None) -> FastAPI:
         alerts.quarantine,
         provisioning.profiles,
         provisioning.claims,
+        stream.events,
     ):
         api.include_router(router)
     app.include_router(api)
     app.include_router(health.router)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Last-Event-ID"],
+            expose_headers=["ETag", "Location", "Retry-After"],
+            max_age=600,
+        )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _install_edge(app, edge or EdgeLimits())
     return app

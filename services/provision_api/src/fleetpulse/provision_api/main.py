@@ -37,7 +37,7 @@ from fleetpulse.provision_api.credentials.iot_core import IotCoreCredentialIssue
 from fleetpulse.provision_api.credentials.mosquitto import DynsecAdmin, MosquittoCredentialIssuer
 from fleetpulse.provision_api.destinations import DestinationPolicy
 from fleetpulse.provision_api.http_protocol import BoundedHttpToolsProtocol
-from fleetpulse.provision_api.queries import Queries
+from fleetpulse.provision_api.queries import Connectivity, Queries
 from fleetpulse.provision_api.ratelimit import PostgresRateLimiter
 from fleetpulse.provision_api.service import Commands
 from fleetpulse.provision_api.settings import Settings
@@ -82,7 +82,11 @@ async def bootstrap(
                 issuer = await stack.enter_async_context(credential_issuer(settings))
             store = PostgresEventStore(pool)
             queries = Queries(pool)
-            queries = Queries(pool, timescale=await queries.timescale())
+            queries = Queries(
+                pool,
+                timescale=await queries.timescale(),
+                connectivity=Connectivity(settings.device_online_s, settings.device_stale_s),
+            )
             writer = CommandWriter(store, [CatalogProjection(), AlertsProjection()])
             keys = JwksCache(
                 http_fetch(http),
@@ -111,6 +115,7 @@ async def bootstrap(
                 mqtt_host=settings.mqtt_public_host,
                 mqtt_port=settings.mqtt_public_port,
                 readiness=lambda: _failing(pool),
+                stream_poll_s=settings.stream_poll_s,
             )
             yield services, store
     finally:
@@ -174,7 +179,10 @@ async def serve(context: ServiceContext[Settings]) -> None:
     settings = context.settings
     async with bootstrap(settings) as (services, store):
         context.health.add_check("database", lambda: _ready(services))
-        app = instrumented(create_app(services, edge_limits(settings)), settings)
+        app = instrumented(
+            create_app(services, edge_limits(settings), cors_origins=settings.cors_origin_list),
+            settings,
+        )
         server = ApiServer(uvicorn_config(app, settings))
         async with (
             EventNotifications(settings.database_url) as notifications,
@@ -188,6 +196,7 @@ async def serve(context: ServiceContext[Settings]) -> None:
             workers = [asyncio.create_task(job) for job in background]
             serving = asyncio.create_task(server.serve())
             await _until(context.shutdown, serving)
+            services.stopping.set()
             server.should_exit = True
             await serving
             await asyncio.gather(*workers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,10 +20,42 @@ QUARANTINE_PREVIEW_BYTES = 4096
 HOUR = timedelta(hours=1)
 
 
+@dataclass(frozen=True, slots=True)
+class Connectivity:
+    """Seen within ``online_s`` seconds: online; within ``stale_s``: stale; else (or never) offline."""
+
+    online_s: int = 300
+    stale_s: int = 3600
+
+    @property
+    def seconds(self) -> tuple[float, float]:
+        return float(self.online_s), float(self.stale_s)
+
+
+DEFAULT_CONNECTIVITY = Connectivity()
+# $2 and $3: the online and stale windows in seconds (every device query passes them).
+CONNECTIVITY_SQL = """CASE
+    WHEN s.last_seen >= now() - make_interval(secs => $2) THEN 'online'
+    WHEN s.last_seen >= now() - make_interval(secs => $3) THEN 'stale'
+    ELSE 'offline' END"""
+DEVICE_READ = f"""
+    SELECT d.*, s.last_seen, s.last_reading_at, s.last_heartbeat,
+           coalesce(s.metrics, '{{}}'::jsonb) AS last_values, {CONNECTIVITY_SQL} AS connectivity
+    FROM devices d LEFT JOIN device_state s USING (tenant_id, device_id)
+    """  # noqa: S608 - constants only
+
+
 class Queries:
-    def __init__(self, pool: asyncpg.Pool, *, timescale: bool = False) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        timescale: bool = False,
+        connectivity: Connectivity = DEFAULT_CONNECTIVITY,
+    ) -> None:
         self._pool = pool
         self._timescale = timescale
+        self._connectivity = connectivity
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -52,12 +85,14 @@ class Queries:
 
     # --- devices -------------------------------------------------------------------------
     async def device(self, tenant_id: str, device_id: str) -> Row:
-        return await self._one(
+        row = await self._one(
             f"device {device_id}",
-            "SELECT * FROM devices WHERE tenant_id = $1 AND device_id = $2",
+            DEVICE_READ + "WHERE d.tenant_id = $1 AND d.device_id = $4",
             tenant_id,
+            *self._connectivity.seconds,
             device_id,
         )
+        return row
 
     async def devices(
         self,
@@ -66,22 +101,61 @@ class Queries:
         status: str | None,
         limit: int,
         cursor: str | None,
+        *,
+        connectivity: str | None = None,
+        search: str | None = None,
     ) -> PageResult:
+        """A page of devices by id; filters: every tag, status, connectivity, id/name contains."""
         after = decode_cursor(cursor, str)
         rows = await self._pool.fetch(
-            """
-            SELECT * FROM devices
-            WHERE tenant_id = $1 AND ($2::jsonb = '{}'::jsonb OR tags @> $2::jsonb)
-              AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR device_id > $4)
-            ORDER BY device_id LIMIT $5
+            DEVICE_READ
+            + """
+            WHERE d.tenant_id = $1 AND ($5::jsonb = '{}'::jsonb OR d.tags @> $5::jsonb)
+              AND ($6::text IS NULL OR d.status = $6) AND ($7::text IS NULL OR d.device_id > $7)
+              AND ($8::text IS NULL OR d.device_id ILIKE $8 ESCAPE '\\' OR d.name ILIKE $8 ESCAPE '\\')
+              AND ($9::text IS NULL OR """
+            + CONNECTIVITY_SQL
+            + """ = $9)
+            ORDER BY d.device_id LIMIT $4
             """,
             tenant_id,
+            *self._connectivity.seconds,
+            limit + 1,
             tags,
             status,
             after[0] if after else None,
-            limit + 1,
+            contains_pattern(search),
+            connectivity,
         )
         return page([dict(r) for r in rows], limit, lambda r: (r["device_id"],))
+
+    async def count_devices(self, tenant_id: str, tags: dict[str, str]) -> int:
+        """Active devices carrying every tag in ``tags`` (what a rule's selector matches)."""
+        count = await self._pool.fetchval(
+            "SELECT count(*) FROM devices WHERE tenant_id = $1 AND status = 'active' "
+            "AND ($2::jsonb = '{}'::jsonb OR tags @> $2::jsonb)",
+            tenant_id,
+            tags,
+        )
+        return int(count)
+
+    # --- the tenant's event log ------------------------------------------------------------
+    async def events_after(self, tenant_id: str, position: int, limit: int) -> list[RecordedEvent]:
+        """The tenant's events after ``position``, in log order (index events_tenant_position)."""
+        rows = await self._pool.fetch(
+            "SELECT * FROM events WHERE tenant_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+            tenant_id,
+            position,
+            limit,
+        )
+        return [RecordedEvent.from_row(r) for r in rows]
+
+    async def head_position(self, tenant_id: str) -> int:
+        """The position of the tenant's latest event (0 if none)."""
+        value = await self._pool.fetchval(
+            "SELECT coalesce(max(position), 0) FROM events WHERE tenant_id = $1", tenant_id
+        )
+        return int(value)
 
     async def stream(
         self, stream_id: str, tenant_id: str, limit: int, cursor: str | None
@@ -247,7 +321,12 @@ class Queries:
             delivery["attempts"] = by_delivery[delivery["delivery_id"]]
 
     async def quarantine(
-        self, tenant_id: str, device_id: str | None, limit: int, cursor: str | None
+        self,
+        tenant_id: str,
+        device_id: str | None,
+        limit: int,
+        cursor: str | None,
+        reason: str | None = None,
     ) -> PageResult:
         after = decode_cursor(cursor, int)
         rows = await self._pool.fetch(
@@ -256,7 +335,7 @@ class Queries:
                    substring(payload FROM 1 FOR $5) AS preview
             FROM quarantine
             WHERE tenant_id = $1 AND ($2::text IS NULL OR device_id = $2)
-              AND ($3::bigint IS NULL OR id < $3)
+              AND ($3::bigint IS NULL OR id < $3) AND ($6::text IS NULL OR reason = $6)
             ORDER BY id DESC LIMIT $4
             """,
             tenant_id,
@@ -264,9 +343,28 @@ class Queries:
             after[0] if after else None,
             limit + 1,
             QUARANTINE_PREVIEW_BYTES,
+            reason,
         )
         items = [_quarantined(r) for r in rows]
         return page(items, limit, lambda r: (r["id"],))
+
+    async def quarantine_counts(
+        self, tenant_id: str, start: datetime, end: datetime, reason: str | None
+    ) -> list[Row]:
+        """Per-minute quarantine counts of the tenant (ingest's ledger), oldest first."""
+        rows = await self._pool.fetch(
+            """
+            SELECT minute, reason, stored, suppressed FROM quarantine_counts
+            WHERE tenant_id = $1 AND minute >= $2 AND minute < $3
+              AND ($4::text IS NULL OR reason = $4)
+            ORDER BY minute, reason
+            """,
+            tenant_id,
+            start,
+            end,
+            reason,
+        )
+        return [dict(r) for r in rows]
 
     # --- telemetry -----------------------------------------------------------------------
     async def readings(
@@ -401,3 +499,11 @@ def _quarantined(row: asyncpg.Record) -> Row:
         "payload_base64": base64.b64encode(preview).decode(),
         "payload_size": row["size"],
     }
+
+
+def contains_pattern(search: str | None) -> str | None:
+    """An ILIKE pattern matching ``search`` anywhere, its wildcards escaped; None for no search."""
+    if not search:
+        return None
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -145,6 +145,32 @@ class Device(BaseModel):
     decommissioned_at: datetime | None
     updated_at: datetime
     version: int
+    connectivity: Literal["online", "stale", "offline"] = Field(
+        default="offline",
+        description="From last_seen: online within FLEETPULSE_DEVICE_ONLINE_S, stale within "
+        "FLEETPULSE_DEVICE_STALE_S, else (or never seen) offline",
+    )
+    last_seen: datetime | None = Field(
+        default=None, description="Last telemetry or heartbeat received"
+    )
+    last_reading_at: datetime | None = None
+    last_heartbeat: datetime | None = None
+    last_values: dict[str, float | bool] = Field(
+        default_factory=dict,
+        description="The latest value of each metric",
+        examples=[{"temp_c": 4.5, "door_open": False}],
+    )
+
+
+class DevicePatch(Strict):
+    """Fields to change; those left out keep their value (``name: null`` clears the name)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Reefer 42", "tags": {"site": "hamburg"}}]},
+    )
+    name: Name | None = None
+    tags: Tags | None = Field(default=None, description="Replaces every tag")
 
 
 class MqttCredentials(BaseModel):
@@ -167,6 +193,15 @@ class DeviceWithCredentials(Device):
 
 class DeviceSelector(Strict):
     tags: Tags = Field(default_factory=dict)
+
+
+class SelectorPreview(Strict):
+    model_config = ConfigDict(extra="forbid")
+    device_selector: DeviceSelector = Field(default_factory=lambda: DeviceSelector())
+
+
+class SelectorMatches(BaseModel):
+    matched_devices: int = Field(description="Active devices the selector matches")
 
 
 class ThresholdRuleIn(Strict):
@@ -434,6 +469,33 @@ class Delivery(BaseModel):
     completed_at: datetime | None
     version: int
     attempts: list[DeliveryAttempt]
+
+
+QuarantineReason = Literal[
+    "BAD_TOPIC",
+    "PAYLOAD_TOO_LARGE",
+    "BAD_JSON",
+    "SCHEMA_INVALID",
+    "UNKNOWN_DEVICE",
+    "DEVICE_DECOMMISSIONED",
+    "RATE_LIMITED",
+    "TIMESTAMP_OUT_OF_RANGE",
+]
+
+
+class QuarantineCount(BaseModel):
+    minute: datetime
+    reason: str
+    stored: int = Field(description="Messages kept as rows in the quarantine")
+    suppressed: int = Field(description="Messages only counted (beyond the per-minute row cap)")
+
+
+class QuarantineCounts(BaseModel):
+    time_from: datetime = Field(alias="from", serialization_alias="from")
+    time_to: datetime = Field(alias="to", serialization_alias="to")
+    items: list[QuarantineCount] = Field(description="Per minute and reason, oldest first")
+
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class QuarantinedMessage(BaseModel):

@@ -7,7 +7,7 @@ import binascii
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from fleetpulse.common.settings import ServiceSettings
 
@@ -82,10 +82,49 @@ class Settings(ServiceSettings):
         description="Requests one client address may have in flight; more answer 429",
     )
     db_pool_size: int = Field(default=10, ge=1, le=100, description="Database connections")
+    cors_origins: str = Field(
+        default="",
+        description=(
+            "Browser origins allowed to call the API (the console), comma-separated, e.g."
+            " https://console.example.com; empty: no CORS headers"
+        ),
+    )
+    device_online_s: int = Field(
+        default=300, ge=1, description="A device seen within this many seconds is online"
+    )
+    device_stale_s: int = Field(
+        default=3600,
+        ge=1,
+        description="A device seen within this many seconds (but not online) is stale; else offline",
+    )
+    stream_poll_s: float = Field(
+        default=1.0, gt=0, le=30, description="How often GET /events/stream looks for new events"
+    )
     outbox_relay: bool = Field(
         default=True,
         description="Run the outbox relay (committed events -> SNS {prefix}domain-events) in this process",
     )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in origin_list(value):
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"{origin!r} is not an origin such as https://console.example.com")
+        return value
+
+    @field_validator("device_stale_s")
+    @classmethod
+    def _stale_after_online(cls, value: int, info: ValidationInfo) -> int:
+        online = info.data.get("device_online_s")
+        if online is not None and value <= online:
+            raise ValueError("must be greater than FLEETPULSE_DEVICE_ONLINE_S")
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return origin_list(self.cors_origins)
 
     @field_validator("mqtt_url")
     @classmethod
@@ -111,3 +150,8 @@ class Settings(ServiceSettings):
         if len(raw) != 32:
             raise ValueError("must decode to 32 bytes")
         return value
+
+
+def origin_list(value: str) -> list[str]:
+    """``a, b`` -> ``["a", "b"]`` without blanks or a trailing slash."""
+    return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]

@@ -23,6 +23,7 @@ class TokenRequest:
     tenant: str | None = None
     subject: str = field(default_factory=lambda: f"dev-{uuid.uuid4().hex[:8]}")
     lifetime_s: int = 3600
+    client_id: str = "fleetpulse-dev"
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -39,7 +40,7 @@ def claims(request: TokenRequest, issuer: str, audience: str, now: int) -> dict[
         "iss": issuer,
         "aud": [audience, "account"],
         "sub": request.subject,
-        "azp": "fleetpulse-dev",
+        "azp": request.client_id,
         "typ": "Bearer",
         "iat": now,
         "nbf": now - 5,
@@ -69,3 +70,32 @@ def mint_token(
         algorithm="RS256",
         headers={"kid": key_id(key), "typ": "JWT"},
     )
+
+
+def mint_id_token(
+    key: rsa.RSAPrivateKey,
+    request: TokenRequest,
+    *,
+    issuer: str,
+    client_id: str,
+    nonce: str | None,
+    now: int | None = None,
+) -> str:
+    """The OIDC ID token of a login: ``aud`` is the client, ``nonce`` echoed from ``/auth``."""
+    issued = int(time.time()) if now is None else now
+    body: dict[str, object] = {
+        "iss": issuer,
+        "aud": client_id,
+        "azp": client_id,
+        "sub": request.subject,
+        "typ": "ID",
+        "iat": issued,
+        "exp": issued + request.lifetime_s,
+        "preferred_username": request.subject,
+        "realm_access": {"roles": list(request.roles)},
+    }
+    if nonce is not None:
+        body["nonce"] = nonce
+    if request.tenant is not None:
+        body["tenant_id"] = request.tenant
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": key_id(key), "typ": "JWT"})

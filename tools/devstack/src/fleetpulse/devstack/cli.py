@@ -59,6 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(SERVICE_NAMES),
         help="comma-separated services to run (default all; '' for infrastructure only)",
     )
+    parser.add_argument(
+        "--console-dist",
+        type=Path,
+        default=Path("console/dist"),
+        help="the built console to serve (console/dist; `make console` builds it)",
+    )
+    parser.add_argument("--console-port", type=int, default=5173)
     parser.add_argument("--reset-broker", action="store_true", help="new dynsec file and sessions")
     parser.add_argument(
         "--traces-file",
@@ -72,7 +79,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def ports_from(args: argparse.Namespace) -> Ports:
     if args.free_ports:
         return Ports.free()
-    return Ports(api=args.api_port, oidc=args.oidc_port, mqtt=args.mqtt_port, moto=args.moto_port)
+    return Ports(
+        api=args.api_port,
+        oidc=args.oidc_port,
+        mqtt=args.mqtt_port,
+        moto=args.moto_port,
+        console=args.console_port,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,7 +127,14 @@ def _run(args: argparse.Namespace, dev: DevDir) -> int:
     if unknown := wanted - set(SERVICE_NAMES):
         say(f"ERROR: unknown services {sorted(unknown)}; choose from {', '.join(SERVICE_NAMES)}")
         return EXIT_USAGE
-    stack = DevStack(config, dev, say, reset_broker=args.reset_broker, services=wanted)
+    stack = DevStack(
+        config,
+        dev,
+        say,
+        reset_broker=args.reset_broker,
+        services=wanted,
+        console_dist=args.console_dist.resolve(),
+    )
     GATE.install()
     try:
         stack.start(args.postgres, args.database, args.ready_timeout)

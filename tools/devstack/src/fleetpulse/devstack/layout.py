@@ -16,6 +16,7 @@ class Ports:
     oidc: int = 8081
     mqtt: int = 1884
     moto: int = 5000
+    console: int = 5173
     health: dict[str, int] = field(
         default_factory=lambda: {name: 8091 + i for i, name in enumerate(SERVICE_NAMES)}
     )
@@ -28,11 +29,12 @@ class Ports:
             oidc=free_port(),
             mqtt=free_port(),
             moto=free_port(),
+            console=free_port(),
             health={name: free_port() for name in SERVICE_NAMES},
         )
 
     def all(self) -> list[int]:
-        return [self.api, self.oidc, self.mqtt, self.moto, *self.health.values()]
+        return [self.api, self.oidc, self.mqtt, self.moto, self.console, *self.health.values()]
 
 
 def free_port() -> int:

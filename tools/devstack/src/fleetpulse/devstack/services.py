@@ -64,6 +64,15 @@ class StackConfig:
         return f"http://{self.host}:{self.ports.api}"
 
     @property
+    def console_url(self) -> str:
+        return f"http://{self.host}:{self.ports.console}"
+
+    @property
+    def console_origins(self) -> str:
+        """Both spellings of loopback, so either URL of the console may call the API."""
+        return f"{self.console_url},http://localhost:{self.ports.console}"
+
+    @property
     def issuer(self) -> str:
         return f"http://{self.host}:{self.ports.oidc}/realms/fleetpulse"
 
@@ -97,6 +106,8 @@ def shared_env(config: StackConfig) -> dict[str, str]:
         "FLEETPULSE_API_PORT": str(config.ports.api),
         "FLEETPULSE_API_URL": config.api_url,
         "FLEETPULSE_ALLOW_PRIVATE_WEBHOOKS": "true",
+        "FLEETPULSE_CORS_ORIGINS": config.console_origins,
+        "FLEETPULSE_CONSOLE_URL": config.console_url,
         "FLEETPULSE_WEBHOOK_ENCRYPTION_KEY": config.secrets.webhook_encryption_key,
     } | ({"FLEETPULSE_TRACES_FILE": str(config.traces_file)} if config.traces_file else {})
 

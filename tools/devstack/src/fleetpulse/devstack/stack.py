@@ -69,8 +69,13 @@ class DevStack:
         *,
         reset_broker: bool = False,
         services: Collection[str] = SERVICE_NAMES,
+        console_dist: Path | None = None,
     ) -> None:
         self.config = config
+        self.console_dist = console_dist
+        #: Lifetime of the access tokens of browser logins (the console refreshes before expiry).
+        self.oidc_token_lifetime_s = 300
+        self.console_running = False
         self.dev = dev
         self.say = say
         self.reset_broker = reset_broker
@@ -93,6 +98,7 @@ class DevStack:
                 self._wait_http(child, self.config.ports.health[spec.name], ready_timeout)
             if child is not None and spec.name == "provision-api":
                 self._wait_port(child, self.config.ports.api, ready_timeout)
+        self._start_console()
         self._write_state()
 
     def _check_ports_free(self) -> None:
@@ -136,8 +142,21 @@ class DevStack:
         argv = [executable("fleetpulse-dev-oidc"), "--host", self.config.host]
         argv += ["--port", str(self.config.ports.oidc), "--key", str(self.dev.oidc_key)]
         argv += ["--issuer", self.config.issuer]
+        argv += ["--token-lifetime", str(self.oidc_token_lifetime_s)]
         child = self.supervisor.start("oidc", argv, base_env(), infrastructure=True)
         self._wait_http(child, self.config.ports.oidc, 15)
+
+    def _start_console(self) -> None:
+        dist = self.console_dist
+        if dist is None or not (dist / "index.html").is_file():
+            self.say(f"WARNING: console not built ({dist}/index.html missing): `make console`")
+            return
+        argv = [sys.executable, "-m", "fleetpulse.devstack.console", "--dist", str(dist)]
+        argv += ["--host", self.config.host, "--port", str(self.config.ports.console)]
+        argv += ["--issuer", self.config.issuer, "--api-url", self.config.api_url]
+        child = self.supervisor.start("console", argv, base_env(), infrastructure=True)
+        self._wait_port(child, self.config.ports.console, 15)
+        self.console_running = True
 
     def _start_service(self, spec: ServiceSpec) -> Child | None:
         script = spec.executable()
@@ -193,6 +212,8 @@ class DevStack:
             self._wait_port(child, self.config.ports.moto, ready_timeout)
         elif name == "oidc":
             self._wait_http(child, self.config.ports.oidc, ready_timeout)
+        elif name == "console":
+            self._wait_port(child, self.config.ports.console, ready_timeout)
         self._write_state()
         return child
 
@@ -218,6 +239,8 @@ class DevStack:
         lines = [
             "",
             "FleetPulse dev stack is up:",
+            f"  console      {self.config.console_url}"
+            + ("" if self.console_running else "  (NOT RUNNING: `make console` builds it)"),
             f"  API          {self.config.api_url}  (docs {self.config.api_url}/docs)",
             f"  OIDC issuer  {self.config.issuer}",
             f"  MQTT         mqtt://{self.config.host}:{ports.mqtt}  (dynamic security)",
@@ -258,6 +281,7 @@ def private_stack(
     before_start: Callable[[DevStack], None] | None = None,
     ready_timeout: float = 90.0,
     traces_file: Path | None = None,
+    console_dist: Path | None = None,
 ) -> Iterator[DevStack]:
     """A throwaway stack for tests and benchmarks: ``root/.dev``, free ports, its own database
     ``database``, every service running; on exit it is stopped and the database dropped."""
@@ -270,7 +294,7 @@ def private_stack(
         secrets=DevSecrets.load_or_create(dev.secrets_file),
         traces_file=traces_file,
     )
-    stack = DevStack(config, dev, say)
+    stack = DevStack(config, dev, say, console_dist=console_dist)
     with ExitStack() as cleanup:  # each runs, in reverse order, even if one fails
         cleanup.callback(lambda: asyncio.run(drop_database(server_url, database)))
         cleanup.callback(stack.stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
@@ -28,6 +29,7 @@ deliveries = APIRouter(prefix="/deliveries", tags=["deliveries"])
 quarantine = APIRouter(prefix="/quarantine", tags=["quarantine"])
 AlertId = Annotated[str, Path(pattern=ID_PATTERN)]
 ALERT_EVENTS_SHOWN = 500
+MAX_COUNT_RANGE = timedelta(days=31)
 
 
 @alerts.get("", response_model=schemas.Page[schemas.Alert], responses=problems())
@@ -140,9 +142,50 @@ async def list_quarantine(
     caller: Viewer,
     wired: Wired,
     device_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    reason: schemas.QuarantineReason | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Any:
     """Messages ingest refused for this tenant, newest first, with the reason."""
-    items, next_cursor = await wired.queries.quarantine(caller.tenant_id, device_id, limit, cursor)
+    items, next_cursor = await wired.queries.quarantine(
+        caller.tenant_id, device_id, limit, cursor, reason
+    )
     return {"items": items, "next_cursor": next_cursor}
+
+
+@quarantine.get(
+    "/counts",
+    response_model=schemas.QuarantineCounts,
+    response_model_by_alias=True,
+    responses=problems(),
+)
+async def quarantine_counts(
+    caller: Viewer,
+    wired: Wired,
+    time_from: Annotated[
+        datetime | None, Query(alias="from", description="default: to - 24h")
+    ] = None,
+    time_to: Annotated[datetime | None, Query(alias="to", description="default: now")] = None,
+    reason: schemas.QuarantineReason | None = None,
+) -> Any:
+    """How many messages were quarantined per minute and reason (at most 31 days), including
+    those only counted beyond the per-minute row cap."""
+    start, end = counts_window(time_from, time_to)
+    items = await wired.queries.quarantine_counts(caller.tenant_id, start, end, reason)
+    return {"from": start, "to": end, "items": items}
+
+
+def counts_window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    end = _aware(end) or datetime.now(UTC)
+    start = _aware(start) or end - timedelta(hours=24)
+    if start >= end:
+        raise domain.InvalidError("query.from", "must be before to")
+    if end - start > MAX_COUNT_RANGE:
+        raise domain.InvalidError("query.from", "the window may span at most 31 days")
+    return start, end
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

@@ -3,8 +3,9 @@
 No ``from __future__ import annotations`` here: FastAPI must see the closures' real annotations.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request, Security
@@ -33,6 +34,9 @@ class Services:
     mqtt_host: str
     mqtt_port: int
     readiness: Callable[[], Awaitable[list[str]]]
+    stream_poll_s: float = 1.0
+    #: Set when the API shuts down: open event streams end so the server can stop.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def services(request: Request) -> Services:

@@ -79,12 +79,29 @@ async def list_devices(
         Query(description="key:value; repeat to require several", examples=["site:berlin"]),
     ] = None,
     status: Literal["active", "decommissioned"] | None = None,
+    connectivity: Annotated[
+        Literal["online", "stale", "offline"] | None,
+        Query(description="Only devices with this connectivity (from last_seen)"),
+    ] = None,
+    search: Annotated[
+        str | None,
+        Query(max_length=64, description="Device id or name contains this (case-insensitive)"),
+    ] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Any:
-    """List the tenant's devices, optionally only those carrying every given tag."""
+    """List the tenant's devices by id with their connectivity and latest values, optionally
+    only those carrying every given tag, of a status or connectivity, or matching ``search``."""
+    if search is not None and any(ord(c) < 32 for c in search):
+        raise InvalidError("query.search", "must not contain control characters")
     items, next_cursor = await wired.queries.devices(
-        caller.tenant_id, tag_filters(tag), status, limit, cursor
+        caller.tenant_id,
+        tag_filters(tag),
+        status,
+        limit,
+        cursor,
+        connectivity=connectivity,
+        search=search,
     )
     return {"items": items, "next_cursor": next_cursor}
 
@@ -105,6 +122,23 @@ async def get_device(
         )
     else:
         row = await wired.queries.device(caller.tenant_id, device_id)
+    response.headers.update(etag(row["version"]))
+    return row
+
+
+@router.patch("/{device_id}", response_model=schemas.Device, responses=problems(404, 409, 412))
+async def update_device(
+    device_id: DeviceId,
+    body: schemas.DevicePatch,
+    caller: TenantAdmin,
+    wired: Wired,
+    version: IfMatch,
+    response: Response,
+) -> Any:
+    """Rename or retag a device (a ``DeviceUpdated`` event); ``tags`` replaces every tag."""
+    changes = body.model_dump(include=body.model_fields_set)
+    await wired.commands.update_device(caller.tenant_id, device_id, changes, version, caller.actor)
+    row = await wired.queries.device(caller.tenant_id, device_id)
     response.headers.update(etag(row["version"]))
     return row
 
