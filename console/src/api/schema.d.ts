@@ -34,6 +34,8 @@ export interface paths {
         /**
          * Get Alert
          * @description The alert with its event history (opened, acknowledged, silenced, resolved, closed).
+         *
+         *     With ``as_of``: the alert and its history as they were then (rebuilt from its events).
          */
         get: operations["get_alert_api_v1_alerts__alert_id__get"];
         put?: never;
@@ -167,7 +169,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get Device */
+        /**
+         * Get Device
+         * @description The device; with ``as_of``, as it was then (rebuilt from its events).
+         */
         get: operations["get_device_api_v1_devices__device_id__get"];
         put?: never;
         post?: never;
@@ -498,7 +503,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get Rule */
+        /**
+         * Get Rule
+         * @description The rule; with ``as_of``, as it was then (rebuilt from its events).
+         */
         get: operations["get_rule_api_v1_rules__rule_id__get"];
         /** Replace Rule */
         put: operations["replace_rule_api_v1_rules__rule_id__put"];
@@ -1425,6 +1433,8 @@ export interface components {
             created_at: string;
             /** Group By */
             group_by: string[];
+            /** Group Interval S */
+            group_interval_s?: number | null;
             /** Group Wait S */
             group_wait_s: number;
             /** Integration Id */
@@ -1465,6 +1475,8 @@ export interface components {
         RouteIn: {
             /** Group By */
             group_by?: string[];
+            /** Group Interval S */
+            group_interval_s?: number | null;
             /**
              * Group Wait S
              * @default 0
@@ -1764,7 +1776,10 @@ export interface operations {
     };
     get_alert_api_v1_alerts__alert_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Rebuild the entity from its events recorded at or before this ISO-8601 time (naive means UTC); 404 if it did not exist yet */
+                as_of?: string | null;
+            };
             header?: never;
             path: {
                 alert_id: string;
@@ -2302,7 +2317,10 @@ export interface operations {
     };
     get_device_api_v1_devices__device_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Rebuild the entity from its events recorded at or before this ISO-8601 time (naive means UTC); 404 if it did not exist yet */
+                as_of?: string | null;
+            };
             header?: never;
             path: {
                 device_id: string;
@@ -4001,7 +4019,10 @@ export interface operations {
     };
     get_rule_api_v1_rules__rule_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Rebuild the entity from its events recorded at or before this ISO-8601 time (naive means UTC); 404 if it did not exist yet */
+                as_of?: string | null;
+            };
             header?: never;
             path: {
                 rule_id: string;
