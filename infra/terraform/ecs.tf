@@ -168,9 +168,10 @@ resource "aws_ecs_service" "service" {
   depends_on = [aws_lb_listener_rule.api, aws_lb_listener_rule.keycloak]
 }
 
-# Queue-depth autoscaling: keep the backlog per running task near the target.
+# Queue-depth autoscaling: keep the backlog per running task near the target. (moto has no
+# Application Auto Scaling tagging API, on which the provider waits: plan-only under var.emulator.)
 resource "aws_appautoscaling_target" "queue_scaled" {
-  for_each           = local.queue_scaled_services
+  for_each           = var.emulator ? {} : local.queue_scaled_services
   service_namespace  = "ecs"
   scalable_dimension = "ecs:service:DesiredCount"
   resource_id        = "service/${aws_ecs_cluster.main.name}/${aws_ecs_service.service[each.key].name}"
@@ -179,7 +180,7 @@ resource "aws_appautoscaling_target" "queue_scaled" {
 }
 
 resource "aws_appautoscaling_policy" "queue_backlog" {
-  for_each           = local.queue_scaled_services
+  for_each           = var.emulator ? {} : local.queue_scaled_services
   name               = "${each.key}-sqs-backlog-per-task"
   policy_type        = "TargetTrackingScaling"
   service_namespace  = aws_appautoscaling_target.queue_scaled[each.key].service_namespace

@@ -35,6 +35,8 @@ EMULATOR_PLAN_ONLY = {
     "aws_efs_backup_policy",
     "aws_iot_policy",
     "aws_iot_topic_rule",
+    "aws_appautoscaling_target",
+    "aws_appautoscaling_policy",
 }
 CONTRACT_QUEUES = {"ingest", "evaluator", "dispatcher", "deliveries"}
 OPEN = {"0.0.0.0/0", "::/0"}
@@ -81,12 +83,12 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(terraform_moto: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = unique_project()
-    tf = moto_module(tmp_path_factory.mktemp("apply"), moto_server)
+    tf = moto_module(tmp_path_factory.mktemp("apply"), terraform_moto)
     acm = boto3.client(
         "acm",
-        endpoint_url=moto_server,
+        endpoint_url=terraform_moto,
         region_name=REGION,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -104,7 +106,7 @@ def stack(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         }
     )
     tf.run("apply", "-input=false", "-no-color", "-auto-approve", "-parallelism=30", "tfplan", timeout=1200)
-    s = Stack(tf, moto_server, project, f"{project}-dev")
+    s = Stack(tf, terraform_moto, project, f"{project}-dev")
     try:
         yield s
     finally:

@@ -20,12 +20,14 @@ EMULATOR_PLAN_ONLY = {
     "aws_efs_backup_policy",
     "aws_iot_policy",
     "aws_iot_topic_rule",
+    "aws_appautoscaling_target",
+    "aws_appautoscaling_policy",
 }
 
 
 @pytest.fixture(scope="module")
-def tf(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Terraform:
-    return moto_module(tmp_path_factory.mktemp("plan"), moto_server)
+def tf(terraform_moto: str, tmp_path_factory: pytest.TempPathFactory) -> Terraform:
+    return moto_module(tmp_path_factory.mktemp("plan"), terraform_moto)
 
 
 def failed_plan(tf: Terraform, values: dict[str, Any]) -> str:

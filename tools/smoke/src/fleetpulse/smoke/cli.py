@@ -1,8 +1,17 @@
 """``fleetpulse-smoke``: run the end-to-end check against a running stack.
 
-Reads ``FLEETPULSE_API_URL``, ``FLEETPULSE_OIDC_ISSUER`` and the dev issuer's key from the
-environment or ``$FLEETPULSE_DEV_DIR/env`` (``.dev/env``, written by ``make dev``) and mints its own
-tokens with that key, so it runs against the dev stack (or any stack trusting the dev issuer).
+``--mode dev`` (default): reads ``FLEETPULSE_API_URL``, ``FLEETPULSE_OIDC_ISSUER`` and the dev
+issuer's key from the environment or ``$FLEETPULSE_DEV_DIR/env`` (``.dev/env``, written by
+``make dev``) and mints its own tokens with that key; delivery is proven by signed webhooks to
+a receiver on loopback.
+
+``--mode aws`` (a deployed stack, deploy.yml): one client-credentials token from the token
+endpoint (``FLEETPULSE_SMOKE_TOKEN_URL``, ``FLEETPULSE_SMOKE_CLIENT_ID``,
+``FLEETPULSE_SMOKE_CLIENT_SECRET``; the realm's fleetpulse-smoke client is platform-admin and
+tenant-admin of tenant ``FLEETPULSE_SMOKE_TENANT``, default ``smoke``), the device publishes
+with MQTT over TLS (system CAs, or ``FLEETPULSE_SMOKE_MQTT_CA_FILE``), and delivery is proven by
+the deliveries API (an MQTT integration inside the platform): nothing public has to listen.
+
 Exit 0 when every step passed; 1 naming the first failing step; 2 on a configuration problem.
 """
 
@@ -11,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -53,13 +63,92 @@ class SmokeConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class AwsSmokeConfig:
+    api_url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+    tenant_id: str
+    mqtt_ca_file: str | None
+
+    @classmethod
+    def from_env(cls, api_url: str | None, environ: dict[str, str] | None = None) -> AwsSmokeConfig:
+        """Raises ValueError naming the first missing setting."""
+        env = dict(os.environ if environ is None else environ)
+
+        def need(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ValueError(f"{name} is not set (--mode aws)")
+            return value
+
+        return cls(
+            api_url=api_url or need("FLEETPULSE_API_URL"),
+            token_url=need("FLEETPULSE_SMOKE_TOKEN_URL"),
+            client_id=env.get("FLEETPULSE_SMOKE_CLIENT_ID") or "fleetpulse-smoke",
+            client_secret=need("FLEETPULSE_SMOKE_CLIENT_SECRET"),
+            tenant_id=env.get("FLEETPULSE_SMOKE_TENANT") or "smoke",
+            mqtt_ca_file=env.get("FLEETPULSE_SMOKE_MQTT_CA_FILE") or None,
+        )
+
+    def tls(self) -> ssl.SSLContext:
+        """Verifying TLS context for the device's MQTT connection (hostname checked)."""
+        return ssl.create_default_context(cafile=self.mqtt_ca_file)
+
+    async def tokens(self) -> Tokens:
+        token = await client_credentials_token(self.token_url, self.client_id, self.client_secret)
+        return Tokens(platform_admin=token, tenant_admin=token)
+
+
+async def client_credentials_token(token_url: str, client_id: str, client_secret: str) -> str:
+    """OAuth 2.0 client-credentials grant (RFC 6749 4.4); raises StepError-free ValueError."""
+    async with httpx.AsyncClient(timeout=15.0) as http:
+        response = await http.post(
+            token_url,
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, client_secret),
+        )
+    if response.status_code != 200:
+        raise ValueError(f"token endpoint {token_url} answered {response.status_code}")
+    token = response.json().get("access_token")
+    if not isinstance(token, str) or not token:
+        raise ValueError(f"token endpoint {token_url} returned no access_token")
+    return token
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fleetpulse-smoke", description=__doc__.splitlines()[0])
     parser.add_argument("--api-url", help="API base URL (FLEETPULSE_API_URL, .dev/env)")
     parser.add_argument("--tenant", help="tenant to create (default: smoke-<random>)")
     parser.add_argument("--step-timeout", type=float, default=60.0, help="seconds per step (60)")
     parser.add_argument("--mqtt-host", help="broker host devices use, if not what the API says")
+    parser.add_argument("--mqtt-port", type=int, help="broker port, if not what the API says")
+    parser.add_argument(
+        "--mode",
+        choices=("dev", "aws"),
+        default="dev",
+        help="dev: dev-issuer tokens, webhook receiver; aws: client credentials, TLS, deliveries API",
+    )
     return parser.parse_args(argv)
+
+
+async def smoke_aws(args: argparse.Namespace, config: AwsSmokeConfig) -> Steps:
+    steps = Steps(say=say, timeout_s=args.step_timeout)
+    tokens = await steps.run("client-credentials token", config.tokens())
+    async with httpx.AsyncClient(base_url=config.api_url, timeout=15.0) as api:
+        check = SmokeCheck(
+            api,
+            tokens,
+            config.tenant_id,
+            None,
+            steps,
+            mqtt_host=args.mqtt_host,
+            mqtt_port=args.mqtt_port,
+            mqtt_tls=config.tls(),
+        )
+        await check.run()
+    return steps
 
 
 async def smoke(args: argparse.Namespace, config: SmokeConfig, tenant_id: str) -> Steps:
@@ -82,6 +171,9 @@ def say(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.mode == "aws":
+        main_aws(args)
+        return
     tenant_id = args.tenant or new_tenant_id()
     try:
         config = SmokeConfig.discover(args.api_url)
@@ -93,6 +185,22 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     try:
         steps = asyncio.run(smoke(args, config, tenant_id))
+    except StepError as failed:
+        say(f"FAIL {failed.step}: {failed.reason}")
+        sys.exit(EXIT_FAILED)
+    say(f"PASS {len(steps.passed)} steps in {time.monotonic() - started:.1f}s")
+
+
+def main_aws(args: argparse.Namespace) -> None:
+    try:
+        config = AwsSmokeConfig.from_env(args.api_url)
+    except ValueError as exc:
+        print(f"fleetpulse-smoke: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    say(f"smoke check (aws) against {config.api_url} (tenant {config.tenant_id})")
+    started = time.monotonic()
+    try:
+        steps = asyncio.run(smoke_aws(args, config))
     except StepError as failed:
         say(f"FAIL {failed.step}: {failed.reason}")
         sys.exit(EXIT_FAILED)
