@@ -256,12 +256,27 @@ def test_the_aws_mode_smoke_passes_with_client_credentials_tls_and_the_deliverie
     aws_like: tuple[Any, dict[str, str], TlsFront],
 ) -> None:
     stack, env, front = aws_like
-    args = ["--mode", "aws", "--step-timeout", "90", "--mqtt-host", "localhost", "--mqtt-port", str(front.port)]
+    args = [
+        "--mode",
+        "aws",
+        "--step-timeout",
+        "90",
+        "--mqtt-host",
+        "localhost",
+        "--mqtt-port",
+        str(front.port),
+    ]
     assert tls_refuses_plain_mqtt(front.port)
 
     # Negative controls first (fast): a wrong client secret, and no trust in the test CA.
-    wrong = run([BIN / "fleetpulse-smoke", *args], {**env, "FLEETPULSE_SMOKE_CLIENT_SECRET": "nope"}, timeout=120)
-    assert wrong.returncode == 1 and "FAIL client-credentials token" in wrong.stdout, wrong.stdout + wrong.stderr
+    wrong = run(
+        [BIN / "fleetpulse-smoke", *args],
+        {**env, "FLEETPULSE_SMOKE_CLIENT_SECRET": "nope"},
+        timeout=120,
+    )
+    assert wrong.returncode == 1 and "FAIL client-credentials token" in wrong.stdout, (
+        wrong.stdout + wrong.stderr
+    )
 
     smoke = run([BIN / "fleetpulse-smoke", *args], env, timeout=800)
     assert smoke.returncode == 0, f"{smoke.stdout}{smoke.stderr}\n{stack.logs()}"
@@ -271,7 +286,9 @@ def test_the_aws_mode_smoke_passes_with_client_credentials_tls_and_the_deliverie
 
     untrusted = {k: v for k, v in env.items() if k != "FLEETPULSE_SMOKE_MQTT_CA_FILE"}
     failed = run([BIN / "fleetpulse-smoke", *args], untrusted, timeout=300)
-    assert failed.returncode == 1 and "FAIL publish breach as the device" in failed.stdout, failed.stdout
+    assert failed.returncode == 1 and "FAIL publish breach as the device" in failed.stdout, (
+        failed.stdout
+    )
 
 
 def test_aws_mode_names_a_missing_setting() -> None:

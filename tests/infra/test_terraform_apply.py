@@ -40,7 +40,11 @@ EMULATOR_PLAN_ONLY = {
 }
 CONTRACT_QUEUES = {"ingest", "evaluator", "dispatcher", "deliveries"}
 OPEN = {"0.0.0.0/0", "::/0"}
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE|CREDENTIAL|DATABASE_URL|MQTT_URL|_KEY$")
+SECRET_NAME = re.compile(
+    r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY|ACCESS_KEY|ENCRYPTION_KEY|DATABASE_URL|MQTT_URL"
+)
+# JSON keys of our secrets that hold the secret part (usernames, hosts, ids are not secret).
+SECRET_KEYS = {"password", "client_secret", "url"}
 ISSUER = REPO / "services/provision_api/src/fleetpulse/provision_api/credentials/iot_core.py"
 # Paths the third-party images declare as VOLUME (docker inspect): Fargate populates a bind
 # mount there with the image's content and ownership. Our images: parsed from the Dockerfiles.
@@ -74,7 +78,9 @@ class Stack:
         return json.loads(self.tf.run("output", "-json", name).stdout)
 
     def task_definition(self, family: str) -> dict[str, Any]:
-        return dict(self.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"])
+        return dict(
+            self.client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
+        )
 
     def families(self) -> list[str]:
         arns = self.client("ecs").list_task_definitions()["taskDefinitionArns"]
@@ -105,26 +111,53 @@ def stack(terraform_moto: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "terraform_state_bucket": "example-state",
         }
     )
-    tf.run("apply", "-input=false", "-no-color", "-auto-approve", "-parallelism=30", "tfplan", timeout=1200)
+    tf.run(
+        "apply",
+        "-input=false",
+        "-no-color",
+        "-auto-approve",
+        "-parallelism=30",
+        "tfplan",
+        timeout=1200,
+    )
     s = Stack(tf, terraform_moto, project, f"{project}-dev")
     try:
         yield s
     finally:
-        tf.run("destroy", "-input=false", "-no-color", "-auto-approve", "-parallelism=30", timeout=1200)
+        tf.run(
+            "destroy", "-input=false", "-no-color", "-auto-approve", "-parallelism=30", timeout=1200
+        )
         left = [
             r["repositoryName"]
             for r in s.client("ecr").describe_repositories()["repositories"]
             if r["repositoryName"].startswith(project + "/")
         ]
         assert left == [], f"destroy left ECR repositories {left}"
-        print(f"terraform timings (s): {json.dumps({k: round(v, 1) for k, v in tf.timings.items()})}")
+        print(
+            f"terraform timings (s): {json.dumps({k: round(v, 1) for k, v in tf.timings.items()})}"
+        )
+
+
+def empty_log_buckets(stack: Stack) -> None:
+    """Delete every object version in the stack's access-log bucket (what an operator does
+    before `terraform destroy`; the bucket keeps logs against accidental deletion)."""
+    s3 = stack.client("s3")
+    for bucket in s3.list_buckets()["Buckets"]:
+        if not bucket["Name"].startswith(f"{stack.name}-logs-"):
+            continue
+        listed = s3.list_object_versions(Bucket=bucket["Name"])
+        for v in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket["Name"], Key=v["Key"], VersionId=v["VersionId"])
 
 
 # --- every service: repository, task definition, log group ----------------------------------
 
 
 def service_problems(
-    services: list[str], repositories: set[str], task_defs: dict[str, dict[str, Any]], log_groups: set[str]
+    services: list[str],
+    repositories: set[str],
+    task_defs: dict[str, dict[str, Any]],
+    log_groups: set[str],
 ) -> list[str]:
     problems = []
     for svc in services:
@@ -149,8 +182,12 @@ def service_problems(
 def test_every_service_has_its_repository_task_definition_and_log_group(stack: Stack) -> None:
     services = service_dirs()
     assert set(stack.output("ecs_service_names")) == set(services)
-    repositories = {r["repositoryName"] for r in stack.client("ecr").describe_repositories()["repositories"]}
-    task_defs = {svc: stack.task_definition(f"{stack.name}-{svc.replace('_', '-')}") for svc in services}
+    repositories = {
+        r["repositoryName"] for r in stack.client("ecr").describe_repositories()["repositories"]
+    }
+    task_defs = {
+        svc: stack.task_definition(f"{stack.name}-{svc.replace('_', '-')}") for svc in services
+    }
     groups = {g["logGroupName"] for g in stack.client("logs").describe_log_groups()["logGroups"]}
     assert service_problems(services, repositories, task_defs, groups) == []
     roles = {td["taskRoleArn"] for td in task_defs.values()}
@@ -159,7 +196,9 @@ def test_every_service_has_its_repository_task_definition_and_log_group(stack: S
     # Positive control: a service without its repository or log group is named.
     gone = sorted(repositories - {f"{stack.project}/ingest"})
     broken = {**task_defs, "evaluator": {**task_defs["evaluator"], "taskRoleArn": None}}
-    problems = service_problems(services, set(gone), broken, groups - {"/ecs/" + stack.name + "/dispatcher"})
+    problems = service_problems(
+        services, set(gone), broken, groups - {"/ecs/" + stack.name + "/dispatcher"}
+    )
     assert "ingest: no ECR repository" in problems
     assert any(p.startswith("dispatcher: log group") for p in problems)
     assert "evaluator: no task role of its own" in problems
@@ -189,7 +228,9 @@ def test_each_queue_has_its_dlq_and_redrive_policy(stack: Stack) -> None:
     prefix = stack.output("queue_prefix")
     urls = sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
     attributes = {
-        u.rsplit("/", 1)[-1]: sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["All"])["Attributes"]
+        u.rsplit("/", 1)[-1]: sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["All"])[
+            "Attributes"
+        ]
         for u in urls
     }
     assert {n.removeprefix(prefix) for n in attributes if not n.endswith("-dlq")} == CONTRACT_QUEUES
@@ -197,26 +238,36 @@ def test_each_queue_has_its_dlq_and_redrive_policy(stack: Stack) -> None:
     assert all(a.get("KmsMasterKeyId") for a in attributes.values())
     # Positive control: drop one queue's redrive policy.
     first = f"{prefix}ingest"
-    mutated = {**attributes, first: {k: v for k, v in attributes[first].items() if k != "RedrivePolicy"}}
-    assert queue_problems(mutated) == [f"{first}: redrive target None is not {first}-dlq", f"{first}: maxReceiveCount None"]
+    mutated = {
+        **attributes,
+        first: {k: v for k, v in attributes[first].items() if k != "RedrivePolicy"},
+    }
+    assert queue_problems(mutated) == [
+        f"{first}: redrive target None is not {first}-dlq",
+        f"{first}: maxReceiveCount None",
+    ]
 
 
 # --- secrets: referenced, never inlined -----------------------------------------------------
 
 
 def secret_leaves(value: str) -> set[str]:
-    """A secret's value and, for JSON secrets, each string leaf (8+ characters)."""
-    leaves = {value}
+    """The secret parts of a secret's value: the whole value, or a JSON secret's password,
+    client_secret and url (8+ characters)."""
     try:
         doc = json.loads(value)
     except ValueError:
         doc = None
     if isinstance(doc, dict):
-        leaves |= {str(v) for v in doc.values()}
+        leaves = {str(v) for k, v in doc.items() if k in SECRET_KEYS}
+    else:
+        leaves = {value}
     return {v for v in leaves if len(v) >= 8}
 
 
-def inline_secret_problems(task_defs: list[dict[str, Any]], secret_values: set[str], secret_arns: set[str]) -> list[str]:
+def inline_secret_problems(
+    task_defs: list[dict[str, Any]], secret_values: set[str], secret_arns: set[str]
+) -> list[str]:
     problems = []
     for td in task_defs:
         for c in td["containerDefinitions"]:
@@ -253,7 +304,9 @@ def test_secrets_are_referenced_not_inlined(stack: Stack) -> None:
     td = json.loads(json.dumps(task_defs[0]))
     leaked = sorted(values)[0]
     td["containerDefinitions"][0]["environment"].append({"name": "FLEETPULSE_X", "value": leaked})
-    td["containerDefinitions"][0]["secrets"].append({"name": "Y", "valueFrom": "arn:aws:secretsmanager:x:1:secret:gone"})
+    td["containerDefinitions"][0]["secrets"].append(
+        {"name": "Y", "valueFrom": "arn:aws:secretsmanager:x:1:secret:gone"}
+    )
     problems = inline_secret_problems([td], values, arns)
     assert any("FLEETPULSE_X holds a secret's value" in p for p in problems)
     assert any("Y refers to" in p for p in problems)
@@ -269,12 +322,20 @@ def test_generated_secrets_are_usable(stack: Stack) -> None:
     assert len(base64.b64decode(value("webhook-encryption-key"))) == 32
     for user in ("admin", "ingest", "delivery"):
         doc = json.loads(value(f"mqtt-{user}"))
-        assert re.fullmatch(r"[A-Za-z0-9]{40}", doc["password"]), "password unfit for an mqtt:// URL"
-        assert doc["url"] == f"mqtt://{doc['username']}:{doc['password']}@mosquitto.{stack.name}.internal:1883"
+        assert re.fullmatch(r"[A-Za-z0-9]{40}", doc["password"]), (
+            "password unfit for an mqtt:// URL"
+        )
+        assert (
+            doc["url"]
+            == f"mqtt://{doc['username']}:{doc['password']}@mosquitto.{stack.name}.internal:1883"
+        )
     for client in ("api", "smoke"):
         doc = json.loads(value(f"keycloak-client-{client}"))
         assert doc["client_id"] == f"fleetpulse-{client}" and len(doc["client_secret"]) == 40
-        assert doc["token_url"] == "https://api.fleetpulse.test/auth/realms/fleetpulse/protocol/openid-connect/token"
+        assert (
+            doc["token_url"]
+            == "https://api.fleetpulse.test/auth/realms/fleetpulse/protocol/openid-connect/token"
+        )
     state = stack.tf.run("show", "-json").stdout
     assert json.loads(value("mqtt-admin"))["password"] not in state, "generated value in the state"
 
@@ -282,10 +343,20 @@ def test_generated_secrets_are_usable(stack: Stack) -> None:
 # --- only the load balancers are public -----------------------------------------------------
 
 
-def public_exposure_problems(groups: list[dict[str, Any]], lb_groups: set[str], services: list[dict[str, Any]], databases: list[dict[str, Any]]) -> list[str]:
+def public_exposure_problems(
+    groups: list[dict[str, Any]],
+    lb_groups: set[str],
+    services: list[dict[str, Any]],
+    databases: list[dict[str, Any]],
+) -> list[str]:
     problems = []
     for g in groups:
-        open_ = [p for p in g.get("IpPermissions", []) for r in p.get("IpRanges", []) + p.get("Ipv6Ranges", []) if (r.get("CidrIp") or r.get("CidrIpv6")) in OPEN]
+        open_ = [
+            p
+            for p in g.get("IpPermissions", [])
+            for r in p.get("IpRanges", []) + p.get("Ipv6Ranges", [])
+            if (r.get("CidrIp") or r.get("CidrIpv6")) in OPEN
+        ]
         if open_ and g["GroupId"] not in lb_groups:
             problems.append(f"security group {g['GroupName']} is open to the internet")
     for svc in services:
@@ -299,23 +370,41 @@ def public_exposure_problems(groups: list[dict[str, Any]], lb_groups: set[str], 
 
 
 def test_only_the_load_balancers_are_public(stack: Stack) -> None:
-    lbs = [lb for lb in stack.client("elbv2").describe_load_balancers()["LoadBalancers"] if lb["LoadBalancerName"].startswith(stack.name)]
+    lbs = [
+        lb
+        for lb in stack.client("elbv2").describe_load_balancers()["LoadBalancers"]
+        if lb["LoadBalancerName"].startswith(stack.name)
+    ]
     assert {lb["Type"] for lb in lbs} == {"application", "network"}
     lb_groups = {g for lb in lbs for g in lb.get("SecurityGroups", [])}
-    vpc = stack.client("ec2").describe_vpcs(Filters=[{"Name": "cidr", "Values": ["10.40.0.0/16"]}])["Vpcs"]
+    vpc = stack.client("ec2").describe_vpcs(Filters=[{"Name": "cidr", "Values": ["10.40.0.0/16"]}])[
+        "Vpcs"
+    ]
     vpc_ids = [v["VpcId"] for v in vpc]
-    groups = stack.client("ec2").describe_security_groups(Filters=[{"Name": "vpc-id", "Values": vpc_ids}])["SecurityGroups"]
+    groups = stack.client("ec2").describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": vpc_ids}]
+    )["SecurityGroups"]
     groups = [g for g in groups if g["GroupName"].startswith(stack.name)]
     ecs = stack.client("ecs")
     arns = ecs.list_services(cluster=stack.name)["serviceArns"]
     services = ecs.describe_services(cluster=stack.name, services=arns)["services"]
-    dbs = [d for d in stack.client("rds").describe_db_instances()["DBInstances"] if d["DBInstanceIdentifier"].startswith(stack.name)]
+    dbs = [
+        d
+        for d in stack.client("rds").describe_db_instances()["DBInstances"]
+        if d["DBInstanceIdentifier"].startswith(stack.name)
+    ]
     assert len(services) == len(service_dirs()) + 2 and dbs and len(groups) >= 5
-    open_groups = {g["GroupId"] for g in groups if any(r.get("CidrIp") in OPEN for p in g["IpPermissions"] for r in p.get("IpRanges", []))}
+    open_groups = {
+        g["GroupId"]
+        for g in groups
+        if any(r.get("CidrIp") in OPEN for p in g["IpPermissions"] for r in p.get("IpRanges", []))
+    }
     assert open_groups and open_groups <= lb_groups  # positive control: the LBs are open
     assert public_exposure_problems(groups, lb_groups, services, dbs) == []
     # Positive control: the same groups without the LBs' exemption.
-    assert any("open to the internet" in p for p in public_exposure_problems(groups, set(), services, dbs))
+    assert any(
+        "open to the internet" in p for p in public_exposure_problems(groups, set(), services, dbs)
+    )
 
 
 # --- Keycloak imports the realm -------------------------------------------------------------
@@ -345,21 +434,32 @@ def realm_import_problems(container: dict[str, Any], compose_realm: dict[str, An
             continue
         m = re.fullmatch(r"\$\{(\w+)\}", str(c.get("secret", "")))
         if not m or m.group(1) not in secrets:
-            problems.append(f"client {cid}: secret {c.get('secret')!r} is not a placeholder filled from Secrets Manager")
+            problems.append(
+                f"client {cid}: secret {c.get('secret')!r} is not a placeholder filled from Secrets Manager"
+            )
     for user in realm.get("users", []):
         if user.get("credentials"):
             problems.append(f"user {user['username']} has a password in the realm file")
     return problems
 
 
-def test_keycloak_imports_the_fleetpulse_realm_with_secrets_from_secrets_manager(stack: Stack) -> None:
+def test_keycloak_imports_the_fleetpulse_realm_with_secrets_from_secrets_manager(
+    stack: Stack,
+) -> None:
     compose_realm = json.loads((REPO / "compose/keycloak/realm-fleetpulse.json").read_text())
     (container,) = stack.task_definition(f"{stack.name}-keycloak")["containerDefinitions"]
     assert realm_import_problems(container, compose_realm) == []
     refs = {s["name"]: s["valueFrom"] for s in container["secrets"]}
     assert refs["FLEETPULSE_API_CLIENT_SECRET"].endswith(":client_secret::")
     # The old task: `start`, no import.
-    old = {**container, "entryPoint": [], "command": ["start"], "environment": [e for e in container["environment"] if e["name"] != "FLEETPULSE_REALM_JSON"]}
+    old = {
+        **container,
+        "entryPoint": [],
+        "command": ["start"],
+        "environment": [
+            e for e in container["environment"] if e["name"] != "FLEETPULSE_REALM_JSON"
+        ],
+    }
     assert realm_import_problems(old, compose_realm)[:2] == [
         "keycloak starts without --import-realm",
         "no realm file is written into /opt/keycloak/data/import/",
@@ -383,7 +483,9 @@ def image_volumes(image: str) -> set[str]:
     return found
 
 
-def unwritable_mount_problems(task_def: dict[str, Any], access_points: dict[str, dict[str, Any]]) -> list[str]:
+def unwritable_mount_problems(
+    task_def: dict[str, Any], access_points: dict[str, dict[str, Any]]
+) -> list[str]:
     """A non-root container writing into a volume Fargate creates root-owned cannot write.
 
     Writable for uid U: an EFS volume through an access point whose POSIX user is U (or root),
@@ -404,14 +506,20 @@ def unwritable_mount_problems(task_def: dict[str, Any], access_points: dict[str,
                 ap = access_points.get(efs.get("authorizationConfig", {}).get("accessPointId", ""))
                 owner = str((ap or {}).get("PosixUser", {}).get("Uid", ""))
                 if owner not in (uid, "0"):
-                    problems.append(f"{c['name']} (uid {uid}) writes {mount['containerPath']} on EFS owned by {owner or 'root'}")
+                    problems.append(
+                        f"{c['name']} (uid {uid}) writes {mount['containerPath']} on EFS owned by {owner or 'root'}"
+                    )
             elif mount["containerPath"] not in image_volumes(c["image"]):
-                problems.append(f"{c['name']} (uid {uid}) writes {mount['containerPath']}, a root-owned Fargate bind mount")
+                problems.append(
+                    f"{c['name']} (uid {uid}) writes {mount['containerPath']}, a root-owned Fargate bind mount"
+                )
     return problems
 
 
 def test_no_container_writes_into_a_root_owned_fargate_volume(stack: Stack) -> None:
-    aps = {a["AccessPointId"]: a for a in stack.client("efs").describe_access_points()["AccessPoints"]}
+    aps = {
+        a["AccessPointId"]: a for a in stack.client("efs").describe_access_points()["AccessPoints"]
+    }
     task_defs = [stack.task_definition(f) for f in stack.families()]
     assert len(task_defs) == len(service_dirs()) + 3  # + mosquitto, keycloak, migrate
     problems = [p for td in task_defs for p in unwritable_mount_problems(td, aps)]
@@ -426,7 +534,9 @@ def test_no_container_writes_into_a_root_owned_fargate_volume(stack: Stack) -> N
     old["volumes"].append({"name": "config", "host": {}})
     for c in old["containerDefinitions"]:
         if c["name"] == "dynsec-init":
-            c["mountPoints"].append({"sourceVolume": "config", "containerPath": "/mosquitto/config", "readOnly": False})
+            c["mountPoints"].append(
+                {"sourceVolume": "config", "containerPath": "/mosquitto/config", "readOnly": False}
+            )
     assert unwritable_mount_problems(old, aps) == [
         "dynsec-init (uid 1883) writes /mosquitto/config, a root-owned Fargate bind mount"
     ]
@@ -449,8 +559,12 @@ def iot_grant_problems(statements: list[dict[str, Any]], needed: set[str]) -> li
             granted |= {a for a in actions if a.startswith(("iot:", "secretsmanager:"))}
     missing = sorted(needed - granted)
     unused = sorted(a for a in granted - needed if a.startswith("iot:"))
-    problems = [f"API role lacks {a}" for a in missing] + [f"API role grants unused {a}" for a in unused]
-    if any(a.startswith("secretsmanager:Create") or a.startswith("secretsmanager:Put") for a in granted):
+    problems = [f"API role lacks {a}" for a in missing] + [
+        f"API role grants unused {a}" for a in unused
+    ]
+    if any(
+        a.startswith("secretsmanager:Create") or a.startswith("secretsmanager:Put") for a in granted
+    ):
         problems.append("API role may write secrets, but no code keeps device keys there")
     return problems
 
@@ -459,13 +573,18 @@ def test_iot_core_api_role_grants_exactly_what_the_issuer_calls(stack: Stack) ->
     needed = issuer_actions()
     assert {"iot:CreatePolicy", "iot:CreateKeysAndCertificate", "iot:AttachPolicy"} <= needed
     iam = stack.client("iam")
-    doc = iam.get_role_policy(RoleName=f"{stack.name}-provision-api-task", PolicyName="provision_api-least-privilege")["PolicyDocument"]
+    doc = iam.get_role_policy(
+        RoleName=f"{stack.name}-provision-api-task", PolicyName="provision_api-least-privilege"
+    )["PolicyDocument"]
     statements = (json.loads(doc) if isinstance(doc, str) else doc)["Statement"]
     assert iot_grant_problems(statements, needed) == []
     # The old grants: no CreatePolicy, a Secrets Manager path for device keys no code writes.
     old = [
         {"Effect": "Allow", "Action": sorted(needed - {"iot:CreatePolicy"})},
-        {"Effect": "Allow", "Action": ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"]},
+        {
+            "Effect": "Allow",
+            "Action": ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"],
+        },
     ]
     assert iot_grant_problems(old, needed) == [
         "API role lacks iot:CreatePolicy",
@@ -488,7 +607,9 @@ def test_devices_are_told_the_iot_data_endpoint(stack: Stack) -> None:
 # --- console access logs --------------------------------------------------------------------
 
 
-def access_log_problems(source_bucket: str, logging: dict[str, Any], target_policy: dict[str, Any]) -> list[str]:
+def access_log_problems(
+    source_bucket: str, logging: dict[str, Any], target_policy: dict[str, Any]
+) -> list[str]:
     enabled = logging.get("LoggingEnabled")
     if not enabled:
         return [f"{source_bucket}: no access logging"]
@@ -507,7 +628,9 @@ def access_log_problems(source_bucket: str, logging: dict[str, Any], target_poli
             and any(target.startswith(r.rstrip("*")) for r in resources)
         ):
             return []
-    return [f"{source_bucket}: the policy of {enabled['TargetBucket']} does not admit logging.s3.amazonaws.com under {prefix}"]
+    return [
+        f"{source_bucket}: the policy of {enabled['TargetBucket']} does not admit logging.s3.amazonaws.com under {prefix}"
+    ]
 
 
 def test_console_access_logs_go_to_a_bucket_that_admits_s3_logging(stack: Stack) -> None:
@@ -531,7 +654,9 @@ def test_delivery_worker_gets_smtp_from_secrets_manager(stack: Stack) -> None:
     assert {f"FLEETPULSE_SMTP_{k}" for k in ("HOST", "PORT", "USERNAME", "PASSWORD")} <= set(refs)
     assert env["FLEETPULSE_SMTP_STARTTLS"] == "true" and "@" in env["FLEETPULSE_SMTP_FROM"]
     secret_arn = refs["FLEETPULSE_SMTP_HOST"].removesuffix(":host::")
-    doc = json.loads(stack.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
+    doc = json.loads(
+        stack.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    )
     assert doc["host"] == f"email-smtp.{REGION}.amazonaws.com" and doc["port"] == "587"
     assert doc["username"].startswith("AKIA") or len(doc["username"]) >= 16
     assert len(doc["password"]) >= 40  # SES SMTP password v4, derived from the access key
@@ -544,13 +669,22 @@ def test_delivery_worker_gets_smtp_from_secrets_manager(stack: Stack) -> None:
 def test_queue_depth_and_age_alarms_and_a_dashboard(stack: Stack) -> None:
     prefix = stack.output("queue_prefix")
     alarms = stack.client("cloudwatch").describe_alarms(AlarmNamePrefix=stack.name)["MetricAlarms"]
-    watched = {(a["MetricName"], d["Value"]) for a in alarms for d in a["Dimensions"] if d["Name"] == "QueueName"}
+    watched = {
+        (a["MetricName"], d["Value"])
+        for a in alarms
+        for d in a["Dimensions"]
+        if d["Name"] == "QueueName"
+    }
     for queue in CONTRACT_QUEUES:
         assert ("ApproximateNumberOfMessagesVisible", prefix + queue) in watched
         assert ("ApproximateAgeOfOldestMessage", prefix + queue) in watched
         assert ("ApproximateNumberOfMessagesVisible", prefix + queue + "-dlq") in watched
     assert all(a["AlarmActions"] for a in alarms)
-    body = json.loads(stack.client("cloudwatch").get_dashboard(DashboardName=stack.output("dashboard_name"))["DashboardBody"])
+    body = json.loads(
+        stack.client("cloudwatch").get_dashboard(DashboardName=stack.output("dashboard_name"))[
+            "DashboardBody"
+        ]
+    )
     text = json.dumps(body)
     for queue in CONTRACT_QUEUES:
         assert f'"{prefix}{queue}"' in text and f'"{prefix}{queue}-dlq"' in text
@@ -563,10 +697,11 @@ def test_plan_only_resource_types_are_the_documented_ones(stack: Stack) -> None:
     readme = (REPO / "infra/terraform/README.md").read_text()
     gated = set()
     for path in (REPO / "infra/terraform").glob("*.tf"):
-        pattern = r'resource "(\w+)" "\w+" \{\n(?:\s*#.*\n)*\s*(?:count|for_each)\s*=[^\n]*var\.emulator'
+        pattern = (
+            r'resource "(\w+)" "\w+" \{\n(?:\s*#.*\n)*\s*(?:count|for_each)\s*=[^\n]*var\.emulator'
+        )
         for m in re.finditer(pattern, path.read_text()):
             gated.add(m.group(1))
     assert gated == EMULATOR_PLAN_ONLY
     for rtype in gated:
         assert f"`{rtype}`" in readme
-

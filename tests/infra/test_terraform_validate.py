@@ -47,6 +47,7 @@ def test_no_override_or_state_file_is_committed() -> None:
     leftovers = [
         p.name
         for p in Path(TF_DIR).iterdir()
-        if p.name.endswith(("_override.tf", ".tfstate", ".tfstate.backup")) or p.name == "override.tf"
+        if p.name.endswith(("_override.tf", ".tfstate", ".tfstate.backup"))
+        or p.name == "override.tf"
     ]
     assert leftovers == []

@@ -76,7 +76,9 @@ def deploy_trigger_problems(doc: dict[str, Any]) -> list[str]:
             if str(step.get("uses", "")).startswith("actions/checkout@"):
                 ref = str((step.get("with") or {}).get("ref", ""))
                 if "github.event.workflow_run.head_sha" not in ref:
-                    problems.append(f"job {name} checks out {ref or 'the default branch'}, not the tested commit")
+                    problems.append(
+                        f"job {name} checks out {ref or 'the default branch'}, not the tested commit"
+                    )
     if "workflow_run.head_sha" not in str(doc.get("env", {}).get("IMAGE_TAG", "")):
         problems.append("images are not tagged with the tested commit")
     return problems
@@ -87,7 +89,9 @@ def test_deploy_runs_only_after_the_tests_passed_on_the_same_commit() -> None:
     assert deploy_trigger_problems(doc) == []
     # The old trigger: every push to main, tests or not.
     old = {**doc, "on": {"push": {"branches": ["main"]}, "workflow_dispatch": None}}
-    old["jobs"] = {k: {kk: vv for kk, vv in v.items() if kk != "if"} for k, v in doc["jobs"].items()}
+    old["jobs"] = {
+        k: {kk: vv for kk, vv in v.items() if kk != "if"} for k, v in doc["jobs"].items()
+    }
     problems = deploy_trigger_problems(old)
     assert any("anything but workflow_run" in p for p in problems)
     assert any("runs without the test run's success" in p for p in problems)
@@ -155,7 +159,9 @@ def test_smoke_uses_client_credentials_from_secrets_manager() -> None:
     assert smoke_problems(smoke) == []
     (step,) = [s for s in steps(smoke) if "make smoke" in str(s.get("run", ""))]
     assert "FLEETPULSE_API_URL" in step["env"]
-    old = {"steps": [{"name": "make smoke", "run": "make smoke", "env": {"FLEETPULSE_API_URL": "x"}}]}
+    old = {
+        "steps": [{"name": "make smoke", "run": "make smoke", "env": {"FLEETPULSE_API_URL": "x"}}]
+    }
     assert len(smoke_problems(old)) == 4
 
 

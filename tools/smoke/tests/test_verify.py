@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -88,7 +89,10 @@ async def seed(database_url: str) -> datetime:
                 tenant,
                 now,
             )
-        for tenant, at in (("fresh", now - timedelta(minutes=1)), ("stale", now - timedelta(hours=2))):
+        for tenant, at in (
+            ("fresh", now - timedelta(minutes=1)),
+            ("stale", now - timedelta(hours=2)),
+        ):
             await conn.execute(
                 "INSERT INTO device_state (tenant_id, device_id, last_seen, last_reading_at)"
                 " VALUES ($1, 'd1', $2, $2)",
@@ -105,6 +109,18 @@ async def seed(database_url: str) -> datetime:
     finally:
         await conn.close()
     return now
+
+
+async def verify_command(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """fleetpulse-verify in a thread (the test's event loop keeps serving)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [BIN / "fleetpulse-verify", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_verify_reports_a_local_stack(
@@ -124,9 +140,7 @@ async def test_verify_reports_a_local_stack(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
-    result = subprocess.run(
-        [BIN / "fleetpulse-verify"], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = await verify_command([], env)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert "telemetry  fresh: latest" in out and "telemetry  stale: latest" in out
@@ -139,13 +153,7 @@ async def test_verify_reports_a_local_stack(
 
     # Positive control: drained DLQ, generous telemetry limit -> nothing stale, exit 0.
     await sqs_client.purge_queue(QueueUrl=urls["deliveries-dlq"])
-    ok = subprocess.run(
-        [BIN / "fleetpulse-verify", "--telemetry-stale", "180", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ok = await verify_command(["--telemetry-stale", "180", "--json"], env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     report = json.loads(ok.stdout)
     assert report["stale"] == []

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 
-
 def _repo_root() -> Path:
     """The checkout holding infra/terraform (this package is installed editable from it)."""
     for parent in [Path.cwd(), *Path(__file__).resolve().parents]:
@@ -84,7 +83,9 @@ def plugin_dir() -> Path:
     )
     found = [line for line in result.stdout.splitlines() if line.strip()]
     if not found:
-        pytest.fail("no terraform provider plugin directory (registry.terraform.io) on this machine")
+        pytest.fail(
+            "no terraform provider plugin directory (registry.terraform.io) on this machine"
+        )
     return Path(found[0]).parent
 
 
@@ -101,7 +102,9 @@ def copy_module(dest: Path) -> Path:
     shutil.copytree(
         TF_DIR,
         module,
-        ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", ".terraform.lock.hcl", "*.tfvars"),
+        ignore=shutil.ignore_patterns(
+            ".terraform", "*.tfstate*", ".terraform.lock.hcl", "*.tfvars"
+        ),
     )
     for rel in MODULE_INPUTS:
         shutil.copytree(REPO / rel, dest / rel)
@@ -140,7 +143,9 @@ class Terraform:
     env: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
-    def run(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 900, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
         result = subprocess.run(
             [require_terraform(), *args],
@@ -173,7 +178,9 @@ class Terraform:
         path.write_text(json.dumps({**REQUIRED_VARS, **values}, indent=2))
         return path
 
-    def plan(self, values: dict[str, Any], *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def plan(
+        self, values: dict[str, Any], *extra: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         self.write_vars(values)
         return self.run("plan", "-input=false", "-no-color", "-out=tfplan", *extra, check=check)
 
@@ -186,7 +193,11 @@ def moto_module(dest: Path, endpoint: str) -> Terraform:
     (module / "zz_moto_override.tf").write_text(moto_override(endpoint))
     tf = Terraform(
         module,
-        env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION},
+        env={
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+        },
     )
     tf.init(backend=True)
     return tf

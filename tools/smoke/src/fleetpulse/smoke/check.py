@@ -72,9 +72,7 @@ class SmokeCheck:
             await s.run("start webhook receiver", self.receiver.start())
             integration_id = await s.run("create webhook integration", self.create_integration())
         else:
-            integration_id = await s.run(
-                "create MQTT integration", self.create_mqtt_integration()
-            )
+            integration_id = await s.run("create MQTT integration", self.create_mqtt_integration())
         await s.run("create route", self.create_route(integration_id))
         await s.run("publish breach as the device", self.publish(device, BREACH_C))
         await s.run("telemetry stored", s.poll(lambda: self.stored(device, BREACH_C)))
@@ -177,7 +175,9 @@ class SmokeCheck:
             ),
             200,
         )
-        mine = [d for d in response.json().get("items", []) if d.get("integration_id") == integration_id]
+        mine = [
+            d for d in response.json().get("items", []) if d.get("integration_id") == integration_id
+        ]
         abandoned = [d for d in mine if d.get("status") == "abandoned"]
         if abandoned:
             raise AssertionError(f"delivery abandoned: {abandoned[0].get('last_error')}")

@@ -86,7 +86,9 @@ class Report:
         out = [f"verify at {self.checked_at.isoformat()}"]
         for t in self.facts.tenants:
             latest = t.latest.isoformat() if t.latest else "never"
-            out.append(f"telemetry  {t.tenant_id}: latest {latest} ({t.active_devices} active devices)")
+            out.append(
+                f"telemetry  {t.tenant_id}: latest {latest} ({t.active_devices} active devices)"
+            )
         for q in self.facts.queues:
             kind = "dlq  " if q.is_dlq else "queue"
             out.append(f"{kind}      {q.name}: {q.visible} visible, {q.in_flight} in flight")
@@ -108,7 +110,9 @@ def assess(facts: Facts, now: datetime, limits: Limits) -> list[str]:
         if t.active_devices == 0:
             continue
         if t.latest is None:
-            stale.append(f"tenant {t.tenant_id}: {t.active_devices} active devices, no telemetry ever")
+            stale.append(
+                f"tenant {t.tenant_id}: {t.active_devices} active devices, no telemetry ever"
+            )
         elif now - t.latest > limits.telemetry_stale:
             stale.append(f"tenant {t.tenant_id}: no telemetry since {t.latest.isoformat()}")
     for q in facts.queues:
@@ -145,7 +149,9 @@ SELECT tenant_id, delivery_id, completed_at
 """
 
 
-async def database_facts(database_url: str) -> tuple[list[TenantTelemetry], LastDelivery | None, bool]:
+async def database_facts(
+    database_url: str,
+) -> tuple[list[TenantTelemetry], LastDelivery | None, bool]:
     conn = await asyncpg.connect(database_url, timeout=15)
     try:
         tenants = [
@@ -213,17 +219,25 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     database_url = os.environ.get("FLEETPULSE_DATABASE_URL", "").strip()
     prefix = os.environ.get("FLEETPULSE_QUEUE_PREFIX", "").strip()
-    for name, value in (("FLEETPULSE_DATABASE_URL", database_url), ("FLEETPULSE_QUEUE_PREFIX", prefix)):
+    for name, value in (
+        ("FLEETPULSE_DATABASE_URL", database_url),
+        ("FLEETPULSE_QUEUE_PREFIX", prefix),
+    ):
         if not value:
             print(f"fleetpulse-verify: {name} is not set", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
     limits = Limits(
-        timedelta(minutes=args.telemetry_stale), args.queue_depth, timedelta(hours=args.delivery_stale)
+        timedelta(minutes=args.telemetry_stale),
+        args.queue_depth,
+        timedelta(hours=args.delivery_stale),
     )
     try:
         report = asyncio.run(verify(database_url, prefix, AwsConfig.from_environ(), limits))
     except (OSError, asyncpg.PostgresError, BotoCoreError, ClientError) as exc:
-        print(f"fleetpulse-verify: cannot read the stack: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"fleetpulse-verify: cannot read the stack: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_CONFIG)
     print(_json(report) if args.json else "\n".join(report.lines()), flush=True)
     sys.exit(EXIT_STALE if report.stale else 0)
