@@ -528,10 +528,10 @@ resource "aws_ecs_service" "mosquitto" {
 # imports a realm only when it does not exist yet.
 
 locals {
-  realm_source_text  = file("${path.module}/../../compose/keycloak/realm-fleetpulse.json")
-  realm_dev_secret   = "\"secret\": \"fleetpulse-api-dev-secret\""
-  realm_source       = jsondecode(replace(local.realm_source_text, local.realm_dev_secret, "\"secret\": \"$${FLEETPULSE_API_CLIENT_SECRET}\""))
-  smoke_tenant       = "smoke"
+  realm_source_text = file("${path.module}/../../compose/keycloak/realm-fleetpulse.json")
+  realm_dev_secret  = "\"secret\": \"fleetpulse-api-dev-secret\""
+  realm_source      = jsondecode(replace(local.realm_source_text, local.realm_dev_secret, "\"secret\": \"$${FLEETPULSE_API_CLIENT_SECRET}\""))
+  smoke_tenant      = "smoke"
   realm_smoke_client = {
     clientId                  = "fleetpulse-smoke"
     name                      = "FleetPulse deploy smoke"

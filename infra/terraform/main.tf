@@ -38,10 +38,10 @@ data "aws_partition" "current" {}
 
 
 locals {
-  name         = "${var.project}-${var.environment}"
-  account_id   = data.aws_caller_identity.current.account_id
-  region       = data.aws_region.current.name
-  partition    = data.aws_partition.current.partition
+  name       = "${var.project}-${var.environment}"
+  account_id = data.aws_caller_identity.current.account_id
+  region     = data.aws_region.current.name
+  partition  = data.aws_partition.current.partition
   # Pinned by name (no zone lookup), so a new or impaired zone never reshuffles the subnets.
   azs          = length(var.availability_zones) == 2 ? var.availability_zones : ["${local.region}a", "${local.region}b"]
   queue_prefix = coalesce(var.queue_prefix, "${local.name}-")
@@ -52,8 +52,8 @@ locals {
   public_base_url = "https://${local.public_host}"
   # What devices are told: the IoT Core data endpoint when IoT Core is on, else the MQTT name.
   mqtt_public_host = var.enable_iot_core ? data.aws_iot_endpoint.data[0].endpoint_address : var.mqtt_domain_name
-  oidc_issuer     = "${local.public_base_url}/auth/realms/${var.keycloak_realm}"
-  mqtt_internal   = "mosquitto.${aws_service_discovery_private_dns_namespace.main.name}"
+  oidc_issuer      = "${local.public_base_url}/auth/realms/${var.keycloak_realm}"
+  mqtt_internal    = "mosquitto.${aws_service_discovery_private_dns_namespace.main.name}"
 
   # SQS work queues; each gets a dead-letter queue and a redrive policy (sqs.tf).
   queues = {
