@@ -148,9 +148,14 @@ def empty_log_buckets(stack: Stack) -> None:
     for bucket in s3.list_buckets()["Buckets"]:
         if not bucket["Name"].startswith(f"{stack.name}-logs-"):
             continue
-        listed = s3.list_object_versions(Bucket=bucket["Name"])
-        for v in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=bucket["Name"], Key=v["Key"], VersionId=v["VersionId"])
+        pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket["Name"])
+        versions = [  # one log object per request: thousands
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for page in pages
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        for i in range(0, len(versions), 1000):
+            s3.delete_objects(Bucket=bucket["Name"], Delete={"Objects": versions[i : i + 1000]})
 
 
 # --- every service: repository, task definition, log group ----------------------------------
