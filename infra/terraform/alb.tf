@@ -242,7 +242,9 @@ resource "aws_s3_bucket" "logs" {
   #checkov:skip=CKV_AWS_145:ELB access logs support only SSE-S3 (AES256), not KMS.
   #checkov:skip=CKV2_AWS_62:Nothing reacts to new log objects.
   bucket_prefix = "${local.name}-logs-"
-  force_destroy = false
+  # Logs survive `terraform destroy` in AWS. Under var.emulator (moto writes an access-log
+  # object for every request to the console bucket, destroy's own included) they do not.
+  force_destroy = var.emulator
 }
 
 resource "aws_s3_bucket_ownership_controls" "logs" {

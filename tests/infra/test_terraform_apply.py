@@ -138,26 +138,6 @@ def stack(terraform_moto: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         )
 
 
-def empty_log_buckets(stack: Stack) -> None:
-    """Delete every object version in the stack's access-log bucket (what an operator does
-    before `terraform destroy`; the bucket keeps logs against accidental deletion)."""
-    s3 = stack.client("s3")
-    # First stop the console bucket's access logging: moto delivers logs of every request,
-    # destroy's own included.
-    s3.put_bucket_logging(Bucket=stack.output("console_bucket"), BucketLoggingStatus={})
-    for bucket in s3.list_buckets()["Buckets"]:
-        if not bucket["Name"].startswith(f"{stack.name}-logs-"):
-            continue
-        pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket["Name"])
-        versions = [  # one log object per request: thousands
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for page in pages
-            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-        ]
-        for i in range(0, len(versions), 1000):
-            s3.delete_objects(Bucket=bucket["Name"], Delete={"Objects": versions[i : i + 1000]})
-
-
 # --- every service: repository, task definition, log group ----------------------------------
 
 
