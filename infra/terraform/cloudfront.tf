@@ -86,6 +86,7 @@ resource "aws_cloudfront_distribution" "console" {
   #checkov:skip=CKV_AWS_310:One static origin; failover adds nothing for a rebuildable SPA.
   #checkov:skip=CKV_AWS_374:No geo restriction: the console is used wherever operators are.
   #checkov:skip=CKV2_AWS_42:A custom certificate is optional (console_certificate_arn); without one CloudFront's own is used.
+  #checkov:skip=CKV2_AWS_32:The AWS-managed Managed-SecurityHeadersPolicy is attached by its id (var.cloudfront_response_headers_policy_id); checkov recognises only a policy resource or data source.
   #checkov:skip=CKV_AWS_174:With console_certificate_arn set, TLSv1.2_2021 is enforced; CloudFront's default certificate cannot pin a minimum version.
   enabled             = true
   is_ipv6_enabled     = true
