@@ -8,7 +8,7 @@ MYPYPATH := $(shell ls -d libs/*/src services/*/src tools/*/src 2>/dev/null | pa
 PYTEST_ARGS ?=
 
 .PHONY: help sync up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke simulate migrate \
+	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e smoke verify simulate migrate \
 	config-table
 
 help: ## list the targets
@@ -67,8 +67,11 @@ bench-api: sync
 bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on the dev stack
 	$(UV) run python benchmarks/e2e.py
 
-smoke: sync ## end-to-end check against a running stack (make dev or make up)
+smoke: sync ## end-to-end check against a running stack (make dev or make up; SMOKE_ARGS="--mode aws" for AWS)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)
+
+verify: sync ## what is stale on a deployed stack: telemetry per tenant, queue/DLQ depths, last delivery
+	$(UV) run fleetpulse-verify $(VERIFY_ARGS)
 
 simulate: sync ## simulated devices publishing telemetry to a running stack
 	$(UV) run fleetpulse-simulate $(SIMULATE_ARGS)
