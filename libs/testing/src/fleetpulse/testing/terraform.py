@@ -206,9 +206,3 @@ def moto_module(dest: Path, endpoint: str) -> Terraform:
 def unique_project() -> str:
     """Resource names unique on the shared moto server (project is the first part of each)."""
     return f"t{uuid.uuid4().hex[:8]}"
-
-
-def planned(moto_server: str, dest: Path, values: dict[str, Any]) -> dict[str, Any]:
-    tf = moto_module(dest, moto_server)
-    tf.plan(values)
-    return tf.show_plan()
