@@ -12,7 +12,7 @@ TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
 	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e bench-export bench-console \
-	smoke simulate migrate config-table contracts console console-test
+	smoke verify simulate migrate config-table contracts console console-test
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -98,8 +98,11 @@ bench-export: sync ## exporter telemetry rows/s and events/s to S3 (moto) as Par
 bench-console: sync console ## the console's fleet page with 10,000 devices in Chromium (first rows, paging, scroll frames)
 	$(UV) run python benchmarks/console.py
 
-smoke: sync ## end-to-end check against a running stack (make dev or make up)
+smoke: sync ## end-to-end check against a running stack (make dev or make up; SMOKE_ARGS="--mode aws" for AWS)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)
+
+verify: sync ## what is stale on a deployed stack: telemetry per tenant, queue/DLQ depths, last delivery
+	$(UV) run fleetpulse-verify $(VERIFY_ARGS)
 
 simulate: sync ## simulated devices publishing telemetry to a running stack
 	$(UV) run fleetpulse-simulate $(SIMULATE_ARGS)

@@ -89,10 +89,19 @@ resource "aws_lb_listener" "https" {
   ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
   certificate_arn   = var.certificate_arn
 
+  lifecycle {
+    precondition {
+      condition     = local.api_name_covered
+      error_message = "certificate_arn holds ${jsonencode(var.certificate_domains)} (certificate_domains), which does not cover domain_name ${var.domain_name}: browsers, the API's OIDC issuer and Keycloak would all fail TLS."
+    }
+  }
+
   default_action {
     type = "fixed-response"
     fixed_response {
-      content_type = "application/problem+json"
+      # The provider accepts text/plain, text/css, text/html, application/javascript and
+      # application/json only (not application/problem+json).
+      content_type = "application/json"
       message_body = "{\"title\":\"Not Found\",\"status\":404}"
       status_code  = "404"
     }
@@ -194,13 +203,36 @@ resource "aws_lb_listener" "mqtts" {
   certificate_arn   = var.mqtt_certificate_arn != "" ? var.mqtt_certificate_arn : var.certificate_arn
   alpn_policy       = "None"
 
+  lifecycle {
+    precondition {
+      condition     = var.mqtt_certificate_arn == "" || length(var.mqtt_certificate_domains) > 0
+      error_message = "mqtt_certificate_arn is set: list its names in mqtt_certificate_domains."
+    }
+    precondition {
+      condition     = local.mqtt_name_covered
+      error_message = "The MQTT listener's certificate holds ${jsonencode(local.mqtt_certificate_domains)}, which does not cover mqtt_domain_name ${var.mqtt_domain_name}: every device would fail TLS."
+    }
+  }
+
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.mqtt.arn
   }
 }
 
-# --- Access-log bucket (ALB, NLB, CloudFront) --------------------------------------------
+# A certificate name covers a host when equal, or when it is "*.<rest>" and the host is one
+# label followed by ".<rest>" (a wildcard matches exactly one label).
+locals {
+  mqtt_certificate_domains = var.mqtt_certificate_arn != "" ? var.mqtt_certificate_domains : var.certificate_domains
+  api_name_covered = anytrue([
+    for d in var.certificate_domains : d == var.domain_name || (startswith(d, "*.") && can(regex("^[a-z0-9-]+\\.", var.domain_name)) && trimprefix(d, "*.") == join(".", slice(split(".", var.domain_name), 1, length(split(".", var.domain_name)))))
+  ])
+  mqtt_name_covered = anytrue([
+    for d in local.mqtt_certificate_domains : d == var.mqtt_domain_name || (startswith(d, "*.") && trimprefix(d, "*.") == join(".", slice(split(".", var.mqtt_domain_name), 1, length(split(".", var.mqtt_domain_name)))))
+  ])
+}
+
+# --- Access-log bucket (ALB, NLB, CloudFront, S3 server access logs) ---------------------
 
 data "aws_elb_service_account" "main" {}
 
@@ -210,7 +242,9 @@ resource "aws_s3_bucket" "logs" {
   #checkov:skip=CKV_AWS_145:ELB access logs support only SSE-S3 (AES256), not KMS.
   #checkov:skip=CKV2_AWS_62:Nothing reacts to new log objects.
   bucket_prefix = "${local.name}-logs-"
-  force_destroy = false
+  # Logs survive `terraform destroy` in AWS. Under var.emulator (moto writes an access-log
+  # object for every request to the console bucket, destroy's own included) they do not.
+  force_destroy = var.emulator
 }
 
 resource "aws_s3_bucket_ownership_controls" "logs" {
@@ -292,6 +326,20 @@ resource "aws_s3_bucket_policy" "logs" {
         Action    = "s3:GetBucketAcl"
         Resource  = aws_s3_bucket.logs.arn
         Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+      },
+      {
+        # S3 server access logging of the console bucket (cloudfront.tf). The logging service
+        # writes as logging.s3.amazonaws.com; with ownership controls other than
+        # BucketOwnerEnforced only a bucket policy (not the log-delivery ACL) is honoured here.
+        Sid       = "S3ServerAccessLogs"
+        Effect    = "Allow"
+        Principal = { Service = "logging.s3.amazonaws.com" }
+        Action    = "s3:PutObject"
+        Resource  = "${aws_s3_bucket.logs.arn}/${local.console_access_log_prefix}*"
+        Condition = {
+          ArnLike      = { "aws:SourceArn" = aws_s3_bucket.console.arn }
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+        }
       },
       {
         Sid       = "TlsOnly"

@@ -51,7 +51,9 @@ locals {
         { name = "FLEETPULSE_CREDENTIALS_BACKEND", value = var.enable_iot_core ? "iot-core" : "mosquitto" },
         { name = "FLEETPULSE_IOT_POLICY_NAME", value = "${local.name}-device" },
         # What devices are told in the provisioning response: the public MQTT-over-TLS endpoint.
-        { name = "FLEETPULSE_MQTT_PUBLIC_HOST", value = aws_lb.mqtt.dns_name },
+        # IoT Core on: its ATS data endpoint; else var.mqtt_domain_name, which the NLB's
+        # certificate covers (a precondition on aws_lb_listener.mqtts checks that).
+        { name = "FLEETPULSE_MQTT_PUBLIC_HOST", value = local.mqtt_public_host },
         { name = "FLEETPULSE_MQTT_PUBLIC_PORT", value = "8883" },
         # Tasks are reachable from the ALB security group only, so its X-Forwarded-For is trusted.
         { name = "FLEETPULSE_FORWARDED_ALLOW_IPS", value = "*" },
@@ -166,9 +168,10 @@ resource "aws_ecs_service" "service" {
   depends_on = [aws_lb_listener_rule.api, aws_lb_listener_rule.keycloak]
 }
 
-# Queue-depth autoscaling: keep the backlog per running task near the target.
+# Queue-depth autoscaling: keep the backlog per running task near the target. (moto has no
+# Application Auto Scaling tagging API, on which the provider waits: plan-only under var.emulator.)
 resource "aws_appautoscaling_target" "queue_scaled" {
-  for_each           = local.queue_scaled_services
+  for_each           = var.emulator ? {} : local.queue_scaled_services
   service_namespace  = "ecs"
   scalable_dimension = "ecs:service:DesiredCount"
   resource_id        = "service/${aws_ecs_cluster.main.name}/${aws_ecs_service.service[each.key].name}"
@@ -177,7 +180,7 @@ resource "aws_appautoscaling_target" "queue_scaled" {
 }
 
 resource "aws_appautoscaling_policy" "queue_backlog" {
-  for_each           = local.queue_scaled_services
+  for_each           = var.emulator ? {} : local.queue_scaled_services
   name               = "${each.key}-sqs-backlog-per-task"
   policy_type        = "TargetTrackingScaling"
   service_namespace  = aws_appautoscaling_target.queue_scaled[each.key].service_namespace
@@ -280,6 +283,11 @@ resource "aws_ecs_task_definition" "migrate" {
 # survives task replacement. An init container writes the broker config and, on first start
 # only, creates the dynsec file with the admin from Secrets Manager. TLS for devices ends on
 # the NLB (8883); inside the VPC the broker listens on 1883.
+#
+# Layout on Fargate: every path a container writes as uid 1883 is the EFS access point, which
+# creates its root directory owned by 1883 and maps every access to 1883:1883. The config goes
+# to /mosquitto/data/config/ there (rewritten at every start). A Fargate bind mount (a task
+# `volume` without EFS) is created root-owned: uid 1883 could not write into it.
 
 resource "aws_efs_file_system" "mosquitto" {
   encrypted        = true
@@ -294,7 +302,9 @@ resource "aws_efs_file_system" "mosquitto" {
   tags = { Name = "${local.name}-mosquitto" }
 }
 
+# moto does not keep EFS backup policies (the provider waits forever): plan-only under var.emulator.
 resource "aws_efs_backup_policy" "mosquitto" {
+  count          = var.emulator ? 0 : 1
   file_system_id = aws_efs_file_system.mosquitto.id
 
   backup_policy {
@@ -362,7 +372,8 @@ locals {
 
   mosquitto_init_script = <<-EOT
     set -eu
-    printf '%s' "$MOSQUITTO_CONF" > /mosquitto/config/mosquitto.conf
+    mkdir -p /mosquitto/data/config
+    printf '%s' "$MOSQUITTO_CONF" > /mosquitto/data/config/mosquitto.conf
     if [ ! -s /mosquitto/data/dynamic-security.json ]; then
       mosquitto_ctrl dynsec init /mosquitto/data/dynamic-security.json "$MQTT_ADMIN_USERNAME" "$MQTT_ADMIN_PASSWORD"
     fi
@@ -402,10 +413,6 @@ resource "aws_ecs_task_definition" "mosquitto" {
   execution_role_arn       = aws_iam_role.execution.arn
 
   volume {
-    name = "config"
-  }
-
-  volume {
     name = "data"
     efs_volume_configuration {
       file_system_id     = aws_efs_file_system.mosquitto.id
@@ -428,7 +435,6 @@ resource "aws_ecs_task_definition" "mosquitto" {
       environment            = [{ name = "MOSQUITTO_CONF", value = local.mosquitto_conf }]
       secrets                = local.mqtt_admin_secrets
       mountPoints = [
-        { sourceVolume = "config", containerPath = "/mosquitto/config", readOnly = false },
         { sourceVolume = "data", containerPath = "/mosquitto/data", readOnly = false },
       ]
       logConfiguration = local.mosquitto_log
@@ -439,12 +445,11 @@ resource "aws_ecs_task_definition" "mosquitto" {
       essential              = true
       user                   = "1883:1883"
       readonlyRootFilesystem = true
-      command                = ["mosquitto", "-c", "/mosquitto/config/mosquitto.conf"]
+      command                = ["mosquitto", "-c", "/mosquitto/data/config/mosquitto.conf"]
       dependsOn              = [{ containerName = "dynsec-init", condition = "SUCCESS" }]
       portMappings           = [{ containerPort = 1883, protocol = "tcp" }]
       secrets                = local.mqtt_admin_secrets
       mountPoints = [
-        { sourceVolume = "config", containerPath = "/mosquitto/config", readOnly = true },
         { sourceVolume = "data", containerPath = "/mosquitto/data", readOnly = false },
       ]
       healthCheck = {
@@ -513,6 +518,82 @@ resource "aws_ecs_service" "mosquitto" {
 # --- Keycloak ----------------------------------------------------------------------------
 # Served under /auth on the ALB. Database login and bootstrap admin come from Secrets Manager;
 # the database host is not a secret and is set from the RDS instance directly.
+#
+# The realm: compose/keycloak/realm-fleetpulse.json (the one `make up` imports), adapted for a
+# deployed stack: the fleetpulse-api client secret becomes a placeholder Keycloak fills from
+# the environment at import (the value comes from Secrets Manager), the demo users with known
+# passwords are left out, and a fleetpulse-smoke client is added whose service account is
+# platform-admin and tenant-admin of tenant "smoke" (deploy.yml's smoke job). The container
+# writes the file into Keycloak's import directory and runs `start --import-realm`, which
+# imports a realm only when it does not exist yet.
+
+locals {
+  realm_source_text = file("${path.module}/../../compose/keycloak/realm-fleetpulse.json")
+  realm_dev_secret  = "\"secret\": \"fleetpulse-api-dev-secret\""
+  realm_source      = jsondecode(replace(local.realm_source_text, local.realm_dev_secret, "\"secret\": \"$${FLEETPULSE_API_CLIENT_SECRET}\""))
+  smoke_tenant      = "smoke"
+  realm_smoke_client = {
+    clientId                  = "fleetpulse-smoke"
+    name                      = "FleetPulse deploy smoke"
+    description               = "Client credentials of the deploy workflow's smoke job"
+    enabled                   = true
+    protocol                  = "openid-connect"
+    publicClient              = false
+    clientAuthenticatorType   = "client-secret"
+    secret                    = "$${FLEETPULSE_SMOKE_CLIENT_SECRET}"
+    standardFlowEnabled       = false
+    implicitFlowEnabled       = false
+    directAccessGrantsEnabled = false
+    serviceAccountsEnabled    = true
+    attributes                = { "access.token.lifespan" = "900" }
+    protocolMappers = [
+      {
+        name            = "audience-fleetpulse-api"
+        protocol        = "openid-connect"
+        protocolMapper  = "oidc-audience-mapper"
+        consentRequired = false
+        config = {
+          "included.client.audience"  = "fleetpulse-api"
+          "id.token.claim"            = "false"
+          "access.token.claim"        = "true"
+          "introspection.token.claim" = "true"
+        }
+      },
+      {
+        name            = "tenant_id"
+        protocol        = "openid-connect"
+        protocolMapper  = "oidc-hardcoded-claim-mapper"
+        consentRequired = false
+        config = {
+          "claim.name"                = "tenant_id"
+          "claim.value"               = local.smoke_tenant
+          "jsonType.label"            = "String"
+          "access.token.claim"        = "true"
+          "id.token.claim"            = "false"
+          "introspection.token.claim" = "true"
+        }
+      },
+    ]
+  }
+  realm_smoke_service_account = {
+    username               = "service-account-fleetpulse-smoke"
+    enabled                = true
+    serviceAccountClientId = "fleetpulse-smoke"
+    realmRoles             = ["platform-admin", "tenant-admin", "default-roles-${var.keycloak_realm}"]
+  }
+  realm = merge(local.realm_source, {
+    realm   = var.keycloak_realm
+    clients = concat(local.realm_source.clients, [local.realm_smoke_client])
+    users   = [local.realm_smoke_service_account]
+  })
+
+  keycloak_start = <<-EOT
+    set -eu
+    mkdir -p /opt/keycloak/data/import
+    printf '%s' "$FLEETPULSE_REALM_JSON" > /opt/keycloak/data/import/realm-${var.keycloak_realm}.json
+    exec /opt/keycloak/bin/kc.sh start --import-realm
+  EOT
+}
 
 resource "aws_ecs_task_definition" "keycloak" {
   #checkov:skip=CKV_AWS_336:Keycloak's start command augments its Quarkus build under /opt/keycloak at startup and needs a writable root filesystem.
@@ -524,10 +605,11 @@ resource "aws_ecs_task_definition" "keycloak" {
   execution_role_arn       = aws_iam_role.execution.arn
 
   container_definitions = jsonencode([{
-    name      = "keycloak"
-    image     = var.keycloak_image
-    essential = true
-    command   = ["start"]
+    name       = "keycloak"
+    image      = var.keycloak_image
+    essential  = true
+    entryPoint = ["/bin/bash", "-c"]
+    command    = [local.keycloak_start]
     portMappings = [
       { containerPort = 8080, protocol = "tcp" },
       { containerPort = 9000, protocol = "tcp" },
@@ -541,12 +623,15 @@ resource "aws_ecs_task_definition" "keycloak" {
       { name = "KC_PROXY_HEADERS", value = "xforwarded" },
       { name = "KC_HEALTH_ENABLED", value = "true" },
       { name = "KC_LOG_CONSOLE_OUTPUT", value = "json" },
+      { name = "FLEETPULSE_REALM_JSON", value = jsonencode(local.realm) },
     ]
     secrets = [
       { name = "KC_DB_USERNAME", valueFrom = "${local.secret_arns.keycloak_db}:username::" },
       { name = "KC_DB_PASSWORD", valueFrom = "${local.secret_arns.keycloak_db}:password::" },
       { name = "KC_BOOTSTRAP_ADMIN_USERNAME", valueFrom = "${local.secret_arns.keycloak_admin}:username::" },
       { name = "KC_BOOTSTRAP_ADMIN_PASSWORD", valueFrom = "${local.secret_arns.keycloak_admin}:password::" },
+      { name = "FLEETPULSE_API_CLIENT_SECRET", valueFrom = "${local.secret_arns.keycloak_api_client}:client_secret::" },
+      { name = "FLEETPULSE_SMOKE_CLIENT_SECRET", valueFrom = "${local.secret_arns.keycloak_smoke_client}:client_secret::" },
     ]
     healthCheck = {
       command     = ["CMD-SHELL", "exec 3<>/dev/tcp/127.0.0.1/9000 && printf 'GET /auth/health/ready HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && grep -q '\"UP\"' <&3"]
@@ -565,7 +650,14 @@ resource "aws_ecs_task_definition" "keycloak" {
     }
   }])
 
-  depends_on = [aws_secretsmanager_secret_version.keycloak_db, aws_secretsmanager_secret_version.keycloak_admin]
+  depends_on = [aws_secretsmanager_secret_version.keycloak_admin, aws_secretsmanager_secret_version.keycloak_client]
+
+  lifecycle {
+    precondition {
+      condition     = strcontains(local.realm_source_text, local.realm_dev_secret)
+      error_message = "compose/keycloak/realm-fleetpulse.json no longer holds the fleetpulse-api client's dev secret, so the deployed realm would keep whatever secret it has: update the replacement in ecs.tf."
+    }
+  }
 }
 
 resource "aws_ecs_service" "keycloak" {

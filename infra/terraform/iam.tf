@@ -230,6 +230,26 @@ resource "aws_iam_role_policy" "deploy" {
         Condition = { ArnEquals = { "ecs:cluster" = aws_ecs_cluster.main.arn } }
       },
       {
+        # The smoke job's client-credentials token (fleetpulse-smoke) and its queue checks.
+        Sid      = "SmokeClientSecret"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = [aws_secretsmanager_secret.keycloak_client["smoke"].arn]
+      },
+      {
+        Sid       = "DecryptSmokeClientSecret"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [aws_kms_key.main.arn]
+        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${local.region}.amazonaws.com" } }
+      },
+      {
+        Sid      = "VerifyQueueDepths"
+        Effect   = "Allow"
+        Action   = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+        Resource = concat([for q in aws_sqs_queue.main : q.arn], [for q in aws_sqs_queue.dlq : q.arn])
+      },
+      {
         Sid       = "PassTaskRoles"
         Effect    = "Allow"
         Action    = ["iam:PassRole"]
@@ -244,4 +264,72 @@ resource "aws_iam_role_policy" "deploy" {
 resource "aws_iam_role" "migrate" {
   name               = "${local.name}-migrate-task"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+# `terraform plan` for review in deploy.yml: read-only on the account, plus the state bucket
+# (read, and the lock file that use_lockfile writes beside the state). Any workflow run of the
+# repository's main branch may assume it (workflow_run events run in main's context).
+resource "aws_iam_role" "plan" {
+  #checkov:skip=CKV_AWS_393:sub is pinned to repo:<owner/name>:ref:refs/heads/main; checkov evaluates the empty default of var.github_repository, for which the role is not created (count = 0).
+  count = var.github_repository == "" || var.terraform_state_bucket == "" ? 0 : 1
+  name  = "${local.name}-github-plan"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Federated = local.github_oidc_provider_arn }
+      Action    = "sts:AssumeRoleWithWebIdentity"
+      Condition = {
+        StringEquals = {
+          "token.actions.githubusercontent.com:aud" = "sts.amazonaws.com"
+          "token.actions.githubusercontent.com:sub" = "repo:${var.github_repository}:ref:refs/heads/main"
+        }
+      }
+    }]
+  })
+
+  depends_on = [aws_iam_openid_connect_provider.github]
+}
+
+resource "aws_iam_role_policy_attachment" "plan_read_only" {
+  count      = length(aws_iam_role.plan)
+  role       = aws_iam_role.plan[0].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/ReadOnlyAccess"
+}
+
+resource "aws_iam_role_policy" "plan" {
+  count = length(aws_iam_role.plan)
+  name  = "terraform-state-and-secret-versions"
+  role  = aws_iam_role.plan[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ReadState"
+        Effect   = "Allow"
+        Action   = ["s3:GetObject", "s3:ListBucket"]
+        Resource = ["arn:${local.partition}:s3:::${var.terraform_state_bucket}", "arn:${local.partition}:s3:::${var.terraform_state_bucket}/*"]
+      },
+      {
+        Sid      = "StateLockFile"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject", "s3:DeleteObject"]
+        Resource = ["arn:${local.partition}:s3:::${var.terraform_state_bucket}/*.tflock"]
+      },
+      {
+        # Refreshing aws_secretsmanager_secret_version reads the version (values are write-only).
+        Sid      = "RefreshSecretVersions"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = ["arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:${local.name}/*"]
+      },
+      {
+        Sid       = "DecryptForRefresh"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [aws_kms_key.main.arn]
+        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${local.region}.amazonaws.com" } }
+      },
+    ]
+  })
 }

@@ -5,8 +5,13 @@
 # Thing naming contract with provision_api's IotCoreCredentialIssuer: thing name
 # "{tenant_id}:{device_id}" (":" cannot occur in ids), attributes tenant_id and device_id,
 # MQTT client id = thing name. The certificate's private key is returned once by
-# CreateKeysAndCertificate: the API hands it to the caller and keeps a copy in Secrets Manager
-# under "<name>/devices/{tenant}/{device}" (it is never derivable later, unlike the PEM).
+# CreateKeysAndCertificate and handed to the caller only: no copy is kept (a store of every
+# device's key would be one breach away from every device; a lost key is replaced with the
+# rotate-credentials endpoint, which issues a new certificate and deactivates the old).
+# Devices are told the account's ATS data endpoint (FLEETPULSE_MQTT_PUBLIC_HOST, port 8883).
+#
+# The API's role allows exactly the IoT calls IotCoreCredentialIssuer makes
+# (services/provision_api/.../credentials/iot_core.py; tests/infra cross-checks both ways).
 #
 # A topic rule forwards telemetry and heartbeats to the ingest queue, so the ingest service reads
 # the same pipeline as with Mosquitto. SQS message body:
@@ -22,44 +27,39 @@ locals {
       Sid    = "ProvisionDeviceThings"
       Effect = "Allow"
       Action = [
-        "iot:CreateThing", "iot:DescribeThing", "iot:UpdateThing", "iot:DeleteThing",
-        "iot:AttachThingPrincipal", "iot:DetachThingPrincipal", "iot:ListThingPrincipals",
+        "iot:CreateThing", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal",
+        "iot:ListThingPrincipals",
       ]
       Resource = ["${local.iot_prefix}:thing/*"]
     },
     {
-      Sid      = "ManageDeviceCertificates"
+      Sid      = "DeactivateDeviceCertificates"
       Effect   = "Allow"
-      Action   = ["iot:UpdateCertificate", "iot:DeleteCertificate", "iot:DescribeCertificate"]
+      Action   = ["iot:UpdateCertificate"]
       Resource = ["${local.iot_prefix}:cert/*"]
     },
     {
-      Sid      = "AttachDevicePolicy"
+      # The issuer creates the device policy if missing (Terraform creates it first, so it
+      # answers ResourceAlreadyExists) and attaches it to each new certificate.
+      Sid      = "DevicePolicy"
       Effect   = "Allow"
-      Action   = ["iot:AttachPolicy", "iot:DetachPolicy"]
-      Resource = ["${local.iot_prefix}:policy/${local.name}-device"]
+      Action   = ["iot:CreatePolicy", "iot:AttachPolicy"]
+      Resource = ["${local.iot_prefix}:policy/${local.name}-device", "${local.iot_prefix}:cert/*"]
     },
     {
-      # Neither action supports resource-level permissions.
-      Sid      = "CreateCertificatesAndFindEndpoint"
+      # Neither action supports resource-level permissions (ListThings: readiness probe).
+      Sid      = "CreateCertificatesAndProbe"
       Effect   = "Allow"
-      Action   = ["iot:CreateKeysAndCertificate", "iot:DescribeEndpoint"]
+      Action   = ["iot:CreateKeysAndCertificate", "iot:ListThings"]
       Resource = ["*"]
-    },
-    {
-      Sid    = "KeepDevicePrivateKeys"
-      Effect = "Allow"
-      Action = [
-        "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
-        "secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret", "secretsmanager:TagResource",
-      ]
-      Resource = ["arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:${local.name}/devices/*"]
     },
   ]
 }
 
+# moto has no IoT tagging API (the provider retries ListTagsForResource forever): the policy and
+# the topic rules are plan-only under var.emulator.
 resource "aws_iot_policy" "device" {
-  count = local.iot_enabled
+  count = var.emulator ? 0 : local.iot_enabled
   name  = "${local.name}-device"
 
   policy = jsonencode({
@@ -126,7 +126,7 @@ resource "aws_iam_role_policy" "iot_rule" {
 }
 
 resource "aws_iot_topic_rule" "to_ingest" {
-  for_each    = var.enable_iot_core ? toset(["telemetry", "heartbeat"]) : toset([])
+  for_each    = var.enable_iot_core && !var.emulator ? toset(["telemetry", "heartbeat"]) : toset([])
   name        = replace("${local.name}_${each.key}_to_ingest", "-", "_")
   description = "Device ${each.key} into the ${aws_sqs_queue.main["ingest"].name} queue"
   enabled     = true

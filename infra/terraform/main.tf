@@ -10,10 +10,6 @@ terraform {
       source  = "hashicorp/aws"
       version = "~> 5.80"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.6"
-    }
   }
 
   # Partial configuration: bucket, key and region come from `-backend-config=backend.hcl`
@@ -40,29 +36,24 @@ data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
 data "aws_partition" "current" {}
 
-# Pinned by name, so a new or impaired zone never reshuffles the subnets.
-data "aws_availability_zones" "available" {
-  state = "available"
-
-  filter {
-    name   = "zone-name"
-    values = length(var.availability_zones) == 2 ? var.availability_zones : ["${var.aws_region}a", "${var.aws_region}b"]
-  }
-}
 
 locals {
-  name         = "${var.project}-${var.environment}"
-  account_id   = data.aws_caller_identity.current.account_id
-  region       = data.aws_region.current.name
-  partition    = data.aws_partition.current.partition
-  azs          = slice(data.aws_availability_zones.available.names, 0, 2)
+  name       = "${var.project}-${var.environment}"
+  account_id = data.aws_caller_identity.current.account_id
+  region     = data.aws_region.current.name
+  partition  = data.aws_partition.current.partition
+  # Pinned by name (no zone lookup), so a new or impaired zone never reshuffles the subnets.
+  azs          = length(var.availability_zones) == 2 ? var.availability_zones : ["${local.region}a", "${local.region}b"]
   queue_prefix = coalesce(var.queue_prefix, "${local.name}-")
 
-  # Public entry point: the custom domain when given, else the ALB's own name.
-  public_host     = var.domain_name != "" ? var.domain_name : aws_lb.main.dns_name
+  # Public entry points: explicit names the listener certificates cover (never the load
+  # balancers' own amazonaws.com names, which no ACM certificate can hold).
+  public_host     = var.domain_name
   public_base_url = "https://${local.public_host}"
-  oidc_issuer     = "${local.public_base_url}/auth/realms/${var.keycloak_realm}"
-  mqtt_internal   = "mosquitto.${aws_service_discovery_private_dns_namespace.main.name}"
+  # What devices are told: the IoT Core data endpoint when IoT Core is on, else the MQTT name.
+  mqtt_public_host = var.enable_iot_core ? data.aws_iot_endpoint.data[0].endpoint_address : var.mqtt_domain_name
+  oidc_issuer      = "${local.public_base_url}/auth/realms/${var.keycloak_realm}"
+  mqtt_internal    = "mosquitto.${aws_service_discovery_private_dns_namespace.main.name}"
 
   # SQS work queues; each gets a dead-letter queue and a redrive policy (sqs.tf).
   queues = {
@@ -156,11 +147,19 @@ locals {
       publishes_events = true
       uses_mqtt        = true
       single_task      = false
-      environment      = {}
+      # Email channel: SES's SMTP interface (or var.smtp_secret_arn), STARTTLS on 587.
+      environment = {
+        FLEETPULSE_SMTP_STARTTLS = "true"
+        FLEETPULSE_SMTP_FROM     = var.smtp_from
+      }
       secrets = {
         FLEETPULSE_DATABASE_URL           = { secret = "database_url", key = "" }
         FLEETPULSE_MQTT_URL               = { secret = "mqtt_delivery", key = "url" }
         FLEETPULSE_WEBHOOK_ENCRYPTION_KEY = { secret = "webhook_encryption_key", key = "" }
+        FLEETPULSE_SMTP_HOST              = { secret = "smtp", key = "host" }
+        FLEETPULSE_SMTP_PORT              = { secret = "smtp", key = "port" }
+        FLEETPULSE_SMTP_USERNAME          = { secret = "smtp", key = "username" }
+        FLEETPULSE_SMTP_PASSWORD          = { secret = "smtp", key = "password" }
       }
     }
     provision_api = {
@@ -201,7 +200,10 @@ locals {
     mqtt_ingest            = aws_secretsmanager_secret.mqtt_service["ingest"].arn
     mqtt_delivery          = aws_secretsmanager_secret.mqtt_service["delivery"].arn
     keycloak_admin         = aws_secretsmanager_secret.keycloak_admin.arn
-    keycloak_db            = aws_secretsmanager_secret.keycloak_db.arn
+    keycloak_db            = aws_db_instance.keycloak.master_user_secret[0].secret_arn
+    keycloak_api_client    = aws_secretsmanager_secret.keycloak_client["api"].arn
+    keycloak_smoke_client  = aws_secretsmanager_secret.keycloak_client["smoke"].arn
     webhook_encryption_key = aws_secretsmanager_secret.webhook_encryption_key.arn
+    smtp                   = local.smtp_secret_arn
   }
 }

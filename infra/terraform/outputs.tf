@@ -8,9 +8,24 @@ output "alb_dns_name" {
   value       = aws_lb.main.dns_name
 }
 
+output "mqtt_nlb_dns_name" {
+  description = "MQTT NLB DNS name: point mqtt_domain_name's CNAME here."
+  value       = aws_lb.mqtt.dns_name
+}
+
 output "mqtt_endpoint" {
-  description = "Devices connect here with MQTT over TLS (mqtts://...:8883)."
-  value       = "mqtts://${aws_lb.mqtt.dns_name}:8883"
+  description = "Devices connect here with MQTT over TLS (mqtts://...:8883): the IoT Core data endpoint with enable_iot_core, else mqtt_domain_name."
+  value       = "mqtts://${local.mqtt_public_host}:8883"
+}
+
+output "keycloak_smoke_client_secret_arn" {
+  description = "Client-credentials secret of the deploy smoke (GitHub variable SMOKE_CLIENT_SECRET_ARN)."
+  value       = aws_secretsmanager_secret.keycloak_client["smoke"].arn
+}
+
+output "oidc_issuer" {
+  description = "Issuer of the platform's tokens (Keycloak realm)."
+  value       = local.oidc_issuer
 }
 
 output "iot_endpoint" {
@@ -77,4 +92,14 @@ output "alarm_topic_arn" {
 output "queue_prefix" {
   description = "FLEETPULSE_QUEUE_PREFIX used by the services."
   value       = local.queue_prefix
+}
+
+output "github_plan_role_arn" {
+  description = "Read-only role deploy.yml's terraform plan job assumes (GitHub variable AWS_PLAN_ROLE_ARN)."
+  value       = length(aws_iam_role.plan) == 0 ? null : aws_iam_role.plan[0].arn
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the platform."
+  value       = aws_cloudwatch_dashboard.platform.dashboard_name
 }

@@ -41,7 +41,12 @@ resource "aws_db_instance" "keycloak" {
 
   db_name  = "keycloak"
   username = "keycloak"
-  password = random_password.keycloak_db.result
+  # RDS generates the password, keeps it in a secret of its own (KMS: the platform key) and
+  # rotates it every 7 days. Keycloak reads username/password from that secret at task start;
+  # after a rotation its pooled connections stay open, and a restarted task reads the new value
+  # (README: Rotation).
+  manage_master_user_password   = true
+  master_user_secret_kms_key_id = aws_kms_key.main.arn
 
   db_subnet_group_name   = aws_db_subnet_group.keycloak.name
   vpc_security_group_ids = [aws_security_group.keycloak_db.id]

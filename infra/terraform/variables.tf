@@ -60,13 +60,22 @@ variable "single_nat_gateway" {
 }
 
 variable "domain_name" {
-  description = "Public host name of the platform (DNS CNAME to the ALB). Empty: use the ALB DNS name."
+  description = "Public host name of the API and Keycloak (DNS CNAME to output alb_dns_name); certificate_arn must cover it. The OIDC issuer is https://<domain_name>/auth/realms/<realm>."
   type        = string
-  default     = ""
 
   validation {
-    condition     = var.domain_name == "" || can(regex("^([a-z0-9-]+\\.)+[a-z]{2,}$", var.domain_name))
-    error_message = "domain_name must be empty or a lower-case DNS name."
+    condition     = can(regex("^([a-z0-9-]+\\.)+[a-z]{2,}$", var.domain_name)) && !can(regex("\\.(amazonaws\\.com|cloudfront\\.net)$", var.domain_name))
+    error_message = "domain_name must be a lower-case DNS name of your own (not the load balancer's amazonaws.com name: no ACM certificate can cover it)."
+  }
+}
+
+variable "mqtt_domain_name" {
+  description = "Public host name devices connect to with MQTT over TLS (DNS CNAME to output mqtt_nlb_dns_name); the MQTT certificate must cover it."
+  type        = string
+
+  validation {
+    condition     = can(regex("^([a-z0-9-]+\\.)+[a-z]{2,}$", var.mqtt_domain_name)) && !can(regex("\\.(amazonaws\\.com|cloudfront\\.net)$", var.mqtt_domain_name))
+    error_message = "mqtt_domain_name must be a lower-case DNS name of your own (not the NLB's amazonaws.com name: no ACM certificate can cover it)."
   }
 }
 
@@ -80,6 +89,16 @@ variable "certificate_arn" {
   }
 }
 
+variable "certificate_domains" {
+  description = "The names certificate_arn holds (its domain and subject alternative names, e.g. [\"*.example.com\"]). Plan fails unless domain_name matches one of them."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.certificate_domains) > 0 && alltrue([for d in var.certificate_domains : can(regex("^(\\*\\.)?([a-z0-9-]+\\.)+[a-z]{2,}$", d))])
+    error_message = "certificate_domains must list the certificate's DNS names (a leading \"*.\" for wildcards)."
+  }
+}
+
 variable "mqtt_certificate_arn" {
   description = "ACM certificate for the NLB MQTT TLS listener (8883). Empty: reuse certificate_arn."
   type        = string
@@ -89,6 +108,12 @@ variable "mqtt_certificate_arn" {
     condition     = var.mqtt_certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.mqtt_certificate_arn))
     error_message = "mqtt_certificate_arn must be empty or an ACM certificate ARN."
   }
+}
+
+variable "mqtt_certificate_domains" {
+  description = "The names mqtt_certificate_arn holds. Empty: certificate_domains (the MQTT listener reuses certificate_arn)."
+  type        = list(string)
+  default     = []
 }
 
 variable "console_certificate_arn" {
@@ -308,4 +333,83 @@ variable "create_github_oidc_provider" {
   description = "Create the account's GitHub Actions OIDC provider (only one per account may exist)."
   type        = bool
   default     = true
+}
+
+variable "secrets_version" {
+  description = "Generation of the passwords and keys Terraform generates (write-only, never in state). Raise it by one to rotate them all (README: Rotation)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.secrets_version >= 1 && floor(var.secrets_version) == var.secrets_version
+    error_message = "secrets_version must be a positive whole number."
+  }
+}
+
+variable "smtp_secret_arn" {
+  description = "Secrets Manager secret with the SMTP server of the email channel as JSON {host, port, username, password}. Empty: SES's SMTP interface, with credentials Terraform creates."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.smtp_secret_arn == "" || can(regex("^arn:aws[a-z-]*:secretsmanager:", var.smtp_secret_arn))
+    error_message = "smtp_secret_arn must be empty or a Secrets Manager secret ARN."
+  }
+}
+
+variable "smtp_from" {
+  description = "Sender of alert email (FLEETPULSE_SMTP_FROM). With SES it must be a verified identity (its domain or address)."
+  type        = string
+  default     = "alerts@example.com"
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.smtp_from))
+    error_message = "smtp_from must be an e-mail address."
+  }
+}
+
+variable "cloudfront_cache_policy_id" {
+  description = "CloudFront cache policy of the console. Default: the AWS-managed Managed-CachingOptimized policy (its id is the same in every account)."
+  type        = string
+  default     = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+}
+
+variable "cloudfront_response_headers_policy_id" {
+  description = "CloudFront response headers policy of the console. Default: the AWS-managed Managed-SecurityHeadersPolicy."
+  type        = string
+  default     = "67f7725c-6f97-4210-82d7-5512b31e9d03"
+}
+
+variable "queue_age_alarm_seconds" {
+  description = "Alarm when the oldest message of a work queue is older than this (seconds)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.queue_age_alarm_seconds >= 60
+    error_message = "queue_age_alarm_seconds must be at least 60."
+  }
+}
+
+variable "queue_depth_alarm_messages" {
+  description = "Alarm when a work queue holds more visible messages than this for 10 minutes."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.queue_depth_alarm_messages > 0
+    error_message = "queue_depth_alarm_messages must be positive."
+  }
+}
+
+variable "emulator" {
+  description = "Apply against an AWS emulator (moto, tests/infra): leaves out the resource types the emulator cannot create (README: What moto proves). Never set it for a real account."
+  type        = bool
+  default     = false
+}
+
+variable "terraform_state_bucket" {
+  description = "S3 bucket holding this configuration's state (backend.hcl). With github_repository: creates the read-only role deploy.yml's plan job assumes."
+  type        = string
+  default     = ""
 }

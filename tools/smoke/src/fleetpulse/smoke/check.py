@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,13 +36,27 @@ class Tokens:
 
 @dataclass
 class SmokeCheck:
+    """One alert end to end. Delivery is proven one of two ways:
+
+    * ``receiver`` given (dev): a webhook integration to the smoke's own receiver; the signed
+      ``alert.opened``/``alert.resolved`` webhooks must arrive and verify.
+    * ``receiver`` None (AWS): nothing public listens for the smoke, so an MQTT integration (the
+      platform's broker, inside the VPC) takes the notifications, and the deliveries API must
+      show each of the alert's deliveries ``succeeded``.
+
+    ``mqtt_tls`` (an SSL context) makes the device publish over TLS (MQTT 8883 in AWS).
+    """
+
     api: httpx.AsyncClient
     tokens: Tokens
     tenant_id: str
-    receiver: WebhookReceiver
+    receiver: WebhookReceiver | None
     steps: Steps
     mqtt_host: str | None = None  # overrides what the API tells devices (containers, NAT)
+    mqtt_port: int | None = None
+    mqtt_tls: ssl.SSLContext | None = None
     seq: int = 0
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     @property
     def auth(self) -> dict[str, str]:
@@ -53,8 +68,11 @@ class SmokeCheck:
         await s.run("create tenant (platform-admin)", self.create_tenant())
         device = await s.run("register device", self.register_device())
         rule_id = await s.run("create threshold rule", self.create_rule())
-        await s.run("start webhook receiver", self.receiver.start())
-        integration_id = await s.run("create webhook integration", self.create_integration())
+        if self.receiver is not None:
+            await s.run("start webhook receiver", self.receiver.start())
+            integration_id = await s.run("create webhook integration", self.create_integration())
+        else:
+            integration_id = await s.run("create MQTT integration", self.create_mqtt_integration())
         await s.run("create route", self.create_route(integration_id))
         await s.run("publish breach as the device", self.publish(device, BREACH_C))
         await s.run("telemetry stored", s.poll(lambda: self.stored(device, BREACH_C)))
@@ -66,9 +84,16 @@ class SmokeCheck:
             ),
         )
         alert_id = str(alert["alert_id"])
-        await s.run(
-            "signed alert.opened webhook", s.poll(lambda: self.webhook("alert.opened", alert_id))
-        )
+        if self.receiver is not None:
+            await s.run(
+                "signed alert.opened webhook",
+                s.poll(lambda: self.webhook("alert.opened", alert_id)),
+            )
+        else:
+            await s.run(
+                "alert.opened delivered (deliveries API)",
+                s.poll(lambda: self.delivered(alert_id, integration_id, 1)),
+            )
         await s.run("publish recovery as the device", self.publish(device, RECOVERED_C))
         await s.run(
             "alert resolved",
@@ -76,10 +101,16 @@ class SmokeCheck:
                 lambda: self.resolved(alert_id), meanwhile=lambda: self.publish(device, RECOVERED_C)
             ),
         )
-        await s.run(
-            "signed alert.resolved webhook",
-            s.poll(lambda: self.webhook("alert.resolved", alert_id)),
-        )
+        if self.receiver is not None:
+            await s.run(
+                "signed alert.resolved webhook",
+                s.poll(lambda: self.webhook("alert.resolved", alert_id)),
+            )
+        else:
+            await s.run(
+                "alert.resolved delivered (deliveries API)",
+                s.poll(lambda: self.delivered(alert_id, integration_id, 2)),
+            )
 
     # steps ---------------------------------------------------------------------------------
 
@@ -94,7 +125,9 @@ class SmokeCheck:
             self.api, self.tokens.tenant_admin, self.tenant_id, "smoke-1", {"smoke": "true"}
         )
         if self.mqtt_host:
-            device = _with_host(device, self.mqtt_host)
+            device = replace(device, host=self.mqtt_host)
+        if self.mqtt_port:
+            device = replace(device, port=self.mqtt_port)
         return device
 
     async def create_rule(self) -> str:
@@ -111,6 +144,7 @@ class SmokeCheck:
         return str(response.json()["rule_id"])
 
     async def create_integration(self) -> str:
+        assert self.receiver is not None
         body = {"name": "smoke receiver", "kind": "webhook", "url": self.receiver.url}
         response = check(
             await self.api.post(f"{API}/integrations", json=body, headers=self.auth), 201
@@ -121,6 +155,35 @@ class SmokeCheck:
             raise AssertionError("the created webhook integration returned no secret")
         self.receiver.secret = secret
         return str(created["integration_id"])
+
+    async def create_mqtt_integration(self) -> str:
+        body = {
+            "name": f"smoke {self.run_id}",
+            "kind": "mqtt",
+            "topic": f"fleetpulse/{self.tenant_id}/smoke/{self.run_id}",
+        }
+        response = check(
+            await self.api.post(f"{API}/integrations", json=body, headers=self.auth), 201
+        )
+        return str(response.json()["integration_id"])
+
+    async def delivered(self, alert_id: str, integration_id: str, count: int) -> None:
+        """``count`` deliveries of the alert to the integration succeeded; none abandoned."""
+        response = check(
+            await self.api.get(
+                f"{API}/deliveries", params={"alert_id": alert_id}, headers=self.auth
+            ),
+            200,
+        )
+        mine = [
+            d for d in response.json().get("items", []) if d.get("integration_id") == integration_id
+        ]
+        abandoned = [d for d in mine if d.get("status") == "abandoned"]
+        if abandoned:
+            raise AssertionError(f"delivery abandoned: {abandoned[0].get('last_error')}")
+        succeeded = [d for d in mine if d.get("status") == "succeeded"]
+        if len(succeeded) < count:
+            raise NotYet(f"{len(succeeded)}/{count} deliveries succeeded ({len(mine)} scheduled)")
 
     async def create_route(self, integration_id: str) -> None:
         body = {"name": "smoke: everything", "integration_id": integration_id, "match": {}}
@@ -133,7 +196,10 @@ class SmokeCheck:
             "seq": self.seq,
             "metrics": {"temperature_c": temperature_c},
         }
-        async with device.mqtt_client() as client:
+        options: dict[str, Any] = {}
+        if self.mqtt_tls is not None:
+            options["tls_context"] = self.mqtt_tls
+        async with device.mqtt_client(**options) as client:
             await client.publish(device.topic("telemetry"), json.dumps(reading), qos=1)
 
     async def stored(self, device: DeviceCredentials, temperature_c: float) -> None:
@@ -165,16 +231,13 @@ class SmokeCheck:
             raise NotYet(f"alert is {status}")
 
     async def webhook(self, event_type: str, alert_id: str) -> ReceivedWebhook:
+        assert self.receiver is not None
         webhook = self.receiver.find(event_type, alert_id)
         if webhook is None:
             raise NotYet(f"no {event_type} webhook yet ({len(self.receiver.received)} received)")
         if not webhook.verified:
             raise AssertionError(f"{event_type} webhook did not verify: {webhook.error}")
         return webhook
-
-
-def _with_host(device: DeviceCredentials, host: str) -> DeviceCredentials:
-    return replace(device, host=host)
 
 
 def new_tenant_id() -> str:
