@@ -38,6 +38,11 @@ output "cloudfront_url" {
   value       = "https://${var.console_domain_name != "" ? var.console_domain_name : aws_cloudfront_distribution.console.domain_name}"
 }
 
+output "console_distribution_id" {
+  description = "CloudFront distribution of the console (deploy.yml invalidates it)."
+  value       = aws_cloudfront_distribution.console.id
+}
+
 output "console_bucket" {
   description = "S3 bucket to upload the console build into."
   value       = aws_s3_bucket.console.id

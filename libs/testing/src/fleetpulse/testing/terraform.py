@@ -42,6 +42,7 @@ REGION = "eu-central-1"
 # test credentials.
 MOTO_ENDPOINTS = (
     "appautoscaling",
+    "athena",
     "cloudfront",
     "cloudwatch",
     "ec2",
@@ -49,12 +50,14 @@ MOTO_ENDPOINTS = (
     "ecs",
     "efs",
     "elbv2",
+    "glue",
     "iam",
     "iot",
     "kms",
     "logs",
     "rds",
     "s3",
+    "scheduler",
     "secretsmanager",
     "servicediscovery",
     "sns",
