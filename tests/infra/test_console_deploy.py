@@ -42,7 +42,9 @@ def test_deploy_builds_once_and_uploads_with_cache_headers() -> None:
     invalidation = next(r for r in runs if "create-invalidation" in r)
     assert "/index.html" in invalidation and "/config.json" in invalidation
     assert "/*" not in invalidation, "hashed assets never need invalidating"
-    assert "needs" not in job, "the console deploys independently of the services"
+    # independent of the service jobs; like every deploy job, only after the reviewed plan
+    assert job.get("needs") == "plan", "the console deploys after the plan, not after services"
+    assert job.get("environment") == "dev"
     (cred,) = [
         s for s in job["steps"] if str(s.get("uses", "")).startswith("aws-actions/configure")
     ]
