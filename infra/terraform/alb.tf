@@ -328,16 +328,21 @@ resource "aws_s3_bucket_policy" "logs" {
         Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
       },
       {
-        # S3 server access logging of the console bucket (cloudfront.tf). The logging service
+        # S3 server access logging of the console bucket (cloudfront.tf) and the lake's (lake.tf). The logging service
         # writes as logging.s3.amazonaws.com; with ownership controls other than
         # BucketOwnerEnforced only a bucket policy (not the log-delivery ACL) is honoured here.
         Sid       = "S3ServerAccessLogs"
         Effect    = "Allow"
         Principal = { Service = "logging.s3.amazonaws.com" }
         Action    = "s3:PutObject"
-        Resource  = "${aws_s3_bucket.logs.arn}/${local.console_access_log_prefix}*"
+        Resource = concat(
+          ["${aws_s3_bucket.logs.arn}/${local.console_access_log_prefix}*"],
+          [for key, _ in local.analytics_buckets : "${aws_s3_bucket.logs.arn}/s3-${replace(key, "_", "-")}/*"],
+        )
         Condition = {
-          ArnLike      = { "aws:SourceArn" = aws_s3_bucket.console.arn }
+          ArnLike = {
+            "aws:SourceArn" = [aws_s3_bucket.console.arn, aws_s3_bucket.lake.arn, aws_s3_bucket.athena_results.arn]
+          }
           StringEquals = { "aws:SourceAccount" = local.account_id }
         }
       },

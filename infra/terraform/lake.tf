@@ -123,11 +123,14 @@ resource "aws_s3_bucket_versioning" "analytics" {
   }
 }
 
+# Delivered by logging.s3.amazonaws.com, which the logs bucket's policy admits (alb.tf).
 resource "aws_s3_bucket_logging" "analytics" {
   for_each      = local.analytics_buckets
   bucket        = each.value
   target_bucket = aws_s3_bucket.logs.id
   target_prefix = "s3-${replace(each.key, "_", "-")}/"
+
+  depends_on = [aws_s3_bucket_policy.logs]
 }
 
 # TLS only, on both buckets.
@@ -249,6 +252,7 @@ resource "aws_glue_catalog_table" "lake" {
 # --- Athena ------------------------------------------------------------------------------------
 
 resource "aws_athena_workgroup" "lake" {
+  count         = var.emulator ? 0 : 1 # plan-only under an AWS emulator (moto's ARN has no account)
   name          = "${local.name}-lake"
   description   = "Queries of the FleetPulse analytics lake"
   force_destroy = false
@@ -284,5 +288,5 @@ output "lake_glue_database" {
 
 output "athena_workgroup" {
   description = "Athena workgroup for lake queries (bytes-scanned limit, encrypted results)"
-  value       = aws_athena_workgroup.lake.name
+  value       = one(aws_athena_workgroup.lake[*].name)
 }

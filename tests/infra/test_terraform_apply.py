@@ -37,6 +37,7 @@ EMULATOR_PLAN_ONLY = {
     "aws_iot_topic_rule",
     "aws_appautoscaling_target",
     "aws_appautoscaling_policy",
+    "aws_athena_workgroup",
 }
 CONTRACT_QUEUES = {"ingest", "evaluator", "dispatcher", "deliveries"}
 OPEN = {"0.0.0.0/0", "::/0"}

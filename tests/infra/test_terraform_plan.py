@@ -23,6 +23,7 @@ EMULATOR_PLAN_ONLY = {
     "aws_iot_topic_rule",
     "aws_appautoscaling_target",
     "aws_appautoscaling_policy",
+    "aws_athena_workgroup",
 }
 
 

@@ -18,8 +18,10 @@ ALTER TABLE telemetry ALTER COLUMN ingest_xid SET DEFAULT (pg_current_xact_id():
 CREATE INDEX telemetry_ingest_xid ON telemetry USING brin (ingest_xid);
 DO $$
 BEGIN
+    -- off by default in TimescaleDB 2.17+ (a GUC); optional here, so any refusal only logs
+    PERFORM set_config('timescaledb.enable_chunk_skipping', 'on', true);
     PERFORM enable_chunk_skipping('telemetry', 'ingest_xid');
-EXCEPTION WHEN undefined_function OR feature_not_supported OR object_not_in_prerequisite_state THEN
+EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'chunk skipping unavailable (%): the exporter scans compressed chunks', SQLERRM;
 END $$;
 
