@@ -21,6 +21,10 @@ Semantics (documented in the service README):
   again every ``repeat_interval_s`` (a new delivery, ``notification_type`` ``repeat``, payload
   ``data.repeat`` true). Alerts that ended, or are silenced, are left out; a group with none
   left stops repeating.
+- Silences (Alertmanager-style, ``silences`` table): an alert whose labels match every matcher
+  of a silence active now gets no firing (or repeat) notification; the alert itself still opens
+  and resolves. A firing notification held by a silence is dropped, not sent later, and since
+  only integrations that got the firing notification get the resolved one, none follows it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+
+from fleetpulse.common.matchers import Matcher, alert_labels, matches_all
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "minor": 2, "major": 3, "critical": 4}
 FIRING_EVENTS = frozenset({"AlertOpened"})
@@ -90,6 +96,12 @@ class AlertFacts:
     tenant_id: str
     data: Mapping[str, Any]
     device_tags: Mapping[str, str] = field(default_factory=dict)
+    device_attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """What silence and inhibition matchers see (:func:`alert_labels`)."""
+        return alert_labels(self.data, self.device_tags, self.device_attributes)
 
     @property
     def alert_id(self) -> str:
@@ -190,9 +202,13 @@ def firing_targets(
     now: datetime,
     enabled_integrations: Mapping[str, tuple[MaintenanceWindow, ...]],
     silenced_until: datetime | None,
+    silences: Sequence[Sequence[Matcher]] = (),
 ) -> list[Target]:
-    """The integrations that get a firing notification for ``alert``, one per integration."""
+    """The integrations that get a firing notification for ``alert``, one per integration:
+    none while the alert is silenced (by its own silence or an active silence's matchers)."""
     if silenced_until is not None and now < silenced_until:
+        return []
+    if silenced_by(silences, alert.labels):
         return []
     chosen: dict[str, Target] = {}
     for route in sorted(routes, key=lambda r: r.route_id):
@@ -203,6 +219,11 @@ def firing_targets(
             continue
         chosen[route.integration_id] = Target(route, route.integration_id)
     return list(chosen.values())
+
+
+def silenced_by(silences: Iterable[Sequence[Matcher]], labels: Mapping[str, str]) -> bool:
+    """Whether any active silence (its matchers, all of which must match) covers ``labels``."""
+    return any(matches_all(matchers, labels) for matchers in silences)
 
 
 @dataclass(frozen=True, slots=True)

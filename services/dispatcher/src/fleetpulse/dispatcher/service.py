@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common.eventstore import NewEvent, RecordedEvent, first_delivery, metadata
+from fleetpulse.common.matchers import alert_labels
 from fleetpulse.dispatcher.domain import (
     ENDING_EVENTS,
     FIRING_EVENTS,
@@ -33,6 +34,7 @@ from fleetpulse.dispatcher.domain import (
     group_of,
     join_group,
     repeat_delivery_id,
+    silenced_by,
     suppressed,
 )
 from fleetpulse.dispatcher.store import PostgresDispatchStore
@@ -86,8 +88,11 @@ class Dispatcher:
         alert = await self._store.alert(conn, tenant, str(event.data["alert_id"]))
         if alert is not None and alert["status"] in ENDED_STATUSES:
             return  # it ended before we saw it open: nothing fired, nothing to resolve
-        device_tags = await self._store.device_tags(conn, tenant, str(event.data.get("device_id")))
-        facts = AlertFacts(tenant, event.data, device_tags)
+        device_id = str(event.data.get("device_id"))
+        tags, attributes = (await self._store.devices(conn, tenant, [device_id])).get(
+            device_id, ({}, {})
+        )
+        facts = AlertFacts(tenant, event.data, tags, attributes)
         targets = await self._targets(conn, facts, alert, now)
         member = {
             **event.data,
@@ -121,6 +126,7 @@ class Dispatcher:
             now=now,
             enabled_integrations=await self._store.enabled_integrations(conn, tenant),
             silenced_until=alert["silenced_until"] if alert else None,
+            silences=await self._store.active_silences(conn, tenant, now),
         )
 
     async def _join_groups(
@@ -274,7 +280,8 @@ class Dispatcher:
         members: Sequence[Mapping[str, Any]],
         now: datetime,
     ) -> set[str]:
-        """The ids of ``members`` whose alert is still open and not silenced."""
+        """The ids of ``members`` whose alert is still open and not silenced (by its own
+        silence or by an active silence's matchers)."""
         ids = [str(m["alert_id"]) for m in members]
         states = await self._store.alert_states(conn, tenant, ids)
         kept = set()
@@ -284,6 +291,16 @@ class Dispatcher:
             if state.get("status") in ENDED_STATUSES or (silenced is not None and now < silenced):
                 continue
             kept.add(alert_id)
+        silences = await self._store.active_silences(conn, tenant, now) if kept else []
+        if not silences:
+            return kept
+        devices = await self._store.devices(
+            conn, tenant, sorted({str(m.get("device_id")) for m in members})
+        )
+        for member in members:
+            tags, attributes = devices.get(str(member.get("device_id")), ({}, {}))
+            if silenced_by(silences, alert_labels(member, tags, attributes)):
+                kept.discard(str(member["alert_id"]))
         return kept
 
     async def _may_notify(

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from fleetpulse.common import matchers
 from fleetpulse.common.eventstore import NO_STREAM, ConcurrencyError, NewEvent, PostgresEventStore
 from fleetpulse.common.eventstore.model import stream_id
 from fleetpulse.common.projections.deliveries import (
@@ -63,6 +64,38 @@ class PostgresDispatchStore:
             "SELECT tags FROM devices WHERE tenant_id = $1 AND device_id = $2", tenant_id, device_id
         )
         return {str(k): str(v) for k, v in (tags or {}).items()}
+
+    async def devices(
+        self, conn: asyncpg.Connection, tenant_id: str, device_ids: Sequence[str]
+    ) -> dict[str, tuple[dict[str, str], dict[str, Any]]]:
+        """Tags and attributes (when devices have them) of the tenant's ``device_ids``."""
+        rows = await conn.fetch(
+            "SELECT device_id, tags, to_jsonb(d) -> 'attributes' AS attributes FROM devices d"
+            " WHERE tenant_id = $1 AND device_id = ANY($2::text[])",
+            tenant_id,
+            list(device_ids),
+        )
+        return {
+            row["device_id"]: (
+                {str(k): str(v) for k, v in (row["tags"] or {}).items()},
+                row["attributes"] if isinstance(row["attributes"], dict) else {},
+            )
+            for row in rows
+        }
+
+    async def active_silences(
+        self, conn: asyncpg.Connection, tenant_id: str, now: datetime
+    ) -> list[tuple[matchers.Matcher, ...]]:
+        """The matchers of the tenant's silences active at ``now`` (starts_at <= now < ends_at);
+        a stored silence whose matchers no longer compile is left out."""
+        rows = await conn.fetch(
+            "SELECT matchers FROM silences WHERE tenant_id = $1 AND starts_at <= $2"
+            " AND ends_at > $2",
+            tenant_id,
+            now,
+        )
+        parsed = (matchers.parse_stored(row["matchers"]) for row in rows)
+        return [m for m in parsed if m]
 
     async def routes(self, conn: asyncpg.Connection, tenant_id: str) -> list[Route]:
         rows = await conn.fetch("SELECT * FROM routes WHERE tenant_id = $1", tenant_id)

@@ -10,7 +10,15 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from fleetpulse.provision_api import problems
-from fleetpulse.provision_api.api import alerts, catalog, devices, health, provisioning, tenants
+from fleetpulse.provision_api.api import (
+    alerts,
+    catalog,
+    devices,
+    health,
+    provisioning,
+    silences,
+    tenants,
+)
 from fleetpulse.provision_api.api.deps import Services
 from fleetpulse.provision_api.edge import (
     ContainErrors,
@@ -63,6 +71,7 @@ def create_app(services: Services, edge: EdgeLimits | None = None) -> FastAPI:
         alerts.quarantine,
         provisioning.profiles,
         provisioning.claims,
+        silences.silences,
     ):
         api.include_router(router)
     app.include_router(api)
