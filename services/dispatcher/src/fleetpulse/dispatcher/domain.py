@@ -8,8 +8,9 @@ Semantics (documented in the service README):
   in ``match.rule_ids`` (if given) and the device has every ``match.device_tags`` pair (if
   given); an empty match matches every alert.
 - Maintenance windows: ``match.maintenance_windows`` on the route or
-  ``config.maintenance_windows`` on the integration, a list of ``{"start", "end"}`` ISO-8601
-  instants; firing notifications inside a window are suppressed (resolved ones never are).
+  ``config.maintenance_windows`` on the integration, recurring (RRULE or cron in an IANA time
+  zone, with a duration) or absolute ``{"start", "end"}`` (see :mod:`fleetpulse.common.windows`);
+  firing notifications inside a window are suppressed (resolved ones never are).
 - One integration gets one notification per alert event, even when several routes lead to it:
   the first matching route (by route id) wins.
 - Grouping, as Alertmanager does it. Without ``group_by`` every alert is its own group.
@@ -38,6 +39,8 @@ from typing import Any
 import orjson
 
 from fleetpulse.common.matchers import Matcher, alert_labels, matches_all
+from fleetpulse.common.windows import MaintenanceWindow as MaintenanceWindow  # re-exported
+from fleetpulse.common.windows import Window, parse_windows
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "minor": 2, "major": 3, "critical": 4}
 FIRING_EVENTS = frozenset({"AlertOpened"})
@@ -60,33 +63,6 @@ ALERT_FIELDS = (
     "threshold",
     "reason",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class MaintenanceWindow:
-    start: datetime
-    end: datetime
-
-    def covers(self, at: datetime) -> bool:
-        return self.start <= at < self.end
-
-
-def parse_windows(raw: object) -> tuple[MaintenanceWindow, ...]:
-    """Windows from config; malformed entries are ignored rather than blocking every alert."""
-    windows = []
-    for item in raw if isinstance(raw, list) else []:
-        try:
-            windows.append(MaintenanceWindow(_instant(item["start"]), _instant(item["end"])))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return tuple(windows)
-
-
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError("maintenance window times need a time zone")
-    return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +105,7 @@ class Route:
     group_by: tuple[str, ...] = ()
     group_wait_s: int = 0
     repeat_interval_s: int | None = None
-    maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    maintenance_windows: tuple[Window, ...] = ()
     group_interval_s: int = 0
 
     @classmethod
@@ -200,7 +176,7 @@ def firing_targets(
     alert: AlertFacts,
     *,
     now: datetime,
-    enabled_integrations: Mapping[str, tuple[MaintenanceWindow, ...]],
+    enabled_integrations: Mapping[str, tuple[Window, ...]],
     silenced_until: datetime | None,
     silences: Sequence[Sequence[Matcher]] = (),
 ) -> list[Target]:

@@ -15,7 +15,8 @@ from fleetpulse.common.projections.deliveries import (
     DeliveriesProjection,
     DeliveryAlreadyScheduledError,
 )
-from fleetpulse.dispatcher.domain import GroupState, MaintenanceWindow, Route, parse_windows
+from fleetpulse.common.windows import Window, parse_windows
+from fleetpulse.dispatcher.domain import GroupState, Route
 
 _DELIVERIES = DeliveriesProjection()
 
@@ -109,7 +110,7 @@ class PostgresDispatchStore:
 
     async def enabled_integrations(
         self, conn: asyncpg.Connection, tenant_id: str
-    ) -> dict[str, tuple[MaintenanceWindow, ...]]:
+    ) -> dict[str, tuple[Window, ...]]:
         """Enabled integrations of the tenant with their maintenance windows."""
         rows = await conn.fetch(
             "SELECT integration_id, config FROM integrations"
