@@ -76,10 +76,7 @@ def compile_regex(pattern: str) -> Any:
 def matcher(raw: Mapping[str, Any], field: str = "matcher") -> Matcher:
     """A :class:`Matcher` from its JSON form; :class:`MatcherError` if it is not valid."""
     name, type_, value = raw.get("name"), raw.get("type", "="), raw.get("value")
-    if not isinstance(name, str) or not LABEL_NAME.match(name):
-        raise MatcherError(
-            f"{field}.name", "a label name: rule_id, severity, tags.<key>, attributes.<key>..."
-        )
+    name = label_name(name, f"{field}.name")
     if type_ not in MATCH_TYPES:
         raise MatcherError(f"{field}.type", f"one of {', '.join(MATCH_TYPES)}")
     if not isinstance(value, str) or len(value) > MAX_VALUE_CHARS:
@@ -92,17 +89,29 @@ def matcher(raw: Mapping[str, Any], field: str = "matcher") -> Matcher:
     return Matcher(name, type_, value)
 
 
-def matchers(raw: Sequence[Mapping[str, Any]], field: str = "matchers") -> tuple[Matcher, ...]:
+def matchers(
+    raw: Sequence[Mapping[str, Any]], field: str = "matchers", *, may_match_all: bool = False
+) -> tuple[Matcher, ...]:
     """Validate a silence's (or inhibit rule's) matchers as Alertmanager does: at least one,
-    each valid, and not all of them matching the empty string (that would match everything)."""
+    each valid, and (for a silence, unless ``may_match_all``) not all of them matching the
+    empty string (that would match everything)."""
     if not raw:
         raise MatcherError(field, "at least one matcher is required")
     if len(raw) > MAX_MATCHERS:
         raise MatcherError(field, f"at most {MAX_MATCHERS} matchers")
     parsed = tuple(matcher(m, f"{field}[{i}]") for i, m in enumerate(raw))
-    if all(m.matches("") for m in parsed):
+    if not may_match_all and all(m.matches("") for m in parsed):
         raise MatcherError(field, "at least one matcher must not match the empty string")
     return parsed
+
+
+def label_name(name: object, field: str) -> str:
+    """A label name (for ``equal`` lists); :class:`MatcherError` if it is not one."""
+    if not isinstance(name, str) or not LABEL_NAME.match(name):
+        raise MatcherError(
+            field, "a label name: rule_id, severity, tags.<key>, attributes.<key>..."
+        )
+    return name
 
 
 def parse_stored(raw: Iterable[Mapping[str, Any]]) -> tuple[Matcher, ...] | None:

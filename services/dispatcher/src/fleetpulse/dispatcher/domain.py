@@ -26,6 +26,11 @@ Semantics (documented in the service README):
   of a silence active now gets no firing (or repeat) notification; the alert itself still opens
   and resolves. A firing notification held by a silence is dropped, not sent later, and since
   only integrations that got the firing notification get the resolved one, none follows it.
+- Inhibition (Alertmanager's inhibit rules, ``inhibit_rules`` table): an alert matching a
+  rule's target matchers is held like a silenced one while another open (or acknowledged)
+  alert matches its source matchers with the same values of the ``equal`` labels. It is
+  decided when the notification is due: a route with ``group_wait_s`` lets a source that opens
+  at the same time as its targets (a gateway and its devices going quiet) arrive first.
 """
 
 from __future__ import annotations
@@ -178,13 +183,9 @@ def firing_targets(
     now: datetime,
     enabled_integrations: Mapping[str, tuple[Window, ...]],
     silenced_until: datetime | None,
-    silences: Sequence[Sequence[Matcher]] = (),
 ) -> list[Target]:
-    """The integrations that get a firing notification for ``alert``, one per integration:
-    none while the alert is silenced (by its own silence or an active silence's matchers)."""
+    """The integrations that get a firing notification for ``alert``, one per integration."""
     if silenced_until is not None and now < silenced_until:
-        return []
-    if silenced_by(silences, alert.labels):
         return []
     chosen: dict[str, Target] = {}
     for route in sorted(routes, key=lambda r: r.route_id):
@@ -200,6 +201,37 @@ def firing_targets(
 def silenced_by(silences: Iterable[Sequence[Matcher]], labels: Mapping[str, str]) -> bool:
     """Whether any active silence (its matchers, all of which must match) covers ``labels``."""
     return any(matches_all(matchers, labels) for matchers in silences)
+
+
+@dataclass(frozen=True, slots=True)
+class InhibitRule:
+    """Alertmanager's inhibit rule: an open alert matching ``source`` mutes the other alerts
+    matching ``target`` whose ``equal`` labels have the same values (missing on both: equal)."""
+
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...] = ()
+
+
+def inhibited(
+    alert_id: str,
+    labels: Mapping[str, str],
+    rules: Iterable[InhibitRule],
+    sources: Sequence[tuple[str, Mapping[str, str]]],
+) -> bool:
+    """Whether an open alert among ``sources`` (id, labels) inhibits this alert; an alert
+    never inhibits itself."""
+    for rule in rules:
+        if not matches_all(rule.target, labels):
+            continue
+        for source_id, source in sources:
+            if (
+                source_id != alert_id
+                and matches_all(rule.source, source)
+                and all(source.get(n, "") == labels.get(n, "") for n in rule.equal)
+            ):
+                return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

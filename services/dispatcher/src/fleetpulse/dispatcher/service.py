@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common.eventstore import NewEvent, RecordedEvent, first_delivery, metadata
-from fleetpulse.common.matchers import alert_labels
+from fleetpulse.common.matchers import alert_labels, matches_all
 from fleetpulse.dispatcher.domain import (
     ENDING_EVENTS,
     FIRING_EVENTS,
@@ -32,6 +32,7 @@ from fleetpulse.dispatcher.domain import (
     firing_targets,
     flush_group,
     group_of,
+    inhibited,
     join_group,
     repeat_delivery_id,
     silenced_by,
@@ -120,13 +121,14 @@ class Dispatcher:
         now: datetime,
     ) -> list[Target]:
         tenant = facts.tenant_id
+        if await self._held(conn, tenant, [facts.data], now):
+            return []
         return firing_targets(
             await self._store.routes(conn, tenant),
             facts,
             now=now,
             enabled_integrations=await self._store.enabled_integrations(conn, tenant),
             silenced_until=alert["silenced_until"] if alert else None,
-            silences=await self._store.active_silences(conn, tenant, now),
         )
 
     async def _join_groups(
@@ -291,17 +293,42 @@ class Dispatcher:
             if state.get("status") in ENDED_STATUSES or (silenced is not None and now < silenced):
                 continue
             kept.add(alert_id)
-        silences = await self._store.active_silences(conn, tenant, now) if kept else []
-        if not silences:
-            return kept
-        devices = await self._store.devices(
-            conn, tenant, sorted({str(m.get("device_id")) for m in members})
-        )
-        for member in members:
-            tags, attributes = devices.get(str(member.get("device_id")), ({}, {}))
-            if silenced_by(silences, alert_labels(member, tags, attributes)):
-                kept.discard(str(member["alert_id"]))
+        if kept:
+            kept -= await self._held(
+                conn, tenant, [m for m in members if str(m["alert_id"]) in kept], now
+            )
         return kept
+
+    async def _held(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        alerts: Sequence[Mapping[str, Any]],
+        now: datetime,
+    ) -> set[str]:
+        """The ids of ``alerts`` (AlertOpened data) whose notifications an active silence or
+        an inhibit rule holds now."""
+        silences = await self._store.active_silences(conn, tenant, now)
+        rules = await self._store.inhibit_rules(conn, tenant)
+        if not silences and not rules:
+            return set()
+        devices = await self._store.devices(
+            conn, tenant, sorted({str(a.get("device_id")) for a in alerts})
+        )
+        labelled = [
+            (str(a["alert_id"]), alert_labels(a, *devices.get(str(a.get("device_id")), ({}, {}))))
+            for a in alerts
+        ]
+        held = {alert_id for alert_id, labels in labelled if silenced_by(silences, labels)}
+        targets = [
+            (alert_id, labels)
+            for alert_id, labels in labelled
+            if alert_id not in held and any(matches_all(r.target, labels) for r in rules)
+        ]
+        if targets:
+            sources = await self._store.open_alert_labels(conn, tenant)
+            held |= {a for a, labels in targets if inhibited(a, labels, rules, sources)}
+        return held
 
     async def _may_notify(
         self, conn: asyncpg.Connection, tenant: str, route: Route, now: datetime

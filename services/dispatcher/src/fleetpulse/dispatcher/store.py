@@ -16,9 +16,11 @@ from fleetpulse.common.projections.deliveries import (
     DeliveryAlreadyScheduledError,
 )
 from fleetpulse.common.windows import Window, parse_windows
-from fleetpulse.dispatcher.domain import GroupState, Route
+from fleetpulse.dispatcher.domain import GroupState, InhibitRule, Route
 
 _DELIVERIES = DeliveriesProjection()
+_ALERT_COLUMNS = ("alert_id", "rule_id", "device_id", "severity")
+MAX_INHIBIT_SOURCES = 10_000
 
 
 class PostgresDispatchStore:
@@ -97,6 +99,43 @@ class PostgresDispatchStore:
         )
         parsed = (matchers.parse_stored(row["matchers"]) for row in rows)
         return [m for m in parsed if m]
+
+    async def inhibit_rules(self, conn: asyncpg.Connection, tenant_id: str) -> list[InhibitRule]:
+        """The tenant's inhibit rules; one whose matchers no longer compile is left out."""
+        rows = await conn.fetch(
+            "SELECT source_matchers, target_matchers, equal FROM inhibit_rules"
+            " WHERE tenant_id = $1 AND deleted_at IS NULL",
+            tenant_id,
+        )
+        rules = []
+        for row in rows:
+            source = matchers.parse_stored(row["source_matchers"])
+            target = matchers.parse_stored(row["target_matchers"])
+            if source and target:
+                rules.append(InhibitRule(source, target, tuple(map(str, row["equal"] or ()))))
+        return rules
+
+    async def open_alert_labels(
+        self, conn: asyncpg.Connection, tenant_id: str
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Each open (or acknowledged) alert of the tenant with its labels: the candidate
+        sources of inhibition (at most ``MAX_INHIBIT_SOURCES``, newest first)."""
+        rows = await conn.fetch(
+            "SELECT a.alert_id, a.rule_id, a.device_id, a.severity, a.details, d.tags,"
+            " to_jsonb(d) -> 'attributes' AS attributes FROM alerts a LEFT JOIN devices d"
+            " ON d.tenant_id = a.tenant_id AND d.device_id = a.device_id"
+            " WHERE a.tenant_id = $1 AND a.status IN ('open', 'acknowledged')"
+            " ORDER BY a.opened_at DESC LIMIT $2",
+            tenant_id,
+            MAX_INHIBIT_SOURCES,
+        )
+        result = []
+        for row in rows:
+            alert = {**(row["details"] or {}), **{k: row[k] for k in _ALERT_COLUMNS}}
+            attributes = row["attributes"] if isinstance(row["attributes"], dict) else {}
+            labels = matchers.alert_labels(alert, row["tags"] or {}, attributes)
+            result.append((str(row["alert_id"]), labels))
+        return result
 
     async def routes(self, conn: asyncpg.Connection, tenant_id: str) -> list[Route]:
         rows = await conn.fetch("SELECT * FROM routes WHERE tenant_id = $1", tenant_id)

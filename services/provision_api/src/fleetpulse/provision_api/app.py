@@ -72,6 +72,7 @@ def create_app(services: Services, edge: EdgeLimits | None = None) -> FastAPI:
         provisioning.profiles,
         provisioning.claims,
         silences.silences,
+        silences.inhibit_rules,
     ):
         api.include_router(router)
     app.include_router(api)

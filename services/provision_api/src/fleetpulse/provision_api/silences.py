@@ -10,7 +10,7 @@ the ``silence-{tenant}-{id}`` stream (:func:`stream_id`) are the audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -18,7 +18,13 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from fleetpulse.common import matchers as labels
-from fleetpulse.common.eventstore import NO_STREAM, NewEvent, PostgresEventStore, metadata
+from fleetpulse.common.eventstore import (
+    NO_STREAM,
+    NewEvent,
+    PostgresEventStore,
+    Projection,
+    metadata,
+)
 from fleetpulse.common.eventstore.model import stream_id
 from fleetpulse.common.projections.silences import SilencesProjection
 from fleetpulse.provision_api.domain import (
@@ -131,6 +137,40 @@ def silence_expired(row: Row, by: str, now: datetime) -> NewEvent:
     )
 
 
+async def write_one(
+    events: PostgresEventStore,
+    stream: str,
+    tenant_id: str,
+    load: Callable[[asyncpg.Connection], Awaitable[Row | None]],
+    decide: Callable[[Row], NewEvent],
+    expected: int | None,
+    actor: str,
+    projection: Projection,
+    what: str,
+) -> Row | None:
+    """Append the event ``decide`` makes of the current row (``{}`` when creating, with
+    ``expected`` NO_STREAM; None: the row's version) under the stream's lock, apply
+    ``projection`` inline, and return the row as written (None: it is gone). :class:`NotFoundError` if there is no
+    row to change; :class:`ForbiddenError` if the tenant is not registered."""
+    async with events.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", stream)
+        if not await conn.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", tenant_id):
+            raise ForbiddenError(f"tenant {tenant_id} is not registered")
+        row = await load(conn)
+        if expected is None:
+            if row is None:
+                raise NotFoundError(what)
+            expected = int(row["version"])
+        event = decide(row or {})
+        stamped = NewEvent(event.type, event.data, metadata(actor=actor), event.event_id)
+        recorded = await events.append(
+            stream, [stamped], tenant_id=tenant_id, expected_version=expected, conn=conn
+        )
+        for item in recorded:
+            await projection.apply(conn, item)
+        return await load(conn)
+
+
 class SilenceBook:
     """Commands and reads of silences; every statement is scoped to the caller's tenant."""
 
@@ -156,26 +196,19 @@ class SilenceBook:
         expected: int | None,
         actor: str,
     ) -> Row:
-        stream = stream_id("silence", tenant_id, silence_id)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", stream)
-            if not await conn.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", tenant_id):
-                raise ForbiddenError(f"tenant {tenant_id} is not registered")
-            row = await self._row(conn, tenant_id, silence_id)
-            if expected is None:
-                if row is None:
-                    raise NotFoundError(f"silence {silence_id}")
-                expected = int(row["version"])
-            event = decide(row or {})
-            stamped = NewEvent(event.type, event.data, metadata(actor=actor), event.event_id)
-            recorded = await self._events.append(
-                stream, [stamped], tenant_id=tenant_id, expected_version=expected, conn=conn
-            )
-            for item in recorded:
-                await _PROJECTION.apply(conn, item)
-            written = await self._row(conn, tenant_id, silence_id)
-            assert written is not None
-            return self._view(written)
+        written = await write_one(
+            self._events,
+            stream_id("silence", tenant_id, silence_id),
+            tenant_id,
+            lambda conn: self._row(conn, tenant_id, silence_id),
+            decide,
+            expected,
+            actor,
+            _PROJECTION,
+            f"silence {silence_id}",
+        )
+        assert written is not None  # silences are never deleted
+        return self._view(written)
 
     async def get(self, tenant_id: str, silence_id: str) -> Row:
         async with self._pool.acquire() as conn:

@@ -1,4 +1,5 @@
-"""The silences projection: ``silences`` rows from ``SilenceCreated`` / ``SilenceExpired``.
+"""The silences and inhibit rules projections: ``silences`` rows from ``SilenceCreated`` /
+``SilenceExpired``, ``inhibit_rules`` rows from ``InhibitRuleCreated`` / ``InhibitRuleDeleted``.
 
 Owned by provision_api (applied inline, in the transaction that appends); the dispatcher reads
 the rows. Idempotent: an event applies only when it is newer than the row (``version``).
@@ -59,12 +60,53 @@ async def _expired(conn: asyncpg.Connection, event: RecordedEvent) -> None:
 
 
 class SilencesProjection(HandlerProjection):
-    name = "silences"
-    tables = ("silences",)
+    name: str = "silences"
+    tables: tuple[str, ...] = ("silences",)
     handlers: ClassVar[Mapping[str, EventHandler]] = {
         "SilenceCreated": _created,
         "SilenceExpired": _expired,
     }
 
 
-__all__ = ["SilencesProjection"]
+async def _inhibit_created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = event.data
+    await conn.execute(
+        """
+        INSERT INTO inhibit_rules (tenant_id, inhibit_rule_id, name, source_matchers,
+                                   target_matchers, equal, created_by, created_at, version)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (tenant_id, inhibit_rule_id) DO NOTHING
+        """,
+        event.tenant_id,
+        data["inhibit_rule_id"],
+        data.get("name", ""),
+        data["source_matchers"],
+        data["target_matchers"],
+        data.get("equal", []),
+        data["created_by"],
+        event.recorded_at,
+        event.version,
+    )
+
+
+async def _inhibit_deleted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    await conn.execute(
+        "UPDATE inhibit_rules SET deleted_at = $3, version = $4"
+        " WHERE tenant_id = $1 AND inhibit_rule_id = $2 AND version < $4",
+        event.tenant_id,
+        event.data["inhibit_rule_id"],
+        event.recorded_at,
+        event.version,
+    )
+
+
+class InhibitRulesProjection(HandlerProjection):
+    name: str = "inhibit_rules"
+    tables: tuple[str, ...] = ("inhibit_rules",)
+    handlers: ClassVar[Mapping[str, EventHandler]] = {
+        "InhibitRuleCreated": _inhibit_created,
+        "InhibitRuleDeleted": _inhibit_deleted,
+    }
+
+
+__all__ = ["InhibitRulesProjection", "SilencesProjection"]

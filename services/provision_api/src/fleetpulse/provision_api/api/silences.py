@@ -1,4 +1,4 @@
-"""Silences with matchers: create, list, read, expire early (DELETE)."""
+"""Silences with matchers (create, list, read, expire early with DELETE) and inhibit rules."""
 
 from __future__ import annotations
 
@@ -6,8 +6,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
-from fleetpulse.provision_api.api.deps import Cursor, Limit, Operator, Viewer, Wired, problems
+from fleetpulse.provision_api.api.deps import (
+    Cursor,
+    Limit,
+    Operator,
+    TenantAdmin,
+    Viewer,
+    Wired,
+    problems,
+)
 from fleetpulse.provision_api.domain import ID_PATTERN
+from fleetpulse.provision_api.inhibition import InhibitBook, InhibitRule, InhibitRuleIn
 from fleetpulse.provision_api.schemas import Page
 from fleetpulse.provision_api.silences import Silence, SilenceBook, SilenceIn, SilenceState
 
@@ -53,3 +62,43 @@ async def get_silence(silence_id: SilenceId, caller: Viewer, wired: Wired) -> An
 async def expire_silence(silence_id: SilenceId, caller: Operator, wired: Wired) -> Any:
     """Expire the silence now (it stays listed, ``expired``); 409 if it already expired."""
     return await _book(wired).expire(caller.tenant_id, silence_id, caller.actor)
+
+
+inhibit_rules = APIRouter(prefix="/inhibit_rules", tags=["inhibit rules"])
+InhibitRuleId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+def _rules(wired: Wired) -> InhibitBook:
+    return InhibitBook(wired.queries.pool)
+
+
+@inhibit_rules.post("", status_code=201, response_model=InhibitRule, responses=problems())
+async def create_inhibit_rule(
+    body: InhibitRuleIn, caller: TenantAdmin, wired: Wired, response: Response
+) -> Any:
+    """While an open alert matches ``source_matchers``, hold the notifications of the other
+    alerts matching ``target_matchers`` with the same ``equal`` labels. 422 names a bad matcher."""
+    row = await _rules(wired).create(caller.tenant_id, body, caller.actor)
+    response.headers["Location"] = f"/api/v1/inhibit_rules/{row['inhibit_rule_id']}"
+    return row
+
+
+@inhibit_rules.get("", response_model=Page[InhibitRule], responses=problems())
+async def list_inhibit_rules(
+    caller: Viewer, wired: Wired, limit: Limit = 100, cursor: Cursor = None
+) -> Any:
+    items, next_cursor = await _rules(wired).list(caller.tenant_id, limit, cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@inhibit_rules.get("/{inhibit_rule_id}", response_model=InhibitRule, responses=problems(404))
+async def get_inhibit_rule(inhibit_rule_id: InhibitRuleId, caller: Viewer, wired: Wired) -> Any:
+    return await _rules(wired).get(caller.tenant_id, inhibit_rule_id)
+
+
+@inhibit_rules.delete("/{inhibit_rule_id}", status_code=204, responses=problems(404))
+async def delete_inhibit_rule(
+    inhibit_rule_id: InhibitRuleId, caller: TenantAdmin, wired: Wired
+) -> Response:
+    await _rules(wired).delete(caller.tenant_id, inhibit_rule_id, caller.actor)
+    return Response(status_code=204)
