@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from fleetpulse.common.templates import MAX_OUTPUT, MAX_SOURCE_CHARS, NotificationTemplateError
+from fleetpulse.common.templates import validate as validate_template
 from fleetpulse.common.windows import MAX_DURATION_S, WindowError, window
 from fleetpulse.provision_api.domain import ID_PATTERN
 
@@ -292,6 +294,57 @@ class MaintenanceWindowIn(Strict):
 MaintenanceWindows = Annotated[list[MaintenanceWindowIn], Field(max_length=20)]
 
 
+# --- notification templates ----------------------------------------------------------------
+
+TemplateSource = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_SOURCE_CHARS)]
+
+
+def _templates_usable(model: BaseModel) -> None:
+    """Compile and test-render every template (sample firing and resolved alerts)."""
+    for name, source in model.model_dump(exclude_none=True).items():
+        try:
+            validate_template(source, max_chars=MAX_OUTPUT[name], html=name.endswith("_html"))
+        except NotificationTemplateError as error:
+            raise ValueError(f"templates.{name}: {error}") from None
+
+
+class EmailTemplates(Strict):
+    """Jinja2 (sandboxed) templates of an email notification; the context is ``alert``,
+    ``alerts``, ``type`` and ``timestamp``. A field an alert may lack needs ``| default``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject": "[{{ alert.severity | upper }}] {{ alert.rule_name }} on "
+                    "{{ alert.device_id }}",
+                    "body": "{{ alert.reason }} (value {{ alert.value | default('n/a') }})",
+                }
+            ]
+        },
+    )
+    subject: TemplateSource | None = None
+    body: TemplateSource | None = None
+    body_html: TemplateSource | None = Field(None, description="HTML part (autoescaped)")
+
+    @model_validator(mode="after")
+    def _usable(self) -> EmailTemplates:
+        _templates_usable(self)
+        return self
+
+
+class WebhookTemplates(Strict):
+    summary: TemplateSource | None = Field(
+        None, description="Rendered into the payload's data.summary"
+    )
+
+    @model_validator(mode="after")
+    def _usable(self) -> WebhookTemplates:
+        _templates_usable(self)
+        return self
+
+
 # --- integrations --------------------------------------------------------------------------
 
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
@@ -327,6 +380,7 @@ class WebhookIn(Strict):
         default_factory=dict
     )
     maintenance_windows: MaintenanceWindows | None = None
+    templates: WebhookTemplates | None = None
 
 
 class EmailIn(Strict):
@@ -334,6 +388,7 @@ class EmailIn(Strict):
     kind: Literal["email"]
     to: Annotated[list[Email], Field(min_length=1, max_length=50)]
     maintenance_windows: MaintenanceWindows | None = None
+    templates: EmailTemplates | None = None
 
 
 class MqttIn(Strict):
