@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from fleetpulse.common.windows import WindowError, parse_windows, window
+from fleetpulse.common.windows import RecurringWindow, WindowError, parse_windows, window
 
 SATURDAY_2AM_BERLIN = [
     {"rrule": "FREQ=WEEKLY;BYDAY=SA;BYHOUR=2;BYMINUTE=0", "time_zone": "Europe/Berlin"},
@@ -120,3 +122,47 @@ def test_stored_windows_of_both_forms_are_read_and_bad_ones_skipped() -> None:
     assert len(windows) == 2
     assert windows[0].covers(_utc("2026-01-01T12:00:00"))
     assert windows[1].covers(_utc("2026-01-10T01:30:00"))
+
+
+class _FromDtstart(RecurringWindow):
+    """The same window, always walking the rule from its original dtstart."""
+
+    def anchor(self, local: datetime) -> datetime:
+        return self.dtstart
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"rrule": "FREQ=DAILY;BYHOUR=0,6,12,18;BYMINUTE=0,30", "duration_s": 600},
+        {"rrule": "FREQ=WEEKLY;INTERVAL=3;BYDAY=MO,TH;BYHOUR=2", "duration_s": 7200,
+         "dtstart": "2021-02-03T00:00"},
+        {"rrule": "FREQ=DAILY;INTERVAL=5;BYHOUR=23;BYMINUTE=30", "duration_s": 90000},
+        {"rrule": "FREQ=MONTHLY;BYDAY=-1SU;BYHOUR=1", "duration_s": 86400},
+    ],
+)  # fmt: skip
+def test_re_anchoring_keeps_every_answer(spec: dict[str, Any]) -> None:
+    """Checking a rule anchored in 2020 walks recent occurrences only, with the same answers
+    as walking the whole rule (random instants over three years, two zones)."""
+    rnd = random.Random(7)
+    for zone in ("America/New_York", "Australia/Lord_Howe"):
+        w = window({**spec, "time_zone": zone})
+        assert isinstance(w, RecurringWindow)
+        plain = _FromDtstart(w.kind, w.rule, w.zone, w.duration, w.dtstart)
+        for _ in range(300):
+            at = _utc("2024-01-01T00:00:00") + timedelta(seconds=rnd.randrange(3 * 365 * 86400))
+            assert w.covers(at) == plain.covers(at), at
+
+
+def test_a_dense_rule_anchored_years_ago_is_checked_quickly() -> None:
+    w = window(
+        {
+            "rrule": "FREQ=DAILY;BYHOUR=0,3,6,9,12,15,18,21;BYMINUTE=0,15,30,45",
+            "time_zone": "Europe/Berlin",
+            "duration_s": 600,
+        }
+    )
+    started = time.perf_counter()
+    for i in range(200):
+        w.covers(_utc("2035-06-01T00:00:00") + timedelta(minutes=37 * i))
+    assert time.perf_counter() - started < 1.0

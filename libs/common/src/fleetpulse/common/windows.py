@@ -35,6 +35,9 @@ ALLOWED_FREQS = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 MAX_EXPRESSION_CHARS = 500
 MAX_CANDIDATES = 20_000
 FREQ = re.compile(r"(?:^|;)FREQ=([A-Z]+)(?:;|$)")
+INTERVAL = re.compile(r"(?:^|;)INTERVAL=(\d{1,6})(?:;|$)")
+ANCHOR_CHUNK = 64
+_PERIODS = {"DAILY": timedelta(days=1), "WEEKLY": timedelta(weeks=1)}
 
 
 class WindowError(ValueError):
@@ -77,7 +80,8 @@ class RecurringWindow:
 
     def last_start(self, at: datetime) -> datetime | None:
         """The latest occurrence start (UTC) at or before ``at`` (an aware instant): the only
-        one that can cover ``at``, as every occurrence lasts ``duration``."""
+        one that can cover ``at``, as every occurrence lasts ``duration``. None when there is
+        none, or (for a re-anchored rule, see :meth:`anchor`) none recent enough to cover."""
         # local wall clock of ``at``; an hour later too, as a fall-back hour repeats wall times
         local = at.astimezone(self.zone).replace(tzinfo=None)
         for candidate in self._local_starts_from(local + timedelta(hours=1)):
@@ -95,12 +99,29 @@ class RecurringWindow:
             for _ in range(MAX_CANDIDATES):
                 yield it.get_prev(datetime)
             return
-        parsed = _rrule(self.rule, self.dtstart)
+        parsed = _rrule(self.rule, self.anchor(local))
         recent = parsed.between(local - timedelta(hours=3), local, inc=True)
         yield from reversed(recent[-MAX_CANDIDATES:])
         earlier = parsed.before(local - timedelta(hours=3), inc=True)
         if earlier is not None:
             yield earlier
+
+    def anchor(self, local: datetime) -> datetime:
+        """``dtstart``, or for a DAILY or WEEKLY rule without COUNT, ``dtstart`` moved forward
+        by whole ``INTERVAL`` periods (which keeps every later occurrence) to at most
+        ``ANCHOR_CHUNK`` periods before what can still cover ``local``: checking a rule
+        anchored years ago then walks weeks of occurrences, not years."""
+        upper = self.rule.upper()
+        freq = FREQ.search(upper)
+        if freq is None or freq.group(1) not in _PERIODS or "COUNT=" in upper:
+            return self.dtstart
+        interval = INTERVAL.search(upper)
+        step = _PERIODS[freq.group(1)] * (int(interval.group(1)) if interval else 1)
+        earliest = local - self.duration - timedelta(hours=4)
+        if earliest <= self.dtstart:
+            return self.dtstart
+        periods = (earliest - self.dtstart) // step
+        return self.dtstart + step * (periods - periods % ANCHOR_CHUNK)
 
 
 @functools.lru_cache(maxsize=1024)
