@@ -78,3 +78,42 @@ async def test_a_silence_holds_repeats_until_it_expires(world: World) -> None:
         if r["alert_id"] == again.data["alert_id"]
     ]
     assert kinds == ["firing"]
+
+
+async def test_silence_matchers_see_device_attributes_when_devices_have_them(
+    world: World,
+) -> None:
+    """Devices gain ``attributes`` in another change (issue 19 "Rules"); the dispatcher reads
+    them when the column exists. Here the column is added to this test's own database."""
+    await world.store.pool.execute(
+        "ALTER TABLE devices ADD COLUMN IF NOT EXISTS attributes jsonb NOT NULL DEFAULT '{}'"
+    )
+    await world.device("d1")
+    await world.device("d2")
+    await world.store.pool.execute(
+        "UPDATE devices SET attributes = $1 WHERE device_id = 'd1'", {"zone": "cold", "floor": 3}
+    )
+    await world.integration("hook")
+    await world.route("all", "hook")
+    clock = Clock()
+    await _silence_event(
+        world,
+        "s2",
+        "SilenceCreated",
+        {
+            "matchers": [
+                {"name": "attributes.zone", "type": "=~", "value": "cold|frozen"},
+                {"name": "attributes.floor", "type": "=", "value": "3"},
+            ],
+            "starts_at": (clock.now - timedelta(minutes=1)).isoformat(),
+            "ends_at": (clock.now + timedelta(hours=1)).isoformat(),
+            "created_by": "user:op",
+            "comment": "cold rooms",
+        },
+    )
+    d = Dispatcher(PostgresDispatchStore(world.store), clock)
+    held, heard = await world.open_alert("d1"), await world.open_alert("d2")
+    await d.handle(held)
+    await d.handle(heard)
+    rows = await world.deliveries()
+    assert [r["alert_id"] for r in rows] == [heard.data["alert_id"]]
