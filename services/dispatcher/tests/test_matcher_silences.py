@@ -117,3 +117,39 @@ async def test_silence_matchers_see_device_attributes_when_devices_have_them(
     await d.handle(heard)
     rows = await world.deliveries()
     assert [r["alert_id"] for r in rows] == [heard.data["alert_id"]]
+
+
+async def test_a_new_alert_held_in_a_group_is_notified_after_the_silence(world: World) -> None:
+    """Silenced when the group's wait ends, it leaves the group for ``dispatch_held``; once
+    the silence expired it joins the group again and is notified (its neighbour, not
+    silenced, was notified at once: the positive control)."""
+    await world.device("d1", {"site": "north"})
+    await world.device("d2", {"site": "south"})
+    await world.integration("hook")
+    await world.route("grouped", "hook", group_by=["rule_id"], group_wait_s=10)
+    clock = Clock()
+    d = Dispatcher(PostgresDispatchStore(world.store), clock)
+    await _silence(world, "s3", clock.now, clock.now + timedelta(minutes=1))
+    north, south = await world.open_alert("d1"), await world.open_alert("d2")
+    await d.handle(north)
+    await d.handle(south)
+    clock.advance(11)
+    await d.flush_due_groups()
+
+    def kinds(rows: list[dict[str, Any]], alert: Any) -> list[str]:
+        return [r["notification_type"] for r in rows if r["alert_id"] == alert.data["alert_id"]]
+
+    rows = await world.deliveries()
+    assert kinds(rows, south) == ["firing"] and kinds(rows, north) == []
+    clock.advance(60)  # the silence is over
+    assert await d.release_held() == 1
+    clock.advance(1)
+    await d.flush_due_groups()
+    scheduled = [r for r in await world.deliveries() if r["notification_type"] == "firing"]
+    assert len(scheduled) == 2
+    lead = scheduled[-1]["scheduled"]["payload"]["data"]
+    assert lead["alert_id"] == north.data["alert_id"]
+    assert {a["alert_id"] for a in lead["alerts"]} == {
+        north.data["alert_id"],
+        south.data["alert_id"],
+    }

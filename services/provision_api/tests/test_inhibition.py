@@ -150,3 +150,21 @@ async def test_bad_inhibit_rules_are_422(
     assert (await api.get("/api/v1/inhibit_rules", headers=oidc.headers())).json()["items"] == []
     ok = await api.post("/api/v1/inhibit_rules", headers=oidc.headers(), json=GATEWAY_RULE)
     assert ok.status_code == 201
+
+
+async def test_a_muted_target_still_firing_is_notified_once_its_source_resolves(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str], event_store: PostgresEventStore
+) -> None:
+    await _wire(api, oidc, "acme", {})
+    await api.post("/api/v1/inhibit_rules", headers=oidc.headers(), json=GATEWAY_RULE)
+    clock = Clock()
+    dispatcher = Dispatcher(PostgresDispatchStore(event_store), clock)
+    gateway = await _open(event_store, dispatcher, "gw-north", rule_id="r-nodata")
+    north = await _open(event_store, dispatcher, "s-north", rule_id="r-nodata")
+    clock.now += timedelta(seconds=31)
+    await dispatcher.release_held()
+    assert await _notifications(event_store, north) == []  # the gateway is still down
+    await _resolve(event_store, dispatcher, gateway)
+    clock.now += timedelta(seconds=31)
+    assert await dispatcher.release_held() == 1
+    assert await _notifications(event_store, north) == ["firing"]

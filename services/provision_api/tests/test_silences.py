@@ -284,3 +284,48 @@ async def test_pending_silences_and_other_tenants_silences_hold_nothing(
     )
     held = await _open(event_store, dispatcher, "d-north")
     assert await _notifications(event_store, held) == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_held_alert_still_firing_is_notified_once_its_silence_ends(
+    api: httpx.AsyncClient, oidc: TestIssuer, tenants: list[str], event_store: PostgresEventStore
+) -> None:
+    """As in Alertmanager: a silence holds the firing notification; when it expires and the
+    alert still fires, the notification goes out. One that resolved meanwhile never does."""
+    await _wire(api, oidc)
+    operator = oidc.headers(roles=("operator",))
+    silence = await api.post(
+        "/api/v1/silences",
+        headers=operator,
+        json={
+            "matchers": [{"name": "tags.site", "type": "=", "value": "north"}],
+            "ends_at": _later(hours=1),
+            "comment": "north maintenance",
+        },
+    )
+    clock = Clock()
+    dispatcher = Dispatcher(PostgresDispatchStore(event_store), clock)
+    still_firing = await _open(event_store, dispatcher, "d-north")
+    resolved = await _open(event_store, dispatcher, "d-north", rule_id="r2")
+    await _resolve(event_store, dispatcher, resolved)
+    clock.now += timedelta(seconds=31)
+    assert await dispatcher.release_held() == 1  # re-checked: still silenced, held again
+    assert await _notifications(event_store, still_firing) == []
+
+    await api.delete(f"/api/v1/silences/{silence.json()['silence_id']}", headers=operator)
+    assert await dispatcher.release_held() == 0  # not due again yet
+    clock.now += timedelta(seconds=31)
+    assert await dispatcher.release_held() == 1
+    assert await _notifications(event_store, still_firing) == ["firing"]
+    assert await _notifications(event_store, resolved) == []
+    clock.now += timedelta(seconds=31)
+    assert await dispatcher.release_held() == 0  # released once
+    await _resolve(event_store, dispatcher, still_firing)
+    assert await _notifications(event_store, still_firing) == ["firing", "resolved"]

@@ -24,8 +24,10 @@ Semantics (documented in the service README):
   left stops repeating.
 - Silences (Alertmanager-style, ``silences`` table): an alert whose labels match every matcher
   of a silence active now gets no firing (or repeat) notification; the alert itself still opens
-  and resolves. A firing notification held by a silence is dropped, not sent later, and since
-  only integrations that got the firing notification get the resolved one, none follows it.
+  and resolves. A held firing notification waits in ``dispatch_held`` (re-checked every 30 s)
+  and goes out once nothing holds it if the alert still fires, as in Alertmanager; if the alert
+  ends first it is never sent, and since only integrations that got the firing notification get
+  the resolved one, none follows it. A notified alert that gets silenced stops repeating.
 - Inhibition (Alertmanager's inhibit rules, ``inhibit_rules`` table): an alert matching a
   rule's target matchers is held like a silenced one while another open (or acknowledged)
   alert matches its source matchers with the same values of the ``equal`` labels. It is

@@ -100,6 +100,56 @@ class PostgresDispatchStore:
         parsed = (matchers.parse_stored(row["matchers"]) for row in rows)
         return [m for m in parsed if m]
 
+    async def hold(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        member: dict[str, Any],
+        now: datetime,
+        check_at: datetime,
+    ) -> None:
+        """Keep a held alert's firing notification until ``check_at`` (then re-checked)."""
+        await conn.execute(
+            "INSERT INTO dispatch_held (tenant_id, alert_id, member, held_at, check_at)"
+            " VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (tenant_id, alert_id) DO UPDATE SET check_at = EXCLUDED.check_at",
+            tenant_id,
+            str(member["alert_id"]),
+            member,
+            now,
+            check_at,
+        )
+
+    async def unhold(self, conn: asyncpg.Connection, tenant_id: str, alert_id: str) -> None:
+        await conn.execute(
+            "DELETE FROM dispatch_held WHERE tenant_id = $1 AND alert_id = $2",
+            tenant_id,
+            alert_id,
+        )
+
+    async def due_held(
+        self, conn: asyncpg.Connection, now: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        rows = await conn.fetch(
+            "SELECT tenant_id, alert_id FROM dispatch_held WHERE check_at <= $1"
+            " ORDER BY check_at LIMIT $2",
+            now,
+            limit,
+        )
+        return [(row["tenant_id"], row["alert_id"]) for row in rows]
+
+    async def held(
+        self, conn: asyncpg.Connection, tenant_id: str, alert_id: str
+    ) -> dict[str, Any] | None:
+        """The held alert's row, locked (None if gone or another dispatcher has it)."""
+        row = await conn.fetchrow(
+            "SELECT member, check_at FROM dispatch_held WHERE tenant_id = $1 AND alert_id = $2"
+            " FOR UPDATE SKIP LOCKED",
+            tenant_id,
+            alert_id,
+        )
+        return dict(row) if row else None
+
     async def inhibit_rules(self, conn: asyncpg.Connection, tenant_id: str) -> list[InhibitRule]:
         """The tenant's inhibit rules; one whose matchers no longer compile is left out."""
         rows = await conn.fetch(
