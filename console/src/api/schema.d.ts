@@ -270,6 +270,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/inhibit_rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Inhibit Rules */
+        get: operations["list_inhibit_rules_api_v1_inhibit_rules_get"];
+        put?: never;
+        /**
+         * Create Inhibit Rule
+         * @description While an open alert matches ``source_matchers``, hold the notifications of the other
+         *     alerts matching ``target_matchers`` with the same ``equal`` labels. 422 names a bad matcher.
+         */
+        post: operations["create_inhibit_rule_api_v1_inhibit_rules_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/inhibit_rules/{inhibit_rule_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Inhibit Rule */
+        get: operations["get_inhibit_rule_api_v1_inhibit_rules__inhibit_rule_id__get"];
+        put?: never;
+        post?: never;
+        /** Delete Inhibit Rule */
+        delete: operations["delete_inhibit_rule_api_v1_inhibit_rules__inhibit_rule_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/integrations": {
         parameters: {
             query?: never;
@@ -513,6 +553,53 @@ export interface paths {
         post?: never;
         /** Delete Rule */
         delete: operations["delete_rule_api_v1_rules__rule_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/silences": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Silences
+         * @description The tenant's silences, newest first, optionally only those ``pending``, ``active`` or
+         *     ``expired`` now.
+         */
+        get: operations["list_silences_api_v1_silences_get"];
+        put?: never;
+        /**
+         * Create Silence
+         * @description Hold the notifications of every alert matching all ``matchers`` from ``starts_at``
+         *     (default now) until ``ends_at``; ``created_by`` is the caller. 422 names a bad matcher.
+         */
+        post: operations["create_silence_api_v1_silences_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/silences/{silence_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Silence */
+        get: operations["get_silence_api_v1_silences__silence_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Expire Silence
+         * @description Expire the silence now (it stays listed, ``expired``); 409 if it already expired.
+         */
+        delete: operations["expire_silence_api_v1_silences__silence_id__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -902,10 +989,33 @@ export interface components {
              * @enum {string}
              */
             kind: "email";
+            /** Maintenance Windows */
+            maintenance_windows?: components["schemas"]["MaintenanceWindowIn"][] | null;
             /** Name */
             name: string;
+            templates?: components["schemas"]["EmailTemplates"] | null;
             /** To */
             to: string[];
+        };
+        /**
+         * EmailTemplates
+         * @description Jinja2 (sandboxed) templates of an email notification; the context is ``alert``,
+         *     ``alerts``, ``type`` and ``timestamp``. A field an alert may lack needs ``| default``.
+         * @example {
+         *       "body": "{{ alert.reason }} (value {{ alert.value | default('n/a') }})",
+         *       "subject": "[{{ alert.severity | upper }}] {{ alert.rule_name }} on {{ alert.device_id }}"
+         *     }
+         */
+        EmailTemplates: {
+            /** Body */
+            body?: string | null;
+            /**
+             * Body Html
+             * @description HTML part (autoescaped)
+             */
+            body_html?: string | null;
+            /** Subject */
+            subject?: string | null;
         };
         /** EventOut */
         EventOut: {
@@ -948,6 +1058,66 @@ export interface components {
             failing?: string[];
             /** Status */
             status: string;
+        };
+        /** InhibitRule */
+        InhibitRule: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Created By */
+            created_by: string;
+            /** Equal */
+            equal: string[];
+            /** Inhibit Rule Id */
+            inhibit_rule_id: string;
+            /** Name */
+            name: string;
+            /** Source Matchers */
+            source_matchers: components["schemas"]["MatcherIn"][];
+            /** Target Matchers */
+            target_matchers: components["schemas"]["MatcherIn"][];
+            /** Version */
+            version: number;
+        };
+        /**
+         * InhibitRuleIn
+         * @example {
+         *       "equal": [
+         *         "tags.site"
+         *       ],
+         *       "name": "gateway down mutes its site",
+         *       "source_matchers": [
+         *         {
+         *           "name": "tags.role",
+         *           "type": "=",
+         *           "value": "gateway"
+         *         },
+         *         {
+         *           "name": "rule_id",
+         *           "type": "=",
+         *           "value": "rule_gateway_no_data"
+         *         }
+         *       ],
+         *       "target_matchers": [
+         *         {
+         *           "name": "tags.role",
+         *           "type": "!=",
+         *           "value": "gateway"
+         *         }
+         *       ]
+         *     }
+         */
+        InhibitRuleIn: {
+            /** Equal */
+            equal?: string[];
+            /** Name */
+            name: string;
+            /** Source Matchers */
+            source_matchers: components["schemas"]["MatcherIn"][];
+            /** Target Matchers */
+            target_matchers: components["schemas"]["MatcherIn"][];
         };
         /** Integration */
         Integration: {
@@ -1030,6 +1200,71 @@ export interface components {
             /** Version */
             version: number;
         };
+        /**
+         * MaintenanceWindowIn
+         * @description Recurring (``rrule`` or ``cron``, with ``time_zone`` and ``duration_s``) or absolute
+         *     (``start`` and ``end``); firing notifications inside one are suppressed.
+         * @example {
+         *       "duration_s": 7200,
+         *       "rrule": "FREQ=WEEKLY;BYDAY=SA;BYHOUR=2;BYMINUTE=0",
+         *       "time_zone": "Europe/Berlin"
+         *     }
+         * @example {
+         *       "cron": "0 2 * * 6",
+         *       "duration_s": 7200,
+         *       "time_zone": "Europe/Berlin"
+         *     }
+         * @example {
+         *       "end": "2026-12-27T00:00:00Z",
+         *       "start": "2026-12-24T00:00:00Z"
+         *     }
+         */
+        MaintenanceWindowIn: {
+            /**
+             * Cron
+             * @description Five-field cron expression
+             */
+            cron?: string | null;
+            /**
+             * Dtstart
+             * @description Local wall-clock anchor of an RRULE (default 2020-01-01T00:00)
+             */
+            dtstart?: string | null;
+            /** Duration S */
+            duration_s?: number | null;
+            /** End */
+            end?: string | null;
+            /**
+             * Rrule
+             * @description RFC 5545 RRULE value (FREQ DAILY, WEEKLY, MONTHLY or YEARLY)
+             */
+            rrule?: string | null;
+            /** Start */
+            start?: string | null;
+            /**
+             * Time Zone
+             * @description IANA time zone of the occurrences' wall-clock times
+             */
+            time_zone?: string | null;
+        };
+        /** MatcherIn */
+        MatcherIn: {
+            /**
+             * Name
+             * @description rule_id, rule_name, device_id, severity, metric, alert_id, tags.<key> or attributes.<key>
+             * @example tags.site
+             */
+            name: string;
+            /**
+             * Type
+             * @description Equality or (anchored, RE2) regular expression, as Alertmanager's
+             * @default =
+             * @enum {string}
+             */
+            type: "=" | "!=" | "=~" | "!~";
+            /** Value */
+            value: string;
+        };
         /** MqttCredentials */
         MqttCredentials: {
             /**
@@ -1068,6 +1303,8 @@ export interface components {
              * @enum {string}
              */
             kind: "mqtt";
+            /** Maintenance Windows */
+            maintenance_windows?: components["schemas"]["MaintenanceWindowIn"][] | null;
             /** Name */
             name: string;
             /** Topic */
@@ -1139,6 +1376,16 @@ export interface components {
              */
             next_cursor: string | null;
         };
+        /** Page[InhibitRule] */
+        Page_InhibitRule_: {
+            /** Items */
+            items: components["schemas"]["InhibitRule"][];
+            /**
+             * Next Cursor
+             * @description Pass as ?cursor= for the next page; null on the last page
+             */
+            next_cursor: string | null;
+        };
         /** Page[Integration] */
         Page_Integration_: {
             /** Items */
@@ -1183,6 +1430,16 @@ export interface components {
         Page_Rule_: {
             /** Items */
             items: components["schemas"]["Rule"][];
+            /**
+             * Next Cursor
+             * @description Pass as ?cursor= for the next page; null on the last page
+             */
+            next_cursor: string | null;
+        };
+        /** Page[Silence] */
+        Page_Silence_: {
+            /** Items */
+            items: components["schemas"]["Silence"][];
             /**
              * Next Cursor
              * @description Pass as ?cursor= for the next page; null on the last page
@@ -1496,6 +1753,8 @@ export interface components {
             device_tags?: {
                 [key: string]: string;
             } | null;
+            /** Maintenance Windows */
+            maintenance_windows?: components["schemas"]["MaintenanceWindowIn"][] | null;
             /** Rule Ids */
             rule_ids?: string[] | null;
             /** Severity At Least */
@@ -1560,18 +1819,40 @@ export interface components {
         SelectorPreview: {
             device_selector?: components["schemas"]["DeviceSelector"];
         };
-        /**
-         * SilenceIn
-         * @example {
-         *       "duration_s": 3600
-         *     }
-         */
-        SilenceIn: {
+        /** Silence */
+        Silence: {
+            /** Comment */
+            comment: string;
             /**
-             * Duration S
-             * @description How long to silence
+             * Created At
+             * Format: date-time
              */
-            duration_s: number;
+            created_at: string;
+            /** Created By */
+            created_by: string;
+            /**
+             * Ends At
+             * Format: date-time
+             */
+            ends_at: string;
+            /** Expired By */
+            expired_by?: string | null;
+            /** Matchers */
+            matchers: components["schemas"]["MatcherIn"][];
+            /** Silence Id */
+            silence_id: string;
+            /**
+             * Starts At
+             * Format: date-time
+             */
+            starts_at: string;
+            /**
+             * State
+             * @enum {string}
+             */
+            state: "pending" | "active" | "expired";
+            /** Version */
+            version: number;
         };
         /** SnsIn */
         SnsIn: {
@@ -1580,6 +1861,8 @@ export interface components {
              * @enum {string}
              */
             kind: "sns";
+            /** Maintenance Windows */
+            maintenance_windows?: components["schemas"]["MaintenanceWindowIn"][] | null;
             /** Name */
             name: string;
             /** Topic Arn */
@@ -1707,10 +1990,69 @@ export interface components {
              * @enum {string}
              */
             kind: "webhook";
+            /** Maintenance Windows */
+            maintenance_windows?: components["schemas"]["MaintenanceWindowIn"][] | null;
             /** Name */
             name: string;
+            templates?: components["schemas"]["WebhookTemplates"] | null;
             /** Url */
             url: string;
+        };
+        /** WebhookTemplates */
+        WebhookTemplates: {
+            /**
+             * Summary
+             * @description Rendered into the payload's data.summary
+             */
+            summary?: string | null;
+        };
+        /**
+         * SilenceIn
+         * @example {
+         *       "duration_s": 3600
+         *     }
+         */
+        fleetpulse__provision_api__schemas__SilenceIn: {
+            /**
+             * Duration S
+             * @description How long to silence
+             */
+            duration_s: number;
+        };
+        /**
+         * SilenceIn
+         * @example {
+         *       "comment": "north site maintenance",
+         *       "ends_at": "2026-12-01T06:00:00Z",
+         *       "matchers": [
+         *         {
+         *           "name": "tags.site",
+         *           "type": "=",
+         *           "value": "north"
+         *         },
+         *         {
+         *           "name": "severity",
+         *           "type": "=~",
+         *           "value": "minor|warning"
+         *         }
+         *       ]
+         *     }
+         */
+        fleetpulse__provision_api__silences__SilenceIn: {
+            /** Comment */
+            comment: string;
+            /**
+             * Ends At
+             * Format: date-time
+             */
+            ends_at: string;
+            /** Matchers */
+            matchers: components["schemas"]["MatcherIn"][];
+            /**
+             * Starts At
+             * @description Default: now
+             */
+            starts_at?: string | null;
         };
     };
     responses: never;
@@ -2007,7 +2349,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SilenceIn"];
+                "application/json": components["schemas"]["fleetpulse__provision_api__schemas__SilenceIn"];
             };
         };
         responses: {
@@ -2803,6 +3145,223 @@ export interface operations {
             };
             /** @description The caller lacks the role */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_inhibit_rules_api_v1_inhibit_rules_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (at most 500) */
+                limit?: number;
+                /** @description next_cursor of the previous page */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_InhibitRule_"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_inhibit_rule_api_v1_inhibit_rules_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InhibitRuleIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InhibitRule"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_inhibit_rule_api_v1_inhibit_rules__inhibit_rule_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                inhibit_rule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InhibitRule"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_inhibit_rule_api_v1_inhibit_rules__inhibit_rule_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                inhibit_rule_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource in the caller's tenant */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4202,6 +4761,235 @@ export interface operations {
             };
             /** @description If-Match names a stale version */
             412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_silences_api_v1_silences_get: {
+        parameters: {
+            query?: {
+                state?: ("pending" | "active" | "expired") | null;
+                /** @description Page size (at most 500) */
+                limit?: number;
+                /** @description next_cursor of the previous page */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Silence_"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_silence_api_v1_silences_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["fleetpulse__provision_api__silences__SilenceIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Silence"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_silence_api_v1_silences__silence_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                silence_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Silence"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    expire_silence_api_v1_silences__silence_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                silence_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Silence"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -8,8 +8,9 @@ Semantics (documented in the service README):
   in ``match.rule_ids`` (if given) and the device has every ``match.device_tags`` pair (if
   given); an empty match matches every alert.
 - Maintenance windows: ``match.maintenance_windows`` on the route or
-  ``config.maintenance_windows`` on the integration, a list of ``{"start", "end"}`` ISO-8601
-  instants; firing notifications inside a window are suppressed (resolved ones never are).
+  ``config.maintenance_windows`` on the integration, recurring (RRULE or cron in an IANA time
+  zone, with a duration) or absolute ``{"start", "end"}`` (see :mod:`fleetpulse.common.windows`);
+  firing notifications inside a window are suppressed (resolved ones never are).
 - One integration gets one notification per alert event, even when several routes lead to it:
   the first matching route (by route id) wins.
 - Grouping, as Alertmanager does it. Without ``group_by`` every alert is its own group.
@@ -21,6 +22,17 @@ Semantics (documented in the service README):
   again every ``repeat_interval_s`` (a new delivery, ``notification_type`` ``repeat``, payload
   ``data.repeat`` true). Alerts that ended, or are silenced, are left out; a group with none
   left stops repeating.
+- Silences (Alertmanager-style, ``silences`` table): an alert whose labels match every matcher
+  of a silence active now gets no firing (or repeat) notification; the alert itself still opens
+  and resolves. A held firing notification waits in ``dispatch_held`` (re-checked every 30 s)
+  and goes out once nothing holds it if the alert still fires, as in Alertmanager; if the alert
+  ends first it is never sent, and since only integrations that got the firing notification get
+  the resolved one, none follows it. A notified alert that gets silenced stops repeating.
+- Inhibition (Alertmanager's inhibit rules, ``inhibit_rules`` table): an alert matching a
+  rule's target matchers is held like a silenced one while another open (or acknowledged)
+  alert matches its source matchers with the same values of the ``equal`` labels. It is
+  decided when the notification is due: a route with ``group_wait_s`` lets a source that opens
+  at the same time as its targets (a gateway and its devices going quiet) arrive first.
 """
 
 from __future__ import annotations
@@ -32,6 +44,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+
+from fleetpulse.common.matchers import Matcher, alert_labels, matches_all
+from fleetpulse.common.windows import MaintenanceWindow as MaintenanceWindow  # re-exported
+from fleetpulse.common.windows import Window, parse_windows
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "minor": 2, "major": 3, "critical": 4}
 FIRING_EVENTS = frozenset({"AlertOpened"})
@@ -57,39 +73,18 @@ ALERT_FIELDS = (
 
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceWindow:
-    start: datetime
-    end: datetime
-
-    def covers(self, at: datetime) -> bool:
-        return self.start <= at < self.end
-
-
-def parse_windows(raw: object) -> tuple[MaintenanceWindow, ...]:
-    """Windows from config; malformed entries are ignored rather than blocking every alert."""
-    windows = []
-    for item in raw if isinstance(raw, list) else []:
-        try:
-            windows.append(MaintenanceWindow(_instant(item["start"]), _instant(item["end"])))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return tuple(windows)
-
-
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError("maintenance window times need a time zone")
-    return parsed
-
-
-@dataclass(frozen=True, slots=True)
 class AlertFacts:
     """What routing looks at: the AlertOpened data plus the device's tags."""
 
     tenant_id: str
     data: Mapping[str, Any]
     device_tags: Mapping[str, str] = field(default_factory=dict)
+    device_attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """What silence and inhibition matchers see (:func:`alert_labels`)."""
+        return alert_labels(self.data, self.device_tags, self.device_attributes)
 
     @property
     def alert_id(self) -> str:
@@ -117,7 +112,7 @@ class Route:
     group_by: tuple[str, ...] = ()
     group_wait_s: int = 0
     repeat_interval_s: int | None = None
-    maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    maintenance_windows: tuple[Window, ...] = ()
     group_interval_s: int = 0
 
     @classmethod
@@ -188,7 +183,7 @@ def firing_targets(
     alert: AlertFacts,
     *,
     now: datetime,
-    enabled_integrations: Mapping[str, tuple[MaintenanceWindow, ...]],
+    enabled_integrations: Mapping[str, tuple[Window, ...]],
     silenced_until: datetime | None,
 ) -> list[Target]:
     """The integrations that get a firing notification for ``alert``, one per integration."""
@@ -203,6 +198,42 @@ def firing_targets(
             continue
         chosen[route.integration_id] = Target(route, route.integration_id)
     return list(chosen.values())
+
+
+def silenced_by(silences: Iterable[Sequence[Matcher]], labels: Mapping[str, str]) -> bool:
+    """Whether any active silence (its matchers, all of which must match) covers ``labels``."""
+    return any(matches_all(matchers, labels) for matchers in silences)
+
+
+@dataclass(frozen=True, slots=True)
+class InhibitRule:
+    """Alertmanager's inhibit rule: an open alert matching ``source`` mutes the other alerts
+    matching ``target`` whose ``equal`` labels have the same values (missing on both: equal)."""
+
+    source: tuple[Matcher, ...]
+    target: tuple[Matcher, ...]
+    equal: tuple[str, ...] = ()
+
+
+def inhibited(
+    alert_id: str,
+    labels: Mapping[str, str],
+    rules: Iterable[InhibitRule],
+    sources: Sequence[tuple[str, Mapping[str, str]]],
+) -> bool:
+    """Whether an open alert among ``sources`` (id, labels) inhibits this alert; an alert
+    never inhibits itself."""
+    for rule in rules:
+        if not matches_all(rule.target, labels):
+            continue
+        for source_id, source in sources:
+            if (
+                source_id != alert_id
+                and matches_all(rule.source, source)
+                and all(source.get(n, "") == labels.get(n, "") for n in rule.equal)
+            ):
+                return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Runs three loops until SIGTERM: the SQS consumer, the group flusher (group_wait_s and
 repeat_interval_s timers, stored in ``dispatch_groups`` so they survive restarts and are shared
-by replicas through ``FOR UPDATE SKIP LOCKED``) and the outbox relay.
+by replicas through ``FOR UPDATE SKIP LOCKED``; it also re-checks the firing notifications
+silences and inhibit rules hold, in ``dispatch_held``) and the outbox relay.
 """
 
 from __future__ import annotations
@@ -95,10 +96,13 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
 
 
 async def flush_groups(dispatcher: Dispatcher, stop: asyncio.Event, poll_s: float) -> None:
-    """Flush due alert groups until ``stop``; errors are logged and retried."""
+    """Flush due alert groups and re-check held notifications until ``stop``; errors are
+    logged and retried."""
     while not stop.is_set():
         try:
             while await dispatcher.flush_due_groups() > 0:
+                pass
+            while await dispatcher.release_held() > 0:
                 pass
         except TRANSIENT_ERRORS as exc:
             log.warning("group flush failed; retrying", extra={"error": type(exc).__name__})

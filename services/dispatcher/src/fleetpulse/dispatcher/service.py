@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from fleetpulse.common.eventstore import NewEvent, RecordedEvent, first_delivery, metadata
+from fleetpulse.common.matchers import alert_labels, matches_all
 from fleetpulse.dispatcher.domain import (
     ENDING_EVENTS,
     FIRING_EVENTS,
@@ -31,8 +32,10 @@ from fleetpulse.dispatcher.domain import (
     firing_targets,
     flush_group,
     group_of,
+    inhibited,
     join_group,
     repeat_delivery_id,
+    silenced_by,
     suppressed,
 )
 from fleetpulse.dispatcher.store import PostgresDispatchStore
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 CONSUMER = "dispatcher"
 ACTOR = "dispatcher"
 ENDED_STATUSES = ("resolved", "closed")
+HOLD_RECHECK = timedelta(seconds=30)  # how often a held firing notification is re-checked
 
 Clock = Callable[[], datetime]
 
@@ -86,9 +90,6 @@ class Dispatcher:
         alert = await self._store.alert(conn, tenant, str(event.data["alert_id"]))
         if alert is not None and alert["status"] in ENDED_STATUSES:
             return  # it ended before we saw it open: nothing fired, nothing to resolve
-        device_tags = await self._store.device_tags(conn, tenant, str(event.data.get("device_id")))
-        facts = AlertFacts(tenant, event.data, device_tags)
-        targets = await self._targets(conn, facts, alert, now)
         member = {
             **event.data,
             "alert_event_id": str(event.event_id),
@@ -96,6 +97,27 @@ class Dispatcher:
             # a group flushes later, from the clock: the lead's trace goes on with it
             "traceparent": event.metadata.get("traceparent"),
         }
+        if await self._held(conn, tenant, [member], now):
+            await self._store.hold(conn, tenant, member, now, now + HOLD_RECHECK)
+            return
+        await self._notify(conn, tenant, alert, member, now, causation=event)
+
+    async def _notify(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        alert: Mapping[str, Any] | None,
+        member: Mapping[str, Any],
+        now: datetime,
+        causation: RecordedEvent | None,
+    ) -> None:
+        """Route a firing alert that nothing holds: send to each target, or join its groups."""
+        device_id = str(member.get("device_id"))
+        tags, attributes = (await self._store.devices(conn, tenant, [device_id])).get(
+            device_id, ({}, {})
+        )
+        facts = AlertFacts(tenant, member, tags, attributes)
+        targets = await self._targets(conn, facts, alert, now)
         flushes = [
             _Flush(t.route, (member,), group_of(t.route, facts).labels)
             for t in targets
@@ -105,7 +127,42 @@ class Dispatcher:
             conn, tenant, [t for t in targets if t.route.groups], facts, member, now
         )
         for flush in flushes:
-            await self._send_firing(conn, tenant, flush, now, causation=event)
+            await self._send_firing(conn, tenant, flush, now, causation=causation)
+
+    async def release_held(self, limit: int = 50) -> int:
+        """Re-check held firing notifications that are due: send those nothing holds any more
+        (the alert still open), forget those whose alert ended, hold the rest another
+        ``HOLD_RECHECK``. Returns how many were re-checked."""
+        now = self._clock()
+        async with self._store.pool.acquire() as conn:
+            due = await self._store.due_held(conn, now, limit)
+        checked = 0
+        for tenant, alert_id in due:
+            async with self._store.pool.acquire() as conn, conn.transaction():
+                await self._store.lock_alert(conn, tenant, alert_id)
+                row = await self._store.held(conn, tenant, alert_id)
+                if row is None or row["check_at"] > now:
+                    continue
+                checked += 1
+                await self._release(conn, tenant, alert_id, row["member"], now)
+        return checked
+
+    async def _release(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        alert_id: str,
+        member: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        alert = await self._store.alert(conn, tenant, alert_id)
+        if alert is None or alert["status"] in ENDED_STATUSES:
+            await self._store.unhold(conn, tenant, alert_id)  # never sent: nothing to resolve
+        elif await self._held(conn, tenant, [member], now):
+            await self._store.hold(conn, tenant, member, now, now + HOLD_RECHECK)
+        else:
+            await self._store.unhold(conn, tenant, alert_id)
+            await self._notify(conn, tenant, alert, member, now, causation=None)
 
     async def _targets(
         self,
@@ -140,7 +197,7 @@ class Dispatcher:
             state = await self._store.lock_group(conn, tenant, route, group.key, group.labels)
             state = join_group(state, member, route, now)
             if state.flush_at is not None and state.flush_at <= now:
-                still = await self._still_firing(conn, tenant, [*state.pending, *state.firing], now)
+                still = await self._still_firing(conn, tenant, state, now)
                 decided = flush_group(state, still.__contains__, route, now)
                 if decided.members:
                     due.append(
@@ -204,6 +261,7 @@ class Dispatcher:
     async def _on_ending(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
         tenant, alert_id, now = event.tenant_id, str(event.data["alert_id"]), self._clock()
         await self._store.leave_groups(conn, tenant, alert_id)
+        await self._store.unhold(conn, tenant, alert_id)
         notified = await self._store.unresolved_notifications(conn, tenant, alert_id)
         if not notified:
             return
@@ -254,7 +312,7 @@ class Dispatcher:
         if route is None:  # the route was deleted: the group is done
             await self._store.save_group(conn, tenant, row["route_id"], key, GroupState())
             return
-        still = await self._still_firing(conn, tenant, [*state.pending, *state.firing], now)
+        still = await self._still_firing(conn, tenant, state, now)
         if not await self._may_notify(conn, tenant, route, now):
             quiet = suppressed(state, still.__contains__, route, now)
             await self._store.save_group(conn, tenant, route.route_id, key, quiet)
@@ -271,20 +329,62 @@ class Dispatcher:
         self,
         conn: asyncpg.Connection,
         tenant: str,
-        members: Sequence[Mapping[str, Any]],
+        state: GroupState,
         now: datetime,
     ) -> set[str]:
-        """The ids of ``members`` whose alert is still open and not silenced."""
+        """The ids of the group's alerts still open and not silenced (by their own silence,
+        a matcher silence or an inhibit rule). Its new alerts held by a matcher silence or an
+        inhibit rule leave the group for ``dispatch_held``, to be notified once released."""
+        members = [*state.pending, *state.firing]
         ids = [str(m["alert_id"]) for m in members]
         states = await self._store.alert_states(conn, tenant, ids)
         kept = set()
         for alert_id in ids:
-            state = states.get(alert_id, {})
-            silenced = state.get("silenced_until")
-            if state.get("status") in ENDED_STATUSES or (silenced is not None and now < silenced):
+            alert = states.get(alert_id, {})
+            silenced = alert.get("silenced_until")
+            if alert.get("status") in ENDED_STATUSES or (silenced is not None and now < silenced):
                 continue
             kept.add(alert_id)
-        return kept
+        if not kept:
+            return kept
+        held = await self._held(
+            conn, tenant, [m for m in members if str(m["alert_id"]) in kept], now
+        )
+        for member in state.pending:
+            if str(member["alert_id"]) in held:
+                await self._store.hold(conn, tenant, dict(member), now, now + HOLD_RECHECK)
+        return kept - held
+
+    async def _held(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        alerts: Sequence[Mapping[str, Any]],
+        now: datetime,
+    ) -> set[str]:
+        """The ids of ``alerts`` (AlertOpened data) whose notifications an active silence or
+        an inhibit rule holds now."""
+        silences = await self._store.active_silences(conn, tenant, now)
+        rules = await self._store.inhibit_rules(conn, tenant)
+        if not silences and not rules:
+            return set()
+        devices = await self._store.devices(
+            conn, tenant, sorted({str(a.get("device_id")) for a in alerts})
+        )
+        labelled = [
+            (str(a["alert_id"]), alert_labels(a, *devices.get(str(a.get("device_id")), ({}, {}))))
+            for a in alerts
+        ]
+        held = {alert_id for alert_id, labels in labelled if silenced_by(silences, labels)}
+        targets = [
+            (alert_id, labels)
+            for alert_id, labels in labelled
+            if alert_id not in held and any(matches_all(r.target, labels) for r in rules)
+        ]
+        if targets:
+            sources = await self._store.open_alert_labels(conn, tenant)
+            held |= {a for a, labels in targets if inhibited(a, labels, rules, sources)}
+        return held
 
     async def _may_notify(
         self, conn: asyncpg.Connection, tenant: str, route: Route, now: datetime

@@ -8,15 +8,19 @@ from typing import Any
 
 import asyncpg
 
+from fleetpulse.common import matchers
 from fleetpulse.common.eventstore import NO_STREAM, ConcurrencyError, NewEvent, PostgresEventStore
 from fleetpulse.common.eventstore.model import stream_id
 from fleetpulse.common.projections.deliveries import (
     DeliveriesProjection,
     DeliveryAlreadyScheduledError,
 )
-from fleetpulse.dispatcher.domain import GroupState, MaintenanceWindow, Route, parse_windows
+from fleetpulse.common.windows import Window, parse_windows
+from fleetpulse.dispatcher.domain import GroupState, InhibitRule, Route
 
 _DELIVERIES = DeliveriesProjection()
+_ALERT_COLUMNS = ("alert_id", "rule_id", "device_id", "severity")
+MAX_INHIBIT_SOURCES = 10_000
 
 
 class PostgresDispatchStore:
@@ -64,6 +68,125 @@ class PostgresDispatchStore:
         )
         return {str(k): str(v) for k, v in (tags or {}).items()}
 
+    async def devices(
+        self, conn: asyncpg.Connection, tenant_id: str, device_ids: Sequence[str]
+    ) -> dict[str, tuple[dict[str, str], dict[str, Any]]]:
+        """Tags and attributes (when devices have them) of the tenant's ``device_ids``."""
+        rows = await conn.fetch(
+            "SELECT device_id, tags, to_jsonb(d) -> 'attributes' AS attributes FROM devices d"
+            " WHERE tenant_id = $1 AND device_id = ANY($2::text[])",
+            tenant_id,
+            list(device_ids),
+        )
+        return {
+            row["device_id"]: (
+                {str(k): str(v) for k, v in (row["tags"] or {}).items()},
+                row["attributes"] if isinstance(row["attributes"], dict) else {},
+            )
+            for row in rows
+        }
+
+    async def active_silences(
+        self, conn: asyncpg.Connection, tenant_id: str, now: datetime
+    ) -> list[tuple[matchers.Matcher, ...]]:
+        """The matchers of the tenant's silences active at ``now`` (starts_at <= now < ends_at);
+        a stored silence whose matchers no longer compile is left out."""
+        rows = await conn.fetch(
+            "SELECT matchers FROM silences WHERE tenant_id = $1 AND starts_at <= $2"
+            " AND ends_at > $2",
+            tenant_id,
+            now,
+        )
+        parsed = (matchers.parse_stored(row["matchers"]) for row in rows)
+        return [m for m in parsed if m]
+
+    async def hold(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        member: dict[str, Any],
+        now: datetime,
+        check_at: datetime,
+    ) -> None:
+        """Keep a held alert's firing notification until ``check_at`` (then re-checked)."""
+        await conn.execute(
+            "INSERT INTO dispatch_held (tenant_id, alert_id, member, held_at, check_at)"
+            " VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (tenant_id, alert_id) DO UPDATE SET check_at = EXCLUDED.check_at",
+            tenant_id,
+            str(member["alert_id"]),
+            member,
+            now,
+            check_at,
+        )
+
+    async def unhold(self, conn: asyncpg.Connection, tenant_id: str, alert_id: str) -> None:
+        await conn.execute(
+            "DELETE FROM dispatch_held WHERE tenant_id = $1 AND alert_id = $2",
+            tenant_id,
+            alert_id,
+        )
+
+    async def due_held(
+        self, conn: asyncpg.Connection, now: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        rows = await conn.fetch(
+            "SELECT tenant_id, alert_id FROM dispatch_held WHERE check_at <= $1"
+            " ORDER BY check_at LIMIT $2",
+            now,
+            limit,
+        )
+        return [(row["tenant_id"], row["alert_id"]) for row in rows]
+
+    async def held(
+        self, conn: asyncpg.Connection, tenant_id: str, alert_id: str
+    ) -> dict[str, Any] | None:
+        """The held alert's row, locked (None if gone or another dispatcher has it)."""
+        row = await conn.fetchrow(
+            "SELECT member, check_at FROM dispatch_held WHERE tenant_id = $1 AND alert_id = $2"
+            " FOR UPDATE SKIP LOCKED",
+            tenant_id,
+            alert_id,
+        )
+        return dict(row) if row else None
+
+    async def inhibit_rules(self, conn: asyncpg.Connection, tenant_id: str) -> list[InhibitRule]:
+        """The tenant's inhibit rules; one whose matchers no longer compile is left out."""
+        rows = await conn.fetch(
+            "SELECT source_matchers, target_matchers, equal FROM inhibit_rules"
+            " WHERE tenant_id = $1 AND deleted_at IS NULL",
+            tenant_id,
+        )
+        rules = []
+        for row in rows:
+            source = matchers.parse_stored(row["source_matchers"])
+            target = matchers.parse_stored(row["target_matchers"])
+            if source and target:
+                rules.append(InhibitRule(source, target, tuple(map(str, row["equal"] or ()))))
+        return rules
+
+    async def open_alert_labels(
+        self, conn: asyncpg.Connection, tenant_id: str
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Each open (or acknowledged) alert of the tenant with its labels: the candidate
+        sources of inhibition (at most ``MAX_INHIBIT_SOURCES``, newest first)."""
+        rows = await conn.fetch(
+            "SELECT a.alert_id, a.rule_id, a.device_id, a.severity, a.details, d.tags,"
+            " to_jsonb(d) -> 'attributes' AS attributes FROM alerts a LEFT JOIN devices d"
+            " ON d.tenant_id = a.tenant_id AND d.device_id = a.device_id"
+            " WHERE a.tenant_id = $1 AND a.status IN ('open', 'acknowledged')"
+            " ORDER BY a.opened_at DESC LIMIT $2",
+            tenant_id,
+            MAX_INHIBIT_SOURCES,
+        )
+        result = []
+        for row in rows:
+            alert = {**(row["details"] or {}), **{k: row[k] for k in _ALERT_COLUMNS}}
+            attributes = row["attributes"] if isinstance(row["attributes"], dict) else {}
+            labels = matchers.alert_labels(alert, row["tags"] or {}, attributes)
+            result.append((str(row["alert_id"]), labels))
+        return result
+
     async def routes(self, conn: asyncpg.Connection, tenant_id: str) -> list[Route]:
         rows = await conn.fetch("SELECT * FROM routes WHERE tenant_id = $1", tenant_id)
         return [Route.from_row(dict(row)) for row in rows]
@@ -76,7 +199,7 @@ class PostgresDispatchStore:
 
     async def enabled_integrations(
         self, conn: asyncpg.Connection, tenant_id: str
-    ) -> dict[str, tuple[MaintenanceWindow, ...]]:
+    ) -> dict[str, tuple[Window, ...]]:
         """Enabled integrations of the tenant with their maintenance windows."""
         rows = await conn.fetch(
             "SELECT integration_id, config FROM integrations"

@@ -18,6 +18,7 @@ from fleetpulse.provision_api.api import (
     health,
     provisioning,
     selectors,
+    silences,
     stream,
     tenants,
 )
@@ -82,6 +83,8 @@ def create_app(
         provisioning.profiles,
         provisioning.claims,
         stream.events,
+        silences.silences,
+        silences.inhibit_rules,
     ):
         api.include_router(router)
     app.include_router(api)

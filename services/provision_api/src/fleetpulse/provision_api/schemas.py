@@ -13,8 +13,12 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
+from fleetpulse.common.templates import MAX_OUTPUT, MAX_SOURCE_CHARS, NotificationTemplateError
+from fleetpulse.common.templates import validate as validate_template
+from fleetpulse.common.windows import MAX_DURATION_S, WindowError, window
 from fleetpulse.provision_api.domain import ID_PATTERN
 
 T = TypeVar("T")
@@ -276,6 +280,106 @@ class Rule(BaseModel):
     version: int
 
 
+# --- maintenance windows -------------------------------------------------------------------
+
+WindowText = Annotated[Line, StringConstraints(min_length=1, max_length=500)]
+
+
+class MaintenanceWindowIn(Strict):
+    """Recurring (``rrule`` or ``cron``, with ``time_zone`` and ``duration_s``) or absolute
+    (``start`` and ``end``); firing notifications inside one are suppressed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "rrule": "FREQ=WEEKLY;BYDAY=SA;BYHOUR=2;BYMINUTE=0",
+                    "time_zone": "Europe/Berlin",
+                    "duration_s": 7200,
+                },
+                {"cron": "0 2 * * 6", "time_zone": "Europe/Berlin", "duration_s": 7200},
+                {"start": "2026-12-24T00:00:00Z", "end": "2026-12-27T00:00:00Z"},
+            ]
+        },
+    )
+    rrule: WindowText | None = Field(
+        None, description="RFC 5545 RRULE value (FREQ DAILY, WEEKLY, MONTHLY or YEARLY)"
+    )
+    cron: WindowText | None = Field(None, description="Five-field cron expression")
+    time_zone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None, description="IANA time zone of the occurrences' wall-clock times"
+    )
+    duration_s: Annotated[int, Field(ge=1, le=MAX_DURATION_S)] | None = None
+    dtstart: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        None, description="Local wall-clock anchor of an RRULE (default 2020-01-01T00:00)"
+    )
+    start: Moment | None = None
+    end: Moment | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> MaintenanceWindowIn:
+        try:
+            window(self.model_dump(mode="json", exclude_none=True))
+        except WindowError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+
+MaintenanceWindows = Annotated[list[MaintenanceWindowIn], Field(max_length=20)]
+
+
+# --- notification templates ----------------------------------------------------------------
+
+TemplateSource = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_SOURCE_CHARS)]
+
+
+def _templates_usable(model: BaseModel) -> None:
+    """Compile and test-render every template (sample firing and resolved alerts)."""
+    for name, source in model.model_dump(exclude_none=True).items():
+        try:
+            validate_template(source, max_chars=MAX_OUTPUT[name], html=name.endswith("_html"))
+        except NotificationTemplateError as error:
+            raise ValueError(f"templates.{name}: {error}") from None
+
+
+class EmailTemplates(Strict):
+    """Jinja2 (sandboxed) templates of an email notification; the context is ``alert``,
+    ``alerts``, ``type`` and ``timestamp``. A field an alert may lack needs ``| default``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject": "[{{ alert.severity | upper }}] {{ alert.rule_name }} on "
+                    "{{ alert.device_id }}",
+                    "body": "{{ alert.reason }} (value {{ alert.value | default('n/a') }})",
+                }
+            ]
+        },
+    )
+    subject: TemplateSource | None = None
+    body: TemplateSource | None = None
+    body_html: TemplateSource | None = Field(None, description="HTML part (autoescaped)")
+
+    @model_validator(mode="after")
+    def _usable(self) -> EmailTemplates:
+        _templates_usable(self)
+        return self
+
+
+class WebhookTemplates(Strict):
+    summary: TemplateSource | None = Field(
+        None, description="Rendered into the payload's data.summary"
+    )
+
+    @model_validator(mode="after")
+    def _usable(self) -> WebhookTemplates:
+        _templates_usable(self)
+        return self
+
+
 # --- integrations --------------------------------------------------------------------------
 
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
@@ -310,24 +414,30 @@ class WebhookIn(Strict):
     headers: Annotated[dict[HeaderName, HeaderValue], Field(max_length=20)] = Field(
         default_factory=dict
     )
+    maintenance_windows: MaintenanceWindows | None = None
+    templates: WebhookTemplates | None = None
 
 
 class EmailIn(Strict):
     name: Name
     kind: Literal["email"]
     to: Annotated[list[Email], Field(min_length=1, max_length=50)]
+    maintenance_windows: MaintenanceWindows | None = None
+    templates: EmailTemplates | None = None
 
 
 class MqttIn(Strict):
     name: Name
     kind: Literal["mqtt"]
     topic: MqttTopic
+    maintenance_windows: MaintenanceWindows | None = None
 
 
 class SnsIn(Strict):
     name: Name
     kind: Literal["sns"]
     topic_arn: SnsArn
+    maintenance_windows: MaintenanceWindows | None = None
 
 
 IntegrationIn = Annotated[WebhookIn | EmailIn | MqttIn | SnsIn, Field(discriminator="kind")]
@@ -370,6 +480,7 @@ class RouteMatch(Strict):
     severity_at_least: Severity | None = None
     rule_ids: Annotated[list[Id], Field(max_length=100)] | None = None
     device_tags: Tags | None = None
+    maintenance_windows: MaintenanceWindows | None = None
 
 
 class RouteIn(Strict):

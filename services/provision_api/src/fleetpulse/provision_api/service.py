@@ -540,7 +540,7 @@ _TABLES = {
 def _integration_data(
     integration_id: str, body: schemas.WebhookIn | schemas.EmailIn | schemas.MqttIn | schemas.SnsIn
 ) -> Row:
-    config = body.model_dump(mode="json", exclude={"name", "kind"})
+    config = body.model_dump(mode="json", exclude={"name", "kind"}, exclude_none=True)
     return {
         "integration_id": integration_id,
         "name": body.name,

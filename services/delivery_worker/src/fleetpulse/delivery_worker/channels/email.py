@@ -10,7 +10,8 @@ from email.message import EmailMessage
 import aiosmtplib
 import orjson
 
-from fleetpulse.delivery_worker.channels.base import Notification, subject_line
+from fleetpulse.common.templates import MAX_OUTPUT, NotificationTemplateError, render
+from fleetpulse.delivery_worker.channels.base import Notification, subject_line, templates_of
 from fleetpulse.delivery_worker.retry import AttemptResult
 
 
@@ -40,8 +41,12 @@ class EmailChannel:
         if not cfg.host or not recipients:
             return AttemptResult(ok=False, error="no SMTP host or no recipients", permanent=True)
         try:
+            message = self._message(notification, recipients)
+        except NotificationTemplateError as exc:  # the same template fails on every retry
+            return AttemptResult(ok=False, error=f"template: {exc}"[:500], permanent=True)
+        try:
             await aiosmtplib.send(
-                self._message(notification, recipients),
+                message,
                 hostname=cfg.host,
                 port=cfg.port,
                 username=cfg.username,
@@ -68,14 +73,21 @@ class EmailChannel:
         return AttemptResult(ok=True, status_code=250, latency_ms=_ms(started))
 
     def _message(self, notification: Notification, recipients: list[str]) -> EmailMessage:
+        """The message, from the integration's templates where it has them (subject, body,
+        body_html); :class:`NotificationTemplateError` if one cannot be rendered."""
+        templates, payload = templates_of(notification.config), notification.payload
         message = EmailMessage()
         message["From"] = self._config.sender
         message["To"] = ", ".join(recipients)
-        message["Subject"] = subject_line(notification.payload)
+        message["Subject"] = subject_line(payload, templates.get("subject"))
         message["Message-ID"] = f"<{notification.message_id}@fleetpulse>"
-        message.set_content(
-            orjson.dumps(dict(notification.payload), option=orjson.OPT_INDENT_2).decode()
-        )
+        if body := templates.get("body"):
+            message.set_content(render(body, payload, max_chars=MAX_OUTPUT["body"]))
+        else:
+            message.set_content(orjson.dumps(dict(payload), option=orjson.OPT_INDENT_2).decode())
+        if html := templates.get("body_html"):
+            limit = MAX_OUTPUT["body_html"]
+            message.add_alternative(render(html, payload, max_chars=limit, html=True), "html")
         return message
 
 

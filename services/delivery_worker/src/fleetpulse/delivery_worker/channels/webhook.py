@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import orjson
@@ -23,8 +24,9 @@ from fleetpulse.common.ssrf import (
     check_destination,
     webhook_destination,
 )
+from fleetpulse.common.templates import MAX_OUTPUT, NotificationTemplateError, render
 from fleetpulse.common.webhooks import signature_headers
-from fleetpulse.delivery_worker.channels.base import Notification
+from fleetpulse.delivery_worker.channels.base import Notification, templates_of
 from fleetpulse.delivery_worker.retry import AttemptResult, parse_retry_after
 
 RESERVED_HEADERS = frozenset(
@@ -58,8 +60,11 @@ class WebhookChannel:
 
     async def send(self, notification: Notification) -> AttemptResult:
         url = str(notification.config.get("url", ""))
-        body = orjson.dumps(dict(notification.payload))
         started = time.perf_counter()
+        try:
+            body = orjson.dumps(with_summary(notification))
+        except NotificationTemplateError as exc:  # the same template fails on every retry
+            return AttemptResult(ok=False, error=f"template: {exc}"[:500], permanent=True)
         try:
             return await self._post(
                 self._destination(url), body, self._headers(notification, body), started
@@ -108,6 +113,17 @@ class WebhookChannel:
         ) as resp:
             await _drain(resp)
             return _result(resp, started)
+
+
+def with_summary(notification: Notification) -> dict[str, Any]:
+    """The payload, with ``data.summary`` rendered from the integration's ``summary`` template
+    when it has one (:class:`NotificationTemplateError` if it cannot be rendered)."""
+    payload = dict(notification.payload)
+    template = templates_of(notification.config).get("summary")
+    if template:
+        summary = render(template, payload, max_chars=MAX_OUTPUT["summary"])
+        payload["data"] = {**(payload.get("data") or {}), "summary": summary}
+    return payload
 
 
 async def _drain(resp: aiohttp.ClientResponse, limit: int = 64 * 1024) -> None:
