@@ -26,7 +26,9 @@ import pytest
 from fleetpulse.common.crypto import SecretBox
 from fleetpulse.testing.terraform import REGION, REPO, Terraform, moto_module, unique_project
 
-pytestmark = pytest.mark.slow
+# terraform against moto: the module fixture (apply takes 2-5 min, more on a loaded machine) runs
+# inside the first test's timeout
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 # Resource types moto cannot hold (the provider waits forever on them): var.emulator leaves them
 # out of apply; test_terraform_plan.py checks they are planned without it.

@@ -14,7 +14,9 @@ import pytest
 
 from fleetpulse.testing.terraform import Terraform, moto_module
 
-pytestmark = pytest.mark.slow
+# terraform against moto: the module fixture (apply takes 2-5 min, more on a loaded machine) runs
+# inside the first test's timeout
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 EMULATOR_PLAN_ONLY = {
     "aws_sqs_queue_redrive_allow_policy",
