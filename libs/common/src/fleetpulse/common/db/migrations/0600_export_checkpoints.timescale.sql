@@ -18,8 +18,8 @@ ALTER TABLE telemetry ALTER COLUMN ingest_xid SET DEFAULT (pg_current_xact_id():
 CREATE INDEX telemetry_ingest_xid ON telemetry USING brin (ingest_xid);
 DO $$
 BEGIN
-    -- off by default in TimescaleDB 2.17+ (a GUC); optional here, so any refusal only logs
-    PERFORM set_config('timescaledb.enable_chunk_skipping', 'on', true);
+    -- needs timescaledb.enable_chunk_skipping (off by default, a server setting the operator
+    -- owns); an optimisation only, so any refusal (GUC off, older TimescaleDB) just logs
     PERFORM enable_chunk_skipping('telemetry', 'ingest_xid');
 EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'chunk skipping unavailable (%): the exporter scans compressed chunks', SQLERRM;
