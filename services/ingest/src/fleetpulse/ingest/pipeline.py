@@ -6,7 +6,11 @@ submit(envelope)``. So when writes slow down the sources stop pulling (and the b
 window stops sending). The collector takes messages in chunks, looks up unknown devices once per
 chunk, and validates without a coroutine per message. A batch flushes at
 ``max_rows`` readings or ``max_ms`` after its first message; ``writers`` batches are written
-concurrently. A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
+concurrently. A source with an in-flight window (an MQTT connection: the broker sends at most
+``window`` unacknowledged messages) puts at most ``window // writers`` messages in one batch, and
+the batch is written as soon as it holds that many: waiting for ``max_ms`` would wait for
+messages the broker will not send before the acks, and this way the next batch fills from the
+rest of the window while the first commits (its acks then reopen the window). A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
 retried with backoff until it commits; only then are the stored readings forwarded and the
 messages acknowledged to their source. A write whose data PostgreSQL refuses (class 22 data
 exception, 23 constraint violation) is bisected until the offending messages are isolated:
@@ -82,14 +86,21 @@ class Pipeline:
         self._resume_below = config.max_pending - max(1, config.max_pending // 4)
         self._batches: asyncio.Queue[Batch | None] = asyncio.Queue(config.writers)
         self._ackers: dict[Hashable, Acknowledge] = {}
+        self._per_batch: dict[Hashable, int] = {}
         self._tracer = tracer("fleetpulse.ingest")
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def register_source(self, source: Hashable, acknowledge: Acknowledge) -> None:
+    def register_source(
+        self, source: Hashable, acknowledge: Acknowledge, *, window: int | None = None
+    ) -> None:
+        """``acknowledge(tokens)`` is awaited after the batch holding them committed;
+        ``window``: at most this many of the source's messages are unacknowledged at a time."""
         self._ackers[source] = acknowledge
+        if window is not None:
+            self._per_batch[source] = max(1, window // self._config.writers)
 
     def offer(self, envelope: Envelope) -> bool:
         """Buffer ``envelope`` unless full; ``False`` means full: see :meth:`when_space`."""
@@ -138,6 +149,7 @@ class Pipeline:
         deadline = time.monotonic() + self._config.max_ms / 1000
         max_rows = self._config.max_rows
         pending = self._pending
+        per_batch, counts, window_full = self._per_batch, dict[Hashable, int](), False
         while batch.rows < max_rows:
             if not pending:
                 if not await self._arrival(deadline):
@@ -148,10 +160,15 @@ class Pipeline:
                 self._notify_space()
             await self._lookup_unknown(chunk)
             for index, envelope in enumerate(chunk):
-                if batch.rows >= max_rows:
+                if batch.rows >= max_rows or window_full:
                     pending.extendleft(reversed(chunk[index:]))  # next batch, same order
                     break
                 self._add(batch, envelope)
+                if per_batch and (cap := per_batch.get(envelope.source)) is not None:
+                    counted = counts[envelope.source] = counts.get(envelope.source, 0) + 1
+                    window_full = counted >= cap
+            if window_full:
+                break  # the source's share of its window is here: write it now
         return batch
 
     async def _first(self, stop: asyncio.Event) -> bool:
