@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e bench-export smoke simulate migrate \
+	bench-ingest bench-evaluator bench-delivery bench-api bench-e2e bench-export bench-layout smoke simulate migrate \
 	config-table contracts
 
 help: ## list the targets
@@ -57,7 +57,7 @@ format: sync ## ruff format and the safe ruff fixes
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-bench: sync ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
+bench: sync timescale-harness ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
 	$(UV) run python benchmarks/run_all.py
 
 bench-eventstore: sync ## event store appends/s and catch-up reads/s
@@ -80,6 +80,9 @@ bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on
 
 bench-export: sync ## exporter telemetry rows/s and events/s to S3 (moto) as Parquet
 	$(UV) run python benchmarks/export.py
+
+bench-layout: sync timescale-harness ## telemetry layouts: DB CPU and bytes per reading, readings/s
+	$(UV) run python benchmarks/telemetry_layout.py --timescale
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)

@@ -152,6 +152,14 @@ CREATE TABLE narrow (
     value float8 NOT NULL, seq bigint,
     {COMMON_TAIL}, UNIQUE (device_key, time, metric_id)) {PARTITIONED}""",
 }
+STAGING_TODAY = """
+CREATE TEMP TABLE stage_today (
+    time timestamptz, tenant_id text, device_id text, seq bigint, metrics jsonb,
+    received_at timestamptz) ON COMMIT DELETE ROWS"""
+INSERT_TODAY_FROM_STAGE = """
+INSERT INTO telemetry (time, tenant_id, device_id, seq, metrics, received_at)
+SELECT time, tenant_id, device_id, seq, metrics, received_at FROM stage_today
+ON CONFLICT (tenant_id, device_id, time) DO NOTHING"""
 STAGING = """
 CREATE TEMP TABLE stage_float8 (
     device_key int, time timestamptz, seq bigint, metric_ids smallint[], metric_values float8[],
@@ -209,6 +217,7 @@ class Columns:
     received: str
     narrow: tuple[str, ...]
     records: list[tuple[Any, ...]]
+    today_records: list[tuple[Any, ...]]
 
 
 def columns(batch: Batch, device_keys: dict[str, int], metric_ids: dict[str, int]) -> Columns:
@@ -249,6 +258,18 @@ def columns(batch: Batch, device_keys: dict[str, int], metric_ids: dict[str, int
             int_array(n_r),
         ),
         records,
+        [
+            (utc(t), tenant, device, seq, metrics, utc(r))
+            for t, tenant, device, seq, metrics, r in zip(
+                batch.times,
+                batch.tenants,
+                batch.devices,
+                batch.seqs,
+                batch.metrics,
+                batch.received,
+                strict=True,
+            )
+        ],
     )
 
 
@@ -300,9 +321,15 @@ def writers(
             await conn.copy_records_to_table("stage_float8", records=cols[i].records)
             await conn.execute(INSERT_FROM_STAGE)
 
+    async def copy_today(conn: asyncpg.Connection, i: int) -> None:
+        async with conn.transaction():
+            await conn.copy_records_to_table("stage_today", records=cols[i].today_records)
+            await conn.execute(INSERT_TODAY_FROM_STAGE)
+
     return {
         "today: PostgresTelemetryStore.write": ("telemetry", today),
         "today: telemetry statement only": ("telemetry", today_telemetry),
+        "today's layout, binary COPY + staging": ("telemetry", copy_today),
         "device key + jsonb": ("key_jsonb", key_jsonb),
         "device key + metric ids + float8[]": ("key_float8", arrays("key_float8", "float8")),
         "device key + metric ids + real[]": ("key_real", arrays("key_real", "real")),
@@ -364,6 +391,7 @@ async def plain_postgres(args: Any) -> dict[str, Figures]:
                     for sql in partitions_sql(table, start):
                         await conn.execute(sql)
                 await conn.execute(STAGING)
+                await conn.execute(STAGING_TODAY)
             store = PostgresTelemetryStore(pool)
             for label, (table, write) in writers(store_batches, cols, store).items():
                 for attempt in range(args.repeat):
@@ -444,6 +472,13 @@ async def main() -> None:
     p.add_argument("--redeliver", type=int, default=5, help="batches written a second time")
     p.add_argument("--repeat", type=int, default=2, help="runs per layout; the best is kept")
     p.add_argument("--timescale", action="store_true", help="also compress on TimescaleDB")
+    p.add_argument("--timescale-readings", type=int, default=20_000)
+    p.add_argument(
+        "--timescale-devices",
+        type=int,
+        default=50,
+        help="fewer devices than on PostgreSQL: a compressed segment holds one device's readings",
+    )
     args = p.parse_args()
     print(f"load average before: {os.getloadavg()}", file=sys.stderr, flush=True)
     results = await plain_postgres(args)

@@ -180,7 +180,9 @@ class PostgresTelemetryStore:
     ) -> list[asyncpg.Record]:
         """Second, conflict-free pass for rows an ``ON CONFLICT DO NOTHING`` lost after a conflict
         (a TimescaleDB compressed-chunk bug class); returns the keys it stored."""
-        missed = await conn.fetch(INSERT_MISSING_TELEMETRY + RETURNING_KEYS, *columns)
+        missed: list[asyncpg.Record] = await conn.fetch(
+            INSERT_MISSING_TELEMETRY + RETURNING_KEYS, *columns
+        )
         if missed:
             log.warning(
                 "telemetry rows lost by ON CONFLICT DO NOTHING were stored by a second pass",
