@@ -69,20 +69,24 @@ def device_id(i: int) -> str:
 
 
 PER_MESSAGE = 100
+WIDE = 8  # typed columns m1..m8 in the wide candidate
 METRIC_NAMES = ["temp_c", "rpm", "battery_v", "ok", "lat", "lon", "speed_kmh", "rssi_dbm"]
 
 
 # --------------------------------------------------------------------------- the readings
-def payload(ts0: int, metrics: int, j: int) -> bytes:
-    values = {
-        "temp_c": 21.5 + j % 7 * 0.25,
-        "rpm": 1200 + j,
-        "battery_v": 3.7 - j % 5 * 0.01,
-        "ok": j % 11 != 0,
-        "lat": 52.52 + j * 1e-5,
-        "lon": 13.405 + j * 1e-5,
-        "speed_kmh": 40 + j % 30,
-        "rssi_dbm": -70 - j % 20,
+def payload(ts0: int, metrics: int, i: int, j: int) -> bytes:
+    """Reading ``j`` of message ``i``: sensor-like values (2 decimals, pseudo-random noise), so
+    compression meets realistic entropy rather than repeated constants."""
+    noise = ((i * 7919 + j * 104_729) % 100_003) / 100_003
+    values: dict[str, float | bool] = {
+        "temp_c": round(21.5 + 3 * noise, 2),
+        "rpm": 1200 + int(800 * noise),
+        "battery_v": round(3.7 - 0.2 * noise, 3),
+        "ok": noise > 0.05,
+        "lat": round(52.52 + j * 1e-4 + noise * 1e-4, 6),
+        "lon": round(13.405 + j * 1e-4 - noise * 1e-4, 6),
+        "speed_kmh": round(40 + 30 * noise, 1),
+        "rssi_dbm": -70 - int(20 * noise),
     }
     chosen = METRIC_NAMES[:metrics]
     body = ",".join(
@@ -109,7 +113,7 @@ def batches(readings: int, metrics: int, devices: int, per_batch: int) -> list[B
         device = i % devices
         ts0 = base_ms - (i // devices) * PER_MESSAGE * 1000
         body = b'{"readings":[%s]}' % b",".join(
-            payload(ts0, metrics, j) for j in range(PER_MESSAGE)
+            payload(ts0, metrics, i, j) for j in range(PER_MESSAGE)
         )
         topic = f"tenant/{TENANT}/device/{device_id(device)}/telemetry"
         batch.add(Envelope("bench", topic, body, now_us), validator.validate(topic, body, now_us))
@@ -145,6 +149,11 @@ CREATE TABLE key_float8 (
 CREATE TABLE key_real (
     device_key int NOT NULL, time timestamptz NOT NULL, seq bigint,
     metric_ids smallint[] NOT NULL, metric_values real[] NOT NULL,
+    {COMMON_TAIL}, UNIQUE (device_key, time)) {PARTITIONED}""",
+    "key_wide": f"""
+CREATE TABLE key_wide (
+    device_key int NOT NULL, time timestamptz NOT NULL, seq bigint,
+    m1 float8, m2 float8, m3 float8, m4 float8, m5 float8, m6 float8, m7 float8, m8 float8,
     {COMMON_TAIL}, UNIQUE (device_key, time)) {PARTITIONED}""",
     "narrow": f"""
 CREATE TABLE narrow (
@@ -191,6 +200,14 @@ FROM unnest($1::text::bigint[], $2::text::int[], $3::text::bigint[], $4::text[],
             $6::text::bigint[]) AS u(t, k, s, i, v, r)
 ON CONFLICT (device_key, time) DO NOTHING"""
 
+# typed columns: metric id k (interned per tenant) is column m{k}; NULL where a reading lacks it
+INSERT_WIDE = """
+INSERT INTO key_wide (time, device_key, seq, m1, m2, m3, m4, m5, m6, m7, m8, received_at)
+SELECT fleetpulse_ts_us(u.t), u.k, u.s, u.m1, u.m2, u.m3, u.m4, u.m5, u.m6, u.m7, u.m8, fleetpulse_ts_us(u.r)
+FROM unnest($1::text::bigint[], $2::text::int[], $3::text::bigint[], $4::text::float8[], $5::text::float8[], $6::text::float8[], $7::text::float8[], $8::text::float8[], $9::text::float8[], $10::text::float8[], $11::text::float8[],
+            $12::text::bigint[]) AS u(t, k, s, m1, m2, m3, m4, m5, m6, m7, m8, r)
+ON CONFLICT (device_key, time) DO NOTHING"""
+
 INSERT_NARROW = """
 INSERT INTO narrow (time, device_key, metric_id, value, seq, received_at)
 SELECT fleetpulse_ts_us(u.t), u.k, u.i, u.v, u.s, fleetpulse_ts_us(u.r)
@@ -217,6 +234,7 @@ class Columns:
     received: str
     narrow: tuple[str, ...]
     records: list[tuple[Any, ...]]
+    wide: tuple[str, ...]
     today_records: list[tuple[Any, ...]]
 
 
@@ -226,6 +244,7 @@ def columns(batch: Batch, device_keys: dict[str, int], metric_ids: dict[str, int
     values: list[str] = []
     n_t, n_k, n_i, n_v, n_s, n_r = [], [], [], [], [], []
     records = []
+    wide: list[list[str]] = [[] for _ in range(WIDE)]
     for reading, key, seq, received in zip(
         batch.readings, keys, batch.seqs, batch.received, strict=True
     ):
@@ -241,6 +260,9 @@ def columns(batch: Batch, device_keys: dict[str, int], metric_ids: dict[str, int
             n_s.append(seq)
             n_r.append(received)
         records.append((key, utc(reading.time_us), seq, r_ids, r_vals, utc(received)))
+        by_id = dict(zip(r_ids, r_vals, strict=True))
+        for k in range(WIDE):
+            wide[k].append(repr(by_id[k + 1]) if k + 1 in by_id else "NULL")
     return Columns(
         int_array(batch.times),
         int_array(keys),
@@ -258,6 +280,7 @@ def columns(batch: Batch, device_keys: dict[str, int], metric_ids: dict[str, int
             int_array(n_r),
         ),
         records,
+        tuple("{" + ",".join(column) + "}" for column in wide),
         [
             (utc(t), tenant, device, seq, metrics, utc(r))
             for t, tenant, device, seq, metrics, r in zip(
@@ -313,6 +336,10 @@ def writers(
 
         return write
 
+    async def key_wide(conn: asyncpg.Connection, i: int) -> None:
+        c = cols[i]
+        await conn.execute(INSERT_WIDE, c.times, c.keys, c.seqs, *c.wide, c.received)
+
     async def narrow(conn: asyncpg.Connection, i: int) -> None:
         await conn.execute(INSERT_NARROW, *cols[i].narrow)
 
@@ -333,6 +360,7 @@ def writers(
         "device key + jsonb": ("key_jsonb", key_jsonb),
         "device key + metric ids + float8[]": ("key_float8", arrays("key_float8", "float8")),
         "device key + metric ids + real[]": ("key_real", arrays("key_real", "real")),
+        "device key + typed columns (m1..m8 float8)": ("key_wide", key_wide),
         "narrow (device key, time, metric id, float8)": ("narrow", narrow),
         "device key + float8[], binary COPY + staging": ("key_float8", copy_float8),
     }

@@ -1,5 +1,7 @@
 """Bytes per reading after compression on TimescaleDB (the PGlite harness), for today's layout
-and the best plain-PostgreSQL candidate (device key + metric ids + float8[]).
+and two candidates: device key + metric ids + float8[] (the arrays' runner-up on plain
+PostgreSQL) and device key + typed columns (one float8 column per interned metric: what
+TimescaleDB's per-column compression, Gorilla for floats, is built for).
 
 Used by ``telemetry_layout.py --timescale``. The harness (``fleetpulse.testing.timescale``)
 serves one in-memory database to one client at a time, so everything runs on one connection:
@@ -41,6 +43,14 @@ CANDIDATE_DDL = [
     "SELECT create_hypertable('key_float8', 'time', chunk_time_interval => interval '1 day')",
     """ALTER TABLE key_float8 SET (timescaledb.compress,
         timescaledb.compress_segmentby = 'device_key', timescaledb.compress_orderby = 'time DESC')""",
+    f"""CREATE TABLE key_wide (
+        device_key int NOT NULL, time timestamptz NOT NULL, seq bigint,
+        {", ".join(f"m{k} float8" for k in range(1, 9))},
+        received_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (device_key, time))""",
+    "SELECT create_hypertable('key_wide', 'time', chunk_time_interval => interval '1 day')",
+    """ALTER TABLE key_wide SET (timescaledb.compress,
+        timescaledb.compress_segmentby = 'device_key', timescaledb.compress_orderby = 'time DESC')""",
 ]
 
 
@@ -74,7 +84,14 @@ def _migrate(url: str) -> None:
 
 async def compressed_bytes(args: Any) -> dict[str, float]:
     """``{"<layout>: bytes/reading on TimescaleDB before|after compression": B}``."""
-    from telemetry_layout import INSERT_ARRAYS, METRIC_NAMES, batches, columns, device_id
+    from telemetry_layout import (
+        INSERT_ARRAYS,
+        INSERT_WIDE,
+        METRIC_NAMES,
+        batches,
+        columns,
+        device_id,
+    )
 
     devices = args.timescale_devices
     # PGlite (WebAssembly) aborts on 5000-reading statements ("unreachable"): smaller batches;
@@ -99,9 +116,11 @@ async def compressed_bytes(args: Any) -> dict[str, float]:
                     await conn.execute(ddl)
                 for c in cols:
                     await conn.execute(sql, c.times, c.keys, c.seqs, c.ids, c.values, c.received)
+                    await conn.execute(INSERT_WIDE, c.times, c.keys, c.seqs, *c.wide, c.received)
                 for label, table in (
                     ("today", "telemetry"),
                     ("device key + metric ids + float8[]", "key_float8"),
+                    ("device key + typed columns (m1..m8 float8)", "key_wide"),
                 ):
                     rows = await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
                     if rows != stored:
@@ -112,8 +131,9 @@ async def compressed_bytes(args: Any) -> dict[str, float]:
                     out[f"TimescaleDB {label}: bytes/reading uncompressed"] = before / stored
                     out[f"TimescaleDB {label}: bytes/reading compressed"] = after / stored
                     print(
-                        f"  TimescaleDB {label}: {before / stored:.1f} B/reading, "
-                        f"compressed {after / stored:.1f} B/reading ({stored} readings)",
+                        f"  TimescaleDB {label}: {before / stored:.2f} B/reading, "
+                        f"compressed {after / stored:.2f} B/reading ({stored} readings, "
+                        f"{before} -> {after} bytes)",
                         file=sys.stderr,
                         flush=True,
                     )
