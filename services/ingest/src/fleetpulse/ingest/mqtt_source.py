@@ -11,13 +11,14 @@ not new telemetry: they are counted as duplicates and acknowledged, never stored
 message published while ingest is subscribed arrives with RETAIN 0 and is stored once). Each
 connection holds at most the broker's ``max_inflight_messages``
 unacknowledged messages (MQTT 3.1.1 cannot negotiate it; ``max_inflight`` tells the pipeline
-the broker's value): the pipeline puts at most half of a connection's window in one batch and
-writes it at once, so while batch N commits batch N+1 fills from the other half, and batch N's
-acks reopen the window (acknowledging per committed batch, in any order, is what MQTT allows
-for QoS 1; Mosquitto frees an in-flight slot per PUBACK and sends the next queued message).
-Without it a single connection waited ``batch_max_ms`` for messages the broker would not send
-before the acks. When the pipeline's buffer is full a connection stops reading its socket
-until there is room.
+the broker's value): once a batch holds half of a connection's window and nothing more is
+buffered, the pipeline writes it at once, so while batch N commits batch N+1 fills from the
+other half, and batch N's acks reopen the window (acknowledging per committed batch, in any
+order, is what MQTT allows for QoS 1). Without it a single connection waited ``batch_max_ms``
+for messages the broker would not send before the acks. (Mosquitto 2.0.11, measured: it holds
+the window until the first PUBACK, after which each PUBACK releases up to a whole window of
+queued messages, so under load it rarely binds there.) When the pipeline's buffer is full a
+connection stops reading its socket until there is room.
 """
 
 from __future__ import annotations

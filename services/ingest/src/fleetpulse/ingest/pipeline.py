@@ -7,10 +7,12 @@ window stops sending). The collector takes messages in chunks, looks up unknown 
 chunk, and validates without a coroutine per message. A batch flushes at
 ``max_rows`` readings or ``max_ms`` after its first message; ``writers`` batches are written
 concurrently. A source with an in-flight window (an MQTT connection: the broker sends at most
-``window`` unacknowledged messages) puts at most ``window // writers`` messages in one batch, and
-the batch is written as soon as it holds that many: waiting for ``max_ms`` would wait for
-messages the broker will not send before the acks, and this way the next batch fills from the
-rest of the window while the first commits (its acks then reopen the window). A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
+``window`` unacknowledged messages) ends the wait early: once a batch holds ``window // writers``
+of its messages and nothing more is buffered, the batch is written at once instead of waiting
+out ``max_ms`` for messages the broker may not send before the acks; while it commits the next
+batch fills from the rest of the window, and its acks reopen the window. While messages keep
+coming the batch keeps filling up to ``max_rows`` (a broker that sends past the window costs
+nothing in batch size). A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
 retried with backoff until it commits; only then are the stored readings forwarded and the
 messages acknowledged to their source. A write whose data PostgreSQL refuses (class 22 data
 exception, 23 constraint violation) is bisected until the offending messages are isolated:
@@ -149,9 +151,11 @@ class Pipeline:
         deadline = time.monotonic() + self._config.max_ms / 1000
         max_rows = self._config.max_rows
         pending = self._pending
-        per_batch, counts, window_full = self._per_batch, dict[Hashable, int](), False
+        per_batch, counts, window_share = self._per_batch, dict[Hashable, int](), False
         while batch.rows < max_rows:
             if not pending:
+                if window_share:
+                    break  # a window's share is here and nothing more came: write it now
                 if not await self._arrival(deadline):
                     break
                 continue
@@ -160,15 +164,13 @@ class Pipeline:
                 self._notify_space()
             await self._lookup_unknown(chunk)
             for index, envelope in enumerate(chunk):
-                if batch.rows >= max_rows or window_full:
+                if batch.rows >= max_rows:
                     pending.extendleft(reversed(chunk[index:]))  # next batch, same order
                     break
                 self._add(batch, envelope)
                 if per_batch and (cap := per_batch.get(envelope.source)) is not None:
                     counted = counts[envelope.source] = counts.get(envelope.source, 0) + 1
-                    window_full = counted >= cap
-            if window_full:
-                break  # the source's share of its window is here: write it now
+                    window_share = window_share or counted >= cap
         return batch
 
     async def _first(self, stop: asyncio.Event) -> bool:
