@@ -75,7 +75,10 @@ def main() -> None:
     p.add_argument("--batched", type=int, default=3000, help="100-reading messages")
     p.add_argument("--publishers", type=int, default=3)
     p.add_argument("--max-inflight", type=int, default=None)
+    p.add_argument("--no-forward", action="store_true", help="ingest does not feed the evaluator")
     args = p.parse_args()
+    if args.no_forward:
+        services.SINGLE_INGEST_ENV["FLEETPULSE_FORWARD_TO_EVALUATOR"] = "false"
     if args.max_inflight is not None:
         services.SINGLE_INGEST_ENV["FLEETPULSE_MQTT_MAX_INFLIGHT"] = str(args.max_inflight)
     print(f"ingest env: {services.SINGLE_INGEST_ENV}", file=sys.stderr, flush=True)
