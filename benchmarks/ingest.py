@@ -13,6 +13,11 @@ load generator is not the limit.
 
     uv run python benchmarks/ingest.py [--single 60000] [--batched 3000] [--publishers 3]
                                        [--rate-fraction 0.7]
+
+The shipped single ingest (one plain persistent subscription) instead of the four shared
+connections, one overloaded run only (before/after comparisons, issue 17)::
+
+    uv run python benchmarks/ingest.py --only batched --connections 1 --share-group ""
 """
 
 from __future__ import annotations
