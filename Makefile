@@ -12,7 +12,7 @@ TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
 	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e bench-export bench-console \
-	smoke verify simulate migrate config-table contracts console console-test
+	bench-layout smoke verify simulate migrate config-table contracts console console-test
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -68,7 +68,7 @@ format: sync ## ruff format and the safe ruff fixes
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-bench: sync console ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
+bench: sync console timescale-harness ## every benchmark; writes benchmarks/results.json and benchmarks/results.md
 	$(UV) run python benchmarks/run_all.py
 
 bench-eventstore: sync ## event store appends/s and catch-up reads/s
@@ -97,6 +97,9 @@ bench-export: sync ## exporter telemetry rows/s and events/s to S3 (moto) as Par
 
 bench-console: sync console ## the console's fleet page with 10,000 devices in Chromium (first rows, paging, scroll frames)
 	$(UV) run python benchmarks/console.py
+
+bench-layout: sync timescale-harness ## telemetry layouts: DB CPU and bytes per reading, readings/s
+	$(UV) run python benchmarks/telemetry_layout.py --timescale
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up; SMOKE_ARGS="--mode aws" for AWS)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)

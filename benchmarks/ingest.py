@@ -13,6 +13,11 @@ load generator is not the limit.
 
     uv run python benchmarks/ingest.py [--single 60000] [--batched 3000] [--publishers 3]
                                        [--rate-fraction 0.7]
+
+The shipped single ingest (one plain persistent subscription) instead of the four shared
+connections, one overloaded run only (before/after comparisons, issue 17)::
+
+    uv run python benchmarks/ingest.py --only batched --connections 1 --share-group ""
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ DEVICES = 2000
 # "stall"); reusing the prefix resumes the sessions, and forget_sessions() removes them after.
 INGEST_CLIENT_ID = "bench-ingest"
 INGEST_CONNECTIONS = 4
+INGEST_SHARE_GROUP = "ingest"
 
 
 def single_messages(n: int, base_ms: int) -> list[tuple[str, bytes]]:
@@ -217,6 +223,7 @@ async def run_ingest_scenario(
         "FLEETPULSE_MQTT_URL": broker.url_for(user, "pw"),
         "FLEETPULSE_MQTT_CLIENT_ID": INGEST_CLIENT_ID,
         "FLEETPULSE_MQTT_CONNECTIONS": str(INGEST_CONNECTIONS),
+        "FLEETPULSE_MQTT_SHARE_GROUP": INGEST_SHARE_GROUP,
         # the probe device publishes ~50 messages/s: above the default 20/s device limit
         "FLEETPULSE_RATE_LIMIT_PER_S": "200",
         "FLEETPULSE_RATE_LIMIT_BURST": "500",
@@ -369,6 +376,7 @@ async def run_mosquitto_sub(
 
 
 async def main() -> None:
+    global INGEST_CONNECTIONS, INGEST_SHARE_GROUP  # read by the scenario helpers
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--single", type=int, default=60_000, help="single-reading messages")
     p.add_argument("--batched", type=int, default=3_000, help="100-reading messages")
@@ -380,7 +388,29 @@ async def main() -> None:
         default=0.7,
         help="below-capacity runs offer this fraction of the overloaded throughput (0: skip them)",
     )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=INGEST_CONNECTIONS,
+        help="FLEETPULSE_MQTT_CONNECTIONS of the ingest under test",
+    )
+    p.add_argument(
+        "--share-group",
+        default=INGEST_SHARE_GROUP,
+        help="FLEETPULSE_MQTT_SHARE_GROUP ('' with --connections 1: the shipped single ingest)",
+    )
+    p.add_argument(
+        "--only",
+        choices=["single", "batched"],
+        help="only this overloaded run (no paced, naive or mosquitto_sub runs)",
+    )
     args = p.parse_args()
+    INGEST_CONNECTIONS, INGEST_SHARE_GROUP = args.connections, args.share_group
+    print(
+        f"ingest: {INGEST_CONNECTIONS} connection(s), share group {INGEST_SHARE_GROUP!r}",
+        file=sys.stderr,
+        flush=True,
+    )
     print(f"load average before: {os.getloadavg()}", file=sys.stderr, flush=True)
     broker = start_mosquitto(Path(tempfile.mkdtemp(prefix="fp-bench-")))
     user = "bench"
@@ -397,6 +427,32 @@ async def main() -> None:
         )
         await pool.execute("SELECT fleetpulse_ensure_telemetry_partitions(2, 2)")
         base_ms = int(time.time() * 1000)
+        if args.only:
+            count = args.batched if args.only == "batched" else args.single
+            per = 100 if args.only == "batched" else 1
+            stream = (
+                batched_messages(count, base_ms - 3_600_000)
+                if per == 100
+                else single_messages(count, base_ms)
+            )
+            o_msgs, o_reads, o_lat, o_rss = await run_ingest_scenario(
+                db_url, broker, user, pool, stream, count * per, args.publishers, processes
+            )
+            forget_sessions(broker, user)
+            print(f"load average after: {os.getloadavg()}", file=sys.stderr, flush=True)
+            label = "batched(100)" if per == 100 else "single"
+            report(
+                f"ingest, {label} only ({INGEST_CONNECTIONS} conn, group {INGEST_SHARE_GROUP!r})",
+                {
+                    f"{label}: messages/s": o_msgs,
+                    f"{label}: readings/s": o_reads,
+                    f"overloaded {label}: latency p99 ms": percentile(o_lat, 0.99),
+                    f"peak RSS MiB ({label})": o_rss,
+                },
+                args.baseline,
+                args.save,
+            )
+            return
         single = single_messages(args.single, base_ms)
         s_msgs, _, s_lat, s_rss = await run_ingest_scenario(
             db_url, broker, user, pool, single, args.single, args.publishers, processes

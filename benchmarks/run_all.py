@@ -25,12 +25,26 @@ BENCHMARKS = (
     "e2e",
     "export",
     "console",
+    "telemetry_layout",
+)
+EXTRA_ARGS = {"telemetry_layout": ["--timescale"]}
+LAYOUT_MEASURES = (
+    ("DB CPU us/reading", "DB CPU µs/reading"),
+    ("DB CPU us/redelivered reading", "DB CPU µs/redelivered reading"),
+    ("bytes/reading at rest", "bytes/reading at rest"),
+    ("readings/s", "readings/s"),
 )
 
 
 def run_one(name: str, out: Path) -> dict[str, float]:
     print(f"== {name}", flush=True)
-    command = [sys.executable, str(HERE / f"{name}.py"), "--save", str(out)]
+    command = [
+        sys.executable,
+        str(HERE / f"{name}.py"),
+        "--save",
+        str(out),
+        *EXTRA_ARGS.get(name, []),
+    ]
     completed = subprocess.run(command, cwd=HERE.parent, check=False)
     if completed.returncode != 0 or not out.exists():
         print(f"!! {name} failed (exit {completed.returncode})", flush=True)
@@ -46,6 +60,49 @@ def markdown(results: dict[str, dict[str, float]], baseline: dict[str, dict[str,
             before = baseline.get(name, {}).get(figure)
             shown = f"{before:,.1f}" if isinstance(before, int | float) else ""
             lines.append(f"| {name} | {figure} | {value:,.1f} | {shown} |")
+    layouts = results.get("telemetry_layout")
+    return "\n".join(lines) + "\n" + (layout_section(layouts) if layouts else "")
+
+
+def layout_section(figures: dict[str, float]) -> str:
+    """The telemetry layouts side by side: one row per layout, one column per measure."""
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in figures.items():
+        layout, _, measure = key.rpartition(": ")
+        rows.setdefault(layout, {})[measure] = value
+    base = rows.get("today: telemetry statement only", {}).get("DB CPU us/reading")
+    head = [label for _, label in LAYOUT_MEASURES] + ["DB CPU vs today"]
+    lines = [
+        "",
+        "## Telemetry layouts side by side (`make bench-layout`, issue 17)",
+        "",
+        "Database CPU is the backend process's user+system CPU; bytes at rest are table + "
+        "indexes per stored reading (plain PostgreSQL), and on TimescaleDB (PGlite harness) "
+        "before and after compressing every chunk. See `benchmarks/telemetry_layout.py`.",
+        "",
+        "| layout | " + " | ".join(head) + " |",
+        "| --- |" + " ---: |" * len(head),
+    ]
+    for layout, measures in rows.items():
+        if layout.startswith("TimescaleDB"):
+            continue
+        cells = [f"{measures[m]:,.1f}" if m in measures else "" for m, _ in LAYOUT_MEASURES]
+        cpu = measures.get("DB CPU us/reading")
+        cells.append(f"{cpu / base:.2f}" if cpu and base else "")
+        lines.append(f"| {layout} | " + " | ".join(cells) + " |")
+    timescale = {k: v for k, v in rows.items() if k.startswith("TimescaleDB")}
+    if timescale:
+        lines += [
+            "",
+            "| TimescaleDB layout | bytes/reading uncompressed | bytes/reading compressed |",
+            "| --- | ---: | ---: |",
+        ]
+        for layout, measures in timescale.items():
+            before = measures.get("bytes/reading uncompressed", float("nan"))
+            after = measures.get("bytes/reading compressed", float("nan"))
+            lines.append(
+                f"| {layout.removeprefix('TimescaleDB ')} | {before:,.1f} | {after:,.1f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

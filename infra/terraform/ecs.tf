@@ -365,7 +365,8 @@ locals {
     "persistence_location /mosquitto/data/",
     "log_dest stdout",
     "log_timestamp_format %Y-%m-%dT%H:%M:%S",
-    "max_inflight_messages 100",
+    # = ingest's FLEETPULSE_MQTT_MAX_INFLIGHT (default 1000): half a window per batch
+    "max_inflight_messages 1000",
     "max_queued_messages 10000",
     "",
   ])

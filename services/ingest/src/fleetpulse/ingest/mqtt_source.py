@@ -10,8 +10,15 @@ reconnects. Retained messages the broker re-sends on a (re)subscription (RETAIN 
 not new telemetry: they are counted as duplicates and acknowledged, never stored (a retained
 message published while ingest is subscribed arrives with RETAIN 0 and is stored once). Each
 connection holds at most the broker's ``max_inflight_messages``
-unacknowledged messages, so several connections keep batches full. When the pipeline's buffer is
-full a connection stops reading its socket until there is room.
+unacknowledged messages (MQTT 3.1.1 cannot negotiate it; ``max_inflight`` tells the pipeline
+the broker's value): once a batch holds half of a connection's window and nothing more is
+buffered, the pipeline writes it at once, so while batch N commits batch N+1 fills from the
+other half, and batch N's acks reopen the window (acknowledging per committed batch, in any
+order, is what MQTT allows for QoS 1). Without it a single connection waited ``batch_max_ms``
+for messages the broker would not send before the acks. (Mosquitto 2.0.11, measured: it holds
+the window until the first PUBACK, after which each PUBACK releases up to a whole window of
+queued messages, so under load it rarely binds there.) When the pipeline's buffer is full a
+connection stops reading its socket until there is room.
 """
 
 from __future__ import annotations
@@ -80,6 +87,7 @@ class MqttSource:
         client_id_prefix: str,
         connections: int,
         share_group: str,
+        max_inflight: int | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._pipeline = pipeline
@@ -87,7 +95,7 @@ class MqttSource:
         self._topic = subscription_filter(share_group)
         self._connections = [_Connection(self, i) for i in range(connections)]
         for connection in self._connections:
-            pipeline.register_source(connection.key, connection.acknowledge)
+            pipeline.register_source(connection.key, connection.acknowledge, window=max_inflight)
 
     @property
     def ready(self) -> bool:

@@ -6,7 +6,13 @@ submit(envelope)``. So when writes slow down the sources stop pulling (and the b
 window stops sending). The collector takes messages in chunks, looks up unknown devices once per
 chunk, and validates without a coroutine per message. A batch flushes at
 ``max_rows`` readings or ``max_ms`` after its first message; ``writers`` batches are written
-concurrently. A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
+concurrently. A source with an in-flight window (an MQTT connection: the broker sends at most
+``window`` unacknowledged messages) ends the wait early: once a batch holds ``window // writers``
+of its messages and nothing more is buffered, the batch is written at once instead of waiting
+out ``max_ms`` for messages the broker may not send before the acks; while it commits the next
+batch fills from the rest of the window, and its acks reopen the window. While messages keep
+coming the batch keeps filling up to ``max_rows`` (a broker that sends past the window costs
+nothing in batch size). A write that fails for a transient reason (``fleetpulse.common.db.errors``) is
 retried with backoff until it commits; only then are the stored readings forwarded and the
 messages acknowledged to their source. A write whose data PostgreSQL refuses (class 22 data
 exception, 23 constraint violation) is bisected until the offending messages are isolated:
@@ -82,14 +88,21 @@ class Pipeline:
         self._resume_below = config.max_pending - max(1, config.max_pending // 4)
         self._batches: asyncio.Queue[Batch | None] = asyncio.Queue(config.writers)
         self._ackers: dict[Hashable, Acknowledge] = {}
+        self._per_batch: dict[Hashable, int] = {}
         self._tracer = tracer("fleetpulse.ingest")
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def register_source(self, source: Hashable, acknowledge: Acknowledge) -> None:
+    def register_source(
+        self, source: Hashable, acknowledge: Acknowledge, *, window: int | None = None
+    ) -> None:
+        """``acknowledge(tokens)`` is awaited after the batch holding them committed;
+        ``window``: at most this many of the source's messages are unacknowledged at a time."""
         self._ackers[source] = acknowledge
+        if window is not None:
+            self._per_batch[source] = max(1, window // self._config.writers)
 
     def offer(self, envelope: Envelope) -> bool:
         """Buffer ``envelope`` unless full; ``False`` means full: see :meth:`when_space`."""
@@ -138,8 +151,11 @@ class Pipeline:
         deadline = time.monotonic() + self._config.max_ms / 1000
         max_rows = self._config.max_rows
         pending = self._pending
+        per_batch, counts, window_share = self._per_batch, dict[Hashable, int](), False
         while batch.rows < max_rows:
             if not pending:
+                if window_share:
+                    break  # a window's share is here and nothing more came: write it now
                 if not await self._arrival(deadline):
                     break
                 continue
@@ -152,6 +168,9 @@ class Pipeline:
                     pending.extendleft(reversed(chunk[index:]))  # next batch, same order
                     break
                 self._add(batch, envelope)
+                if per_batch and (cap := per_batch.get(envelope.source)) is not None:
+                    counted = counts[envelope.source] = counts.get(envelope.source, 0) + 1
+                    window_share = window_share or counted >= cap
         return batch
 
     async def _first(self, stop: asyncio.Event) -> bool:

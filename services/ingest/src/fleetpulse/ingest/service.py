@@ -108,6 +108,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Ingest]:
                 client_id_prefix=settings.mqtt_client_id,
                 connections=settings.mqtt_connections,
                 share_group=settings.mqtt_share_group,
+                max_inflight=settings.mqtt_max_inflight or None,
             )
         sqs_source = None
         if "sqs" in settings.source_names:

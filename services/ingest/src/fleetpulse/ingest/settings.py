@@ -43,6 +43,17 @@ class Settings(ServiceSettings):
         "with the persistent session after a broker restart; it drops $share subscriptions "
         "there, so until ingest reconnects a restarted broker discards what devices publish",
     )
+    mqtt_max_inflight: int = Field(
+        default=1000,
+        ge=0,
+        le=65_535,
+        description="The broker's max_inflight_messages (per connection; MQTT 3.1.1 cannot "
+        "negotiate it): a batch holding this / FLEETPULSE_WRITERS messages of one connection "
+        "is written as soon as nothing more is buffered instead of waiting out "
+        "FLEETPULSE_BATCH_MAX_MS, so the next batch fills while it commits. Higher than the "
+        "broker's: a full window waits FLEETPULSE_BATCH_MAX_MS; lower: smaller batches when "
+        "traffic pauses; 0: no window (batches wait for rows or time only)",
+    )
     batch_max_rows: int = Field(
         default=5000, ge=1, le=100_000, description="Flush a batch at this many readings"
     )

@@ -1,0 +1,107 @@
+"""Batched readings/s through the dev stack's own ingest (the shipped single-ingest setup).
+
+A private dev stack (``fleetpulse.devstack.stack.private_stack``: every service, its broker
+config, one ingest with one plain persistent subscription, forwarding to the evaluator on),
+``--devices`` devices registered, a publisher user added to its broker, then ``--batched``
+100-reading messages published by ``--publishers`` raw QoS 1 publishers; readings/s = stored
+readings / time from the first publish until the last row is in ``telemetry``.
+``--max-inflight`` overrides ingest's ``FLEETPULSE_MQTT_MAX_INFLIGHT`` (0: the behaviour before
+the window flush), so before/after run back to back on the same machine.
+
+    uv run python benchmarks/ingest_devstack.py [--batched 3000] [--max-inflight 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import parser, report
+from ingest import DEVICES, TENANT, batched_messages, publish_all, wait_rows
+
+from fleetpulse.devstack import services
+from fleetpulse.devstack.broker import Acl, dynsec_control, user_commands
+from fleetpulse.devstack.stack import private_stack
+from fleetpulse.testing.postgres import server_url, unique_name
+
+PUBLISHER = "bench-publisher"
+
+
+class _Broker:
+    """What ``publish_all`` needs of a broker."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+
+async def measure(stack: services.StackConfig, args: argparse.Namespace) -> dict[str, float]:
+    db_url = stack.database_url
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+    try:
+        await pool.executemany(
+            "INSERT INTO devices (tenant_id, device_id, status, registered_at, updated_at, "
+            "version) VALUES ($1, $2, 'active', now(), now(), 1) ON CONFLICT DO NOTHING",
+            [(TENANT, f"d{i}") for i in range(DEVICES)],
+        )
+        await asyncio.sleep(2.5)  # ingest's registry poll (1 s) sees them
+        messages = batched_messages(args.batched, int(time.time() * 1000) - 3_600_000)
+        broker = _Broker(stack.host, stack.ports.mqtt)
+        started = time.perf_counter()
+        await publish_all(broker, PUBLISHER, messages, args.publishers)
+        ended = await wait_rows(pool, args.batched * 100)
+    finally:
+        await pool.close()
+    seconds = ended - started
+    return {
+        "dev stack batched(100): readings/s": args.batched * 100 / seconds,
+        "dev stack batched(100): messages/s": args.batched / seconds,
+    }
+
+
+def _say(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--batched", type=int, default=3000, help="100-reading messages")
+    p.add_argument("--publishers", type=int, default=3)
+    p.add_argument("--max-inflight", type=int, default=None)
+    p.add_argument("--no-forward", action="store_true", help="ingest does not feed the evaluator")
+    args = p.parse_args()
+    if args.no_forward:
+        services.SINGLE_INGEST_ENV["FLEETPULSE_FORWARD_TO_EVALUATOR"] = "false"
+    if args.max_inflight is not None:
+        services.SINGLE_INGEST_ENV["FLEETPULSE_MQTT_MAX_INFLIGHT"] = str(args.max_inflight)
+    print(f"ingest env: {services.SINGLE_INGEST_ENV}", file=sys.stderr, flush=True)
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="fp-bench-dev-") as tmp:
+        database = unique_name("fp_bench_dev_ingest")
+        with private_stack(server_url(), database, Path(tmp), _say) as stack:
+            config = stack.config
+            dynsec_control(
+                config.host,
+                config.ports.mqtt,
+                config.secrets.mqtt_admin_password,
+                user_commands(PUBLISHER, "pw", [Acl("publishClientSend", "tenant/#")]),
+            )
+            figures = asyncio.run(measure(config, args))
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr, flush=True)
+    report(
+        "ingest through the dev stack (one ingest, plain subscription)",
+        figures,
+        args.baseline,
+        args.save,
+    )
+
+
+if __name__ == "__main__":
+    main()
