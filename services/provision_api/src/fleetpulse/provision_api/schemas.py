@@ -197,6 +197,10 @@ class ThresholdRuleIn(Strict):
     duration_s: Seconds = 0
     severity: Severity
     device_selector: DeviceSelector = Field(default_factory=DeviceSelector)
+    enabled: bool = Field(
+        default=True,
+        description="false: kept but not evaluated; its open alerts resolve (rule_disabled)",
+    )
 
 
 class NoDataRuleIn(Strict):
@@ -218,6 +222,10 @@ class NoDataRuleIn(Strict):
     timeout_s: Annotated[int, Field(ge=1, le=30 * 86400)]
     severity: Severity
     device_selector: DeviceSelector = Field(default_factory=DeviceSelector)
+    enabled: bool = Field(
+        default=True,
+        description="false: kept but not evaluated; its open alerts resolve (rule_disabled)",
+    )
 
 
 RuleIn = Annotated[ThresholdRuleIn | NoDataRuleIn, Field(discriminator="kind")]
