@@ -92,3 +92,37 @@ async def test_disabled_rule_resolves_its_alert_and_is_not_evaluated_until_enabl
     assert enabled.json()["enabled"] is True
     await live.readings("d1", (20, {"temp_c": 96}))
     assert [a["type"] for a in await alert_rows(db_pool)][-1] == "AlertOpened"  # control
+
+
+@pytest.mark.usefixtures("tenants")
+async def test_device_attributes_are_patched_as_events_and_reach_the_evaluator_catalog(
+    api: httpx.AsyncClient, oidc: TestIssuer, db_pool: asyncpg.Pool
+) -> None:
+    admin = oidc.headers("acme")
+    await register(api, admin, "d1")
+    live = Live(db_pool)
+    await live.refresh()
+    assert live.catalog.device(("acme", "d1")).attributes == {}  # type: ignore[union-attr]
+
+    attributes = {"max_temp_c": 7.5, "site": "berlin", "reefer": True}
+    patched = await api.patch(
+        "/api/v1/devices/d1", json={"attributes": attributes}, headers={**admin, "If-Match": '"2"'}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["attributes"] == attributes
+    assert patched.json()["tags"] == {}  # fields left out keep their value
+    event = await db_pool.fetchrow(
+        "SELECT data FROM events WHERE type = 'DeviceUpdated' AND tenant_id = 'acme'"
+    )
+    assert event["data"] == {"device_id": "d1", "attributes": attributes}
+    await live.refresh()
+    assert live.catalog.device(("acme", "d1")).attributes == attributes  # type: ignore[union-attr]
+
+    for bad in ({"attributes": {"bad key": 1}}, {"attributes": {"x": [1]}}, {"colour": "red"}):
+        refused = await api.patch("/api/v1/devices/d1", json=bad, headers=admin)
+        assert refused.status_code == 422, (bad, refused.text)
+    other = await api.patch(
+        "/api/v1/devices/d1", json={"attributes": {}}, headers=oidc.headers("globex")
+    )
+    assert other.status_code == 404  # tenant-scoped
+    assert (await api.get("/api/v1/devices/d1", headers=admin)).json()["attributes"] == attributes

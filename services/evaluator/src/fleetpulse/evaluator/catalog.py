@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -35,6 +35,8 @@ DeviceKey = tuple[str, str]
 class DeviceInfo:
     tags: Mapping[str, Any]
     active: bool = True
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    """Per-device values rules compare to (``threshold_from: "attributes.<key>"``)."""
 
 
 class Catalog:
@@ -187,8 +189,12 @@ class PostgresCatalogSource:
         return rules, disabled
 
     async def _load_devices(self) -> dict[DeviceKey, DeviceInfo]:
-        rows = await self._pool.fetch("SELECT tenant_id, device_id, tags, status FROM devices")
+        rows = await self._pool.fetch(
+            "SELECT tenant_id, device_id, tags, status, attributes FROM devices"
+        )
         return {
-            (r["tenant_id"], r["device_id"]): DeviceInfo(r["tags"] or {}, r["status"] == "active")
+            (r["tenant_id"], r["device_id"]): DeviceInfo(
+                r["tags"] or {}, r["status"] == "active", r["attributes"] or {}
+            )
             for r in rows
         }

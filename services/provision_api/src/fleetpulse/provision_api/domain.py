@@ -124,6 +124,18 @@ def decommission(device_id: str, status: str, now: datetime) -> NewEvent:
     return NewEvent("DeviceDecommissioned", {"device_id": device_id, "decommissioned_at": iso(now)})
 
 
+def device_updated(
+    device_id: str, current: Mapping[str, Any], changes: Mapping[str, Any]
+) -> NewEvent | None:
+    """``DeviceUpdated`` with the fields of ``changes`` that differ from ``current`` (None if
+    nothing changes); a decommissioned device cannot be edited."""
+    require_active(device_id, str(current["status"]))
+    changed = {k: v for k, v in changes.items() if current.get(k) != v}
+    if not changed:
+        return None
+    return NewEvent("DeviceUpdated", {"device_id": device_id, **changed})
+
+
 def require_active(device_id: str, status: str) -> None:
     if status != "active":
         raise ConflictError(f"device {device_id} is decommissioned")

@@ -68,6 +68,13 @@ TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 TagValue = Annotated[Line, StringConstraints(max_length=256)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=32)]
 Metric = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+AttributeValue = (
+    Annotated[Line, StringConstraints(max_length=256)]
+    | bool
+    | Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+)
+Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(max_length=64)]
 Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 Operator = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
@@ -135,10 +142,29 @@ class DeviceCreate(Strict):
     tags: Tags = Field(default_factory=dict)
 
 
+class DevicePatch(Strict):
+    """Fields to change; those left out keep their value (``name: null`` clears the name)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "Reefer 42", "attributes": {"max_temp_c": 8, "site": "berlin"}}]
+        },
+    )
+    name: Name | None = None
+    tags: Tags | None = Field(default=None, description="Replaces every tag")
+    attributes: Attributes | None = Field(
+        default=None,
+        description="Replaces every attribute (strings, numbers, booleans); rules read them "
+        "with threshold_from: attributes.<key>",
+    )
+
+
 class Device(BaseModel):
     device_id: str
     name: str | None
     tags: dict[str, str]
+    attributes: dict[str, Any] = Field(default_factory=dict)
     status: Literal["active", "decommissioned"]
     credentials_version: int
     registered_at: datetime

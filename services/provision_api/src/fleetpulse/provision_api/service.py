@@ -232,6 +232,25 @@ class Commands:
             await self._append(unit, stream, [event], tenant_id, expected, actor)
             return Registered(await self._device(unit, tenant_id, device_id), credentials)
 
+    async def update_device(
+        self,
+        tenant_id: str,
+        device_id: str,
+        changes: dict[str, Any],
+        if_match: int | None,
+        actor: str,
+    ) -> Row:
+        """Rename, retag or set the attributes of a device (``DeviceUpdated``); the evaluator
+        and dispatcher see them on their next catalog refresh. Unchanged fields append nothing."""
+        stream = stream_id("device", tenant_id, device_id)
+        async with self._writer.unit(stream) as unit:
+            row = await self._device(unit, tenant_id, device_id)
+            expected = domain.expect_version(if_match, row["version"])
+            event = domain.device_updated(device_id, row, changes)
+            if event is not None:
+                await self._append(unit, stream, [event], tenant_id, expected, actor)
+            return await self._device(unit, tenant_id, device_id)
+
     async def decommission(
         self, tenant_id: str, device_id: str, if_match: int | None, actor: str
     ) -> Row:

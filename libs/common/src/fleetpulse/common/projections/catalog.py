@@ -99,6 +99,27 @@ async def _device_decommissioned(conn: asyncpg.Connection, event: RecordedEvent)
     )
 
 
+async def _device_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    """Only the fields the event carries change (``name`` may be null: cleared)."""
+    data = event.data
+    await conn.execute(
+        """
+        UPDATE devices SET name = CASE WHEN $3 THEN $4 ELSE name END,
+               tags = coalesce($5::jsonb, tags), attributes = coalesce($8::jsonb, attributes),
+               updated_at = $6, version = $7
+        WHERE tenant_id = $1 AND device_id = $2 AND version < $7
+        """,
+        event.tenant_id,
+        data["device_id"],
+        "name" in data,
+        data.get("name"),
+        data.get("tags"),
+        event.recorded_at,
+        event.version,
+        data.get("attributes"),
+    )
+
+
 async def _profile_created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     data = event.data
     expires_at = _at(event, "expires_at") if data.get("expires_at") else None
@@ -280,6 +301,7 @@ HANDLERS: dict[str, Handler] = {
     "DeviceCredentialsIssued": _device_credentials,
     "DeviceCredentialsRotated": _device_credentials,
     "DeviceDecommissioned": _device_decommissioned,
+    "DeviceUpdated": _device_updated,
     "ProvisioningProfileCreated": _profile_created,
     "ProvisioningProfileClaimed": _profile_claimed,
     "ProvisioningProfileRevoked": _profile_revoked,

@@ -109,6 +109,24 @@ async def get_device(
     return row
 
 
+@router.patch("/{device_id}", response_model=schemas.Device, responses=problems(404, 409, 412))
+async def update_device(
+    device_id: DeviceId,
+    body: schemas.DevicePatch,
+    caller: TenantAdmin,
+    wired: Wired,
+    version: IfMatch,
+    response: Response,
+) -> Any:
+    """Rename, retag or set attributes (a ``DeviceUpdated`` event); ``tags`` and
+    ``attributes`` each replace every key."""
+    changes = body.model_dump(include=body.model_fields_set)
+    await wired.commands.update_device(caller.tenant_id, device_id, changes, version, caller.actor)
+    row = await wired.queries.device(caller.tenant_id, device_id)
+    response.headers.update(etag(row["version"]))
+    return row
+
+
 @router.delete(
     "/{device_id}", response_model=schemas.Device, responses=problems(404, 409, 412, 503)
 )
