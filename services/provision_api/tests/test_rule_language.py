@@ -126,3 +126,131 @@ async def test_device_attributes_are_patched_as_events_and_reach_the_evaluator_c
     )
     assert other.status_code == 404  # tenant-scoped
     assert (await api.get("/api/v1/devices/d1", headers=admin)).json()["attributes"] == attributes
+
+
+async def create(api: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any]) -> str:
+    response = await api.post("/api/v1/rules", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["rule_id"])
+
+
+@pytest.mark.usefixtures("tenants")
+async def test_threshold_from_a_device_attribute_with_a_default(
+    api: httpx.AsyncClient, oidc: TestIssuer, db_pool: asyncpg.Pool
+) -> None:
+    admin = oidc.headers("acme")
+    for device in ("cold", "plain"):
+        await register(api, admin, device)
+    patched = await api.patch(
+        "/api/v1/devices/cold", json={"attributes": {"max_temp_c": 4}}, headers=admin
+    )
+    assert patched.status_code == 200, patched.text
+    body = {
+        "name": "Warmer than allowed",
+        "kind": "condition",
+        "all": [
+            {
+                "metric": "temp_c",
+                "operator": "gt",
+                "threshold_from": "attributes.max_temp_c",
+                "default": 8,
+            }
+        ],
+        "severity": "major",
+    }
+    rule_id = await create(api, admin, body)
+    shown = (await api.get(f"/api/v1/rules/{rule_id}", headers=admin)).json()
+    assert (
+        shown["kind"] == "condition"
+        and shown["all"][0]["threshold_from"] == body["all"][0]["threshold_from"]
+    )
+    live = Live(db_pool)
+    # 6 degrees: above the cold device's own 4, below the default 8 of the plain one
+    await live.readings("cold", (0, {"temp_c": 6}))
+    await live.readings("plain", (0, {"temp_c": 6}))
+    opened = [a for a in await alert_rows(db_pool) if a["type"] == "AlertOpened"]
+    assert [a["device_id"] for a in opened] == ["cold"]
+    assert opened[0]["value"] == {"temp_c": 6.0}
+    await live.readings("plain", (1, {"temp_c": 9}))  # positive control: the default applies
+    opened = [a for a in await alert_rows(db_pool) if a["type"] == "AlertOpened"]
+    assert [a["device_id"] for a in opened] == ["cold", "plain"]
+
+
+@pytest.mark.usefixtures("tenants")
+async def test_window_average_and_rate_of_change_under_any(
+    api: httpx.AsyncClient, oidc: TestIssuer, db_pool: asyncpg.Pool
+) -> None:
+    admin = oidc.headers("acme")
+    await register(api, admin, "d1")
+    body = {
+        "name": "Pressure trouble",
+        "kind": "condition",
+        "any": [
+            {"metric": "p", "aggregate": "avg", "window_s": 10, "operator": "gt", "threshold": 50},
+            {"metric": "p", "aggregate": "rate", "operator": "lt", "threshold": -5},
+        ],
+        "severity": "critical",
+    }
+    await create(api, admin, body)
+    live = Live(db_pool)
+    # avg over 10 s: 40, 45, then 70 -> avg 51.7 > 50 opens at t=2
+    await live.readings("d1", (0, {"p": 40}), (1, {"p": 45}))
+    assert await alert_rows(db_pool) == []  # nothing holds yet (avg 42.5, rate +5/s)
+    await live.readings("d1", (2, {"p": 70}))
+    rows = await alert_rows(db_pool)
+    assert [a["type"] for a in rows] == ["AlertOpened"]
+    # the window survives a restart: a new evaluator reads the memory from the database
+    live = Live(db_pool)
+    await live.readings("d1", (20, {"p": 49}))  # window now holds only 49; rate -1.1/s: resolves
+    assert [a["type"] for a in await alert_rows(db_pool)] == ["AlertOpened", "AlertResolved"]
+    await live.readings("d1", (21, {"p": 40}))  # rate -9/s < -5 opens again
+    rows = await alert_rows(db_pool)
+    assert [a["type"] for a in rows][-1] == "AlertOpened"
+    assert rows[-1]["value"]["rate(p)/s"] == -9.0
+
+
+@pytest.mark.usefixtures("tenants")
+async def test_impossible_rule_bodies_are_refused_with_a_422_naming_the_problem(
+    api: httpx.AsyncClient, oidc: TestIssuer
+) -> None:
+    admin = oidc.headers("acme")
+    base = {"name": "x", "kind": "condition", "severity": "minor"}
+    cases = {
+        "aggregate avg needs window_s": {
+            "all": [{"metric": "m", "operator": "gt", "threshold": 1, "aggregate": "avg"}]
+        },
+        "exactly one of threshold and threshold_from": {"all": [{"metric": "m", "operator": "gt"}]},
+        "exactly one of all and any": {},
+        "window_s needs an aggregate": {
+            "all": [{"metric": "m", "operator": "gt", "threshold": 1, "window_s": 5}]
+        },
+        "rate per window needs window_s": {
+            "any": [
+                {
+                    "metric": "m",
+                    "operator": "gt",
+                    "threshold": 1,
+                    "aggregate": "rate",
+                    "rate_per": "window",
+                }
+            ]
+        },
+        "default applies only with threshold_from": {
+            "all": [{"metric": "m", "operator": "gt", "threshold": 1, "default": 2}]
+        },
+        "unknown time zone": {
+            "all": [{"metric": "m", "operator": "gt", "threshold": 1}],
+            "schedule": {
+                "timezone": "Mars/Olympus",
+                "windows": [{"start": "08:00", "end": "18:00"}],
+            },
+        },
+    }
+    for expected, extra in cases.items():
+        response = await api.post("/api/v1/rules", json={**base, **extra}, headers=admin)
+        assert response.status_code == 422, (expected, response.text)
+        assert expected in response.text, (expected, response.text)
+    # positive control: an unknown metric name is fine, and the old threshold body still works
+    ok = {"all": [{"metric": "not_seen_yet", "operator": "gt", "threshold": 1}]}
+    assert (await api.post("/api/v1/rules", json={**base, **ok}, headers=admin)).status_code == 201
+    assert (await api.post("/api/v1/rules", json=HOT, headers=admin)).status_code == 201

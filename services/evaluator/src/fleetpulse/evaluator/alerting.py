@@ -57,6 +57,8 @@ def opened_data(decision: OpenAlert) -> dict[str, Any]:
             "threshold": rule.threshold,
             "operator": rule.operator,
         }
+    elif rule.kind == "condition":
+        data["value"] = decision.value  # {condition label: measured value}
     return data
 
 

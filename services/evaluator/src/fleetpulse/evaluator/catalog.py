@@ -88,7 +88,9 @@ class Catalog:
         one plan)."""
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = RulePlan.of(self.rules_for(key))
+            info = self._devices.get(key)
+            attributes = info.attributes if info is not None else {}
+            plan = self._plans[key] = RulePlan.of(self.rules_for(key), attributes)
         return plan
 
     def no_data_rules(self) -> list[Rule]:

@@ -28,6 +28,9 @@ RULE_DEFINITION_FIELDS = (
     "clear_threshold",
     "duration_s",
     "timeout_s",
+    "all",
+    "any",
+    "schedule",
 )
 
 
