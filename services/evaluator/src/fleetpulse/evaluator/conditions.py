@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 AGGREGATES = ("last", "avg", "min", "max", "count", "rate")
 Aggregate = Literal["last", "avg", "min", "max", "count", "rate"]
@@ -204,10 +205,8 @@ class Schedule:
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo  # noqa: PLC0415 (cached by zoneinfo itself)
-
-    return ZoneInfo(name)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)  # ZoneInfo caches zones itself
 
 
 def _minute(text: str) -> int:
@@ -221,8 +220,6 @@ def _minute(text: str) -> int:
 def schedule_from(data: Mapping[str, Any]) -> Schedule:
     """A :class:`Schedule` from ``{"timezone": "Europe/Berlin", "windows": [{"days": ["mon"],
     "start": "08:00", "end": "18:00"}]}`` (raises ``ValueError`` naming the problem)."""
-    from zoneinfo import ZoneInfoNotFoundError  # noqa: PLC0415
-
     timezone = str(data.get("timezone", ""))
     try:
         _zone(timezone)
