@@ -515,6 +515,7 @@ def evaluate_device(
     new_id: IdFactory = new_alert_id,
     received_at: datetime | None = None,
     memory: Mapping[str, RuleMemory] | None = None,
+    clock: timedelta | None = None,
 ) -> DeviceOutcome:
     """Apply one device's records, oldest first (see the module docstring for what is late).
 
@@ -522,7 +523,9 @@ def evaluate_device(
     the device's non-empty states; ``seen`` is what was evaluated before (``None``: nothing);
     ``received_at`` is when the batch arrived (a record's own ``received_at`` wins; without
     either, its ``ts``); ``memory`` holds the general rules' memories. ``changed`` names the
-    rules whose state must be written (absent from ``states`` afterwards means deleted). States of rules not in ``rules`` are kept as they are
+    rules whose state must be written (absent from ``states`` afterwards means deleted).
+    ``clock`` (the backtest): the stream is also the clock; before each record at ``ts`` a
+    pending state due by ``ts - clock`` opens, as the live clock (with that grace) would. States of rules not in ``rules`` are kept as they are
     (:func:`end_state` ends them, driven by catalog changes).
     """
     plan = rules if isinstance(rules, RulePlan) else RulePlan.of(rules)
@@ -532,7 +535,7 @@ def evaluate_device(
         for rule in plan.rules:
             old = states.get(rule.rule_id)
             _record_step(outcome, rule.rule_id, old, reconcile(rule, old), None, None)
-    _apply(plan, by_time(records), outcome, new_id, received_at)
+    _apply(plan, by_time(records), outcome, new_id, received_at, clock)
     return outcome
 
 
@@ -546,6 +549,7 @@ def _apply(
     outcome: DeviceOutcome,
     new_id: IdFactory,
     received_at: datetime | None,
+    clock: timedelta | None = None,
 ) -> None:
     """The hot loop: apply records oldest first (most readings of most devices change nothing).
 
@@ -556,6 +560,8 @@ def _apply(
     marks, newest = seen.metrics, seen.newest
     for record in ordered:
         ts = record.ts
+        if clock is not None and states:
+            tick_pending(plan, outcome, record.device_id, ts - clock, new_id)
         if record.kind == "heartbeat":
             advanced, alive = False, True
         elif newest is None or ts > newest:
@@ -601,6 +607,18 @@ def _apply(
                         outcome, rule.rule_id, state, new_state, decision, record.traceparent
                     )
     seen.newest = newest
+
+
+def tick_pending(
+    plan: RulePlan, outcome: DeviceOutcome, device_id: str, now: datetime, new_id: IdFactory
+) -> None:
+    """The clock reached ``now`` for the device: its due pending states open (:func:`on_clock`)."""
+    states = outcome.states
+    for rule in plan.rules:
+        state = states.get(rule.rule_id)
+        if state is not None and state.status == "pending":
+            new_state, decision = on_clock(rule, state, device_id, now, new_id)
+            _record_step(outcome, rule.rule_id, state, new_state, decision, None)
 
 
 def _apply_general(

@@ -10,7 +10,15 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from fleetpulse.provision_api import problems
-from fleetpulse.provision_api.api import alerts, catalog, devices, health, provisioning, tenants
+from fleetpulse.provision_api.api import (
+    alerts,
+    catalog,
+    devices,
+    health,
+    preview,
+    provisioning,
+    tenants,
+)
 from fleetpulse.provision_api.api.deps import Services
 from fleetpulse.provision_api.edge import (
     ContainErrors,
@@ -55,6 +63,7 @@ def create_app(services: Services, edge: EdgeLimits | None = None) -> FastAPI:
     for router in (
         tenants.router,
         devices.router,
+        preview.router,  # before catalog.rules: /rules/preview is not a rule id
         catalog.rules,
         catalog.integrations,
         catalog.routes,
