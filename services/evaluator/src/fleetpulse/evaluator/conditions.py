@@ -18,6 +18,7 @@ are shared by replicas.
 from __future__ import annotations
 
 import operator
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,10 @@ COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 ATTRIBUTE_PREFIX = "attributes."
 Sample = tuple[datetime, float]
 Samples = tuple[Sample, ...]
+
+
+def _sample_time(sample: Sample) -> datetime:
+    return sample[0]
 
 
 class InvalidConditionError(ValueError):
@@ -74,10 +79,10 @@ class Condition:
 
     def feed(self, samples: Samples, ts: datetime, value: float) -> Samples:
         """The memory after a value newer than every remembered one."""
-        if self.window is not None:
-            start = ts - self.window
-            kept = tuple(s for s in samples if s[0] > start)
-            return (*kept, (ts, value))
+        if self.window_s is not None:
+            start = ts - timedelta(seconds=self.window_s)
+            first = bisect_right(samples, start, key=_sample_time) if samples else 0
+            return (*samples[first:], (ts, value))
         keep = 1 if self.aggregate == "rate" else 0  # a rate per second needs the previous one
         return (*samples[len(samples) - keep :], (ts, value)) if keep else ((ts, value),)
 

@@ -320,38 +320,41 @@ def on_values(
     """A general rule sees the ``fresh`` values (metric -> value, each newer than anything
     applied of its metric) of one record at ``ts``: the memory takes them, then the whole
     condition decides as :func:`on_value` does. A memory of an older rule version starts over."""
+    if not any(c.metric in fresh for c in rule.conditions):
+        return state, memory, None
     if memory is None or memory.rule_version != rule.version:
         memory = RuleMemory(rule.version, tuple(() for _ in rule.conditions))
     samples = list(memory.samples)
-    touched = False
     for i, condition in enumerate(rule.conditions):
         value = fresh.get(condition.metric)
         if value is not None:
             samples[i] = condition.feed(samples[i], ts, float(value))
-            touched = True
-    if not touched:
-        return state, memory, None
     memory = RuleMemory(rule.version, tuple(samples))
     firing = state is not None and state.status == "firing"
     if state is not None and firing and ts < state.since:
         return state, memory, None
     holds = rule.holds(memory.samples, attributes, firing, ts)
-    values: Any = measures(rule.conditions, memory.samples)
-    if rule.kind == "threshold":  # a scheduled threshold reports its value as a plain one
-        values = next(iter(values.values()))
     if state is not None and firing:
         if holds:
             return state, memory, None
         assert state.alert_id is not None
+        values = _measured(rule, memory)
         return None, memory, ResolveAlert(rule, device_id, state.alert_id, ts, values)
     if not holds:
         return None, memory, None
     since = ts if state is None else state.since
-    pending = RuleState("pending", since, rule.version, value=values)
+    pending = RuleState("pending", since, rule.version, value=_measured(rule, memory))
     if ts - since >= rule.duration:
         new_state, decision = _open(rule, pending, device_id, since + rule.duration, new_id)
         return new_state, memory, decision
     return pending, memory, None
+
+
+def _measured(rule: Rule, memory: RuleMemory) -> Any:
+    """What an alert reports: ``{condition label: measured}``; a scheduled threshold rule's
+    plain value."""
+    values = measures(rule.conditions, memory.samples)
+    return next(iter(values.values())) if rule.kind == "threshold" else values
 
 
 def on_clock(
