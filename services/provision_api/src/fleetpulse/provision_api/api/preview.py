@@ -5,6 +5,8 @@ server-side cursor (never loading them all)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -15,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleetpulse.common.projections.catalog import rule_definition
 from fleetpulse.evaluator.backtest import Backtest, PreviewAlert, UnsupportedRuleError
-from fleetpulse.evaluator.domain import InvalidRuleError, Record, Rule, rule_from_catalog
+from fleetpulse.evaluator.domain import (
+    InvalidRuleError,
+    Record,
+    Rule,
+    RulePlan,
+    rule_from_catalog,
+)
 from fleetpulse.provision_api import schemas
 from fleetpulse.provision_api.api.deps import Viewer, Wired, problems
 from fleetpulse.provision_api.domain import InvalidError, NotFoundError
@@ -25,7 +33,7 @@ router = APIRouter(prefix="/rules", tags=["rules"])
 MAX_RANGE = timedelta(days=31)
 MAX_DEVICES = 10_000
 MAX_LISTED = 1_000
-CHUNK = 5_000
+CHUNK = 10_000
 _PREVIEW_ID = "preview"
 
 
@@ -69,7 +77,7 @@ class PreviewCounts(BaseModel):
     opened: int
     resolved: int
     still_open: int
-    readings: int
+    readings: int = Field(description="Stored readings carrying a metric the rule looks at")
     devices: int
 
 
@@ -84,15 +92,21 @@ async def preview_rule(body: PreviewIn, caller: Viewer, wired: Wired) -> Any:
     """Backtest a rule over the tenant's stored telemetry in ``[from, to)``: the alerts it would
     have opened and resolved (device, times, triggering values) and counts. Bounded: at most
     31 days and 10,000 devices (422 beyond). ``no_data`` rules cannot be previewed (422)."""
-    tenant_id = caller.tenant_id
-    rule = await _rule(wired.queries.pool, tenant_id, body)
-    devices = await _devices(wired.queries.pool, tenant_id, rule, body.device_selector)
+    return await run_preview(wired.queries.pool, caller.tenant_id, body)
+
+
+async def run_preview(pool: asyncpg.Pool, tenant_id: str, body: PreviewIn) -> dict[str, Any]:
+    """The preview of ``body`` for the tenant (the endpoint's work, without HTTP): a
+    :class:`PreviewOut` shape. Raises ``InvalidError`` (422) and ``NotFoundError`` (404)."""
+    rule = await _rule(pool, tenant_id, body)
+    devices = await _devices(pool, tenant_id, rule, body.device_selector)
     try:
         backtest = Backtest(rule, devices)
     except UnsupportedRuleError as exc:
         raise InvalidError("rule", str(exc)) from None
+    metrics = sorted(set(RulePlan.of([rule]).metrics))
     async for chunk in stream_readings(
-        wired.queries.pool, tenant_id, list(devices), body.start, body.end
+        pool, tenant_id, list(devices), metrics, body.start, body.end
     ):
         backtest.feed(chunk)
     alerts = backtest.finish(body.end)
@@ -153,26 +167,51 @@ async def _devices(
 
 
 async def stream_readings(
-    pool: asyncpg.Pool, tenant_id: str, devices: list[str], start: datetime, end: datetime
+    pool: asyncpg.Pool,
+    tenant_id: str,
+    devices: list[str],
+    metrics: list[str],
+    start: datetime,
+    end: datetime,
 ) -> AsyncIterator[list[Record]]:
-    """The devices' readings in ``[start, end)`` in time order, ``CHUNK`` at a time, through a
-    server-side cursor in one read-only snapshot."""
-    if not devices:
+    """The devices' readings in ``[start, end)`` that carry one of ``metrics``, each device's in
+    time order (devices are evaluated independently, so the scan follows the telemetry key
+    (tenant, device, time) and needs no sort), ``CHUNK`` at a time through a server-side cursor
+    in one read-only snapshot. Only the rule's metrics are read, as numbers (a boolean as 0/1,
+    which compares as the evaluator compares it)."""
+    if not devices or not metrics:
         return
+    columns = ", ".join(
+        f"CASE jsonb_typeof(metrics -> ${5 + i}) WHEN 'number' THEN (metrics ->> ${5 + i})::float8"
+        f" WHEN 'boolean' THEN (metrics ->> ${5 + i})::boolean::int::float8 END"
+        for i in range(len(metrics))
+    )
+    query = f"""
+        SELECT device_id, time, {columns} FROM telemetry
+        WHERE tenant_id = $1 AND device_id = ANY($2::text[]) AND time >= $3 AND time < $4
+          AND metrics ?| ${5 + len(metrics)}::text[]
+        ORDER BY device_id, time
+    """  # noqa: S608 (only placeholders are interpolated)
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        cursor = await conn.cursor(
-            """
-            SELECT device_id, time, metrics FROM telemetry
-            WHERE tenant_id = $1 AND device_id = ANY($2::text[]) AND time >= $3 AND time < $4
-            ORDER BY time, device_id
-            """,
-            tenant_id,
-            devices,
-            start,
-            end,
-        )
-        while rows := await cursor.fetch(CHUNK):
-            yield [Record(tenant_id, r[0], r[1], r[2]) for r in rows]
+        cursor = await conn.cursor(query, tenant_id, devices, start, end, *metrics, metrics)
+        # the next chunk is fetched (the server scans and sends it) while this one is evaluated
+        pending = asyncio.ensure_future(cursor.fetch(CHUNK))
+        try:
+            while rows := await pending:
+                pending = asyncio.ensure_future(cursor.fetch(CHUNK))
+                yield [Record(tenant_id, r[0], r[1], _values(metrics, r)) for r in rows]
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, asyncpg.PostgresError):
+                    await pending
+
+
+def _values(metrics: list[str], row: asyncpg.Record) -> dict[str, float]:
+    if len(metrics) == 1:
+        value = row[2]
+        return {} if value is None else {metrics[0]: value}
+    return {m: v for m, v in zip(metrics, row[2:], strict=True) if v is not None}
 
 
 def _result(alerts: list[PreviewAlert], readings: int, devices: int) -> dict[str, Any]:
