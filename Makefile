@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
-	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e bench-export smoke simulate \
+	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e bench-export bench-backtest smoke simulate \
 	migrate config-table contracts
 
 help: ## list the targets
@@ -83,6 +83,9 @@ bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on
 
 bench-export: sync ## exporter telemetry rows/s and events/s to S3 (moto) as Parquet
 	$(UV) run python benchmarks/export.py
+
+bench-backtest: sync ## POST /rules/preview's work over 1,000,000 stored readings (target < 10 s)
+	$(UV) run python benchmarks/backtest.py
 
 smoke: sync ## end-to-end check against a running stack (make dev or make up)
 	$(UV) run fleetpulse-smoke $(SMOKE_ARGS)

@@ -15,7 +15,17 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("eventstore", "ingest", "evaluator", "no_data", "delivery", "api", "e2e", "export")
+BENCHMARKS = (
+    "eventstore",
+    "ingest",
+    "evaluator",
+    "no_data",
+    "delivery",
+    "api",
+    "e2e",
+    "export",
+    "backtest",
+)
 
 
 def run_one(name: str, out: Path) -> dict[str, float]:
