@@ -202,12 +202,13 @@ class DeviceSelector(Strict):
 
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ClockTime = Annotated[str, StringConstraints(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
 
 
 class ScheduleWindowIn(Strict):
     days: Annotated[list[Day], Field(min_length=1, max_length=7)] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        default_factory=lambda: list(ALL_DAYS)
     )
     start: ClockTime = Field(examples=["08:00"])
     end: ClockTime = Field(
