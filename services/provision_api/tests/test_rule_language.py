@@ -421,3 +421,33 @@ async def test_preview_is_tenant_scoped_bounded_and_refuses_what_it_cannot_repla
         "/api/v1/rules/preview", json={"rule_id": "nope", **window}, headers=admin
     )
     assert missing.status_code == 404
+
+
+@pytest.mark.usefixtures("tenants")
+async def test_scheduled_rule_opens_only_inside_its_window_across_a_dst_change(
+    api: httpx.AsyncClient, oidc: TestIssuer, db_pool: asyncpg.Pool
+) -> None:
+    admin = oidc.headers("acme")
+    await register(api, admin, "d1")
+    schedule = {
+        "timezone": "Europe/Berlin",
+        "windows": [
+            {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}
+        ],
+    }
+    await create(api, admin, {**HOT, "schedule": schedule})
+    live = Live(db_pool)
+
+    async def reading(at: datetime, value: float) -> list[str]:
+        await live.refresh()
+        await live.evaluator.handle([Record("acme", "d1", at, {"temp_c": value})])
+        return [a["type"] for a in await alert_rows(db_pool)]
+
+    # Monday 30 March 2026 is the first workday of summer time (CEST, UTC+2)
+    assert await reading(datetime(2026, 3, 30, 5, 30, tzinfo=UTC), 90) == []  # 07:30 local
+    assert await reading(datetime(2026, 3, 30, 6, 30, tzinfo=UTC), 90) == ["AlertOpened"]
+    # 16:30 UTC is 18:30 CEST, outside (a fixed CET offset would say 17:30, inside): resolves
+    assert await reading(datetime(2026, 3, 30, 16, 30, tzinfo=UTC), 90) == [
+        "AlertOpened",
+        "AlertResolved",
+    ]
