@@ -95,13 +95,12 @@ class Condition:
             return samples[-1][1]
         if self.aggregate == "count":
             return float(len(samples))
-        values = [v for _, v in samples]
         if self.aggregate == "avg":
-            return sum(values) / len(values)
+            return sum([s[1] for s in samples]) / len(samples)
         if self.aggregate == "min":
-            return min(values)
+            return min([s[1] for s in samples])
         if self.aggregate == "max":
-            return max(values)
+            return max([s[1] for s in samples])
         if len(samples) < 2:
             return None
         (t0, v0), (t1, v1) = samples[0], samples[-1]

@@ -104,6 +104,7 @@ class Rule:
     match: str = "all"
     schedule: Schedule | None = None
     """When set, the rule holds only inside its weekly windows (device time of the value)."""
+    condition_metrics: frozenset[str] = field(init=False, repr=False, compare=False)
     breached_by: Callable[[Value], Any] = field(init=False, repr=False, compare=False)
     """``breached_by(value) is True`` when ``value`` meets the condition."""
     still_breached_by: Callable[[Value], Any] = field(init=False, repr=False, compare=False)
@@ -129,6 +130,8 @@ class Rule:
                 clear_threshold=self.clear_threshold,
             )
             object.__setattr__(self, "conditions", (only,))
+        metrics = frozenset(c.metric for c in self.conditions)
+        object.__setattr__(self, "condition_metrics", metrics)
         test = _BOUND_TESTS.get(self.operator, "__eq__")
         clear = self.threshold if self.clear_threshold is None else self.clear_threshold
         object.__setattr__(self, "breached_by", getattr(float(self.threshold), test))
@@ -166,10 +169,11 @@ class Rule:
         """The general path's whole condition (``clearing``: while firing, hysteresis)."""
         if self.schedule is not None and not self.schedule.active_at(at):
             return False
-        tests = (
-            c.holds(m, attributes, clearing) for c, m in zip(self.conditions, memory, strict=True)
-        )
-        return all(tests) if self.match == "all" else any(tests)
+        wanted = self.match == "all"  # all: stop at the first False; any: at the first True
+        for condition, samples in zip(self.conditions, memory, strict=True):
+            if condition.holds(samples, attributes, clearing) is not wanted:
+                return not wanted
+        return wanted
 
 
 def rule_from_catalog(
@@ -320,7 +324,7 @@ def on_values(
     """A general rule sees the ``fresh`` values (metric -> value, each newer than anything
     applied of its metric) of one record at ``ts``: the memory takes them, then the whole
     condition decides as :func:`on_value` does. A memory of an older rule version starts over."""
-    if not any(c.metric in fresh for c in rule.conditions):
+    if fresh.keys().isdisjoint(rule.condition_metrics):
         return state, memory, None
     if memory is None or memory.rule_version != rule.version:
         memory = RuleMemory(rule.version, tuple(() for _ in rule.conditions))
