@@ -175,7 +175,7 @@ async def test_threshold_from_a_device_attribute_with_a_default(
     await live.readings("plain", (0, {"temp_c": 6}))
     opened = [a for a in await alert_rows(db_pool) if a["type"] == "AlertOpened"]
     assert [a["device_id"] for a in opened] == ["cold"]
-    assert opened[0]["value"] == {"temp_c": 6.0}
+    assert opened[0]["values"] == {"temp_c": 6.0} and "value" not in opened[0]
     await live.readings("plain", (1, {"temp_c": 9}))  # positive control: the default applies
     opened = [a for a in await alert_rows(db_pool) if a["type"] == "AlertOpened"]
     assert [a["device_id"] for a in opened] == ["cold", "plain"]
@@ -211,7 +211,14 @@ async def test_window_average_and_rate_of_change_under_any(
     await live.readings("d1", (21, {"p": 40}))  # rate -9/s < -5 opens again
     rows = await alert_rows(db_pool)
     assert [a["type"] for a in rows][-1] == "AlertOpened"
-    assert rows[-1]["value"]["rate(p)/s"] == -9.0
+    assert rows[-1]["values"]["rate(p)/s"] == -9.0
+    memory = "SELECT count(*) FROM evaluator_condition_memory"
+    assert await db_pool.fetchval(memory) == 1
+    rule_id = rows[-1]["rule_id"]
+    deleted = await api.delete(f"/api/v1/rules/{rule_id}", headers={**admin, "If-Match": '"1"'})
+    assert deleted.status_code == 204
+    await live.refresh()
+    assert await db_pool.fetchval(memory) == 0  # a deleted rule's windows are forgotten
 
 
 @pytest.mark.usefixtures("tenants")

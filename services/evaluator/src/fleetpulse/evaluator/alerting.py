@@ -58,7 +58,8 @@ def opened_data(decision: OpenAlert) -> dict[str, Any]:
             "operator": rule.operator,
         }
     elif rule.kind == "condition":
-        data["value"] = decision.value  # {condition label: measured value}
+        # {condition label: measured}; ``value`` stays a scalar (the webhook contract)
+        data["values"] = decision.value
     return data
 
 
@@ -72,7 +73,9 @@ def resolved_data(decision: ResolveAlert) -> dict[str, Any]:
         "device_id": decision.device_id,
         "severity": rule.severity,
     }
-    if decision.value is not None:
+    if isinstance(decision.value, dict):
+        data["values"] = decision.value  # a condition rule's measured values
+    elif decision.value is not None:
         data["value"] = decision.value
     if decision.reason is not None:
         data["reason"] = decision.reason

@@ -188,6 +188,7 @@ class Evaluator:
             outcome.add(
                 await self._transaction(partial(self._end_states, key=key, reasons=reasons))
             )
+        await self._states.drop_stale_memory(self._pool)
         return outcome
 
     def _clock_span(self, name: str, **attributes: str | int) -> AbstractContextManager[Any]:

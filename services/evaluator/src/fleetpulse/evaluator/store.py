@@ -296,6 +296,18 @@ class PostgresRuleStateStore:
             list(rule_ids),
         )
 
+    async def drop_stale_memory(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        """Forget the condition memories of rules that are deleted or disabled, or changed
+        (another version: it would start over anyway)."""
+        await conn.execute(
+            """
+            DELETE FROM evaluator_condition_memory m
+            WHERE NOT EXISTS (SELECT 1 FROM rules r
+                              WHERE r.tenant_id = m.tenant_id AND r.rule_id = m.rule_id
+                                AND r.enabled AND r.version = m.rule_version)
+            """
+        )
+
     async def save(
         self,
         conn: asyncpg.Connection,
