@@ -29,16 +29,15 @@ def _us(ts: datetime) -> int:
 
 
 def _samples_json(samples: tuple[Samples, ...]) -> dict[str, list[list[list[float]]]]:
-    """``{"c": [[[epoch_us, value], ...] per condition]}`` (an object: asyncpg would read a
-    bare list as more array dimensions)."""
-    return {"c": [[[_us(ts), value] for ts, value in condition] for condition in samples]}
+    """``{"c": [[[epoch_s, value], ...] per condition]}`` (an object: asyncpg would read a
+    bare list as more array dimensions). Epoch seconds as a double round-trip to the exact
+    microsecond for any date this platform stores (below 2**53 microseconds)."""
+    return {"c": [[[ts.timestamp(), value] for ts, value in condition] for condition in samples]}
 
 
 def _samples_of(data: dict[str, list[list[list[float]]]]) -> tuple[Samples, ...]:
-    return tuple(
-        tuple((_EPOCH + timedelta(microseconds=int(us)), float(v)) for us, v in condition)
-        for condition in data["c"]
-    )
+    at = datetime.fromtimestamp
+    return tuple(tuple((at(t, UTC), float(v)) for t, v in condition) for condition in data["c"])
 
 
 def _marks_json(advance: DeviceAdvance) -> dict[str, int | None] | None:
