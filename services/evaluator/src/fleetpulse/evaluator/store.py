@@ -9,6 +9,7 @@ fresh state, so several replicas consuming the same queue decide exactly what on
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -272,7 +273,8 @@ class PostgresRuleStateStore:
             """
             INSERT INTO evaluator_condition_memory AS m (tenant_id, device_id, rule_id,
                 rule_version, samples)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::jsonb[])
+            SELECT k.t, k.d, k.r, k.v, k.s::jsonb
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[]) AS k(t, d, r, v, s)
             ON CONFLICT (tenant_id, device_id, rule_id) DO UPDATE SET
                 rule_version = EXCLUDED.rule_version, samples = EXCLUDED.samples,
                 updated_at = now()
@@ -281,8 +283,8 @@ class PostgresRuleStateStore:
             [key[1] for key, _, _ in writes],
             [rule_id for _, rule_id, _ in writes],
             [m.rule_version for _, _, m in writes],
-            [_samples_json(m.samples) for _, _, m in writes],
-        )
+            [json.dumps(_samples_json(m.samples)) for _, _, m in writes],  # text: no per-item
+        )  # array checks by asyncpg
 
     async def drop_memory(
         self, conn: asyncpg.Connection, key: DeviceKey, rule_ids: Iterable[str]
