@@ -15,7 +15,9 @@ from fleetpulse.evaluator.domain import (
     OpenAlert,
     Record,
     ResolveAlert,
+    RuleState,
     evaluate_device,
+    on_clock,
     rule_from_catalog,
 )
 
@@ -117,3 +119,30 @@ def test_scheduled_threshold_rule_opens_inside_and_resolves_outside_its_window()
     third = evaluate_device([rule], second.states, second.seen, [after], memory=second.memory)
     [resolved] = third.decisions
     assert isinstance(resolved, ResolveAlert) and resolved.resolved_at == after.ts
+
+
+def test_clock_does_not_open_a_scheduled_rule_after_its_window_closed() -> None:
+    definition = {
+        "metric": "m",
+        "operator": "gt",
+        "threshold": 5,
+        "duration_s": 3600,
+        "schedule": BERLIN_WORKDAY,
+    }
+    rule = rule_from_catalog(
+        tenant_id="t",
+        rule_id="r",
+        name="office hours",
+        kind="threshold",
+        severity="major",
+        definition=definition,
+        device_selector=None,
+        version=1,
+    )
+    pending = RuleState("pending", utc(2026, 3, 30, 15, 30), 1, value=9)  # 17:30 CEST
+    assert on_clock(rule, pending, "d", utc(2026, 3, 30, 17, 0)) == (None, None)  # due 18:30
+    earlier = RuleState("pending", utc(2026, 3, 30, 14, 0), 1, value=9)  # due 17:00 CEST
+    state, decision = on_clock(rule, earlier, "d", utc(2026, 3, 30, 15, 0))
+    assert state is not None and state.status == "firing"
+    assert isinstance(decision, OpenAlert) and decision.opened_at == utc(2026, 3, 30, 15, 0)
+    assert decision.reason.startswith("m gt 5 for 3600s")

@@ -368,10 +368,14 @@ def on_clock(
     now: datetime,
     new_id: IdFactory = new_alert_id,
 ) -> Step:
-    """The clock reached ``now``: a pending threshold whose duration has elapsed opens."""
+    """The clock reached ``now``: a pending threshold whose duration has elapsed opens (a
+    scheduled rule's pending state is dropped instead when its window closed before then)."""
     if state is None or state.status != "pending" or now < state.since + rule.duration:
         return state, None
-    return _open(rule, state, device_id, state.since + rule.duration, new_id)
+    due = state.since + rule.duration
+    if rule.schedule is not None and not rule.schedule.active_at(due):
+        return None, None
+    return _open(rule, state, device_id, due, new_id)
 
 
 def on_seen(rule: Rule, state: RuleState | None, device_id: str, at: datetime) -> Step:
@@ -427,7 +431,7 @@ def _reason(rule: Rule, pending: RuleState) -> str:
     if rule.kind == "no_data":
         return f"no telemetry or heartbeat for {rule.timeout_s:g}s"
     held = f" for {rule.duration_s:g}s" if rule.duration_s else ""
-    if rule.conditions:
+    if rule.kind == "condition":
         return f"{rule.match} of {len(rule.conditions)} conditions held{held} ({pending.value})"
     return f"{rule.metric} {rule.operator} {rule.threshold:g}{held} (value {pending.value})"
 
