@@ -12,7 +12,7 @@ TIMESCALE_HARNESS := libs/testing/timescale
 
 .PHONY: help uv sync timescale-harness up down dev test test-fast lint typecheck format bench bench-eventstore \
 	bench-ingest bench-evaluator bench-no-data bench-delivery bench-api bench-e2e bench-export bench-console \
-	bench-layout smoke verify simulate migrate config-table contracts console console-test
+	bench-layout bench-backtest smoke verify simulate migrate config-table contracts console console-test
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on
 
 bench-export: sync ## exporter telemetry rows/s and events/s to S3 (moto) as Parquet
 	$(UV) run python benchmarks/export.py
+
+bench-backtest: sync ## POST /rules/preview's work over 1,000,000 stored readings (target < 10 s)
+	$(UV) run python benchmarks/backtest.py
 
 bench-console: sync console ## the console's fleet page with 10,000 devices in Chromium (first rows, paging, scroll frames)
 	$(UV) run python benchmarks/console.py

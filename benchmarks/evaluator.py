@@ -35,7 +35,13 @@ from fleetpulse.common.eventstore import PostgresEventStore
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
 from fleetpulse.evaluator.coalescer import Coalescer
-from fleetpulse.evaluator.domain import Record, RuleState, Watermarks, evaluate_device
+from fleetpulse.evaluator.domain import (
+    Record,
+    RuleMemory,
+    RuleState,
+    Watermarks,
+    evaluate_device,
+)
 from fleetpulse.evaluator.service import Evaluator
 from fleetpulse.testing.postgres import create_migrated_database, drop_database, unique_name
 
@@ -78,9 +84,65 @@ RULES: list[tuple[str, str, str, dict[str, Any]]] = [
     ),
     ("silent", "no_data", "critical", {"timeout_s": 600}),
 ]
+WINDOW_S = (
+    0.1  # readings are 10 ms apart: ~10 values per window (set directly, below the API's 1 s)
+)
+# --mixed: three of the threshold rules become condition rules with windows and a rate.
+MIXED: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+    "humid": (
+        "humid",
+        "condition",
+        "warning",
+        {
+            "all": [
+                {
+                    "metric": "humidity",
+                    "aggregate": "avg",
+                    "window_s": WINDOW_S,
+                    "operator": "gt",
+                    "threshold": 95,
+                }
+            ]
+        },
+    ),
+    "dry": (
+        "dry",
+        "condition",
+        "info",
+        {
+            "any": [
+                {
+                    "metric": "humidity",
+                    "aggregate": "min",
+                    "window_s": WINDOW_S,
+                    "operator": "lt",
+                    "threshold": 5,
+                },
+                {"metric": "pressure", "aggregate": "rate", "operator": "gt", "threshold": 100_000},
+            ]
+        },
+    ),
+    "battery": (
+        "battery",
+        "condition",
+        "warning",
+        {
+            "all": [
+                {
+                    "metric": "battery",
+                    "operator": "lt",
+                    "threshold_from": "attributes.low_battery",
+                    "default": 10,
+                }
+            ]
+        },
+    ),
+}
 
 
-async def _seed(pool: asyncpg.Pool, devices: int) -> None:
+async def _seed(
+    pool: asyncpg.Pool, devices: int, rules: list[tuple[str, str, str, dict[str, Any]]]
+) -> None:
     now = datetime.now(UTC)
     await pool.executemany(
         "INSERT INTO devices (tenant_id, device_id, tags, registered_at, updated_at, version) "
@@ -92,7 +154,7 @@ async def _seed(pool: asyncpg.Pool, devices: int) -> None:
         "created_at, updated_at, version) VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $7, 1)",
         [
             (T, rid, kind, sev, definition, {"tags": {"site": "s1"}}, now)
-            for rid, kind, sev, definition in RULES
+            for rid, kind, sev, definition in rules
         ],
     )
 
@@ -143,6 +205,7 @@ def _core_rate(catalog: Catalog, devices: int, n: int) -> float:
     readings = Readings(devices, 1, seed=1)
     states: dict[str, dict[str, RuleState]] = {}
     seen: dict[str, Watermarks | None] = {}
+    memory: dict[str, dict[str, RuleMemory]] = {}
     batches = [readings.batch(devices) for _ in range(max(1, n // devices))]
     started = time.perf_counter()
     for batch in batches:
@@ -153,8 +216,10 @@ def _core_rate(catalog: Catalog, devices: int, n: int) -> float:
                 states.get(record.device_id, {}),
                 seen.get(record.device_id),
                 (record,),
+                memory=memory.get(record.device_id),
             )
             states[record.device_id], seen[record.device_id] = out.states, out.seen
+            memory[record.device_id] = out.memory
     return len(batches) * devices / (time.perf_counter() - started)
 
 
@@ -233,12 +298,18 @@ async def main() -> None:
     p.add_argument(
         "--breaches", type=int, default=1, help="devices breaching per 1,000-device step"
     )
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="a mixed rule set: 3 of the 10 rules are condition rules (windows, rate, attribute)",
+    )
     args = p.parse_args()
+    rules = [MIXED.get(r[0], r) for r in RULES] if args.mixed else RULES
     name = unique_name("fp_bench_evaluator")
     url = await create_migrated_database(name)
     pool = await create_pool(url, min_size=args.concurrency + 2, max_size=args.concurrency + 4)
     try:
-        await _seed(pool, args.devices)
+        await _seed(pool, args.devices, rules)
         catalog = Catalog()
         await PostgresCatalogSource(pool, catalog).refresh()
         assert all(len(catalog.rules_for((T, f"d{i:05d}"))) == 10 for i in range(args.devices))
@@ -277,7 +348,8 @@ async def main() -> None:
         await pool.close()
         await drop_database(name)
     report(
-        f"evaluator: {args.devices} devices x {len(RULES)} rules, batch {args.batch}, "
+        f"evaluator: {args.devices} devices x {len(rules)} rules"
+        f"{' (mixed: 3 condition rules)' if args.mixed else ''}, batch {args.batch}, "
         f"concurrency {args.concurrency}{', coalesced' if args.coalesce else ''}",
         {
             "core readings/s (no database)": core,

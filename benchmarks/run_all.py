@@ -24,6 +24,7 @@ BENCHMARKS = (
     "api",
     "e2e",
     "export",
+    "backtest",
     "console",
     "telemetry_layout",
 )

@@ -185,7 +185,8 @@ export interface paths {
         head?: never;
         /**
          * Update Device
-         * @description Rename or retag a device (a ``DeviceUpdated`` event); ``tags`` replaces every tag.
+         * @description Rename, retag or set attributes (a ``DeviceUpdated`` event); ``tags`` and
+         *     ``attributes`` each replace every key.
          */
         patch: operations["update_device_api_v1_devices__device_id__patch"];
         trace?: never;
@@ -516,6 +517,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/rules/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Preview Rule
+         * @description Backtest a rule over the tenant's stored telemetry in ``[from, to)``: the alerts it would
+         *     have opened and resolved (device, times, triggering values) and counts. Bounded: at most
+         *     31 days and 10,000 devices (422 beyond). ``no_data`` rules cannot be previewed (422).
+         */
+        post: operations["preview_rule_api_v1_rules_preview_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/rules/selector-preview": {
         parameters: {
             query?: never;
@@ -765,6 +788,107 @@ export interface components {
             /** Min */
             min: number | null;
         };
+        /**
+         * ConditionIn
+         * @description One metric: its ``last`` value, an aggregate over ``window_s`` (``avg``, ``min``,
+         *     ``max``, ``count``) or its ``rate`` of change (``rate_per``: ``second`` or ``window``),
+         *     compared with ``threshold`` or a device attribute (``threshold_from``, ``default`` when the
+         *     device lacks it); ``clear_threshold``: the bound while firing (hysteresis).
+         */
+        ConditionIn: {
+            /**
+             * Aggregate
+             * @default last
+             * @enum {string}
+             */
+            aggregate: "last" | "avg" | "min" | "max" | "count" | "rate";
+            /** Clear Threshold */
+            clear_threshold?: number | null;
+            /** Default */
+            default?: number | null;
+            /** Metric */
+            metric: string;
+            /**
+             * Operator
+             * @enum {string}
+             */
+            operator: "gt" | "gte" | "lt" | "lte" | "eq" | "ne";
+            /**
+             * Rate Per
+             * @default second
+             * @enum {string}
+             */
+            rate_per: "second" | "window";
+            /** Threshold */
+            threshold?: number | null;
+            /**
+             * Threshold From
+             * @example attributes.max_temp_c
+             */
+            threshold_from?: string | null;
+            /** Window S */
+            window_s?: number | null;
+        };
+        /**
+         * ConditionRuleIn
+         * @example {
+         *       "all": [
+         *         {
+         *           "aggregate": "avg",
+         *           "default": 8,
+         *           "metric": "temp_c",
+         *           "operator": "gt",
+         *           "threshold_from": "attributes.max_temp_c",
+         *           "window_s": 300
+         *         },
+         *         {
+         *           "metric": "door_open",
+         *           "operator": "eq",
+         *           "threshold": 0
+         *         }
+         *       ],
+         *       "duration_s": 60,
+         *       "kind": "condition",
+         *       "name": "Reefer warming up",
+         *       "severity": "major"
+         *     }
+         */
+        ConditionRuleIn: {
+            /**
+             * All
+             * @description Every condition holds
+             */
+            all?: components["schemas"]["ConditionIn"][] | null;
+            /**
+             * Any
+             * @description At least one condition holds
+             */
+            any?: components["schemas"]["ConditionIn"][] | null;
+            device_selector?: components["schemas"]["DeviceSelector"];
+            /**
+             * Duration S
+             * @default 0
+             */
+            duration_s: number;
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled: boolean;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "condition";
+            /** Name */
+            name: string;
+            schedule?: components["schemas"]["ScheduleIn"] | null;
+            /**
+             * Severity
+             * @enum {string}
+             */
+            severity: "critical" | "major" | "minor" | "warning" | "info";
+        };
         /** Delivery */
         Delivery: {
             /** Alert Event Id */
@@ -816,6 +940,10 @@ export interface components {
         };
         /** Device */
         Device: {
+            /** Attributes */
+            attributes?: {
+                [key: string]: unknown;
+            };
             /**
              * Connectivity
              * @description From last_seen: online within FLEETPULSE_DEVICE_ONLINE_S, stale within FLEETPULSE_DEVICE_STALE_S, else (or never seen) offline
@@ -898,13 +1026,21 @@ export interface components {
          * DevicePatch
          * @description Fields to change; those left out keep their value (``name: null`` clears the name).
          * @example {
-         *       "name": "Reefer 42",
-         *       "tags": {
-         *         "site": "hamburg"
-         *       }
+         *       "attributes": {
+         *         "max_temp_c": 8,
+         *         "site": "berlin"
+         *       },
+         *       "name": "Reefer 42"
          *     }
          */
         DevicePatch: {
+            /**
+             * Attributes
+             * @description Replaces every attribute (strings, numbers, booleans); rules read them with threshold_from: attributes.<key>
+             */
+            attributes?: {
+                [key: string]: string | boolean | number;
+            } | null;
             /** Name */
             name?: string | null;
             /**
@@ -924,6 +1060,10 @@ export interface components {
         };
         /** DeviceWithCredentials */
         DeviceWithCredentials: {
+            /** Attributes */
+            attributes?: {
+                [key: string]: unknown;
+            };
             /**
              * Connectivity
              * @description From last_seen: online within FLEETPULSE_DEVICE_ONLINE_S, stale within FLEETPULSE_DEVICE_STALE_S, else (or never seen) offline
@@ -1322,6 +1462,12 @@ export interface components {
         NoDataRuleIn: {
             device_selector?: components["schemas"]["DeviceSelector"];
             /**
+             * Enabled
+             * @description false: kept but not evaluated; its open alerts resolve (rule_disabled)
+             * @default true
+             */
+            enabled: boolean;
+            /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
@@ -1455,6 +1601,85 @@ export interface components {
              * @description Pass as ?cursor= for the next page; null on the last page
              */
             next_cursor: string | null;
+        };
+        /** PreviewCounts */
+        PreviewCounts: {
+            /** Devices */
+            devices: number;
+            /** Opened */
+            opened: number;
+            /**
+             * Readings
+             * @description Stored readings carrying a metric the rule looks at
+             */
+            readings: number;
+            /** Resolved */
+            resolved: number;
+            /** Still Open */
+            still_open: number;
+        };
+        /**
+         * PreviewIn
+         * @description A rule body (``rule``) or a saved rule (``rule_id``), a time range ``[from, to)`` and an
+         *     optional device selector (narrowing the rule's own).
+         */
+        PreviewIn: {
+            device_selector?: components["schemas"]["PreviewSelector"];
+            /**
+             * From
+             * Format: date-time
+             */
+            from: string;
+            /** Rule */
+            rule?: (components["schemas"]["ThresholdRuleIn"] | components["schemas"]["NoDataRuleIn"] | components["schemas"]["ConditionRuleIn"]) | null;
+            /** Rule Id */
+            rule_id?: string | null;
+            /**
+             * To
+             * Format: date-time
+             */
+            to: string;
+        };
+        /** PreviewOut */
+        PreviewOut: {
+            /**
+             * Alerts
+             * @description The first 1000 by opened_at
+             */
+            alerts: components["schemas"]["PreviewedAlert"][];
+            counts: components["schemas"]["PreviewCounts"];
+            /** Truncated */
+            truncated: boolean;
+        };
+        /** PreviewSelector */
+        PreviewSelector: {
+            /** Device Ids */
+            device_ids?: string[] | null;
+            /** Tags */
+            tags?: {
+                [key: string]: string;
+            };
+        };
+        /** PreviewedAlert */
+        PreviewedAlert: {
+            /** Device Id */
+            device_id: string;
+            /**
+             * Opened At
+             * Format: date-time
+             */
+            opened_at: string;
+            /** Opened Value */
+            opened_value: unknown;
+            /** Reason */
+            reason: string;
+            /**
+             * Resolved At
+             * @description null: still open at the end of the range
+             */
+            resolved_at: string | null;
+            /** Resolved Value */
+            resolved_value?: unknown;
         };
         /**
          * Problem
@@ -1762,6 +1987,14 @@ export interface components {
         };
         /** Rule */
         Rule: {
+            /** All */
+            all?: {
+                [key: string]: unknown;
+            }[] | null;
+            /** Any */
+            any?: {
+                [key: string]: unknown;
+            }[] | null;
             /** Clear Threshold */
             clear_threshold?: number | null;
             /**
@@ -1781,7 +2014,7 @@ export interface components {
              * Kind
              * @enum {string}
              */
-            kind: "threshold" | "no_data";
+            kind: "threshold" | "no_data" | "condition";
             /** Metric */
             metric?: string | null;
             /** Name */
@@ -1790,6 +2023,10 @@ export interface components {
             operator?: ("gt" | "gte" | "lt" | "lte" | "eq" | "ne") | null;
             /** Rule Id */
             rule_id: string;
+            /** Schedule */
+            schedule?: {
+                [key: string]: unknown;
+            } | null;
             /**
              * Severity
              * @enum {string}
@@ -1806,6 +2043,36 @@ export interface components {
             updated_at: string;
             /** Version */
             version: number;
+        };
+        /**
+         * ScheduleIn
+         * @description Weekly windows of local wall-clock time in an IANA zone (DST-correct); outside them the
+         *     rule's condition does not hold (a pending one is dropped, a firing alert resolves).
+         */
+        ScheduleIn: {
+            /**
+             * Timezone
+             * @example Europe/Berlin
+             */
+            timezone: string;
+            /** Windows */
+            windows: components["schemas"]["ScheduleWindowIn"][];
+        };
+        /** ScheduleWindowIn */
+        ScheduleWindowIn: {
+            /** Days */
+            days?: ("mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun")[];
+            /**
+             * End
+             * @description Exclusive; before start: runs past midnight
+             * @example 18:00
+             */
+            end: string;
+            /**
+             * Start
+             * @example 08:00
+             */
+            start: string;
         };
         /** SelectorMatches */
         SelectorMatches: {
@@ -1948,6 +2215,12 @@ export interface components {
              */
             duration_s: number;
             /**
+             * Enabled
+             * @description false: kept but not evaluated; its open alerts resolve (rule_disabled)
+             * @default true
+             */
+            enabled: boolean;
+            /**
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
@@ -1961,6 +2234,7 @@ export interface components {
              * @enum {string}
              */
             operator: "gt" | "gte" | "lt" | "lte" | "eq" | "ne";
+            schedule?: components["schemas"]["ScheduleIn"] | null;
             /**
              * Severity
              * @enum {string}
@@ -4483,7 +4757,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ThresholdRuleIn"] | components["schemas"]["NoDataRuleIn"];
+                "application/json": components["schemas"]["ThresholdRuleIn"] | components["schemas"]["NoDataRuleIn"] | components["schemas"]["ConditionRuleIn"];
             };
         };
         responses: {
@@ -4507,6 +4781,66 @@ export interface operations {
             };
             /** @description The caller lacks the role */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation error naming the field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    preview_rule_api_v1_rules_preview_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PreviewIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PreviewOut"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the role */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource in the caller's tenant */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4651,7 +4985,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["ThresholdRuleIn"] | components["schemas"]["NoDataRuleIn"];
+                "application/json": components["schemas"]["ThresholdRuleIn"] | components["schemas"]["NoDataRuleIn"] | components["schemas"]["ConditionRuleIn"];
             };
         };
         responses: {

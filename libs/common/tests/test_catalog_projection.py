@@ -48,6 +48,8 @@ async def _seed(store: PostgresEventStore) -> None:
             },
         ),
         ("DeviceCredentialsRotated", {"device_id": "d1", "credentials_version": 2}),
+        ("DeviceUpdated", {"device_id": "d1", "attributes": {"max_temp_c": 8, "site": "b"}}),
+        ("DeviceUpdated", {"device_id": "d1", "name": None}),
         ("DeviceDecommissioned", {"device_id": "d1", "decommissioned_at": "2026-01-02T00:00:00Z"}),
     )
     rule = {
@@ -68,6 +70,24 @@ async def _seed(store: PostgresEventStore) -> None:
         "rule-acme-r2",
         ("RuleCreated", {**rule, "rule_id": "r2"}),
         ("RuleDeleted", {"rule_id": "r2"}),
+    )
+    condition = {"metric": "temp_c", "aggregate": "avg", "window_s": 60, "operator": "gt"}
+    await _append(
+        store,
+        "rule-acme-r3",
+        ("RuleCreated", {**rule, "rule_id": "r3"}),
+        (
+            "RuleUpdated",
+            {
+                "rule_id": "r3",
+                "name": "warming",
+                "kind": "condition",
+                "severity": "minor",
+                "all": [{**condition, "threshold_from": "attributes.max_temp_c", "default": 9}],
+                "schedule": {"timezone": "UTC", "windows": [{"start": "08:00", "end": "18:00"}]},
+                "enabled": False,
+            },
+        ),
     )
     hook = {"integration_id": "i1", "kind": "webhook"}
     await _append(
@@ -137,10 +157,17 @@ async def test_rows_reflect_the_latest_events(event_store: PostgresEventStore) -
     pool = event_store.pool
     device = await pool.fetchrow("SELECT * FROM devices WHERE device_id = 'd1'")
     assert device["status"] == "decommissioned"
-    assert (device["credentials_version"], device["version"]) == (2, 4)
-    assert device["tags"] == {"site": "a"}
+    assert (device["credentials_version"], device["version"]) == (2, 6)
+    assert device["tags"] == {"site": "a"}  # DeviceUpdated changes only the fields it carries
+    assert device["attributes"] == {"max_temp_c": 8, "site": "b"}
+    assert device["name"] is None
     rule = await pool.fetchrow("SELECT * FROM rules WHERE rule_id = 'r1'")
     assert rule["definition"] == {"metric": "temp_c", "operator": "gt", "threshold": 35}
+    assert rule["enabled"] is True  # events from before ``enabled`` existed: enabled
+    condition = await pool.fetchrow("SELECT * FROM rules WHERE rule_id = 'r3'")
+    assert (condition["kind"], condition["enabled"]) == ("condition", False)
+    assert condition["definition"]["all"][0]["threshold_from"] == "attributes.max_temp_c"
+    assert condition["definition"]["schedule"]["timezone"] == "UTC"
     assert await pool.fetchval("SELECT count(*) FROM rules WHERE rule_id = 'r2'") == 0
     integration = await pool.fetchrow("SELECT * FROM integrations")
     assert (integration["name"], integration["secret_sealed"], integration["status"]) == (

@@ -57,6 +57,9 @@ def opened_data(decision: OpenAlert) -> dict[str, Any]:
             "threshold": rule.threshold,
             "operator": rule.operator,
         }
+    elif rule.kind == "condition":
+        # {condition label: measured}; ``value`` stays a scalar (the webhook contract)
+        data["values"] = decision.value
     return data
 
 
@@ -70,7 +73,9 @@ def resolved_data(decision: ResolveAlert) -> dict[str, Any]:
         "device_id": decision.device_id,
         "severity": rule.severity,
     }
-    if decision.value is not None:
+    if isinstance(decision.value, dict):
+        data["values"] = decision.value  # a condition rule's measured values
+    elif decision.value is not None:
         data["value"] = decision.value
     if decision.reason is not None:
         data["reason"] = decision.reason

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -35,6 +35,8 @@ DeviceKey = tuple[str, str]
 class DeviceInfo:
     tags: Mapping[str, Any]
     active: bool = True
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    """Per-device values rules compare to (``threshold_from: "attributes.<key>"``)."""
 
 
 class Catalog:
@@ -86,7 +88,9 @@ class Catalog:
         one plan)."""
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = RulePlan.of(self.rules_for(key))
+            info = self._devices.get(key)
+            attributes = info.attributes if info is not None else {}
+            plan = self._plans[key] = RulePlan.of(self.rules_for(key), attributes)
         return plan
 
     def no_data_rules(self) -> list[Rule]:
@@ -187,8 +191,12 @@ class PostgresCatalogSource:
         return rules, disabled
 
     async def _load_devices(self) -> dict[DeviceKey, DeviceInfo]:
-        rows = await self._pool.fetch("SELECT tenant_id, device_id, tags, status FROM devices")
+        rows = await self._pool.fetch(
+            "SELECT tenant_id, device_id, tags, status, attributes FROM devices"
+        )
         return {
-            (r["tenant_id"], r["device_id"]): DeviceInfo(r["tags"] or {}, r["status"] == "active")
+            (r["tenant_id"], r["device_id"]): DeviceInfo(
+                r["tags"] or {}, r["status"] == "active", r["attributes"] or {}
+            )
             for r in rows
         }

@@ -34,6 +34,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from fleetpulse.evaluator.conditions import (
+    Condition,
+    InvalidConditionError,
+    Samples,
+    Schedule,
+    condition_from,
+    measures,
+    schedule_from,
+)
+
 Value = float | int | bool
 Status = Literal["pending", "firing"]
 IdFactory = Callable[[], str]
@@ -56,7 +66,8 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
     "ne": operator.ne,
 }
-RULE_KINDS = ("threshold", "no_data")
+RULE_KINDS = ("threshold", "no_data", "condition")
+MATCHES = ("all", "any")
 
 
 def severity_rank(severity: str) -> int:
@@ -87,6 +98,13 @@ class Rule:
     duration_s: float = 0.0
     timeout_s: float = 0.0
     version: int = 1
+    conditions: tuple[Condition, ...] = ()
+    """The general path (``condition`` rules, or a threshold rule with a schedule): each
+    condition on one metric, combined by ``match``; empty: a plain threshold (the hot path)."""
+    match: str = "all"
+    schedule: Schedule | None = None
+    """When set, the rule holds only inside its weekly windows (device time of the value)."""
+    condition_metrics: frozenset[str] = field(init=False, repr=False, compare=False)
     breached_by: Callable[[Value], Any] = field(init=False, repr=False, compare=False)
     """``breached_by(value) is True`` when ``value`` meets the condition."""
     still_breached_by: Callable[[Value], Any] = field(init=False, repr=False, compare=False)
@@ -100,6 +118,20 @@ class Rule:
             raise InvalidRuleError("a threshold rule needs a metric and a known operator")
         if self.kind == "no_data" and self.timeout_s <= 0:
             raise InvalidRuleError("a no_data rule needs timeout_s > 0")
+        if self.kind == "condition" and not self.conditions:
+            raise InvalidRuleError("a condition rule needs at least one condition")
+        if self.match not in MATCHES:
+            raise InvalidRuleError(f"unknown match {self.match!r}")
+        if self.kind == "threshold" and self.schedule is not None and not self.conditions:
+            only = Condition(
+                self.metric or "",
+                self.operator,
+                threshold=self.threshold,
+                clear_threshold=self.clear_threshold,
+            )
+            object.__setattr__(self, "conditions", (only,))
+        metrics = frozenset(c.metric for c in self.conditions)
+        object.__setattr__(self, "condition_metrics", metrics)
         test = _BOUND_TESTS.get(self.operator, "__eq__")
         clear = self.threshold if self.clear_threshold is None else self.clear_threshold
         object.__setattr__(self, "breached_by", getattr(float(self.threshold), test))
@@ -127,6 +159,22 @@ class Rule:
     def fingerprint(self, device_id: str) -> str:
         return f"{self.tenant_id}:{self.rule_id}:{device_id}"
 
+    def holds(
+        self,
+        memory: Sequence[Samples],
+        attributes: Mapping[str, Any],
+        clearing: bool,
+        at: datetime,
+    ) -> bool:
+        """The general path's whole condition (``clearing``: while firing, hysteresis)."""
+        if self.schedule is not None and not self.schedule.active_at(at):
+            return False
+        wanted = self.match == "all"  # all: stop at the first False; any: at the first True
+        for condition, samples in zip(self.conditions, memory, strict=True):
+            if condition.holds(samples, attributes, clearing) is not wanted:
+                return not wanted
+        return wanted
+
 
 def rule_from_catalog(
     *,
@@ -142,6 +190,9 @@ def rule_from_catalog(
     """A :class:`Rule` from a ``rules`` row (``definition`` holds the kind-specific fields)."""
     clear = definition.get("clear_threshold")
     try:
+        match = "any" if definition.get("any") else "all"
+        conditions = tuple(condition_from(c) for c in definition.get(match) or ())
+        schedule = definition.get("schedule")
         return Rule(
             tenant_id=tenant_id,
             rule_id=rule_id,
@@ -156,8 +207,11 @@ def rule_from_catalog(
             duration_s=float(definition.get("duration_s") or 0.0),
             timeout_s=float(definition.get("timeout_s") or 0.0),
             version=version,
+            conditions=conditions,
+            match=match,
+            schedule=None if schedule is None else schedule_from(schedule),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError, InvalidConditionError) as exc:
         raise InvalidRuleError(str(exc)) from exc
 
 
@@ -182,7 +236,8 @@ class RuleState:
     """pending: when the condition began to hold; firing: when the alert opened."""
     rule_version: int
     alert_id: str | None = None
-    value: Value | None = None
+    value: Any = None
+    """The triggering value: a number (threshold) or ``{label: measured}`` (conditions)."""
 
     def due_at(self, rule: Rule) -> datetime | None:
         """When a pending state opens if nothing changes."""
@@ -195,7 +250,7 @@ class OpenAlert:
     device_id: str
     alert_id: str
     opened_at: datetime
-    value: Value | None
+    value: Any
     reason: str
     traceparent: str | None = None
 
@@ -206,7 +261,7 @@ class ResolveAlert:
     device_id: str
     alert_id: str
     resolved_at: datetime
-    value: Value | None
+    value: Any
     traceparent: str | None = None
     reason: str | None = None
     """Why an alert ended other than by its condition (``rule_deleted``, ``device_deselected``...)."""
@@ -248,6 +303,64 @@ def on_value(
     return pending, None
 
 
+@dataclass(frozen=True, slots=True)
+class RuleMemory:
+    """A general rule's memory of one device: per condition, the values it still needs."""
+
+    rule_version: int
+    samples: tuple[Samples, ...]
+
+
+def on_values(
+    rule: Rule,
+    state: RuleState | None,
+    memory: RuleMemory | None,
+    device_id: str,
+    ts: datetime,
+    fresh: Mapping[str, Value],
+    attributes: Mapping[str, Any],
+    new_id: IdFactory = new_alert_id,
+) -> tuple[RuleState | None, RuleMemory | None, Decision | None]:
+    """A general rule sees the ``fresh`` values (metric -> value, each newer than anything
+    applied of its metric) of one record at ``ts``: the memory takes them, then the whole
+    condition decides as :func:`on_value` does. A memory of an older rule version starts over."""
+    if fresh.keys().isdisjoint(rule.condition_metrics):
+        return state, memory, None
+    if memory is None or memory.rule_version != rule.version:
+        memory = RuleMemory(rule.version, tuple(() for _ in rule.conditions))
+    samples = list(memory.samples)
+    for i, condition in enumerate(rule.conditions):
+        value = fresh.get(condition.metric)
+        if value is not None:
+            samples[i] = condition.feed(samples[i], ts, float(value))
+    memory = RuleMemory(rule.version, tuple(samples))
+    firing = state is not None and state.status == "firing"
+    if state is not None and firing and ts < state.since:
+        return state, memory, None
+    holds = rule.holds(memory.samples, attributes, firing, ts)
+    if state is not None and firing:
+        if holds:
+            return state, memory, None
+        assert state.alert_id is not None
+        values = _measured(rule, memory)
+        return None, memory, ResolveAlert(rule, device_id, state.alert_id, ts, values)
+    if not holds:
+        return None, memory, None
+    since = ts if state is None else state.since
+    pending = RuleState("pending", since, rule.version, value=_measured(rule, memory))
+    if ts - since >= rule.duration:
+        new_state, decision = _open(rule, pending, device_id, since + rule.duration, new_id)
+        return new_state, memory, decision
+    return pending, memory, None
+
+
+def _measured(rule: Rule, memory: RuleMemory) -> Any:
+    """What an alert reports: ``{condition label: measured}``; a scheduled threshold rule's
+    plain value."""
+    values = measures(rule.conditions, memory.samples)
+    return next(iter(values.values())) if rule.kind == "threshold" else values
+
+
 def on_clock(
     rule: Rule,
     state: RuleState | None,
@@ -255,10 +368,14 @@ def on_clock(
     now: datetime,
     new_id: IdFactory = new_alert_id,
 ) -> Step:
-    """The clock reached ``now``: a pending threshold whose duration has elapsed opens."""
+    """The clock reached ``now``: a pending threshold whose duration has elapsed opens (a
+    scheduled rule's pending state is dropped instead when its window closed before then)."""
     if state is None or state.status != "pending" or now < state.since + rule.duration:
         return state, None
-    return _open(rule, state, device_id, state.since + rule.duration, new_id)
+    due = state.since + rule.duration
+    if rule.schedule is not None and not rule.schedule.active_at(due):
+        return None, None
+    return _open(rule, state, device_id, due, new_id)
 
 
 def on_seen(rule: Rule, state: RuleState | None, device_id: str, at: datetime) -> Step:
@@ -314,6 +431,8 @@ def _reason(rule: Rule, pending: RuleState) -> str:
     if rule.kind == "no_data":
         return f"no telemetry or heartbeat for {rule.timeout_s:g}s"
     held = f" for {rule.duration_s:g}s" if rule.duration_s else ""
+    if rule.kind == "condition":
+        return f"{rule.match} of {len(rule.conditions)} conditions held{held} ({pending.value})"
     return f"{rule.metric} {rule.operator} {rule.threshold:g}{held} (value {pending.value})"
 
 
@@ -335,6 +454,9 @@ class DeviceOutcome:
     decisions: list[Decision]
     seen: Watermarks
     applied: int = 0
+    memory: dict[str, RuleMemory] = field(default_factory=dict)
+    """General rules' memories (rule id -> memory); ``memory_changed`` names those to write."""
+    memory_changed: set[str] = field(default_factory=set)
     alive_at: datetime | None = None
     """Receive time of the newest traffic in the batch (a heartbeat, or a reading newer than
     any before); ``None``: none (only late or duplicate readings)."""
@@ -349,17 +471,25 @@ class RulePlan:
     by_metric: tuple[tuple[str, tuple[Rule, ...]], ...]
     no_data: tuple[Rule, ...]
     metrics: tuple[str, ...] = ()
-    """The metrics whose order matters (those of threshold rules)."""
+    """The metrics whose order matters (those of threshold and general rules)."""
+    general: tuple[Rule, ...] = ()
+    """Rules with conditions (window, rate, attributes, schedule): :func:`on_values`."""
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    """The device's attributes (``threshold_from``)."""
 
     @classmethod
-    def of(cls, rules: Sequence[Rule]) -> RulePlan:
+    def of(cls, rules: Sequence[Rule], attributes: Mapping[str, Any] | None = None) -> RulePlan:
         groups: dict[str, list[Rule]] = {}
         for rule in rules:
-            if rule.kind == "threshold" and rule.metric:
+            if rule.conditions:
+                for condition in rule.conditions:
+                    groups.setdefault(condition.metric, [])
+            elif rule.kind == "threshold" and rule.metric:
                 groups.setdefault(rule.metric, []).append(rule)
         by_metric = tuple((metric, tuple(group)) for metric, group in groups.items())
         no_data = tuple(r for r in rules if r.kind == "no_data")
-        return cls(tuple(rules), by_metric, no_data, tuple(groups))
+        general = tuple(r for r in rules if r.conditions)
+        return cls(tuple(rules), by_metric, no_data, tuple(groups), general, attributes or {})
 
 
 def batch_watermarks(plan: RulePlan, ordered: Sequence[Record]) -> Watermarks:
@@ -395,24 +525,28 @@ def evaluate_device(
     records: Sequence[Record],
     new_id: IdFactory = new_alert_id,
     received_at: datetime | None = None,
+    memory: Mapping[str, RuleMemory] | None = None,
+    clock: timedelta | None = None,
 ) -> DeviceOutcome:
     """Apply one device's records, oldest first (see the module docstring for what is late).
 
     ``rules`` are the device's rules (or their :class:`RulePlan`); ``states`` maps rule id to
     the device's non-empty states; ``seen`` is what was evaluated before (``None``: nothing);
     ``received_at`` is when the batch arrived (a record's own ``received_at`` wins; without
-    either, its ``ts``). ``changed`` names the rules whose state must be written (absent from
-    ``states`` afterwards means deleted). States of rules not in ``rules`` are kept as they are
+    either, its ``ts``); ``memory`` holds the general rules' memories. ``changed`` names the
+    rules whose state must be written (absent from ``states`` afterwards means deleted).
+    ``clock`` (the backtest): the stream is also the clock; before each record at ``ts`` a
+    pending state due by ``ts - clock`` opens, as the live clock (with that grace) would. States of rules not in ``rules`` are kept as they are
     (:func:`end_state` ends them, driven by catalog changes).
     """
     plan = rules if isinstance(rules, RulePlan) else RulePlan.of(rules)
     mine = Watermarks() if seen is None else Watermarks(seen.newest, dict(seen.metrics))
-    outcome = DeviceOutcome(dict(states), set(), [], mine)
+    outcome = DeviceOutcome(dict(states), set(), [], mine, memory=dict(memory or {}))
     if states:
         for rule in plan.rules:
             old = states.get(rule.rule_id)
             _record_step(outcome, rule.rule_id, old, reconcile(rule, old), None, None)
-    _apply(plan, by_time(records), outcome, new_id, received_at)
+    _apply(plan, by_time(records), outcome, new_id, received_at, clock)
     return outcome
 
 
@@ -426,16 +560,19 @@ def _apply(
     outcome: DeviceOutcome,
     new_id: IdFactory,
     received_at: datetime | None,
+    clock: timedelta | None = None,
 ) -> None:
     """The hot loop: apply records oldest first (most readings of most devices change nothing).
 
     A reading newer than the newest one so far is newer than every metric's mark (marks only
     ever hold reading times), so only older ones look their metrics' marks up."""
-    by_metric, no_data = plan.by_metric, plan.no_data
+    by_metric, no_data, general = plan.by_metric, plan.no_data, plan.general
     states, seen = outcome.states, outcome.seen
     marks, newest = seen.metrics, seen.newest
     for record in ordered:
         ts = record.ts
+        if clock is not None and states:
+            tick_pending(plan, outcome, record.device_id, ts - clock, new_id)
         if record.kind == "heartbeat":
             advanced, alive = False, True
         elif newest is None or ts > newest:
@@ -443,6 +580,7 @@ def _apply(
         else:
             advanced = alive = False
         fresh = False
+        fresh_values: dict[str, Value] | None = {} if general else None
         metrics = record.metrics
         for metric, rules in by_metric:
             value = metrics.get(metric)
@@ -454,12 +592,16 @@ def _apply(
                     continue  # a duplicate or a late value of this metric
             marks[metric] = ts
             fresh = True
+            if fresh_values is not None:
+                fresh_values[metric] = value
             for rule in rules:
                 state = states.get(rule.rule_id) if states else None
                 if state is None and rule.breached_by(value) is not True:
                     continue
                 new_state, decision = on_value(rule, state, record.device_id, ts, value, new_id)
                 _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
+        if fresh_values:
+            _apply_general(plan, record, fresh_values, outcome, new_id)
         if not alive:
             outcome.applied += fresh
             continue
@@ -476,6 +618,38 @@ def _apply(
                         outcome, rule.rule_id, state, new_state, decision, record.traceparent
                     )
     seen.newest = newest
+
+
+def tick_pending(
+    plan: RulePlan, outcome: DeviceOutcome, device_id: str, now: datetime, new_id: IdFactory
+) -> None:
+    """The clock reached ``now`` for the device: its due pending states open (:func:`on_clock`)."""
+    states = outcome.states
+    for rule in plan.rules:
+        state = states.get(rule.rule_id)
+        if state is not None and state.status == "pending":
+            new_state, decision = on_clock(rule, state, device_id, now, new_id)
+            _record_step(outcome, rule.rule_id, state, new_state, decision, None)
+
+
+def _apply_general(
+    plan: RulePlan,
+    record: Record,
+    fresh: Mapping[str, Value],
+    outcome: DeviceOutcome,
+    new_id: IdFactory,
+) -> None:
+    states, memories = outcome.states, outcome.memory
+    for rule in plan.general:
+        rule_id = rule.rule_id
+        state, memory = states.get(rule_id), memories.get(rule_id)
+        new_state, new_memory, decision = on_values(
+            rule, state, memory, record.device_id, record.ts, fresh, plan.attributes, new_id
+        )
+        if new_memory is not memory and new_memory is not None:
+            memories[rule_id] = new_memory
+            outcome.memory_changed.add(rule_id)
+        _record_step(outcome, rule_id, state, new_state, decision, record.traceparent)
 
 
 def _record_step(

@@ -40,6 +40,7 @@ from fleetpulse.evaluator.domain import (
     OpenAlert,
     Record,
     Rule,
+    RuleMemory,
     RulePlan,
     RuleState,
     Step,
@@ -187,6 +188,7 @@ class Evaluator:
             outcome.add(
                 await self._transaction(partial(self._end_states, key=key, reasons=reasons))
             )
+        await self._states.drop_stale_memory(self._pool)
         return outcome
 
     def _clock_span(self, name: str, **attributes: str | int) -> AbstractContextManager[Any]:
@@ -215,21 +217,33 @@ class Evaluator:
         advances = {key: _advance(plans[key], recs, now) for key, recs in by_device.items()}
         seen = await self._states.advance_devices(conn, advances)
         states = await self._states.load(conn, by_device)
+        general = [key for key, plan in plans.items() if plan.general]
+        memories = await self._states.load_memory(conn, general) if general else {}
         writes: list[StateWrite] = []
+        memory_writes: list[tuple[DeviceKey, str, RuleMemory]] = []
         decisions: list[tuple[DeviceKey, Decision]] = []
         outcome = Outcome()
         for key, records in by_device.items():
             plan = plans[key]
             result = evaluate_device(
-                plan, states.get(key, {}), seen.get(key), records, self._new_id, now
+                plan,
+                states.get(key, {}),
+                seen.get(key),
+                records,
+                self._new_id,
+                now,
+                memories.get(key),
             )
             outcome.applied += result.applied
+            if result.memory_changed:
+                memory_writes += [(key, r, result.memory[r]) for r in result.memory_changed]
             if result.changed:
                 writes += _writes(key, plan.rules, result.changed, result.states)
             if result.decisions:
                 decisions += [(key, d) for d in result.decisions]
         outcome.skipped = sum(map(len, by_device.values())) - outcome.applied
         await self._states.save(conn, writes)
+        await self._states.save_memory(conn, memory_writes)
         await self._decide(conn, decisions, outcome)
         return outcome
 
@@ -317,6 +331,7 @@ class Evaluator:
             if decision is not None:
                 decisions.append((key, decision))
         await self._states.save(conn, [StateWrite(key, rule_id, None) for rule_id in reasons])
+        await self._states.drop_memory(conn, key, reasons)
         outcome = Outcome()
         await self._decide(conn, decisions, outcome)
         return outcome

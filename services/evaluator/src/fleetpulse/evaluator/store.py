@@ -1,5 +1,5 @@
 """``PostgresRuleStateStore``: rule states, device watermarks and liveness, and no_data
-deadlines in PostgreSQL (migrations 0300-0303).
+deadlines in PostgreSQL (migrations 0300-0303), and condition memories (0310).
 
 A device's rule states change only with its ``evaluator_devices`` row locked: batches wait for
 the lock (rows locked in key order, so two batches never deadlock on each other), timers skip a
@@ -9,6 +9,7 @@ fresh state, so several replicas consuming the same queue decide exactly what on
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from fleetpulse.evaluator.domain import RuleState, Watermarks
+from fleetpulse.evaluator.conditions import Samples
+from fleetpulse.evaluator.domain import RuleMemory, RuleState, Watermarks
 
 DeviceKey = tuple[str, str]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -25,6 +27,18 @@ _MICROSECOND = timedelta(microseconds=1)
 
 def _us(ts: datetime) -> int:
     return (ts - _EPOCH) // _MICROSECOND
+
+
+def _samples_json(samples: tuple[Samples, ...]) -> dict[str, list[list[list[float]]]]:
+    """``{"c": [[[epoch_s, value], ...] per condition]}`` (an object: asyncpg would read a
+    bare list as more array dimensions). Epoch seconds as a double round-trip to the exact
+    microsecond for any date this platform stores (below 2**53 microseconds)."""
+    return {"c": [[[ts.timestamp(), value] for ts, value in condition] for condition in samples]}
+
+
+def _samples_of(data: dict[str, list[list[list[float]]]]) -> tuple[Samples, ...]:
+    at = datetime.fromtimestamp
+    return tuple(tuple((at(t, UTC), float(v)) for t, v in condition) for condition in data["c"])
 
 
 def _marks_json(advance: DeviceAdvance) -> dict[str, int | None] | None:
@@ -226,6 +240,74 @@ class PostgresRuleStateStore:
             state = RuleState(r["status"], r["since"], r["rule_version"], r["alert_id"], r["value"])
             result.setdefault((r["tenant_id"], r["device_id"]), {})[r["rule_id"]] = state
         return result
+
+    async def load_memory(
+        self, conn: asyncpg.Connection, keys: Iterable[DeviceKey]
+    ) -> dict[DeviceKey, dict[str, RuleMemory]]:
+        """The condition memories of the devices (general rules only)."""
+        tenants, devices = _columns(keys)
+        if not tenants:
+            return {}
+        rows = await conn.fetch(
+            """
+            SELECT m.tenant_id, m.device_id, m.rule_id, m.rule_version, m.samples
+            FROM evaluator_condition_memory m
+            JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, device_id)
+              ON m.tenant_id = k.tenant_id AND m.device_id = k.device_id
+            """,
+            tenants,
+            devices,
+        )
+        result: dict[DeviceKey, dict[str, RuleMemory]] = {}
+        for r in rows:
+            memory = RuleMemory(r["rule_version"], _samples_of(r["samples"]))
+            result.setdefault((r["tenant_id"], r["device_id"]), {})[r["rule_id"]] = memory
+        return result
+
+    async def save_memory(
+        self, conn: asyncpg.Connection, writes: Sequence[tuple[DeviceKey, str, RuleMemory]]
+    ) -> None:
+        if not writes:
+            return
+        await conn.execute(
+            """
+            INSERT INTO evaluator_condition_memory AS m (tenant_id, device_id, rule_id,
+                rule_version, samples)
+            SELECT k.t, k.d, k.r, k.v, k.s::jsonb
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[]) AS k(t, d, r, v, s)
+            ON CONFLICT (tenant_id, device_id, rule_id) DO UPDATE SET
+                rule_version = EXCLUDED.rule_version, samples = EXCLUDED.samples,
+                updated_at = now()
+            """,
+            [key[0] for key, _, _ in writes],
+            [key[1] for key, _, _ in writes],
+            [rule_id for _, rule_id, _ in writes],
+            [m.rule_version for _, _, m in writes],
+            [json.dumps(_samples_json(m.samples)) for _, _, m in writes],  # text: no per-item
+        )  # array checks by asyncpg
+
+    async def drop_memory(
+        self, conn: asyncpg.Connection, key: DeviceKey, rule_ids: Iterable[str]
+    ) -> None:
+        await conn.execute(
+            "DELETE FROM evaluator_condition_memory WHERE tenant_id = $1 AND device_id = $2"
+            " AND rule_id = ANY($3::text[])",
+            key[0],
+            key[1],
+            list(rule_ids),
+        )
+
+    async def drop_stale_memory(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        """Forget the condition memories of rules that are deleted or disabled, or changed
+        (another version: it would start over anyway)."""
+        await conn.execute(
+            """
+            DELETE FROM evaluator_condition_memory m
+            WHERE NOT EXISTS (SELECT 1 FROM rules r
+                              WHERE r.tenant_id = m.tenant_id AND r.rule_id = m.rule_id
+                                AND r.enabled AND r.version = m.rule_version)
+            """
+        )
 
     async def save(
         self,

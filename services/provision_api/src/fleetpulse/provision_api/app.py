@@ -16,6 +16,7 @@ from fleetpulse.provision_api.api import (
     catalog,
     devices,
     health,
+    preview,
     provisioning,
     selectors,
     silences,
@@ -73,6 +74,7 @@ def create_app(
     for router in (
         tenants.router,
         devices.router,
+        preview.router,  # before catalog.rules: /rules/preview is not a rule id
         selectors.selectors,
         catalog.rules,
         catalog.integrations,

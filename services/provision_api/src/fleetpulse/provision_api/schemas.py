@@ -19,6 +19,11 @@ from pydantic import (
 from fleetpulse.common.templates import MAX_OUTPUT, MAX_SOURCE_CHARS, NotificationTemplateError
 from fleetpulse.common.templates import validate as validate_template
 from fleetpulse.common.windows import MAX_DURATION_S, WindowError, window
+from fleetpulse.evaluator.conditions import (
+    Condition,
+    InvalidConditionError,
+    schedule_from,
+)
 from fleetpulse.provision_api.domain import ID_PATTERN
 
 T = TypeVar("T")
@@ -72,6 +77,13 @@ TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 TagValue = Annotated[Line, StringConstraints(max_length=256)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=32)]
 Metric = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+AttributeValue = (
+    Annotated[Line, StringConstraints(max_length=256)]
+    | bool
+    | Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+)
+Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(max_length=64)]
 Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 Operator = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
@@ -139,10 +151,29 @@ class DeviceCreate(Strict):
     tags: Tags = Field(default_factory=dict)
 
 
+class DevicePatch(Strict):
+    """Fields to change; those left out keep their value (``name: null`` clears the name)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "Reefer 42", "attributes": {"max_temp_c": 8, "site": "berlin"}}]
+        },
+    )
+    name: Name | None = None
+    tags: Tags | None = Field(default=None, description="Replaces every tag")
+    attributes: Attributes | None = Field(
+        default=None,
+        description="Replaces every attribute (strings, numbers, booleans); rules read them "
+        "with threshold_from: attributes.<key>",
+    )
+
+
 class Device(BaseModel):
     device_id: str
     name: str | None
     tags: dict[str, str]
+    attributes: dict[str, Any] = Field(default_factory=dict)
     status: Literal["active", "decommissioned"]
     credentials_version: int
     registered_at: datetime
@@ -164,17 +195,6 @@ class Device(BaseModel):
         description="The latest value of each metric",
         examples=[{"temp_c": 4.5, "door_open": False}],
     )
-
-
-class DevicePatch(Strict):
-    """Fields to change; those left out keep their value (``name: null`` clears the name)."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"name": "Reefer 42", "tags": {"site": "hamburg"}}]},
-    )
-    name: Name | None = None
-    tags: Tags | None = Field(default=None, description="Replaces every tag")
 
 
 class MqttCredentials(BaseModel):
@@ -208,6 +228,109 @@ class SelectorMatches(BaseModel):
     matched_devices: int = Field(description="Active devices the selector matches")
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ClockTime = Annotated[str, StringConstraints(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
+
+
+class ScheduleWindowIn(Strict):
+    days: Annotated[list[Day], Field(min_length=1, max_length=7)] = Field(
+        default_factory=lambda: list(ALL_DAYS)
+    )
+    start: ClockTime = Field(examples=["08:00"])
+    end: ClockTime = Field(
+        examples=["18:00"], description="Exclusive; before start: runs past midnight"
+    )
+
+
+class ScheduleIn(Strict):
+    """Weekly windows of local wall-clock time in an IANA zone (DST-correct); outside them the
+    rule's condition does not hold (a pending one is dropped, a firing alert resolves)."""
+
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        examples=["Europe/Berlin"]
+    )
+    windows: Annotated[list[ScheduleWindowIn], Field(min_length=1, max_length=50)]
+
+    @model_validator(mode="after")
+    def _valid(self) -> ScheduleIn:
+        schedule_from(self.model_dump())  # ValueError: unknown zone, start == end
+        return self
+
+
+AttributePath = Annotated[str, StringConstraints(pattern=r"^attributes\.[A-Za-z0-9_.-]{1,64}$")]
+
+
+class ConditionIn(Strict):
+    """One metric: its ``last`` value, an aggregate over ``window_s`` (``avg``, ``min``,
+    ``max``, ``count``) or its ``rate`` of change (``rate_per``: ``second`` or ``window``),
+    compared with ``threshold`` or a device attribute (``threshold_from``, ``default`` when the
+    device lacks it); ``clear_threshold``: the bound while firing (hysteresis)."""
+
+    metric: Metric
+    operator: Operator
+    threshold: Finite | None = None
+    threshold_from: AttributePath | None = Field(default=None, examples=["attributes.max_temp_c"])
+    default: Finite | None = None
+    clear_threshold: Finite | None = None
+    aggregate: Literal["last", "avg", "min", "max", "count", "rate"] = "last"
+    window_s: Annotated[int, Field(ge=1, le=3600)] | None = None
+    rate_per: Literal["second", "window"] = "second"
+
+    @model_validator(mode="after")
+    def _possible(self) -> ConditionIn:
+        try:
+            Condition(**self.model_dump())
+        except InvalidConditionError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+Conditions = Annotated[list[ConditionIn], Field(min_length=1, max_length=10)]
+
+
+class ConditionRuleIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Reefer warming up",
+                    "kind": "condition",
+                    "all": [
+                        {
+                            "metric": "temp_c",
+                            "aggregate": "avg",
+                            "window_s": 300,
+                            "operator": "gt",
+                            "threshold_from": "attributes.max_temp_c",
+                            "default": 8,
+                        },
+                        {"metric": "door_open", "operator": "eq", "threshold": 0},
+                    ],
+                    "duration_s": 60,
+                    "severity": "major",
+                }
+            ]
+        },
+    )
+    name: Name
+    kind: Literal["condition"]
+    all: Conditions | None = Field(default=None, description="Every condition holds")
+    any: Conditions | None = Field(default=None, description="At least one condition holds")
+    duration_s: Seconds = 0
+    severity: Severity
+    device_selector: DeviceSelector = Field(default_factory=DeviceSelector)
+    schedule: ScheduleIn | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_combinator(self) -> ConditionRuleIn:
+        if (self.all is None) == (self.any is None):
+            raise ValueError("give exactly one of all and any")
+        return self
+
+
 class ThresholdRuleIn(Strict):
     model_config = ConfigDict(
         extra="forbid",
@@ -236,6 +359,11 @@ class ThresholdRuleIn(Strict):
     duration_s: Seconds = 0
     severity: Severity
     device_selector: DeviceSelector = Field(default_factory=DeviceSelector)
+    schedule: ScheduleIn | None = None
+    enabled: bool = Field(
+        default=True,
+        description="false: kept but not evaluated; its open alerts resolve (rule_disabled)",
+    )
 
 
 class NoDataRuleIn(Strict):
@@ -257,15 +385,19 @@ class NoDataRuleIn(Strict):
     timeout_s: Annotated[int, Field(ge=1, le=30 * 86400)]
     severity: Severity
     device_selector: DeviceSelector = Field(default_factory=DeviceSelector)
+    enabled: bool = Field(
+        default=True,
+        description="false: kept but not evaluated; its open alerts resolve (rule_disabled)",
+    )
 
 
-RuleIn = Annotated[ThresholdRuleIn | NoDataRuleIn, Field(discriminator="kind")]
+RuleIn = Annotated[ThresholdRuleIn | NoDataRuleIn | ConditionRuleIn, Field(discriminator="kind")]
 
 
 class Rule(BaseModel):
     rule_id: str
     name: str
-    kind: Literal["threshold", "no_data"]
+    kind: Literal["threshold", "no_data", "condition"]
     severity: Severity
     metric: str | None = None
     operator: Operator | None = None
@@ -273,6 +405,9 @@ class Rule(BaseModel):
     clear_threshold: float | None = None
     duration_s: int | None = None
     timeout_s: int | None = None
+    all: list[dict[str, Any]] | None = None
+    any: list[dict[str, Any]] | None = None
+    schedule: dict[str, Any] | None = None
     device_selector: dict[str, Any]
     enabled: bool
     created_at: datetime

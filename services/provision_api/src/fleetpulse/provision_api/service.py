@@ -240,8 +240,8 @@ class Commands:
         if_match: int | None,
         actor: str,
     ) -> Row:
-        """Rename or retag a device (``DeviceUpdated``); the evaluator and dispatcher see the
-        new tags on their next catalog refresh. Unchanged fields append nothing."""
+        """Rename, retag or set the attributes of a device (``DeviceUpdated``); the evaluator
+        and dispatcher see them on their next catalog refresh. Unchanged fields append nothing."""
         stream = stream_id("device", tenant_id, device_id)
         async with self._writer.unit(stream) as unit:
             row = await self._device(unit, tenant_id, device_id)

@@ -28,6 +28,9 @@ RULE_DEFINITION_FIELDS = (
     "clear_threshold",
     "duration_s",
     "timeout_s",
+    "all",
+    "any",
+    "schedule",
 )
 
 
@@ -105,7 +108,8 @@ async def _device_updated(conn: asyncpg.Connection, event: RecordedEvent) -> Non
     await conn.execute(
         """
         UPDATE devices SET name = CASE WHEN $3 THEN $4 ELSE name END,
-               tags = coalesce($5::jsonb, tags), updated_at = $6, version = $7
+               tags = coalesce($5::jsonb, tags), attributes = coalesce($8::jsonb, attributes),
+               updated_at = $6, version = $7
         WHERE tenant_id = $1 AND device_id = $2 AND version < $7
         """,
         event.tenant_id,
@@ -115,6 +119,7 @@ async def _device_updated(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         data.get("tags"),
         event.recorded_at,
         event.version,
+        data.get("attributes"),
     )
 
 
@@ -175,14 +180,15 @@ async def _rule_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> None
     await conn.execute(
         """
         INSERT INTO rules (tenant_id, rule_id, name, kind, severity, definition, device_selector,
-            created_at, updated_at, version)
-        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, $9
+            created_at, updated_at, version, enabled)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10
         WHERE NOT EXISTS (SELECT 1 FROM catalog_tombstones
                           WHERE tenant_id = $1 AND kind = 'rule' AND entity_id = $2)
         ON CONFLICT (tenant_id, rule_id) DO UPDATE SET
             name = EXCLUDED.name, kind = EXCLUDED.kind, severity = EXCLUDED.severity,
             definition = EXCLUDED.definition, device_selector = EXCLUDED.device_selector,
-            updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
+            updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,
+            enabled = EXCLUDED.enabled
         WHERE rules.version < EXCLUDED.version
         """,
         event.tenant_id,
@@ -194,6 +200,7 @@ async def _rule_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> None
         data.get("device_selector") or {},
         event.recorded_at,
         event.version,
+        data.get("enabled", True) is not False,  # events before ``enabled`` existed: enabled
     )
 
 

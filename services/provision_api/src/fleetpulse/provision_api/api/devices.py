@@ -135,7 +135,8 @@ async def update_device(
     version: IfMatch,
     response: Response,
 ) -> Any:
-    """Rename or retag a device (a ``DeviceUpdated`` event); ``tags`` replaces every tag."""
+    """Rename, retag or set attributes (a ``DeviceUpdated`` event); ``tags`` and
+    ``attributes`` each replace every key."""
     changes = body.model_dump(include=body.model_fields_set)
     await wired.commands.update_device(caller.tenant_id, device_id, changes, version, caller.actor)
     row = await wired.queries.device(caller.tenant_id, device_id)
