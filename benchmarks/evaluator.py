@@ -32,16 +32,16 @@ from _common import parser, percentile, report
 
 from fleetpulse.common.db import create_pool
 from fleetpulse.common.eventstore import PostgresEventStore
-from fleetpulse.evaluator.alerting import PostgresAlertLog
-from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
-from fleetpulse.evaluator.coalescer import Coalescer
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.domain import (
     Record,
     RuleMemory,
     RuleState,
     Watermarks,
     evaluate_device,
 )
+from fleetpulse.evaluator.alerting import PostgresAlertLog
+from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
+from fleetpulse.evaluator.coalescer import Coalescer
 from fleetpulse.evaluator.service import Evaluator
 from fleetpulse.testing.postgres import create_migrated_database, drop_database, unique_name
 

@@ -30,9 +30,9 @@ from _common import parser, percentile, report
 
 from fleetpulse.common.db import create_pool
 from fleetpulse.common.eventstore import PostgresEventStore
+from fleetpulse.common.rules.domain import Record
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
-from fleetpulse.evaluator.domain import Record
 from fleetpulse.evaluator.service import Evaluator
 from fleetpulse.testing.postgres import create_migrated_database, drop_database, unique_name
 

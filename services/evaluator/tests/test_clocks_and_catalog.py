@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from fleetpulse.evaluator.domain import Record
+from fleetpulse.common.rules.domain import Record
 from fleetpulse.evaluator.service import Evaluator
 
 T = "acme"
@@ -304,7 +304,7 @@ async def test_watermarks_in_the_database_match_the_pure_core(
     in-memory watermarks, for batches of mixed metrics, duplicates and late readings."""
     import random
 
-    from fleetpulse.evaluator.domain import OpenAlert, Rule, Watermarks, evaluate_device
+    from fleetpulse.common.rules.domain import OpenAlert, Rule, Watermarks, evaluate_device
 
     await add_device("d1")
     await add_rule("hot", metric="a", operator="gt", threshold=5)

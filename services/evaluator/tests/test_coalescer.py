@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from fleetpulse.common.rules.domain import Record
 from fleetpulse.evaluator.coalescer import Coalescer
-from fleetpulse.evaluator.domain import Record
 
 
 def records(n: int) -> list[Record]:

@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetpulse.evaluator.conditions import Condition
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.conditions import Condition
+from fleetpulse.common.rules.domain import (
     OpenAlert,
     Record,
     Rule,
@@ -178,7 +178,7 @@ def _records(batch: list[Reading]) -> list[Record]:
 
 def core_general(rule: Rule, sequence: list[Arrival]) -> Outcome:
     """The core as the service drives it, the memory stored and loaded between batches."""
-    from fleetpulse.evaluator.domain import RulePlan
+    from fleetpulse.common.rules.domain import RulePlan
 
     plan = RulePlan.of([rule], ATTRIBUTES)
     states: dict[str, RuleState] = {}

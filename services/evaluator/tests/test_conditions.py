@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleetpulse.evaluator.conditions import (
+from fleetpulse.common.rules.conditions import (
     Condition,
     InvalidConditionError,
     schedule_from,
 )
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.domain import (
     OpenAlert,
     Record,
     ResolveAlert,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.domain import (
     SEVERITIES,
     InvalidRuleError,
     OpenAlert,

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from fleetpulse.common.messaging import SqsBatchPublisher, declare_platform
-from fleetpulse.evaluator.domain import OpenAlert, Record, Rule, evaluate_device
+from fleetpulse.common.rules.domain import OpenAlert, Record, Rule, evaluate_device
 from fleetpulse.testing.ports import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow

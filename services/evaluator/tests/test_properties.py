@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.domain import (
     OpenAlert,
     Record,
     ResolveAlert,

@@ -11,7 +11,7 @@ import asyncpg
 
 from fleetpulse.common.eventstore import NewEvent, PostgresEventStore
 from fleetpulse.common.projections.alerts import AlertsProjection
-from fleetpulse.evaluator.domain import Record
+from fleetpulse.common.rules.domain import Record
 from fleetpulse.evaluator.service import Evaluator
 
 T = "acme"
@@ -305,7 +305,7 @@ async def test_concurrent_evaluators_open_exactly_what_one_would(
 
 
 async def _single_replica_events(batches: list[list[Record]]) -> list[tuple[str, str]]:
-    from fleetpulse.evaluator.domain import OpenAlert, Rule, evaluate_device
+    from fleetpulse.common.rules.domain import OpenAlert, Rule, evaluate_device
 
     rules = [
         Rule(T, "hot", "h", "threshold", "major", metric="temp_c", operator="gt", threshold=80),

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from fleetpulse.common.eventstore import PostgresEventStore
+from fleetpulse.common.rules.domain import Record
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
-from fleetpulse.evaluator.domain import Record
 from fleetpulse.evaluator.service import Evaluator
 
 from .conftest import TestIssuer

@@ -27,7 +27,7 @@ from fleetpulse.common.projections.alerts import (
     AlertAlreadyOpenError,
     AlertsProjection,
 )
-from fleetpulse.evaluator.domain import OpenAlert, ResolveAlert
+from fleetpulse.common.rules.domain import OpenAlert, ResolveAlert
 
 ACTOR = "evaluator"
 _RESOLVE_ATTEMPTS = 3

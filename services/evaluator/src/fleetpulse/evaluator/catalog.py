@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common.db import TRANSIENT_ERRORS
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.domain import (
     InvalidRuleError,
     Rule,
     RulePlan,

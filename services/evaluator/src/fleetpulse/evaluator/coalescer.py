@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fleetpulse.evaluator.domain import Record
+from fleetpulse.common.rules.domain import Record
 
 BatchHandler = Callable[[list[Record]], Awaitable[Any]]
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fleetpulse.common.messaging import unpack_records
-from fleetpulse.evaluator.domain import Record
+from fleetpulse.common.rules.domain import Record
 
 log = logging.getLogger(__name__)
 

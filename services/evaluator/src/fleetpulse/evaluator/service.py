@@ -32,9 +32,7 @@ import asyncpg
 
 from fleetpulse.common.db import TRANSIENT_ERRORS
 from fleetpulse.common.observability import meter, tracer
-from fleetpulse.evaluator.alerting import PostgresAlertLog
-from fleetpulse.evaluator.catalog import Catalog
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.domain import (
     Decision,
     IdFactory,
     OpenAlert,
@@ -54,6 +52,8 @@ from fleetpulse.evaluator.domain import (
     reconcile,
     silence_due,
 )
+from fleetpulse.evaluator.alerting import PostgresAlertLog
+from fleetpulse.evaluator.catalog import Catalog
 from fleetpulse.evaluator.store import (
     Deadline,
     DeviceAdvance,

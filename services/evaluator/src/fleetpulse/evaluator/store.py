@@ -17,8 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from fleetpulse.evaluator.conditions import Samples
-from fleetpulse.evaluator.domain import RuleMemory, RuleState, Watermarks
+from fleetpulse.common.rules.conditions import Samples
+from fleetpulse.common.rules.domain import RuleMemory, RuleState, Watermarks
 
 DeviceKey = tuple[str, str]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

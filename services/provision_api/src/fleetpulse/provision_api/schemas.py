@@ -16,14 +16,14 @@ from pydantic import (
     model_validator,
 )
 
-from fleetpulse.common.templates import MAX_OUTPUT, MAX_SOURCE_CHARS, NotificationTemplateError
-from fleetpulse.common.templates import validate as validate_template
-from fleetpulse.common.windows import MAX_DURATION_S, WindowError, window
-from fleetpulse.evaluator.conditions import (
+from fleetpulse.common.rules.conditions import (
     Condition,
     InvalidConditionError,
     schedule_from,
 )
+from fleetpulse.common.templates import MAX_OUTPUT, MAX_SOURCE_CHARS, NotificationTemplateError
+from fleetpulse.common.templates import validate as validate_template
+from fleetpulse.common.windows import MAX_DURATION_S, WindowError, window
 from fleetpulse.provision_api.domain import ID_PATTERN
 
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """``POST /api/v1/rules/preview``: the backtest. Which alerts a rule (saved or not) would have
 opened and resolved over stored telemetry, by the evaluator's own pure core
-(:mod:`fleetpulse.evaluator.backtest`), streaming the readings in time order through a
+(:mod:`fleetpulse.common.rules.backtest`), streaming the readings in time order through a
 server-side cursor (never loading them all)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleetpulse.common.projections.catalog import rule_definition
-from fleetpulse.evaluator.backtest import Backtest, PreviewAlert, UnsupportedRuleError
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.backtest import Backtest, PreviewAlert, UnsupportedRuleError
+from fleetpulse.common.rules.domain import (
     InvalidRuleError,
     Record,
     Rule,

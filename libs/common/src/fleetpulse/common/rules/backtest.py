@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from itertools import count
 from typing import Any
 
-from fleetpulse.evaluator.domain import (
+from fleetpulse.common.rules.domain import (
     DeviceOutcome,
     OpenAlert,
     Record,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from fleetpulse.evaluator.conditions import (
+from fleetpulse.common.rules.conditions import (
     Condition,
     InvalidConditionError,
     Samples,
