@@ -303,7 +303,7 @@ resource "aws_s3_bucket_policy" "logs" {
   bucket = aws_s3_bucket.logs.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid       = "AlbAccessLogs"
         Effect    = "Allow"
@@ -328,21 +328,17 @@ resource "aws_s3_bucket_policy" "logs" {
         Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
       },
       {
-        # S3 server access logging of the console bucket (cloudfront.tf) and the lake's (lake.tf). The logging service
+        # S3 server access logging of the console bucket (cloudfront.tf). The logging service
         # writes as logging.s3.amazonaws.com; with ownership controls other than
         # BucketOwnerEnforced only a bucket policy (not the log-delivery ACL) is honoured here.
+        # One statement per source bucket and prefix (the lake's are added below).
         Sid       = "S3ServerAccessLogs"
         Effect    = "Allow"
         Principal = { Service = "logging.s3.amazonaws.com" }
         Action    = "s3:PutObject"
-        Resource = concat(
-          ["${aws_s3_bucket.logs.arn}/${local.console_access_log_prefix}*"],
-          [for key, _ in local.analytics_buckets : "${aws_s3_bucket.logs.arn}/s3-${replace(key, "_", "-")}/*"],
-        )
+        Resource  = "${aws_s3_bucket.logs.arn}/${local.console_access_log_prefix}*"
         Condition = {
-          ArnLike = {
-            "aws:SourceArn" = [aws_s3_bucket.console.arn, aws_s3_bucket.lake.arn, aws_s3_bucket.athena_results.arn]
-          }
+          ArnLike      = { "aws:SourceArn" = aws_s3_bucket.console.arn }
           StringEquals = { "aws:SourceAccount" = local.account_id }
         }
       },
@@ -354,7 +350,20 @@ resource "aws_s3_bucket_policy" "logs" {
         Resource  = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
         Condition = { Bool = { "aws:SecureTransport" = "false" } }
       },
-    ]
+      ], [
+      # S3 server access logs of the lake and Athena results buckets (lake.tf)
+      for key, bucket in local.analytics_buckets : {
+        Sid       = "S3ServerAccessLogs${replace(title(replace(key, "_", " ")), " ", "")}"
+        Effect    = "Allow"
+        Principal = { Service = "logging.s3.amazonaws.com" }
+        Action    = "s3:PutObject"
+        Resource  = "${aws_s3_bucket.logs.arn}/s3-${replace(key, "_", "-")}/*"
+        Condition = {
+          ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:s3:::${bucket}" }
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+        }
+      }
+    ])
   })
 
   depends_on = [aws_s3_bucket_public_access_block.logs]

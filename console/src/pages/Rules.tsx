@@ -23,6 +23,19 @@ const OPERATORS = [
 
 function condition(rule: Rule): string {
   if (rule.kind === "no_data") return `no data for ${rule.timeout_s}s`;
+  if (rule.kind === "condition") {
+    const parts = (rule as { all?: unknown[] | null; any?: unknown[] | null });
+    const list = parts.all ?? parts.any ?? [];
+    const each = list as { metric: string; aggregate?: string; operator: string; threshold?: number | null; threshold_from?: string | null }[];
+    const text = each
+      .map((c) => {
+        const op = OPERATORS.find((o) => o.value === c.operator)?.label ?? c.operator;
+        const what = c.aggregate && c.aggregate !== "last" ? `${c.aggregate}(${c.metric})` : c.metric;
+        return `${what} ${op} ${c.threshold ?? c.threshold_from}`;
+      })
+      .join(parts.all ? " and " : " or ");
+    return `${text}${rule.duration_s ? ` for ${rule.duration_s}s` : ""}`;
+  }
   const op = OPERATORS.find((o) => o.value === rule.operator)?.label ?? rule.operator;
   return `${rule.metric} ${op} ${rule.threshold}${rule.duration_s ? ` for ${rule.duration_s}s` : ""}`;
 }
@@ -84,12 +97,15 @@ function RuleForm({ row, done }: { row: Rule | null; done: () => void }) {
   const submit = () => {
     const device_selector = { tags: parseTags(selector) };
     const sev = severity as RuleIn["severity"];
+    // a PUT replaces the whole rule: keep a disabled rule disabled when it is edited here
+    const enabled = (row as { enabled?: boolean } | undefined)?.enabled ?? true;
     const body: RuleIn =
       kind === "no_data"
-        ? { kind: "no_data", name, severity: sev, timeout_s: Number(timeout), device_selector }
+        ? { kind: "no_data", name, severity: sev, timeout_s: Number(timeout), device_selector, enabled }
         : {
             kind: "threshold",
             name,
+            enabled,
             severity: sev,
             metric,
             operator: operator as components["schemas"]["ThresholdRuleIn"]["operator"],
