@@ -6,6 +6,7 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -166,3 +167,16 @@ def test_a_dense_rule_anchored_years_ago_is_checked_quickly() -> None:
     for i in range(200):
         w.covers(_utc("2035-06-01T00:00:00") + timedelta(minutes=37 * i))
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("cron", ["0 0 31 4 *", "0 0 30 2 *"])
+def test_a_cron_that_never_fires_is_refused_and_never_raises_once_stored(cron: str) -> None:
+    """A syntactically valid cron with no occurrence (31 April): refused at create time, and
+    one already stored covers nothing instead of raising in the dispatcher (which once held
+    every notification of the tenant until the DLQ took them)."""
+    with pytest.raises(WindowError, match="no occurrence"):
+        window({"cron": cron, "time_zone": "UTC", "duration_s": 60})
+    stored = RecurringWindow("cron", cron, ZoneInfo("UTC"), timedelta(seconds=60))
+    assert stored.covers(datetime(2026, 4, 30, 0, 0, 30, tzinfo=UTC)) is False
+    control = RecurringWindow("cron", "0 0 30 4 *", ZoneInfo("UTC"), timedelta(seconds=60))
+    assert control.covers(datetime(2026, 4, 30, 0, 0, 30, tzinfo=UTC)) is True

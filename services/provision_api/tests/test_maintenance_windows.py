@@ -104,6 +104,8 @@ async def test_bad_windows_are_422_and_nothing_is_written(
         ({**WEEKLY, "rrule": "FREQ=WEEKLY;BYDAY=XX"}, "rrule"),
         ({**WEEKLY, "time_zone": "Mars/Olympus"}, "time_zone"),
         ({**CRON, "cron": "0 2 * * 8"}, "cron"),
+        ({**CRON, "cron": "0 0 31 4 *"}, "no occurrence"),  # valid syntax, never fires
+        ({**CRON, "cron": "0 0 30 2 *"}, "no occurrence"),
         ({"cron": "0 2 * * 6", "duration_s": 60}, "time_zone"),
         ({**CRON, "duration_s": 0}, "duration_s"),
         ({**CRON, "rrule": "FREQ=DAILY"}, "exactly one"),

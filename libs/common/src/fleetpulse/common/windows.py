@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from dateutil import rrule
 
 MAX_DURATION_S = 31 * 86400
@@ -97,7 +97,10 @@ class RecurringWindow:
         if self.kind == "cron":
             it = croniter(self.rule, local + timedelta(minutes=1))
             for _ in range(MAX_CANDIDATES):
-                yield it.get_prev(datetime)
+                try:
+                    yield it.get_prev(datetime)
+                except CroniterError:  # no (earlier) occurrence, e.g. "0 0 31 4 *"
+                    return
             return
         parsed = _rrule(self.rule, self.anchor(local))
         recent = parsed.between(local - timedelta(hours=3), local, inc=True)
@@ -154,6 +157,8 @@ def window(raw: Mapping[str, Any]) -> Window:
         _check_rrule(text, dtstart)
     elif not croniter.is_valid(text) or len(text.split()) != 5:
         raise WindowError("cron", "not a five-field cron expression (minute hour day month dow)")
+    else:
+        _check_cron(text, dtstart)
     return RecurringWindow(kind, text.strip(), zone, timedelta(seconds=duration), dtstart)
 
 
@@ -208,6 +213,13 @@ def _check_rrule(text: str, dtstart: datetime) -> None:
         raise WindowError("rrule", f"not a valid RRULE: {error}") from None
     if parsed.after(dtstart, inc=True) is None:
         raise WindowError("rrule", "the rule has no occurrence")
+
+
+def _check_cron(text: str, dtstart: datetime) -> None:
+    try:
+        croniter(text, dtstart).get_next(datetime)
+    except CroniterError:
+        raise WindowError("cron", "the expression has no occurrence (e.g. 31 April)") from None
 
 
 def parse_windows(raw: object) -> tuple[Window, ...]:
