@@ -136,6 +136,7 @@ async def test_bad_inhibit_rules_are_422(
         ({"target_matchers": [{"name": "rule_id", "type": "=~", "value": "(x"}]}, "target"),
         ({"source_matchers": []}, "source_matchers"),
         ({"equal": ["Not A Label"]}, "equal[0]"),
+        ({"equal": ["nope"]}, "equal[0]"),  # a label no alert has
         ({"source_matchers": [{"name": "", "value": "x"}]}, "source_matchers[0].name"),
     ]
     for override, field in cases:

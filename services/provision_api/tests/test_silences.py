@@ -177,6 +177,9 @@ async def test_bad_silences_are_422_naming_the_field(
         ({"matchers": [{"name": "rule_id", "type": "=~", "value": ".*"}]}, "body.matchers"),
         ({"matchers": [{"name": "rule_id", "type": "!=", "value": "r1"}]}, "body.matchers"),
         ({"matchers": [good, {"name": "Rule Id", "value": "x"}]}, "matchers[1].name"),
+        # a label no alert has: such a silence would silently match nothing
+        ({"matchers": [good, {"name": "bogus", "value": "a"}]}, "matchers[1].name"),
+        ({"matchers": [good, {"name": "tags.", "value": "a"}]}, "matchers[1].name"),
         ({"matchers": [{"name": "rule_id", "type": "~", "value": "x"}]}, "type"),
         ({"matchers": []}, "matchers"),
         ({"ends_at": _later(hours=-1)}, "ends_at"),

@@ -23,8 +23,11 @@ import re2
 MATCH_TYPES = ("=", "!=", "=~", "!~")
 MAX_VALUE_CHARS = 512
 MAX_MATCHERS = 32
-LABEL_NAME = re.compile(r"^(?:[a-z_][a-z0-9_]{0,63}|(?:tags|attributes)\.[A-Za-z0-9_.\-]{1,128})$")
 ALERT_LABELS = ("alert_id", "rule_id", "rule_name", "device_id", "severity", "metric")
+# only the labels an alert has: a misspelt name would make a matcher that silently never matches
+LABEL_NAME = re.compile(
+    rf"^(?:{'|'.join(ALERT_LABELS)}|(?:tags|attributes)\.[A-Za-z0-9_.\-]{{1,128}})$"
+)
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.max_mem = 1 << 20  # a pattern whose automaton needs more is refused
