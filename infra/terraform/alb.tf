@@ -342,14 +342,6 @@ resource "aws_s3_bucket_policy" "logs" {
           StringEquals = { "aws:SourceAccount" = local.account_id }
         }
       },
-      {
-        Sid       = "TlsOnly"
-        Effect    = "Deny"
-        Principal = "*"
-        Action    = "s3:*"
-        Resource  = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
-        Condition = { Bool = { "aws:SecureTransport" = "false" } }
-      },
       ], [
       # S3 server access logs of the lake and Athena results buckets (lake.tf)
       for key, bucket in local.analytics_buckets : {
@@ -363,6 +355,16 @@ resource "aws_s3_bucket_policy" "logs" {
           StringEquals = { "aws:SourceAccount" = local.account_id }
         }
       }
+      ], [
+      # last: moto's S3 logging check reads statements in order and fails on a string Principal
+      {
+        Sid       = "TlsOnly"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "s3:*"
+        Resource  = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
+        Condition = { Bool = { "aws:SecureTransport" = "false" } }
+      },
     ])
   })
 
