@@ -77,16 +77,16 @@ bench-eventstore: sync ## event store appends/s and catch-up reads/s
 bench-ingest: sync ## ingest messages/s and readings/s vs a naive bridge and mosquitto_sub
 	$(UV) run python benchmarks/ingest.py
 
-bench-evaluator: sync
+bench-evaluator: sync ## evaluator readings/s and breach -> AlertOpened latency (--mixed: rules with windows)
 	$(UV) run python benchmarks/evaluator.py
 
 bench-no-data: sync ## no_data at 100,000 devices (99% silent, unselected): every due deadline fires within timeout_s + 5 s
 	$(UV) run python benchmarks/no_data.py
 
-bench-delivery: sync
+bench-delivery: sync ## deliveries/s and alert event -> webhook latency
 	$(UV) run python benchmarks/delivery.py
 
-bench-api: sync
+bench-api: sync ## API p99 at a fixed rate and maximum req/s per endpoint
 	$(UV) run python benchmarks/api.py
 
 bench-e2e: sync ## breach -> webhook latency p50/p99 and peak RSS per service on the dev stack
