@@ -533,6 +533,8 @@ locals {
   realm_dev_secret  = "\"secret\": \"fleetpulse-api-dev-secret\""
   realm_source      = jsondecode(replace(local.realm_source_text, local.realm_dev_secret, "\"secret\": \"$${FLEETPULSE_API_CLIENT_SECRET}\""))
   smoke_tenant      = "smoke"
+  # make up's machine clients carry fixed secrets in the realm file: never deployed
+  realm_local_only_clients = ["fleetpulse-demo-bot", "fleetpulse-platform-bot"]
   realm_smoke_client = {
     clientId                  = "fleetpulse-smoke"
     name                      = "FleetPulse deploy smoke"
@@ -583,9 +585,12 @@ locals {
     realmRoles             = ["platform-admin", "tenant-admin", "default-roles-${var.keycloak_realm}"]
   }
   realm = merge(local.realm_source, {
-    realm   = var.keycloak_realm
-    clients = concat(local.realm_source.clients, [local.realm_smoke_client])
-    users   = [local.realm_smoke_service_account]
+    realm = var.keycloak_realm
+    clients = concat(
+      [for c in local.realm_source.clients : c if !contains(local.realm_local_only_clients, c.clientId)],
+      [local.realm_smoke_client],
+    )
+    users = [local.realm_smoke_service_account]
   })
 
   keycloak_start = <<-EOT
