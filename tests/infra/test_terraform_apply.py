@@ -405,6 +405,10 @@ def test_only_the_load_balancers_are_public(stack: Stack) -> None:
 # --- Keycloak imports the realm -------------------------------------------------------------
 
 
+# make up's machine clients (compose/keycloak): fixed secrets in the file, so never deployed
+LOCAL_ONLY_CLIENTS = {"fleetpulse-demo-bot", "fleetpulse-platform-bot"}
+
+
 def realm_import_problems(container: dict[str, Any], compose_realm: dict[str, Any]) -> list[str]:
     env = {e["name"]: e["value"] for e in container.get("environment", [])}
     secrets = {s["name"] for s in container.get("secrets", [])}
@@ -422,7 +426,10 @@ def realm_import_problems(container: dict[str, Any], compose_realm: dict[str, An
         problems.append(f"realm {realm.get('realm')} is not {compose_realm['realm']}")
     clients = {c["clientId"]: c for c in realm.get("clients", [])}
     for c in compose_realm["clients"]:
-        if c["clientId"] not in clients:
+        if c["clientId"] in LOCAL_ONLY_CLIENTS:
+            if c["clientId"] in clients:
+                problems.append(f"client {c['clientId']} (make up only, fixed secret) deployed")
+        elif c["clientId"] not in clients:
             problems.append(f"client {c['clientId']} missing")
     for cid, c in clients.items():
         if c.get("publicClient"):
