@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import httpx
 
-from fleetpulse.simulator.stack import Stack
+from fleetpulse.simulator.stack import Client, ClientCredentialsTokens, Stack
 from fleetpulse.smoke.check import SmokeCheck, Tokens, new_tenant_id
 from fleetpulse.smoke.receiver import WebhookReceiver
 from fleetpulse.smoke.steps import StepError, Steps
@@ -82,24 +82,11 @@ class AwsSmokeConfig:
         return ssl.create_default_context(cafile=self.mqtt_ca_file)
 
     async def tokens(self) -> Tokens:
-        token = await client_credentials_token(self.token_url, self.client_id, self.client_secret)
+        """One client-credentials token (the smoke client is platform- and tenant-admin)."""
+        client = Client(self.client_id, self.client_secret)
+        tokens = ClientCredentialsTokens(self.token_url, client, platform_client=client)
+        token = await tokens.platform_admin()
         return Tokens(platform_admin=token, tenant_admin=token)
-
-
-async def client_credentials_token(token_url: str, client_id: str, client_secret: str) -> str:
-    """OAuth 2.0 client-credentials grant (RFC 6749 4.4); raises StepError-free ValueError."""
-    async with httpx.AsyncClient(timeout=15.0) as http:
-        response = await http.post(
-            token_url,
-            data={"grant_type": "client_credentials"},
-            auth=(client_id, client_secret),
-        )
-    if response.status_code != 200:
-        raise ValueError(f"token endpoint {token_url} answered {response.status_code}")
-    token = response.json().get("access_token")
-    if not isinstance(token, str) or not token:
-        raise ValueError(f"token endpoint {token_url} returned no access_token")
-    return token
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
