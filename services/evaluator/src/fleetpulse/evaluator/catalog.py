@@ -110,10 +110,6 @@ class Catalog:
     def selects(self, key: DeviceKey, rule_id: str) -> Rule | None:
         return next((r for r in self.rules_for(key) if r.rule_id == rule_id), None)
 
-    @property
-    def rule_count(self) -> int:
-        return sum(len(r) for r in self._rules.values())
-
 
 _RULES_FINGERPRINT = "SELECT count(*), coalesce(sum(hashtextextended(tenant_id || '/' || rule_id || '/' || version || '/' || enabled::text, 0)), 0) FROM rules"
 _DEVICES_FINGERPRINT = "SELECT count(*), coalesce(sum(hashtextextended(tenant_id || '/' || device_id || '/' || version, 0)), 0) FROM devices"
