@@ -29,13 +29,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
-import zmqtt
 from pydantic import SecretStr
 
 __all__ = [
     "Backoff",
     "MqttEndpoint",
-    "acking_client",
     "aiomqtt_client",
     "integration_namespace",
     "publish_topic_problem",
@@ -148,37 +146,6 @@ def aiomqtt_client(
         clean_session=clean_session,
         tls_context=endpoint.ssl_context(),
         **options,
-    )
-
-
-def acking_client(
-    endpoint: MqttEndpoint,
-    *,
-    client_id: str,
-    clean_session: bool = False,
-    keepalive: int = 30,
-    reconnect_attempts: int | None = None,
-) -> zmqtt.MQTTClient:
-    """A zmqtt client for consumers that acknowledge after their work (MQTT 3.1.1).
-
-    ``clean_session=False`` (the default) keeps the broker session, so unacknowledged QoS 1
-    messages are redelivered when the same ``client_id`` reconnects; zmqtt reconnects by itself
-    with exponential backoff (``reconnect_attempts=None``: forever). The broker's
-    ``max_inflight_messages`` bounds how many messages wait for an ack on one connection.
-    """
-    tls: ssl.SSLContext | bool = endpoint.ssl_context() or False
-    return zmqtt.MQTTClient(
-        endpoint.host,
-        endpoint.port,
-        client_id=client_id,
-        keepalive=keepalive,
-        clean_session=clean_session,
-        username=endpoint.username,
-        password=endpoint.password_value,
-        tls=tls,
-        reconnect=zmqtt.ReconnectConfig(
-            initial_delay=0.2, max_delay=10.0, max_attempts=reconnect_attempts
-        ),
     )
 
 
