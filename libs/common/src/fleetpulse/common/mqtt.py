@@ -1,15 +1,11 @@
 """MQTT for every service: endpoint parsing, client factories, reconnect backoff, shared topics.
 
-Two client libraries, each where it fits:
-
-- :func:`aiomqtt_client` (aiomqtt, on paho): plain clients that publish or subscribe and need no
-  control over acknowledgements: the simulator, the delivery MQTT channel, dynsec administration.
-  aiomqtt acknowledges a QoS 1 message when it is received, before the application has seen it.
-- :func:`acking_client` (zmqtt, the client under FastStream's MQTT broker): consumers that must
-  acknowledge a QoS 1 message only after they have done their work (ingest: after the batch
-  commit). Subscribe with ``auto_ack=False`` and call ``await message.ack()``; the broker
-  redelivers what was not acknowledged when a persistent session reconnects
-  (``clean_session=False``). Proven by ``libs/common/tests/test_mqtt_ack.py``.
+:func:`aiomqtt_client` (aiomqtt, on paho) builds plain clients that publish or subscribe and need
+no control over acknowledgements: the simulator, the delivery MQTT channel, dynsec administration.
+aiomqtt acknowledges a QoS 1 message when it is received, before the application has seen it.
+Consumers that must acknowledge only after their work (ingest: after the batch commit) use
+:class:`fleetpulse.common.mqtt_subscriber.MqttSubscriber`; zmqtt's acking client, which the
+tests compare it with, lives in :mod:`fleetpulse.testing.mqtt`.
 
 ``FLEETPULSE_MQTT_URL`` is ``mqtt://user:pass@host:port`` or ``mqtts://`` (TLS, port 8883 by
 default); :meth:`MqttEndpoint.parse` reads it and never shows the password in ``repr``.

@@ -1,4 +1,11 @@
-"""MQTT clients for tests only (not shipped in a service image)."""
+"""MQTT clients for tests only, kept out of the service images.
+
+:func:`acking_client` (zmqtt, the client under FastStream's MQTT broker) lets a consumer
+acknowledge a QoS 1 message only after its work: subscribe with ``auto_ack=False`` and call
+``await message.ack()``; the broker redelivers what was not acknowledged when a persistent session
+reconnects (``clean_session=False``). ``libs/common/tests/test_mqtt_ack.py`` proves that and holds
+ingest's own :class:`fleetpulse.common.mqtt_subscriber.MqttSubscriber` to the same behaviour.
+"""
 
 from __future__ import annotations
 
