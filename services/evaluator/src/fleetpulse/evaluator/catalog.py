@@ -93,9 +93,6 @@ class Catalog:
             plan = self._plans[key] = RulePlan.of(self.rules_for(key), attributes)
         return plan
 
-    def no_data_rules(self) -> list[Rule]:
-        return [r for rules in self._rules.values() for r in rules if r.kind == "no_data"]
-
     def known_rule(self, tenant_id: str, rule_id: str) -> Rule | None:
         """The rule, enabled or disabled; ``None`` when it does not exist (deleted)."""
         return self._known.get((tenant_id, rule_id))
