@@ -8,14 +8,10 @@ import asyncpg
 import pytest
 
 from fleetpulse.common.eventstore import NO_STREAM, NewEvent, PostgresEventStore, ProjectionRunner
-from fleetpulse.common.projections.alerts import (
-    AlertAlreadyOpenError,
-    AlertsProjection,
-    fingerprint,
-)
+from fleetpulse.common.projections.alerts import AlertAlreadyOpenError, AlertsProjection
 
 T = "acme"
-FP = fingerprint(T, "r1", "d1")
+FP = f"{T}:r1:d1"  # tenant:rule:device, as Rule.fingerprint builds it
 
 
 def _opened(alert_id: str) -> NewEvent:

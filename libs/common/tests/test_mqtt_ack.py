@@ -15,9 +15,10 @@ import uuid
 import pytest
 import zmqtt
 
-from fleetpulse.common.mqtt import MqttEndpoint, acking_client, aiomqtt_client, shared_subscription
+from fleetpulse.common.mqtt import MqttEndpoint, aiomqtt_client, shared_subscription
 from fleetpulse.common.mqtt_subscriber import MqttSubscriber, SubscriberError
 from fleetpulse.testing.mosquitto import MosquittoBroker, unique_username
+from fleetpulse.testing.mqtt import acking_client
 
 FILTER = "tenant/+/device/+/+"
 

@@ -232,3 +232,18 @@ async def test_the_worker_abandons_an_internal_url_at_once(
     finally:
         await channel.close()
     assert receiver.received == []
+    # positive control: a worker whose channel allows private hosts reaches the same receiver
+    allowing = WebhookChannel(allow_private=True, timeout_s=2.0)
+    control = DeliveryWorker(
+        PostgresDeliveryStore(seeder.store),
+        {"webhook": allowing},
+        SecretBox(seeder.key),
+        CircuitBreakers(),
+        rng=random.Random(1),
+    )
+    try:
+        integration = await seeder.integration(url=f"http://127.1:{receiver.port}/hook")
+        assert not isinstance(await control.handle(await seeder.delivery(integration)), DeadLetter)
+    finally:
+        await allowing.close()
+    assert len(receiver.received) == 1

@@ -63,6 +63,9 @@ async def test_only_2xx_is_success_and_redirects_are_not_followed(
     assert result.ok is ok
     assert result.status_code == status
     assert target.received == []
+    # positive control: the redirect target does receive what is sent to it directly
+    assert (await channel.send(notification(target.url))).ok
+    assert len(target.received) == 1
 
 
 async def test_retry_after_and_gone(
@@ -119,3 +122,10 @@ async def test_private_destinations_are_refused_by_default(
     assert result.permanent
     assert "refused destination" in (result.error or "")
     assert receiver.received == []
+    # positive control: the receiver is reachable; allowing private destinations reaches it
+    allowed = WebhookChannel(allow_private=True, timeout_s=1.0)
+    try:
+        assert (await allowed.send(notification(f"http://127.0.0.1:{receiver.port}/hook"))).ok
+    finally:
+        await allowed.close()
+    assert len(receiver.received) == 1

@@ -115,6 +115,10 @@ async def test_a_header_that_does_not_open_abandons_without_sending(
     assert (await seeder.stream_types(scheduled.data["delivery_id"]))[-1] == "DeliveryAbandoned"
     error = await seeder.store.pool.fetchval("SELECT error FROM delivery_attempts")
     assert error.startswith("cannot open a custom header: X-Team: ")
+    # positive control: the same receiver gets a delivery whose header is sealed
+    sealed = await seeder.integration(url=receiver.url, custom_headers={"X-Team": "ops"})
+    assert await make_worker(seeder, webhook).handle(await seeder.delivery(sealed)) == Done()
+    assert len(receiver.received) == 1
 
 
 async def test_410_disables_the_integration(

@@ -89,6 +89,15 @@ async def test_a_silenced_alert_does_not_fire_and_so_does_not_resolve(world: Wor
     await d.handle(opened)
     await d.handle(await world.resolve(opened.data["alert_id"]))
     assert await world.deliveries() == []
+    # positive control: the same route sends an alert that is not silenced, and its resolution
+    heard = await world.open_alert("d2")
+    await d.handle(heard)
+    await d.handle(await world.resolve(heard.data["alert_id"]))
+    rows = await world.deliveries()
+    assert [(r["alert_id"], r["notification_type"]) for r in rows] == [
+        (heard.data["alert_id"], "firing"),
+        (heard.data["alert_id"], "resolved"),
+    ]
 
 
 async def test_resolution_seen_before_the_opening_sends_nothing(world: World) -> None:
@@ -100,6 +109,10 @@ async def test_resolution_seen_before_the_opening_sends_nothing(world: World) ->
     await d.handle(resolved)
     await d.handle(opened)
     assert await world.deliveries() == []
+    # positive control: an opening seen first is sent by the same route
+    fresh = await world.open_alert("d2")
+    await d.handle(fresh)
+    assert [r["alert_id"] for r in await world.deliveries()] == [fresh.data["alert_id"]]
 
 
 async def test_maintenance_window_suppresses_firing(world: World) -> None:
@@ -112,8 +125,15 @@ async def test_maintenance_window_suppresses_firing(world: World) -> None:
     await world.integration("route-window")
     await world.route("all", "hook")
     await world.route("r2", "route-window", match={"maintenance_windows": [window]})
-    await dispatcher(world).handle(await world.open_alert())
+    d = dispatcher(world)
+    await d.handle(await world.open_alert())
     assert await world.deliveries() == []
+    # positive control: an integration and route without a window get the next alert, the
+    # windowed ones still do not
+    await world.integration("plain")
+    await world.route("r3", "plain")
+    await d.handle(await world.open_alert("d2"))
+    assert [r["integration_id"] for r in await world.deliveries()] == ["plain"]
 
 
 async def test_group_wait_collects_alerts_into_one_notification(world: World) -> None:
@@ -224,6 +244,12 @@ async def test_an_alert_resolved_while_waiting_in_its_group_is_not_notified(worl
     clock.advance(31)
     await d.flush_due_groups()
     assert await world.deliveries() == []
+    # positive control: an alert of the same group still firing when the wait ends is notified
+    firing = await world.open_alert("d2")
+    await d.handle(firing)
+    clock.advance(31)
+    assert await d.flush_due_groups() == 1
+    assert [r["alert_id"] for r in await world.deliveries()] == [firing.data["alert_id"]]
 
 
 async def test_concurrent_open_and_resolve_always_end_with_a_resolution(world: World) -> None:

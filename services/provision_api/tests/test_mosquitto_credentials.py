@@ -130,7 +130,7 @@ async def test_issuing_twice_is_harmless(
     from fleetpulse.provision_api.credentials import DeviceIdentity
 
     device = DeviceIdentity("acme", f"dev-{uuid.uuid4().hex[:8]}")
-    await credentials.issue(device)
+    first = await credentials.issue(device)
     again = await credentials.issue(device)
     async with aiomqtt.Client(
         "127.0.0.1",
@@ -140,3 +140,14 @@ async def test_issuing_twice_is_harmless(
         identifier=again.client_id,
     ):
         pass
+    # positive control: the re-issue really reset the password, the real broker refuses the old
+    assert first.password != again.password
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            mosquitto.port,
+            username=first.username,
+            password=first.password,
+            identifier=first.client_id,
+        ):
+            pass

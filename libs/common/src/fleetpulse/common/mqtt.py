@@ -1,15 +1,11 @@
 """MQTT for every service: endpoint parsing, client factories, reconnect backoff, shared topics.
 
-Two client libraries, each where it fits:
-
-- :func:`aiomqtt_client` (aiomqtt, on paho): plain clients that publish or subscribe and need no
-  control over acknowledgements: the simulator, the delivery MQTT channel, dynsec administration.
-  aiomqtt acknowledges a QoS 1 message when it is received, before the application has seen it.
-- :func:`acking_client` (zmqtt, the client under FastStream's MQTT broker): consumers that must
-  acknowledge a QoS 1 message only after they have done their work (ingest: after the batch
-  commit). Subscribe with ``auto_ack=False`` and call ``await message.ack()``; the broker
-  redelivers what was not acknowledged when a persistent session reconnects
-  (``clean_session=False``). Proven by ``libs/common/tests/test_mqtt_ack.py``.
+:func:`aiomqtt_client` (aiomqtt, on paho) builds plain clients that publish or subscribe and need
+no control over acknowledgements: the simulator, the delivery MQTT channel, dynsec administration.
+aiomqtt acknowledges a QoS 1 message when it is received, before the application has seen it.
+Consumers that must acknowledge only after their work (ingest: after the batch commit) use
+:class:`fleetpulse.common.mqtt_subscriber.MqttSubscriber`; zmqtt's acking client, which the
+tests compare it with, lives in :mod:`fleetpulse.testing.mqtt`.
 
 ``FLEETPULSE_MQTT_URL`` is ``mqtt://user:pass@host:port`` or ``mqtts://`` (TLS, port 8883 by
 default); :meth:`MqttEndpoint.parse` reads it and never shows the password in ``repr``.
@@ -29,13 +25,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
-import zmqtt
 from pydantic import SecretStr
 
 __all__ = [
     "Backoff",
     "MqttEndpoint",
-    "acking_client",
     "aiomqtt_client",
     "integration_namespace",
     "publish_topic_problem",
@@ -148,37 +142,6 @@ def aiomqtt_client(
         clean_session=clean_session,
         tls_context=endpoint.ssl_context(),
         **options,
-    )
-
-
-def acking_client(
-    endpoint: MqttEndpoint,
-    *,
-    client_id: str,
-    clean_session: bool = False,
-    keepalive: int = 30,
-    reconnect_attempts: int | None = None,
-) -> zmqtt.MQTTClient:
-    """A zmqtt client for consumers that acknowledge after their work (MQTT 3.1.1).
-
-    ``clean_session=False`` (the default) keeps the broker session, so unacknowledged QoS 1
-    messages are redelivered when the same ``client_id`` reconnects; zmqtt reconnects by itself
-    with exponential backoff (``reconnect_attempts=None``: forever). The broker's
-    ``max_inflight_messages`` bounds how many messages wait for an ack on one connection.
-    """
-    tls: ssl.SSLContext | bool = endpoint.ssl_context() or False
-    return zmqtt.MQTTClient(
-        endpoint.host,
-        endpoint.port,
-        client_id=client_id,
-        keepalive=keepalive,
-        clean_session=clean_session,
-        username=endpoint.username,
-        password=endpoint.password_value,
-        tls=tls,
-        reconnect=zmqtt.ReconnectConfig(
-            initial_delay=0.2, max_delay=10.0, max_attempts=reconnect_attempts
-        ),
     )
 
 

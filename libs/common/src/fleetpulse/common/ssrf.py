@@ -248,12 +248,17 @@ class GuardedConnector(aiohttp.TCPConnector):
         self, host: str, port: int, traces: Sequence[Any] | None = None
     ) -> list[ResolveResult]:
         results = await super()._resolve_host(host, port, traces=traces)
-        for result in results:
-            try:
-                check_address(result["host"])
-            except BlockedDestinationError as exc:
-                raise BlockedDestinationError(f"{host} ({result['host']})", exc.reason) from None
-        return results
+        return _all_public(host, results)
+
+
+def _all_public(host: str, results: list[ResolveResult]) -> list[ResolveResult]:
+    """``results`` when every address is public; else :class:`BlockedDestinationError`."""
+    for result in results:
+        try:
+            check_address(result["host"])
+        except BlockedDestinationError as exc:
+            raise BlockedDestinationError(f"{host} ({result['host']})", exc.reason) from None
+    return results
 
 
 class GuardedResolver(AbstractResolver):
@@ -269,12 +274,7 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        for result in results:
-            try:
-                check_address(result["host"])
-            except BlockedDestinationError as exc:
-                raise BlockedDestinationError(f"{host} ({result['host']})", exc.reason) from None
-        return results
+        return _all_public(host, results)
 
     async def close(self) -> None:
         await self._inner.close()

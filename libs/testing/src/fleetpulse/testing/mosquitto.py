@@ -33,7 +33,6 @@ broker, so tests sharing the session broker should use unique names (``unique_us
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -47,9 +46,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from paho.mqtt import client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
+from fleetpulse.common.dynsec import DynsecUnavailableError, dynsec_request_sync
+from fleetpulse.common.mqtt import MqttEndpoint
 from fleetpulse.testing.ports import free_port, wait_for_port
 
 __all__ = [
@@ -67,7 +66,6 @@ MOSQUITTO_BIN = os.environ.get("FLEETPULSE_TEST_MOSQUITTO", "/usr/sbin/mosquitto
 DYNSEC_PLUGIN = os.environ.get(
     "FLEETPULSE_TEST_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 )
-CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 AclType = Literal[
     "publishClientSend",
     "publishClientReceive",
@@ -269,42 +267,16 @@ class MosquittoBroker:
         self, commands: Sequence[dict[str, Any]], timeout: float = 10.0
     ) -> list[dict[str, Any]]:
         """Send dynsec ``commands`` in one request; the responses, or :class:`DynsecError`."""
+        endpoint = MqttEndpoint.parse(self.admin_url)
         with self._lock:
-            responses = _dynsec_request(self, list(commands), timeout)
+            try:
+                responses = dynsec_request_sync(endpoint, commands, timeout_s=timeout)
+            except DynsecUnavailableError as exc:
+                raise DynsecError(str(exc)) from None
         failed = [r for r in responses if r.get("error")]
         if failed:
             raise DynsecError(f"dynsec refused: {failed}")
         return responses
-
-
-def _dynsec_request(
-    broker: MosquittoBroker, commands: list[dict[str, Any]], timeout: float
-) -> list[dict[str, Any]]:
-    done = threading.Event()
-    answer: list[dict[str, Any]] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dynsec-{uuid.uuid4().hex[:8]}")
-    client.username_pw_set(broker.admin_username, broker.admin_password)
-
-    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
-        answer.extend(json.loads(message.payload).get("responses", []))
-        done.set()
-
-    subscribed = threading.Event()
-    client.on_message = on_message
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        client.subscribe(f"{CONTROL_TOPIC}/response", qos=1)
-        if not subscribed.wait(timeout):
-            raise DynsecError("no SUBACK from the broker")
-        client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
-        if not done.wait(timeout):
-            raise DynsecError(f"no dynsec response within {timeout}s")
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return answer
 
 
 def start_mosquitto(workdir: Path | None = None) -> MosquittoBroker:

@@ -83,10 +83,6 @@ class CircuitBreakers:
             circuit.open_until = self._clock() + circuit.open_s
             circuit.probing = False
 
-    def is_open(self, key: str) -> bool:
-        circuit = self._circuits.get(key)
-        return circuit is not None and circuit.open_until > self._clock()
-
 
 async def _take_slot(slots: asyncio.Semaphore, wait_s: float) -> bool:
     if wait_s <= 0:

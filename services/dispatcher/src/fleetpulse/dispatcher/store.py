@@ -265,12 +265,6 @@ class PostgresDispatchStore:
         )
         return [dict(row) for row in rows]
 
-    async def next_flush_at(self) -> datetime | None:
-        value: datetime | None = await self.pool.fetchval(
-            "SELECT min(flush_at) FROM dispatch_groups WHERE flush_at IS NOT NULL"
-        )
-        return value
-
     async def leave_groups(self, conn: asyncpg.Connection, tenant_id: str, alert_id: str) -> None:
         """Take an ended alert out of every group it waits in or fires in."""
         await conn.execute(

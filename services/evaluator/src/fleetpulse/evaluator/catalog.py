@@ -93,9 +93,6 @@ class Catalog:
             plan = self._plans[key] = RulePlan.of(self.rules_for(key), attributes)
         return plan
 
-    def no_data_rules(self) -> list[Rule]:
-        return [r for rules in self._rules.values() for r in rules if r.kind == "no_data"]
-
     def known_rule(self, tenant_id: str, rule_id: str) -> Rule | None:
         """The rule, enabled or disabled; ``None`` when it does not exist (deleted)."""
         return self._known.get((tenant_id, rule_id))
@@ -109,10 +106,6 @@ class Catalog:
 
     def selects(self, key: DeviceKey, rule_id: str) -> Rule | None:
         return next((r for r in self.rules_for(key) if r.rule_id == rule_id), None)
-
-    @property
-    def rule_count(self) -> int:
-        return sum(len(r) for r in self._rules.values())
 
 
 _RULES_FINGERPRINT = "SELECT count(*), coalesce(sum(hashtextextended(tenant_id || '/' || rule_id || '/' || version || '/' || enabled::text, 0)), 0) FROM rules"

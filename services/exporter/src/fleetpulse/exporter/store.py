@@ -143,12 +143,6 @@ class PostgresExportStore:
         )
         return bool(status == "UPDATE 1")
 
-    async def checkpoint(self, dataset: Dataset) -> int:
-        done = await self._pool.fetchval(
-            "SELECT done FROM export_checkpoints WHERE stream = $1", dataset
-        )
-        return int(done or 0)
-
     async def event_partitions(self, export: ExportRange) -> list[Grouped]:
         """The range's events grouped by (tenant, day), positions ascending within each."""
         events = await self._events.read_all(

@@ -175,7 +175,7 @@ class RequestLimits:
             if length > limit:
                 await _too_large(send, limit)
                 return
-        started = False
+        sent = _TrackedSend(send)
         received = 0
 
         async def counted_receive() -> Message:
@@ -187,16 +187,23 @@ class RequestLimits:
                     raise _TooLarge(limit)
             return message
 
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app(scope, counted_receive, sent)
         except _TooLarge:
-            if not started:
+            if not sent.started:
                 await _too_large(send, limit)
+
+
+class _TrackedSend:
+    """An ASGI ``send`` that remembers whether the response has started."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self._send(message)
 
 
 async def _too_large(send: Send, limit: int) -> None:
@@ -220,19 +227,13 @@ class ContainErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        sent = _TrackedSend(send)
         try:
-            await self.app(scope, receive, tracked_send)
+            await self.app(scope, receive, sent)
         except _TooLarge:
             raise
         except Exception:
             log.exception("unhandled error", extra={"path": scope.get("path")})
-            if started:
+            if sent.started:
                 raise
             await send_problem(send, 500, "Internal Server Error", "unexpected error")

@@ -2,31 +2,30 @@
 
 ``libs/testing`` has a broker fixture, but it is a test dependency (pytest) and picks its own
 port; the dev stack needs a chosen port and a broker that outlives one run (device credentials
-are kept in the dynsec file next to the database that knows the devices), so it has this small
-writer of its own. Service users are (re)declared at every start, idempotently.
+are kept in the dynsec file next to the database that knows the devices), so it writes its own
+config. Service users are (re)declared at every start, idempotently, through the platform's one
+dynsec admin client (:mod:`fleetpulse.common.dynsec`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paho.mqtt import client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
+
+from fleetpulse.common.dynsec import DynsecUnavailableError, dynsec_request_sync
+from fleetpulse.common.mqtt import MqttEndpoint
 
 MOSQUITTO_BIN = os.environ.get("FLEETPULSE_DEV_MOSQUITTO", "/usr/sbin/mosquitto")
 MOSQUITTO_CTRL = os.environ.get("FLEETPULSE_DEV_MOSQUITTO_CTRL", "mosquitto_ctrl")
 DYNSEC_PLUGIN = os.environ.get(
     "FLEETPULSE_DEV_DYNSEC_PLUGIN", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 )
-CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 ADMIN_USER = "admin"
 INGEST_USER = "fleetpulse-ingest"
 DELIVERY_USER = "fleetpulse-delivery"
@@ -148,30 +147,11 @@ def dynsec_control(
     host: str, port: int, password: str, commands: list[dict[str, Any]], timeout: float = 10.0
 ) -> list[dict[str, Any]]:
     """Send ``commands`` as the dynsec admin in one request; :class:`DynsecError` on refusal."""
-    done = threading.Event()
-    answer: list[dict[str, Any]] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"devstack-{uuid.uuid4().hex[:8]}")
-    client.username_pw_set(ADMIN_USER, password)
-
-    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
-        answer.extend(json.loads(message.payload).get("responses", []))
-        done.set()
-
-    subscribed = threading.Event()
-    client.on_message = on_message
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(host, port)
-    client.loop_start()
+    endpoint = MqttEndpoint(host, port, ADMIN_USER, SecretStr(password))
     try:
-        client.subscribe(f"{CONTROL_TOPIC}/response", qos=1)
-        if not subscribed.wait(timeout):
-            raise DynsecError("no SUBACK from the broker")
-        client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
-        if not done.wait(timeout):
-            raise DynsecError(f"no dynsec response within {timeout}s")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+        answer = dynsec_request_sync(endpoint, commands, timeout_s=timeout)
+    except DynsecUnavailableError as exc:
+        raise DynsecError(str(exc)) from None
     if failed := refused(answer):
         raise DynsecError(f"dynsec refused: {failed}")
     return answer

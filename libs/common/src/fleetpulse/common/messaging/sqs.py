@@ -150,10 +150,6 @@ class SqsConsumer:
         self._deleter = _BatchDeleter(sqs, queue_url, name)
         self._tracer = tracer("fleetpulse.messaging.sqs")
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then finish in-flight handlers and return."""
         extender = asyncio.create_task(self._extend_forever())

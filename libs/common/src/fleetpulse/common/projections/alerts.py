@@ -41,10 +41,6 @@ class AlertAlreadyOpenError(FleetPulseError):
         self.fingerprint = fingerprint
 
 
-def fingerprint(tenant_id: str, rule_id: str, device_id: str) -> str:
-    return f"{tenant_id}:{rule_id}:{device_id}"
-
-
 def _at(event: RecordedEvent, key: str) -> datetime:
     value = event.data.get(key)
     if isinstance(value, str):
@@ -180,5 +176,4 @@ __all__ = [
     "OPEN_STATUSES",
     "AlertAlreadyOpenError",
     "AlertsProjection",
-    "fingerprint",
 ]
