@@ -99,9 +99,8 @@ def test_client_side_failures(driver: Exception, ours: type[Exception]) -> None:
 
 def test_the_context_manager_chains_the_cause_and_passes_others_through() -> None:
     driver = _postgres("40001")
-    with pytest.raises(TransactionConflictError) as caught:
-        with translated:
-            raise driver
+    with pytest.raises(TransactionConflictError) as caught, translated:
+        raise driver
     assert caught.value.__cause__ is driver
     with pytest.raises(KeyError), translated:  # not a database failure: untouched
         raise KeyError("x")

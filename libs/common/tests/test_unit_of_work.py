@@ -3,6 +3,8 @@ translates conflicts, and retries transient failures only (against a real Postgr
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import pytest
 
@@ -52,6 +54,21 @@ async def _counts(pool: asyncpg.Pool, stream: str) -> tuple[int, int]:
     return int(events), int(rows)
 
 
+def _appender(stream: str, *, refuse: bool = False) -> Callable[[UnitOfWork], Awaitable[None]]:
+    async def append(unit: UnitOfWork) -> None:
+        event = NewEvent("A", {"refuse": True} if refuse else {})
+        await unit.append(stream, [event], tenant_id="t", expected_version=NO_STREAM)
+
+    return append
+
+
+def _executor(sql: str) -> Callable[[UnitOfWork], Awaitable[None]]:
+    async def execute(unit: UnitOfWork) -> None:
+        await unit.conn.execute(sql)
+
+    return execute
+
+
 async def test_append_applies_the_projection_in_the_same_transaction(
     units: UnitsOfWork, db_pool: asyncpg.Pool
 ) -> None:
@@ -66,16 +83,15 @@ async def test_append_applies_the_projection_in_the_same_transaction(
 async def test_a_failure_after_the_append_rolls_back_events_and_projection(
     units: UnitsOfWork, db_pool: asyncpg.Pool
 ) -> None:
+    async def append_then_fail(unit: UnitOfWork) -> None:
+        await unit.append("s-body", [NewEvent("A", {})], tenant_id="t", expected_version=0)
+        raise RuntimeError("later step failed")
+
     with pytest.raises(RuntimeError):
-        async with units.begin() as unit:
-            await unit.append("s-body", [NewEvent("A", {})], tenant_id="t", expected_version=0)
-            raise RuntimeError("later step failed")
+        await units.run(append_then_fail)
     assert await _counts(db_pool, "s-body") == (0, 0)
     with pytest.raises(ValueError, match="refuses"):
-        async with units.begin() as unit:
-            await unit.append(
-                "s-proj", [NewEvent("A", {"refuse": True})], tenant_id="t", expected_version=0
-            )
+        await units.run(_appender("s-proj", refuse=True))
     assert await _counts(db_pool, "s-proj") == (0, 0)
 
 
@@ -83,13 +99,9 @@ async def test_a_savepoint_unit_rolls_back_only_its_own_writes(
     units: UnitsOfWork, db_pool: asyncpg.Pool
 ) -> None:
     async with db_pool.acquire() as conn, conn.transaction():
-        async with units.begin(conn=conn) as unit:
-            await unit.append("s-kept", [NewEvent("A", {})], tenant_id="t", expected_version=0)
+        await units.run(_appender("s-kept"), conn=conn)
         with pytest.raises(ValueError, match="refuses"):
-            async with units.begin(conn=conn) as unit:
-                await unit.append(
-                    "s-undone", [NewEvent("A", {"refuse": True})], tenant_id="t", expected_version=0
-                )
+            await units.run(_appender("s-undone", refuse=True), conn=conn)
     assert await _counts(db_pool, "s-kept") == (1, 1)
     assert await _counts(db_pool, "s-undone") == (0, 0)
 
@@ -98,19 +110,19 @@ async def test_conflicts_are_translated(units: UnitsOfWork, db_pool: asyncpg.Poo
     async with units.begin() as unit:
         await unit.append("s-c", [NewEvent("A", {})], tenant_id="t", expected_version=NO_STREAM)
     with pytest.raises(ConcurrencyError) as caught:
-        async with units.begin() as unit:
-            await unit.append(
-                "s-c", [NewEvent("B", {})], tenant_id="t", expected_version=NO_STREAM
-            )
+        await units.run(_appender("s-c"))
     assert caught.value.actual == 1
+
+    async def batch(unit: UnitOfWork) -> None:
+        await unit.append_batch(
+            [
+                Append("s-new", [NewEvent("A", {})], "t", NO_STREAM),
+                Append("s-c", [NewEvent("B", {})], "t", NO_STREAM),
+            ]
+        )
+
     with pytest.raises(ConcurrencyError):
-        async with units.begin() as unit:
-            await unit.append_batch(
-                [
-                    Append("s-new", [NewEvent("A", {})], "t", NO_STREAM),
-                    Append("s-c", [NewEvent("B", {})], "t", NO_STREAM),
-                ]
-            )
+        await units.run(batch)
     assert await _counts(db_pool, "s-new") == (0, 0)  # the whole batch rolled back
     async with units.begin() as unit:  # positive control: the right versions append
         await unit.append_batch([Append("s-c", [NewEvent("B", {})], "t", 1)])
@@ -119,12 +131,11 @@ async def test_conflicts_are_translated(units: UnitsOfWork, db_pool: asyncpg.Poo
 
 async def test_database_failures_leave_a_unit_translated(units: UnitsOfWork) -> None:
     with pytest.raises(DataRejectedError) as caught:
-        async with units.begin() as unit:
-            await unit.conn.execute("SELECT 1/0")
+        await units.run(_executor("SELECT 1/0"))
     assert isinstance(caught.value.__cause__, asyncpg.DivisionByZeroError)
-    with pytest.raises(PermanentError):
-        async with units.begin() as unit:
-            await unit.conn.execute("SELECT * FROM no_such_table")
+    with pytest.raises(PermanentError) as caught_too:
+        await units.run(_executor("SELECT * FROM no_such_table"))
+    assert not isinstance(caught_too.value, DataRejectedError)
 
 
 _RETRY_TRANSIENT = RetryPolicy(on=(TransientError, ConcurrencyError), attempts=3)
