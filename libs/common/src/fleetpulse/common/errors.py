@@ -1,4 +1,11 @@
-"""Errors of the shared library, so callers never catch a driver's exception type."""
+"""Errors of the shared library, so callers never catch a driver's exception type.
+
+Driver failures (asyncpg, botocore) are translated once, at the adapter edge
+(:func:`fleetpulse.common.db.errors.translated`, :func:`fleetpulse.common.messaging.errors.aws_errors`),
+into two families: :class:`TransientError` (the same work may succeed on a later try: retry loops
+catch this) and :class:`PermanentError` (it fails the same way every time: surface it). The
+driver's exception stays reachable as ``__cause__``.
+"""
 
 from __future__ import annotations
 
@@ -24,3 +31,49 @@ class ConcurrencyError(FleetPulseError):
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
+
+
+#: The name the unit of work speaks of: a stream version conflict (read again, decide again).
+ConcurrencyConflict = ConcurrencyError
+
+
+class ExternalError(FleetPulseError):
+    """A translated failure of a backend (database, AWS); ``code`` is its SQLSTATE or AWS code."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def sqlstate(self) -> str | None:
+        """The SQLSTATE of a database failure (None for other backends or client errors)."""
+        return self.code if len(self.code) == 5 and self.code.isalnum() else None
+
+
+class TransientError(ExternalError):
+    """The backend went away, is overloaded or rolled the work back: try again later."""
+
+
+class TransactionConflictError(TransientError):
+    """The database rolled the transaction back (serialization failure, deadlock): rerun it."""
+
+
+class PermanentError(ExternalError):
+    """The backend refuses the work and will refuse it on every try (schema, permission, ...)."""
+
+
+class DataRejectedError(PermanentError):
+    """The statement's data is refused (SQLSTATE class 22 or 23): other rows may pass."""
+
+
+__all__ = [
+    "ConcurrencyConflict",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "DataRejectedError",
+    "ExternalError",
+    "FleetPulseError",
+    "PermanentError",
+    "TransactionConflictError",
+    "TransientError",
+]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import re
 import ssl
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 from pydantic import SecretStr
+
+from fleetpulse.common.retry import equal_jitter
 
 __all__ = [
     "Backoff",
@@ -147,7 +148,8 @@ def aiomqtt_client(
 
 @dataclass(slots=True)
 class Backoff:
-    """Exponential backoff with full jitter: ``next()`` -> a delay in ``[0, min(cap, base*2^n)]``."""
+    """Exponential backoff, half fixed and half random (``fleetpulse.common.retry.equal_jitter``):
+    ``next()`` -> a delay in ``[c/2, c]`` with ``c = min(maximum, initial * factor**n)``."""
 
     initial: float = 0.2
     maximum: float = 30.0
@@ -155,9 +157,8 @@ class Backoff:
     attempt: int = 0
 
     def next(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**self.attempt)
         self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
+        return equal_jitter(self.initial, self.maximum, self.factor).delay(self.attempt)
 
     def reset(self) -> None:
         self.attempt = 0

@@ -6,22 +6,29 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
 
 from fleetpulse.common.eventstore import (
+    Append,
     ConcurrencyError,
     NewEvent,
     PostgresEventStore,
     RecordedEvent,
+    UnitOfWork,
+    UnitsOfWork,
     stream_id,
 )
 from fleetpulse.common.projections.catalog import CatalogProjection
 from fleetpulse.common.projections.deliveries import DeliveriesProjection
+from fleetpulse.common.retry import RetryPolicy
 
 _DELIVERIES = DeliveriesProjection()
 _CATALOG = CatalogProjection()
+#: ``IntegrationDisabled`` reads the integration's version again after a conflict, 5 tries.
+_DISABLE_RETRY = RetryPolicy(on=(ConcurrencyError,), attempts=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,8 @@ class PostgresDeliveryStore:
 
     def __init__(self, events: PostgresEventStore, *, max_batch: int = 100) -> None:
         self._events = events
+        self._deliveries = UnitsOfWork(events, [_DELIVERIES])
+        self._integrations = UnitsOfWork(events, [_CATALOG])
         self._max_batch = max_batch
         self._queue: list[AttemptRecord] = []
         self._writer = asyncio.Lock()
@@ -157,10 +166,12 @@ class PostgresDeliveryStore:
 
     async def _write_batch(self, batch: list[AttemptRecord]) -> None:
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await self._append_many(conn, batch)
-                await _DELIVERIES.apply_batch(conn, [e for r in batch for e in _as_recorded(r)])
-                await self._finish(conn, batch)
+            async with self._deliveries.begin() as unit:
+                await unit.append_batch([_append_of(r) for r in batch])
+                await _DELIVERIES.apply_batch(
+                    unit.conn, [e for r in batch for e in _as_recorded(r)]
+                )
+                await self._finish(unit, batch)
         except Exception:
             await self._write_each(batch)
             return
@@ -170,60 +181,39 @@ class PostgresDeliveryStore:
     async def _write_each(self, batch: list[AttemptRecord]) -> None:
         for record in batch:
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await self._write(conn, record)
+                async with self._deliveries.begin() as unit:
+                    await self._write(unit, record)
             except Exception as exc:
                 record.done.set_exception(exc)
             else:
                 record.done.set_result(None)
 
-    async def _write(self, conn: asyncpg.Connection, record: AttemptRecord) -> None:
-        await _DELIVERIES.apply_batch(conn, await self._append(conn, record))
-        await self._finish(conn, [record])
-
-    async def _append(self, conn: asyncpg.Connection, record: AttemptRecord) -> list[RecordedEvent]:
-        return await self._events.append(
-            stream_id("delivery", record.tenant_id, record.delivery_id),
-            record.events,
-            tenant_id=record.tenant_id,
-            expected_version=record.expected_version,
-            conn=conn,
+    async def _write(self, unit: UnitOfWork, record: AttemptRecord) -> None:
+        append = _append_of(record)
+        await unit.append(
+            append.stream,
+            append.events,
+            tenant_id=append.tenant_id,
+            expected_version=append.expected_version,
         )
+        await self._finish(unit, [record])
 
-    async def _append_many(self, conn: asyncpg.Connection, batch: Sequence[AttemptRecord]) -> None:
-        """Every record's append in one pipelined round trip; any conflict fails them all."""
-        await conn.executemany(
-            "SELECT fleetpulse_append($1, $2, $3, $4, $5, $6, $7)",
-            [
-                (
-                    stream_id("delivery", r.tenant_id, r.delivery_id),
-                    r.expected_version,
-                    r.tenant_id,
-                    [e.event_id for e in r.events],
-                    [e.type for e in r.events],
-                    [e.data for e in r.events],
-                    [e.metadata for e in r.events],
-                )
-                for r in batch
-            ],
-        )
-
-    async def _finish(self, conn: asyncpg.Connection, batch: Sequence[AttemptRecord]) -> None:
+    async def _finish(self, unit: UnitOfWork, batch: Sequence[AttemptRecord]) -> None:
         """Free the leases of retried deliveries; disable integrations that answered 410."""
         released = [(r.tenant_id, r.delivery_id) for r in batch if r.release]
         if released:
-            await conn.executemany(
+            await unit.conn.executemany(
                 "UPDATE deliveries SET lease_until = NULL WHERE tenant_id = $1 AND delivery_id = $2",
                 released,
             )
         for record in batch:
             if record.disable is not None and record.integration_id is not None:
-                await self._disable(conn, record.tenant_id, record.integration_id, record.disable)
+                await self._disable(unit, record.tenant_id, record.integration_id, record.disable)
 
     async def _disable(
-        self, conn: asyncpg.Connection, tenant_id: str, integration_id: str, event: NewEvent
+        self, unit: UnitOfWork, tenant_id: str, integration_id: str, event: NewEvent
     ) -> None:
-        status = await conn.fetchval(
+        status = await unit.conn.fetchval(
             "SELECT status FROM integrations WHERE tenant_id = $1 AND integration_id = $2 FOR UPDATE",
             tenant_id,
             integration_id,
@@ -231,18 +221,29 @@ class PostgresDeliveryStore:
         if status != "enabled":
             return
         stream = stream_id("integration", tenant_id, integration_id)
-        for _ in range(5):
-            version = await self._events.stream_version(stream, conn=conn)
-            try:
-                async with conn.transaction():
-                    recorded = await self._events.append(
-                        stream, [event], tenant_id=tenant_id, expected_version=version, conn=conn
-                    )
-                    await _CATALOG.apply(conn, recorded[0])
-                return
-            except ConcurrencyError:
-                continue
-        raise ConcurrencyError(stream, -1, -1)
+        try:
+            await self._integrations.run(
+                partial(_append_current, stream, event, tenant_id),
+                conn=unit.conn,
+                retry=_DISABLE_RETRY,
+            )
+        except ConcurrencyError as exc:
+            raise ConcurrencyError(stream, -1, -1) from exc
+
+
+async def _append_current(stream: str, event: NewEvent, tenant_id: str, unit: UnitOfWork) -> None:
+    """Append ``event`` at the stream's current version (in a savepoint of the caller's)."""
+    version = await unit.stream_version(stream)
+    await unit.append(stream, [event], tenant_id=tenant_id, expected_version=version)
+
+
+def _append_of(record: AttemptRecord) -> Append:
+    return Append(
+        stream_id("delivery", record.tenant_id, record.delivery_id),
+        record.events,
+        record.tenant_id,
+        record.expected_version,
+    )
 
 
 def _as_recorded(record: AttemptRecord) -> list[RecordedEvent]:

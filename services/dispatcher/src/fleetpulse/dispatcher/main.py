@@ -19,7 +19,8 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common.aws import aws_client
-from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
+from fleetpulse.common.db import create_pool, translated
+from fleetpulse.common.errors import TransientError
 from fleetpulse.common.eventstore import PostgresEventStore
 from fleetpulse.common.messaging import (
     OutboxRelay,
@@ -100,12 +101,14 @@ async def flush_groups(dispatcher: Dispatcher, stop: asyncio.Event, poll_s: floa
     logged and retried."""
     while not stop.is_set():
         try:
-            while await dispatcher.flush_due_groups() > 0:
-                pass
-            while await dispatcher.release_held() > 0:
-                pass
-        except TRANSIENT_ERRORS as exc:
-            log.warning("group flush failed; retrying", extra={"error": type(exc).__name__})
+            with translated:
+                while await dispatcher.flush_due_groups() > 0:
+                    pass
+                while await dispatcher.release_held() > 0:
+                    pass
+        except TransientError as exc:
+            error = type(exc.__cause__ or exc).__name__
+            log.warning("group flush failed; retrying", extra={"error": error})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), poll_s)
 

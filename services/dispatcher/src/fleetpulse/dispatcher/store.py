@@ -9,7 +9,13 @@ from typing import Any
 import asyncpg
 
 from fleetpulse.common import matchers
-from fleetpulse.common.eventstore import NO_STREAM, ConcurrencyError, NewEvent, PostgresEventStore
+from fleetpulse.common.eventstore import (
+    NO_STREAM,
+    ConcurrencyError,
+    NewEvent,
+    PostgresEventStore,
+    UnitsOfWork,
+)
 from fleetpulse.common.eventstore.model import stream_id
 from fleetpulse.common.projections.deliveries import (
     DeliveriesProjection,
@@ -26,6 +32,7 @@ MAX_INHIBIT_SOURCES = 10_000
 class PostgresDispatchStore:
     def __init__(self, events: PostgresEventStore) -> None:
         self._events = events
+        self._units = UnitsOfWork(events, [_DELIVERIES])
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -335,15 +342,13 @@ class PostgresDispatchStore:
     ) -> bool:
         """Append ``DeliveryScheduled`` and project it; False if that delivery exists already."""
         try:
-            async with conn.transaction():
-                recorded = await self._events.append(
+            async with self._units.begin(conn=conn) as unit:  # a savepoint of the caller's
+                await unit.append(
                     stream_id("delivery", tenant_id, delivery_id),
                     [event],
                     tenant_id=tenant_id,
                     expected_version=NO_STREAM,
-                    conn=conn,
                 )
-                await _DELIVERIES.apply(conn, recorded[0])
         except (ConcurrencyError, DeliveryAlreadyScheduledError):
             return False
         return True

@@ -9,6 +9,7 @@ raced with a close is dropped rather than failing the whole batch.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from fleetpulse.common.eventstore import (
     NewEvent,
     PostgresEventStore,
     RecordedEvent,
+    UnitsOfWork,
     metadata,
     stream_id,
 )
@@ -27,10 +29,12 @@ from fleetpulse.common.projections.alerts import (
     AlertAlreadyOpenError,
     AlertsProjection,
 )
+from fleetpulse.common.retry import RetryPolicy
 from fleetpulse.common.rules.domain import OpenAlert, ResolveAlert
 
 ACTOR = "evaluator"
-_RESOLVE_ATTEMPTS = 3
+#: A resolve that raced with another writer reads the alert again, up to 3 tries in all.
+_RESOLVE_RETRY = RetryPolicy(on=(ConcurrencyError,), attempts=3)
 
 
 def _iso(at: datetime) -> str:
@@ -95,8 +99,7 @@ class PostgresAlertLog:
     def __init__(
         self, store: PostgresEventStore, projection: AlertsProjection | None = None
     ) -> None:
-        self._store = store
-        self._projection = projection or AlertsProjection()
+        self._units = UnitsOfWork(store, [projection or AlertsProjection()])
 
     async def open(self, conn: asyncpg.Connection, decision: OpenAlert) -> bool:
         """Append ``AlertOpened``; False when an alert is already open for the fingerprint."""
@@ -113,27 +116,32 @@ class PostgresAlertLog:
         tenant = decision.rule.tenant_id
         stream = stream_id("alert", tenant, decision.alert_id)
         event = NewEvent("AlertResolved", resolved_data(decision), _metadata(decision.traceparent))
-        for _ in range(_RESOLVE_ATTEMPTS):
-            row = await conn.fetchrow(
-                "SELECT status, version FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
-                tenant,
-                decision.alert_id,
+        try:
+            return await _RESOLVE_RETRY.call(
+                partial(self._resolve_once, conn, stream, event, tenant, decision.alert_id)
             )
-            if row is None or row["status"] not in OPEN_STATUSES:
-                return False
-            try:  # the row's version is the stream's: every writer applies the projection inline
-                await self._append(conn, stream, event, tenant, row["version"])
-            except ConcurrencyError:
-                continue
-            return True
-        return False
+        except ConcurrencyError:
+            return False
+
+    async def _resolve_once(
+        self, conn: asyncpg.Connection, stream: str, event: NewEvent, tenant: str, alert_id: str
+    ) -> bool:
+        row = await conn.fetchrow(
+            "SELECT status, version FROM alerts WHERE tenant_id = $1 AND alert_id = $2",
+            tenant,
+            alert_id,
+        )
+        if row is None or row["status"] not in OPEN_STATUSES:
+            return False
+        # the row's version is the stream's: every writer applies the projection inline
+        await self._append(conn, stream, event, tenant, row["version"])
+        return True
 
     async def _append(
         self, conn: asyncpg.Connection, stream: str, event: NewEvent, tenant: str, expected: int
     ) -> RecordedEvent:
-        async with conn.transaction():  # a savepoint: a refusal leaves the batch intact
-            (recorded,) = await self._store.append(
-                stream, [event], tenant_id=tenant, expected_version=expected, conn=conn
+        async with self._units.begin(conn=conn) as unit:  # a savepoint: a refusal leaves the batch
+            (recorded,) = await unit.append(
+                stream, [event], tenant_id=tenant, expected_version=expected
             )
-            await self._projection.apply(conn, recorded)
         return recorded

@@ -18,7 +18,8 @@ from typing import Any
 
 import asyncpg
 
-from fleetpulse.common.db import TRANSIENT_ERRORS
+from fleetpulse.common.db import translated
+from fleetpulse.common.errors import TransientError
 from fleetpulse.common.rules.domain import (
     InvalidRuleError,
     Rule,
@@ -142,12 +143,14 @@ class PostgresCatalogSource:
         pending = False
         while not stop.is_set():
             try:
-                pending = await self.refresh() or pending
-                if pending and on_change is not None:
-                    await on_change()
-                    pending = False
-            except TRANSIENT_ERRORS as exc:
-                log.warning("catalog refresh failed; retrying", extra={"error": type(exc).__name__})
+                with translated:
+                    pending = await self.refresh() or pending
+                    if pending and on_change is not None:
+                        await on_change()
+                        pending = False
+            except TransientError as exc:
+                error = type(exc.__cause__ or exc).__name__
+                log.warning("catalog refresh failed; retrying", extra={"error": error})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), refresh_s)
 

@@ -30,8 +30,10 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from fleetpulse.common.db import TRANSIENT_ERRORS
+from fleetpulse.common.db import translated
+from fleetpulse.common.errors import TransactionConflictError, TransientError
 from fleetpulse.common.observability import meter, tracer
+from fleetpulse.common.retry import RetryPolicy, doubling
 from fleetpulse.common.rules.domain import (
     Decision,
     IdFactory,
@@ -66,8 +68,15 @@ from fleetpulse.evaluator.store import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], datetime]
-_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-_ATTEMPTS = 6
+#: A transaction the server rolled back (deadlock, serialization) is rerun: 6 tries, 5 ms doubling.
+_CONFLICT_RETRY = RetryPolicy(
+    on=(TransactionConflictError,),
+    attempts=6,
+    wait=doubling(0.005),
+    logger=log,
+    message="transaction conflict; retrying",
+    level=logging.INFO,
+)
 _DEADLINE_BATCH = 2000  # due (rule, device) pairs read per round of a tick
 _DEADLINE_CHUNK = 250  # devices per transaction
 _DEADLINE_ROUNDS = 50
@@ -200,8 +209,9 @@ class Evaluator:
         """Call :meth:`tick` every ``interval_s`` until ``stop`` is set."""
         while not stop.is_set():
             try:
-                await self.tick()
-            except TRANSIENT_ERRORS as exc:
+                with translated:
+                    await self.tick()
+            except TransientError as exc:
                 log.warning(
                     "clock tick failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"}
                 )
@@ -400,16 +410,12 @@ class Evaluator:
         )
 
     async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        for attempt in range(_ATTEMPTS):
-            try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    return await work(conn)
-            except _RETRYABLE as exc:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                log.info("transaction conflict; retrying", extra={"error": type(exc).__name__})
-                await asyncio.sleep(0.005 * 2**attempt)
-        raise AssertionError("unreachable")
+        return await _CONFLICT_RETRY.call(partial(self._transaction_once, work))
+
+    async def _transaction_once(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        with translated:
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await work(conn)
 
 
 def _writes(

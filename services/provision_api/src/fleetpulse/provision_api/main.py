@@ -15,8 +15,8 @@ from fastapi import FastAPI
 
 from fleetpulse.common.aws import aws_client
 from fleetpulse.common.crypto import SecretBox
-from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
-from fleetpulse.common.errors import ConfigurationError
+from fleetpulse.common.db import create_pool, translated
+from fleetpulse.common.errors import ConfigurationError, TransientError
 from fleetpulse.common.eventstore import EventNotifications, PostgresEventStore, ProjectionRunner
 from fleetpulse.common.messaging import (
     OutboxRelay,
@@ -124,8 +124,9 @@ async def bootstrap(
 
 async def _failing(pool: asyncpg.Pool) -> list[str]:
     try:
-        await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=2.0)
-    except TRANSIENT_ERRORS:
+        with translated:
+            await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=2.0)
+    except TransientError:
         return ["database"]
     return []
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetpulse.common.db import describe, is_transient
-from fleetpulse.common.errors import ConcurrencyError
+from fleetpulse.common.errors import ConcurrencyError, DataRejectedError, ExternalError
 from fleetpulse.provision_api.auth import AuthenticationError
 from fleetpulse.provision_api.credentials import CredentialsUnavailableError
 from fleetpulse.provision_api.domain import (
@@ -196,7 +196,9 @@ async def _on_database(request: Request, exc: Exception) -> JSONResponse:
             "the database is unavailable; retry later",
             headers={"Retry-After": "1"},
         )
-    if isinstance(exc, asyncpg.DataError):
+    if isinstance(exc, asyncpg.DataError) or (
+        isinstance(exc, DataRejectedError) and exc.code.startswith("22")
+    ):
         log.warning("database refused the data of a query", extra={"error": describe(exc)})
         return problem_response(
             request,
@@ -221,6 +223,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AuthenticationError, _on_authentication)
     app.add_exception_handler(CredentialsUnavailableError, _on_credentials)
     app.add_exception_handler(asyncpg.PostgresError, _on_database)
+    app.add_exception_handler(ExternalError, _on_database)  # translated by a unit of work
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -8,6 +8,8 @@ from fleetpulse.common.db.errors import (
     is_data_error,
     is_permanent,
     is_transient,
+    translate,
+    translated,
 )
 from fleetpulse.common.db.pool import create_pool, dsn_of
 
@@ -20,4 +22,6 @@ __all__ = [
     "is_data_error",
     "is_permanent",
     "is_transient",
+    "translate",
+    "translated",
 ]

@@ -18,12 +18,28 @@ refuses, a violated constraint) surfaces at once instead of wedging the loop:
   statement (22 data exception, 23 integrity constraint violation): other rows may pass, so a
   batch writer isolates the offending rows. The rest (42 undefined table or column, permission
   denied, ...) is the deployment's fault, the same for every row: alert, do not drop data.
+
+The classification is also a translation, done once at the adapter edge (:func:`translate`,
+:data:`translated`): transient failures become :class:`~fleetpulse.common.errors.TransientError`
+(serialization failures and deadlocks :class:`~fleetpulse.common.errors.TransactionConflictError`),
+data errors :class:`~fleetpulse.common.errors.DataRejectedError` and the rest
+:class:`~fleetpulse.common.errors.PermanentError`, so retry loops catch FleetPulse types only.
 """
 
 from __future__ import annotations
 
+from types import TracebackType
+
 import asyncpg
 from asyncpg.exceptions import _base as _asyncpg_base
+
+from fleetpulse.common.errors import (
+    DataRejectedError,
+    ExternalError,
+    PermanentError,
+    TransactionConflictError,
+    TransientError,
+)
 
 #: For ``except`` clauses of retry loops (see :func:`is_transient` for the one exception).
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -50,11 +66,15 @@ _CLIENT_DATA_ERROR = _asyncpg_base.DataError
 
 def is_transient(exc: BaseException) -> bool:
     """``True`` when the same database work may succeed on a later try (see the module)."""
+    if isinstance(exc, ExternalError):
+        return isinstance(exc, TransientError)
     return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, _CLIENT_DATA_ERROR)
 
 
 def is_permanent(exc: BaseException) -> bool:
     """``True`` for a database failure that repeats on every try: data, constraint, schema."""
+    if isinstance(exc, ExternalError):
+        return isinstance(exc, PermanentError)
     return isinstance(exc, DATABASE_ERRORS) and not is_transient(exc)
 
 
@@ -62,12 +82,64 @@ def is_data_error(exc: BaseException) -> bool:
     """``True`` when the statement's data is refused (class 22 or 23, or an argument asyncpg
     cannot encode): permanent for these rows, while other rows may be stored."""
     return isinstance(
-        exc, (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, _CLIENT_DATA_ERROR)
+        exc,
+        (
+            asyncpg.DataError,
+            asyncpg.IntegrityConstraintViolationError,
+            _CLIENT_DATA_ERROR,
+            DataRejectedError,
+        ),
     )
+
+
+_CONFLICTS = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Our error for a database failure (``exc`` itself for anything else, or already ours)."""
+    if not isinstance(exc, DATABASE_ERRORS) or isinstance(exc, ExternalError):
+        return exc
+    code = str(getattr(exc, "sqlstate", None) or "")
+    message = describe(exc)
+    if isinstance(exc, _CONFLICTS):
+        return TransactionConflictError(message, code=code)
+    if is_transient(exc):
+        return TransientError(message, code=code)
+    if is_data_error(exc):
+        return DataRejectedError(message, code=code)
+    return PermanentError(message, code=code)
+
+
+class _Translated:
+    """``with translated:`` re-raises a database failure as our own error (cause chained)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, DATABASE_ERRORS):
+            return
+        ours = translate(exc)
+        if ours is not exc:
+            raise ours from exc
+
+
+#: The adapter edge: ``with translated: await conn.execute(...)``. A class instance, not a
+#: generator context manager, because it wraps hot paths (each alert append).
+translated = _Translated()
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:
     """``"SQLSTATE: message"`` of a database failure, one line, at most ``limit`` characters."""
+    if isinstance(exc, ExternalError):  # translated already: its message is this line
+        return str(exc)[:limit]
     state = getattr(exc, "sqlstate", None)
     text = " ".join(str(exc).split()) or type(exc).__name__
     line = f"{state}: {text}" if state else f"{type(exc).__name__}: {text}"
@@ -81,4 +153,6 @@ __all__ = [
     "is_data_error",
     "is_permanent",
     "is_transient",
+    "translate",
+    "translated",
 ]

@@ -18,10 +18,12 @@ from fleetpulse.common.eventstore.model import (
 from fleetpulse.common.eventstore.notifications import EventNotifications
 from fleetpulse.common.eventstore.postgres import PostgresEventStore
 from fleetpulse.common.eventstore.projection import HandlerProjection, Projection, ProjectionRunner
+from fleetpulse.common.eventstore.unit_of_work import Append, UnitOfWork, UnitsOfWork
 
 __all__ = [
     "ANY_VERSION",
     "NO_STREAM",
+    "Append",
     "ConcurrencyError",
     "EventNotifications",
     "HandlerProjection",
@@ -30,6 +32,8 @@ __all__ = [
     "Projection",
     "ProjectionRunner",
     "RecordedEvent",
+    "UnitOfWork",
+    "UnitsOfWork",
     "first_delivery",
     "lock_checkpoint",
     "metadata",

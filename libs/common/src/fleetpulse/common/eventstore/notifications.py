@@ -10,7 +10,9 @@ from types import TracebackType
 import asyncpg
 from pydantic import SecretStr
 
+from fleetpulse.common.db.errors import translated
 from fleetpulse.common.db.pool import connect
+from fleetpulse.common.errors import ExternalError
 
 CHANNEL = "fleetpulse_events"
 log = logging.getLogger(__name__)
@@ -49,10 +51,12 @@ class EventNotifications:
     async def _listen(self) -> None:
         await self._close()
         try:
-            self._conn = await connect(self._dsn, application_name="fleetpulse-listen")
-            await self._conn.add_listener(CHANNEL, self._on_notify)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("cannot LISTEN; polling instead", extra={"error": type(exc).__name__})
+            with translated:
+                self._conn = await connect(self._dsn, application_name="fleetpulse-listen")
+                await self._conn.add_listener(CHANNEL, self._on_notify)
+        except ExternalError as exc:  # transient or not: polling still works
+            error = type(exc.__cause__ or exc).__name__
+            log.warning("cannot LISTEN; polling instead", extra={"error": error})
             self._conn = None
 
     def _on_notify(self, *_: object) -> None:

@@ -46,7 +46,7 @@ class PostgresEventStore:
         """
         if not events:
             return []
-        args = _append_args(stream_id, events, tenant_id, expected_version)
+        args = append_args(stream_id, events, tenant_id, expected_version)
         try:
             rows = await (conn or self._pool).fetch(
                 "SELECT * FROM fleetpulse_append($1, $2, $3, $4, $5, $6, $7)", *args
@@ -97,7 +97,7 @@ class PostgresEventStore:
         )
 
 
-def _append_args(
+def append_args(
     stream_id: str, events: Sequence[NewEvent], tenant_id: str, expected_version: int
 ) -> tuple[Any, ...]:
     return (

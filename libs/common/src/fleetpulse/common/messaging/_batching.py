@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
-from fleetpulse.common.messaging.errors import AWS_ERRORS, PublishError
+from fleetpulse.common.errors import ExternalError
+from fleetpulse.common.messaging.errors import PublishError, aws_errors
+from fleetpulse.common.retry import equal_jitter
 
 MAX_BATCH_ENTRIES = 10
 #: What SQS/SNS accept in one batch request, all entries together.
@@ -54,9 +55,11 @@ async def send_with_retry(
     pending, problem = entries, ""
     for attempt in range(1, max_attempts + 1):
         try:
-            failed = await send(pending)
-        except AWS_ERRORS as exc:
-            problem = f"{type(exc).__name__}: {exc}"
+            with aws_errors:
+                failed = await send(pending)
+        except ExternalError as exc:
+            cause = exc.__cause__ or exc
+            problem = f"{type(cause).__name__}: {cause}"
         else:
             _raise_on_sender_fault(failed, what)
             failed_ids = {str(entry.get("Id")) for entry in failed}
@@ -88,5 +91,4 @@ def _describe(failed: FailedEntries) -> str:
 
 def backoff_s(attempt: int, base_s: float = 0.2, cap_s: float = 30.0) -> float:
     """Exponential backoff with jitter (half fixed, half random) for retry ``attempt`` (1-based)."""
-    delay = min(cap_s, base_s * 2.0 ** (attempt - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
+    return equal_jitter(base_s, cap_s).delay(attempt)

@@ -1,10 +1,30 @@
-"""Errors of the messaging adapters, so callers never catch a botocore exception type."""
+"""Errors of the messaging adapters, so callers never catch a botocore exception type.
+
+AWS failures are translated once (:func:`translate_aws`, :data:`aws_errors`) into
+:class:`~fleetpulse.common.errors.TransientError` (throttling, a 5xx answer, a lost or timed-out
+connection) or :class:`~fleetpulse.common.errors.PermanentError` (every other 4xx answer, missing
+credentials, an invalid parameter), with the AWS error code as ``code``.
+"""
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
+from types import TracebackType
 
-from fleetpulse.common.errors import FleetPulseError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+from fleetpulse.common.errors import (
+    ExternalError,
+    FleetPulseError,
+    PermanentError,
+    TransientError,
+)
 
 #: What an AWS call may raise besides our own errors: service answers and transport failures.
 AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError, OSError)
@@ -39,7 +59,83 @@ def queue_missing(exc: BaseException) -> bool:
 
 
 def error_code(exc: BaseException) -> str:
-    """The AWS error code of a ``ClientError`` ("" for anything else)."""
+    """The AWS error code of a ``ClientError`` or its translation ("" for anything else)."""
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
+    if isinstance(exc, ExternalError):
+        return exc.code
     return ""
+
+
+#: Error codes of an answer worth trying again: throttling and the service's own trouble.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "KMS.ThrottlingException",
+    }
+)
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def is_transient_aws(exc: BaseException) -> bool:
+    """Whether an AWS call that raised ``exc`` may succeed on a later try."""
+    if isinstance(exc, ExternalError):
+        return isinstance(exc, TransientError)
+    if isinstance(exc, ClientError):
+        return error_code(exc) in TRANSIENT_CODES or _status(exc) >= 500
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return False
+    return isinstance(exc, ConnectionError | HTTPClientError | OSError)
+
+
+def translate_aws(exc: BaseException) -> BaseException:
+    """Our error for an AWS failure (``exc`` itself for anything else, or already ours)."""
+    if not isinstance(exc, AWS_ERRORS) or isinstance(exc, ExternalError):
+        return exc
+    message = f"{type(exc).__name__}: {exc}"
+    kind = TransientError if is_transient_aws(exc) else PermanentError
+    return kind(message, code=error_code(exc) or type(exc).__name__)
+
+
+class _AwsErrors:
+    """``with aws_errors:`` re-raises an AWS failure as our own error (cause chained)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, AWS_ERRORS):
+            return
+        ours = translate_aws(exc)
+        if ours is not exc:
+            raise ours from exc
+
+
+#: The adapter edge of AWS calls: ``with aws_errors: await client.send_message(...)``.
+aws_errors = _AwsErrors()

@@ -27,8 +27,9 @@ from collections.abc import Awaitable
 import asyncpg
 from pydantic import SecretStr
 
-from fleetpulse.common.db.errors import DATABASE_ERRORS, is_permanent
+from fleetpulse.common.db.errors import is_permanent, translated
 from fleetpulse.common.db.pool import connect
+from fleetpulse.common.errors import ExternalError
 from fleetpulse.common.eventstore import (
     EventNotifications,
     PostgresEventStore,
@@ -37,7 +38,7 @@ from fleetpulse.common.eventstore import (
 )
 from fleetpulse.common.messaging._batching import backoff_s
 from fleetpulse.common.messaging.envelope import event_to_message
-from fleetpulse.common.messaging.errors import AWS_ERRORS, MessagingError
+from fleetpulse.common.messaging.errors import MessagingError, aws_errors
 from fleetpulse.common.messaging.sns import SnsMessage, SnsPublisher
 from fleetpulse.common.observability import meter
 
@@ -47,7 +48,7 @@ _published_counter = meter("fleetpulse.messaging").create_counter(
 )
 # A permanent database failure is retried too (with the backoff, logged as an error): the relay
 # has nothing to isolate or skip, and nothing is lost by waiting for the database to be fixed.
-_RETRYABLE: tuple[type[Exception], ...] = (*DATABASE_ERRORS, *AWS_ERRORS, MessagingError)
+_RETRYABLE: tuple[type[Exception], ...] = (ExternalError, MessagingError)
 
 
 def advisory_lock_key(name: str) -> int:
@@ -108,16 +109,18 @@ class OutboxRelay:
         async with EventNotifications(self._dsn) as notifications:
             while not stop.is_set():
                 try:
-                    await self._session(stop, notifications)
+                    with translated, aws_errors:
+                        await self._session(stop, notifications)
                     failures = 0
                 except _RETRYABLE as exc:
                     failures += 1
+                    cause = exc.__cause__ or exc
                     log.log(
                         logging.ERROR if is_permanent(exc) else logging.WARNING,
                         "outbox relay failed; retrying",
                         extra={
                             "relay": self._name,
-                            "error": f"{type(exc).__name__}: {exc}",
+                            "error": f"{type(cause).__name__}: {cause}",
                             "attempt": failures,
                         },
                     )

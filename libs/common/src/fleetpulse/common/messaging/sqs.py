@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from opentelemetry.trace import SpanKind
 
+from fleetpulse.common.errors import ExternalError
 from fleetpulse.common.messaging._batching import backoff_s, chunk, send_with_retry
-from fleetpulse.common.messaging.errors import AWS_ERRORS, queue_missing
+from fleetpulse.common.messaging.errors import AWS_ERRORS, aws_errors, queue_missing
 from fleetpulse.common.observability import extract_context, inject_context, meter, tracer
 
 if TYPE_CHECKING:
@@ -171,14 +172,15 @@ class SqsConsumer:
                 await _first_of(stop, *self._in_flight)
                 continue
             try:
-                messages = await self._receive(min(free, self._batch_size), stop)
-            except AWS_ERRORS as exc:
+                with aws_errors:
+                    messages = await self._receive(min(free, self._batch_size), stop)
+            except ExternalError as exc:
                 failures += 1
                 log.warning(
                     "receive failed; backing off",
                     extra={
                         "consumer": self._name,
-                        "error": type(exc).__name__,
+                        "error": type(exc.__cause__ or exc).__name__,
                         "attempt": failures,
                     },
                 )
