@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from fleetpulse.common.contracts.constants import ID_PATTERN as ID_PATTERN
+from fleetpulse.common.contracts.constants import OPEN_STATUSES
 from fleetpulse.common.eventstore import NewEvent
-
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-OPEN_STATUSES = ("open", "acknowledged")
 
 
 class DomainError(Exception):

@@ -20,13 +20,14 @@ from datetime import datetime
 
 import asyncpg
 
+from fleetpulse.common.contracts.constants import OPEN_STATUSES as OPEN_STATUSES
+from fleetpulse.common.contracts.constants import fingerprint as fingerprint
 from fleetpulse.common.errors import FleetPulseError
 from fleetpulse.common.eventstore.model import RecordedEvent
 from fleetpulse.common.eventstore.projection import HandlerProjection
 
 Handler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
 
-OPEN_STATUSES = ("open", "acknowledged")
 ONE_OPEN_INDEX = "alerts_one_open_per_fingerprint"
 
 
@@ -39,10 +40,6 @@ class AlertAlreadyOpenError(FleetPulseError):
     def __init__(self, fingerprint: str) -> None:
         super().__init__(f"an alert is already open for {fingerprint!r}")
         self.fingerprint = fingerprint
-
-
-def fingerprint(tenant_id: str, rule_id: str, device_id: str) -> str:
-    return f"{tenant_id}:{rule_id}:{device_id}"
 
 
 def _at(event: RecordedEvent, key: str) -> datetime:
