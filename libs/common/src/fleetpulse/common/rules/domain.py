@@ -37,6 +37,7 @@ from typing import Any, Literal
 from fleetpulse.common.contracts.constants import SEVERITIES as SEVERITIES
 from fleetpulse.common.contracts.constants import fingerprint as alert_fingerprint
 from fleetpulse.common.contracts.constants import severity_rank as severity_rank
+from fleetpulse.common.contracts.records import Record as Record
 from fleetpulse.common.rules.conditions import (
     Condition,
     InvalidConditionError,
@@ -210,20 +211,6 @@ def rule_from_catalog(
         )
     except (TypeError, ValueError, KeyError, InvalidConditionError) as exc:
         raise InvalidRuleError(str(exc)) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A reading (``metrics``) or a heartbeat (no metrics) of one device."""
-
-    tenant_id: str
-    device_id: str
-    ts: datetime
-    metrics: Mapping[str, Value] = field(default_factory=dict)
-    kind: str = "reading"
-    traceparent: str | None = None
-    received_at: datetime | None = None
-    """When the platform received it (liveness); ``None``: when the evaluator got it."""
 
 
 @dataclass(frozen=True, slots=True)
