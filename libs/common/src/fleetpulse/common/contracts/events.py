@@ -11,7 +11,7 @@ Timestamps stay ISO-8601 strings (:data:`Instant`), as they are stored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, cast
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -22,6 +22,17 @@ Instant = Annotated[str, msgspec.Meta(description="ISO-8601 instant")]
 Number = int | float
 Json = dict[str, Any]
 E = TypeVar("E", bound="Event")
+T = TypeVar("T")
+
+
+def or_none(value: T | UnsetType) -> T | None:
+    """``None`` for a key the stored data does not have (``data.get(key)``)."""
+    return None if value is UNSET else cast("T", value)
+
+
+def or_default(value: T | UnsetType, default: T) -> T:
+    """``default`` for a key the stored data does not have (``data.get(key, default)``)."""
+    return default if value is UNSET else cast("T", value)
 
 
 class Event(msgspec.Struct, frozen=True, tag_field="type", tag=True, kw_only=True):
@@ -123,17 +134,17 @@ class _RuleDefinition(Event, frozen=True):
     name: str
     kind: str
     severity: SeverityName
-    metric: str | UnsetType = UNSET
-    operator: str | UnsetType = UNSET
-    threshold: Number | UnsetType = UNSET
-    clear_threshold: Number | UnsetType = UNSET
-    duration_s: int | UnsetType = UNSET
-    timeout_s: int | UnsetType = UNSET
-    all: list[Json] | UnsetType = UNSET
-    any: list[Json] | UnsetType = UNSET
-    schedule: Json | UnsetType = UNSET
-    device_selector: Json | UnsetType = UNSET
-    enabled: bool | UnsetType = UNSET
+    metric: str | UnsetType | None = UNSET
+    operator: str | UnsetType | None = UNSET
+    threshold: Number | UnsetType | None = UNSET
+    clear_threshold: Number | UnsetType | None = UNSET
+    duration_s: Number | UnsetType | None = UNSET
+    timeout_s: Number | UnsetType | None = UNSET
+    all: list[Json] | UnsetType | None = UNSET
+    any: list[Json] | UnsetType | None = UNSET
+    schedule: Json | UnsetType | None = UNSET
+    device_selector: Json | UnsetType | None = UNSET
+    enabled: bool | UnsetType | None = UNSET
     """Absent (events before it existed): enabled."""
 
 
@@ -391,4 +402,6 @@ __all__ = [
     "UnknownEventTypeError",
     "UnsetType",
     "decode_event",
+    "or_default",
+    "or_none",
 ]
