@@ -45,17 +45,18 @@ from typing import Any
 
 import orjson
 
+from fleetpulse.common.contracts import AlertClosed, AlertOpened, AlertResolved
 from fleetpulse.common.contracts.constants import severity_at_least
 from fleetpulse.common.matchers import Matcher, alert_labels, matches_all
 from fleetpulse.common.windows import MaintenanceWindow as MaintenanceWindow  # re-exported
 from fleetpulse.common.windows import Window, parse_windows
 
-FIRING_EVENTS = frozenset({"AlertOpened"})
-ENDING_EVENTS = frozenset({"AlertResolved", "AlertClosed"})
+FIRING_EVENTS = frozenset({AlertOpened.TYPE})
+ENDING_EVENTS = frozenset({AlertResolved.TYPE, AlertClosed.TYPE})
 WEBHOOK_TYPES = {
-    "AlertOpened": "alert.opened",
-    "AlertResolved": "alert.resolved",
-    "AlertClosed": "alert.closed",
+    AlertOpened.TYPE: "alert.opened",
+    AlertResolved.TYPE: "alert.resolved",
+    AlertClosed.TYPE: "alert.closed",
 }
 ALERT_FIELDS = (
     "alert_id",
