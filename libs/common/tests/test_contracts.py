@@ -38,6 +38,7 @@ PAYLOADS: list[tuple[str, dict[str, Any]]] = [
     ("DeviceCredentialsRotated", {"device_id": "d1", "credentials_version": 2}),
     ("DeviceDecommissioned", {"device_id": "d1", "decommissioned_at": T0}),
     ("DeviceUpdated", {"device_id": "d1", "name": None}),
+    ("DeviceUpdated", {"device_id": "d1", "tags": None, "attributes": None}),
     ("DeviceUpdated", {"device_id": "d1", "tags": {"a": "b"}, "attributes": {"fw": {"v": 2}}}),
     ("ProvisioningProfileCreated", {"profile_id": "p1", "name": "line", "provision_key": "pk_1",
                                     "secret_hash": "sha256:x", "device_limit": None,
@@ -142,7 +143,8 @@ def test_every_registered_event_has_a_payload_here() -> None:
 
 
 def test_unset_is_left_out_and_none_is_written() -> None:
-    base = {"alert_id": "a", "fingerprint": "t:r:d", "rule_id": "r", "device_id": "d"}
+    base: dict[str, Any] = {"alert_id": "a", "fingerprint": "t:r:d", "rule_id": "r",
+                            "device_id": "d"}  # fmt: skip
     event = AlertOpened(**base, severity="info", reason=None)
     assert event.to_data() == {**base, "severity": "info", "reason": None}
     assert AlertResolved(alert_id="a", value=UNSET).to_data() == {"alert_id": "a"}
@@ -161,7 +163,7 @@ def test_events_are_frozen() -> None:
     event = decode_event("RuleDeleted", {"rule_id": "r1"})
     assert isinstance(event, Event)
     with pytest.raises(AttributeError):
-        event.rule_id = "r2"  # type: ignore[misc,attr-defined]
+        event.rule_id = "r2"  # type: ignore[attr-defined]
 
 
 def test_one_severity_order_most_severe_first() -> None:

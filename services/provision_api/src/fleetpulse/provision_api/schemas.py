@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from fleetpulse.common.contracts import DeviceRegistered
 from fleetpulse.common.contracts.constants import ID_PATTERN, METRIC_PATTERN
 from fleetpulse.common.rules.conditions import (
     Condition,
@@ -103,7 +104,7 @@ class Page(BaseModel, Generic[T]):
 
 class EventOut(BaseModel):
     event_id: str
-    type: str = Field(examples=["DeviceRegistered"])
+    type: str = Field(examples=[DeviceRegistered.TYPE])
     version: int
     position: int
     data: dict[str, Any]

@@ -11,7 +11,7 @@ Timestamps stay ISO-8601 strings (:data:`Instant`), as they are stored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, TypeVar, cast
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -27,12 +27,12 @@ T = TypeVar("T")
 
 def or_none(value: T | UnsetType) -> T | None:
     """``None`` for a key the stored data does not have (``data.get(key)``)."""
-    return None if value is UNSET else cast("T", value)
+    return None if isinstance(value, UnsetType) else value
 
 
 def or_default(value: T | UnsetType, default: T) -> T:
     """``default`` for a key the stored data does not have (``data.get(key, default)``)."""
-    return default if value is UNSET else cast("T", value)
+    return default if isinstance(value, UnsetType) else value
 
 
 class Event(msgspec.Struct, frozen=True, tag_field="type", tag=True, kw_only=True):
@@ -97,8 +97,8 @@ class DeviceUpdated(Event, frozen=True):
 
     device_id: str
     name: str | UnsetType | None = UNSET
-    tags: dict[str, str] | UnsetType = UNSET
-    attributes: Json | UnsetType = UNSET
+    tags: dict[str, str] | UnsetType | None = UNSET
+    attributes: Json | UnsetType | None = UNSET
 
 
 # --- provisioning profiles ------------------------------------------------------------------
