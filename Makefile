@@ -116,5 +116,5 @@ simulate: sync ## simulated devices publishing telemetry to a running stack
 config-table: sync ## rewrite the README configuration table from the settings classes
 	$(UV) run python scripts/config_table.py --write
 
-contracts: sync ## regenerate docs/openapi.json, docs/asyncapi.yaml and docs/settings.md from the code
+contracts: sync ## regenerate docs/openapi.json, docs/asyncapi.yaml, docs/settings.md and docs/events.md from the code
 	$(UV) run python scripts/contracts.py

@@ -5,6 +5,8 @@
   webhook notifications the delivery worker POSTs (Standard Webhooks headers, ``traceparent``,
   the ``alert.opened`` / ``alert.resolved`` / ``alert.closed`` bodies the dispatcher builds).
 - ``docs/settings.md``: every ``FLEETPULSE_*`` setting, from the settings classes.
+- ``docs/events.md``: every domain event's fields, from the structs in
+  ``fleetpulse.common.contracts`` (the stored ``data`` of each event type).
 
 ``--check`` exits 1 when a committed file differs from what the code gives (tests/test_docs.py
 runs the same comparison).
@@ -13,10 +15,12 @@ runs the same comparison).
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -192,11 +196,107 @@ def settings_markdown() -> str:
     )
 
 
+_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _type_name(tp: Any) -> str:
+    """A reader's name for a field type (JSON terms)."""
+    import typing
+
+    import msgspec
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    if tp is Any:
+        return "any"
+    if origin is typing.Annotated:
+        meta = next((a for a in args[1:] if isinstance(a, msgspec.Meta)), None)
+        return meta.description if meta and meta.description else _type_name(args[0])
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if origin in (typing.Union, types.UnionType):
+        kept = [a for a in args if a not in (type(None), msgspec.UnsetType)]
+        return " or ".join(_type_name(a) for a in kept)
+    if origin is list:
+        return f"array of {_type_name(args[0])}"
+    if origin is dict:
+        return "object" if args[1] is Any else f"object of {_type_name(args[1])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _field_docs(path: Path) -> dict[tuple[str, str], str]:
+    """``(class, field) -> docstring`` from the string literal written under a field."""
+    docs: dict[tuple[str, str], str] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for field, doc in zip(node.body, node.body[1:], strict=False):
+            if (
+                isinstance(field, ast.AnnAssign)
+                and isinstance(field.target, ast.Name)
+                and isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)
+            ):
+                text = " ".join(doc.value.value.split())
+                docs[(node.name, field.target.id)] = text.replace("``", "`")
+    return docs
+
+
+def events_markdown() -> str:
+    import inspect
+
+    import msgspec
+
+    from fleetpulse.common.contracts import events
+
+    docs = _field_docs(Path(events.__file__))
+    lines = [
+        "# Domain events",
+        "",
+        "The `data` of every event type in the event store (generated from the structs in "
+        "`fleetpulse.common.contracts.events` by `make contracts`). Producers build these "
+        "structs and consumers decode them (`decode_event(type, data)`); the stored JSON is the "
+        "struct's fields without `type`. A field that is not required is left out of the JSON "
+        "when unset; *null* says whether it may be written as `null`. Unknown keys are ignored "
+        "when decoding. Timestamps are ISO-8601 strings.",
+        "",
+    ]
+    for name, cls in events.EVENT_TYPES.items():
+        lines += [f"## {name}", ""]
+        doc = inspect.getdoc(cls)
+        if doc and cls.__doc__ is not None and cls.__doc__ != events.Event.__doc__:
+            lines += [" ".join(doc.split()).replace("``", "`"), ""]
+        lines += ["| field | type | required | null | notes |", "|---|---|---|---|---|"]
+        for field in msgspec.structs.fields(cls):
+            nullable = type(None) in typing_args(field.type)
+            note = next(
+                (docs[(c.__name__, field.name)] for c in cls.__mro__
+                 if (c.__name__, field.name) in docs),
+                "",
+            )  # fmt: skip
+            required, null = "yes" if field.required else "no", "yes" if nullable else "no"
+            note = note.replace("|", "\\|")
+            lines.append(
+                f"| `{field.name}` | {_type_name(field.type)} | {required} | {null} | {note} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def typing_args(tp: Any) -> tuple[Any, ...]:
+    import typing
+
+    return typing.get_args(tp)
+
+
 def rendered() -> dict[Path, str]:
     return {
         DOCS / "openapi.json": json.dumps(openapi(), indent=2, sort_keys=True) + "\n",
         DOCS / "asyncapi.yaml": yaml.safe_dump(asyncapi(), sort_keys=True, width=100),
         DOCS / "settings.md": settings_markdown(),
+        DOCS / "events.md": events_markdown(),
     }
 
 

@@ -161,3 +161,14 @@ def test_joining_twice_changes_nothing() -> None:
 
 def test_delivery_ids_are_deterministic() -> None:
     assert delivery_id_for("e1", "i1") == delivery_id_for("e1", "i1") != delivery_id_for("e1", "i2")
+
+
+def test_severity_floor_follows_the_one_severity_order() -> None:
+    """Routing's "at least" and the evaluator's rank (critical first) are the same order."""
+    from fleetpulse.common.contracts import SEVERITIES, severity_rank
+
+    for floor in SEVERITIES:
+        route = Route("r", "i", severity_at_least=floor)
+        for severity in SEVERITIES:
+            expected = severity_rank(severity) <= severity_rank(floor)
+            assert route.matches(alert(severity)) is expected

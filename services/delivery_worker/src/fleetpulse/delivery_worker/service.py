@@ -18,6 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fleetpulse.common.contracts import (
+    DeliveryAbandoned,
+    DeliveryAttempted,
+    DeliveryScheduled,
+    DeliverySucceeded,
+    Event,
+    IntegrationDisabled,
+)
 from fleetpulse.common.crypto import SealError, SecretBox, open_values
 from fleetpulse.common.errors import ConcurrencyError
 from fleetpulse.common.eventstore import NewEvent, RecordedEvent, metadata
@@ -98,9 +106,10 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
 
     async def handle(self, event: RecordedEvent) -> Outcome:
-        if event.type != "DeliveryScheduled":
+        if event.type != DeliveryScheduled.TYPE:
             return Done()
-        tenant, delivery_id = event.tenant_id, str(event.data["delivery_id"])
+        scheduled = _scheduled(event)
+        tenant, delivery_id = event.tenant_id, scheduled.delivery_id
         claim = await self._store.claim(tenant, delivery_id, self._lease_s)
         if isinstance(claim, Busy):
             return Done() if claim.finished else Requeue(claim.retry_in_s)
@@ -110,7 +119,7 @@ class DeliveryWorker:
         ):
             await self._store.release(tenant, delivery_id)
             return Requeue((claim.next_attempt_at - now).total_seconds())
-        integration = await self._integrations.get(tenant, str(event.data["integration_id"]))
+        integration = await self._integrations.get(tenant, scheduled.integration_id)
         if integration is None or not integration.enabled:
             return await self._abandon(
                 event, claim.version, claim.attempts, "integration disabled or deleted"
@@ -120,7 +129,7 @@ class DeliveryWorker:
     async def _attempt(
         self, event: RecordedEvent, integration: Integration, attempt: int, version: int
     ) -> Outcome:
-        tenant, delivery_id = event.tenant_id, str(event.data["delivery_id"])
+        tenant, delivery_id = event.tenant_id, _scheduled(event).delivery_id
         breaker_key = f"{tenant}:{integration.integration_id}"
         wait = await self._breakers.acquire(breaker_key, self._slot_wait_s)
         if wait > 0:
@@ -154,12 +163,13 @@ class DeliveryWorker:
             return AttemptResult(
                 ok=False, error=f"cannot open a custom header: {exc}", permanent=True
             )
+        scheduled = _scheduled(event)
         notification = Notification(
-            message_id=str(event.data["delivery_id"]),
+            message_id=scheduled.delivery_id,
             tenant_id=event.tenant_id,
             integration_id=integration.integration_id,
             config=config,
-            payload=event.data.get("payload") or {},
+            payload=scheduled.payload or {},
             secret=secret,
         )
         try:
@@ -191,47 +201,15 @@ class DeliveryWorker:
         result: AttemptResult,
         decision: Decision,
     ) -> Outcome:
-        now, delivery_id = self._clock(), str(event.data["delivery_id"])
-        next_at = (
-            now + timedelta(seconds=decision.delay_s) if decision.verdict is Verdict.RETRY else None
-        )
-        meta = metadata(actor=ACTOR, causation=event)
-        events = [
-            NewEvent(
-                "DeliveryAttempted",
-                {
-                    "delivery_id": delivery_id,
-                    "attempt": attempt,
-                    "status_code": result.status_code,
-                    "latency_ms": result.latency_ms,
-                    "error": result.error,
-                    "next_attempt_at": next_at.isoformat() if next_at else None,
-                    "attempted_at": now.isoformat(),
-                },
-                meta,
-            )
-        ]
+        delivery_id, meta = _scheduled(event).delivery_id, metadata(actor=ACTOR, causation=event)
+        outcome = attempt_events(delivery_id, attempt, result, decision, self._clock())
+        events = [NewEvent.of(e, meta) for e in outcome]
         disable = None
-        if decision.verdict is Verdict.SUCCEEDED:
-            events.append(
-                NewEvent(
-                    "DeliverySucceeded",
-                    {
-                        "delivery_id": delivery_id,
-                        "attempt": attempt,
-                        "completed_at": now.isoformat(),
-                    },
-                    meta,
-                )
-            )
-        elif decision.verdict in (Verdict.ABANDON, Verdict.DISABLE):
-            events.append(_abandoned(delivery_id, attempt, decision.reason, meta, now))
         if decision.verdict is Verdict.DISABLE:
-            disable = NewEvent(
-                "IntegrationDisabled",
-                {"integration_id": integration.integration_id, "reason": decision.reason},
-                meta,
+            disabled = IntegrationDisabled(
+                integration_id=integration.integration_id, reason=decision.reason
             )
+            disable = NewEvent.of(disabled, meta)
         try:
             await self._store.record(
                 AttemptRecord(
@@ -254,7 +232,7 @@ class DeliveryWorker:
     async def _abandon(
         self, event: RecordedEvent, version: int, attempts: int, reason: str
     ) -> Outcome:
-        delivery_id = str(event.data["delivery_id"])
+        delivery_id = _scheduled(event).delivery_id
         meta = metadata(actor=ACTOR, causation=event)
         try:
             await self._store.record(
@@ -262,7 +240,7 @@ class DeliveryWorker:
                     event.tenant_id,
                     delivery_id,
                     version,
-                    [_abandoned(delivery_id, attempts, reason, meta, self._clock())],
+                    [NewEvent.of(_abandoned(delivery_id, attempts, reason, self._clock()), meta)],
                 )
             )
         except ConcurrencyError:
@@ -270,18 +248,35 @@ class DeliveryWorker:
         return Done()
 
 
-def _abandoned(
-    delivery_id: str, attempts: int, reason: str, meta: dict[str, Any], at: datetime
-) -> NewEvent:
-    return NewEvent(
-        "DeliveryAbandoned",
-        {
-            "delivery_id": delivery_id,
-            "attempts": attempts,
-            "reason": reason,
-            "completed_at": at.isoformat(),
-        },
-        meta,
+def _scheduled(event: RecordedEvent) -> DeliveryScheduled:
+    return DeliveryScheduled.from_data(event.data)
+
+
+def attempt_events(
+    delivery_id: str, attempt: int, result: AttemptResult, decision: Decision, now: datetime
+) -> list[Event]:
+    """What one attempt appends: :class:`DeliveryAttempted`, then the delivery's end if any."""
+    retry_at = now + timedelta(seconds=decision.delay_s)
+    attempted = DeliveryAttempted(
+        delivery_id=delivery_id,
+        attempt=attempt,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        error=result.error,
+        next_attempt_at=retry_at.isoformat() if decision.verdict is Verdict.RETRY else None,
+        attempted_at=now.isoformat(),
+    )
+    if decision.verdict is Verdict.SUCCEEDED:
+        return [attempted, DeliverySucceeded(delivery_id=delivery_id, attempt=attempt,
+                                             completed_at=now.isoformat())]  # fmt: skip
+    if decision.verdict in (Verdict.ABANDON, Verdict.DISABLE):
+        return [attempted, _abandoned(delivery_id, attempt, decision.reason, now)]
+    return [attempted]
+
+
+def _abandoned(delivery_id: str, attempts: int, reason: str, at: datetime) -> DeliveryAbandoned:
+    return DeliveryAbandoned(
+        delivery_id=delivery_id, attempts=attempts, reason=reason, completed_at=at.isoformat()
     )
 
 

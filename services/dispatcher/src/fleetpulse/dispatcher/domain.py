@@ -45,17 +45,18 @@ from typing import Any
 
 import orjson
 
+from fleetpulse.common.contracts import AlertClosed, AlertOpened, AlertResolved
+from fleetpulse.common.contracts.constants import severity_at_least
 from fleetpulse.common.matchers import Matcher, alert_labels, matches_all
 from fleetpulse.common.windows import MaintenanceWindow as MaintenanceWindow  # re-exported
 from fleetpulse.common.windows import Window, parse_windows
 
-SEVERITY_RANK = {"info": 0, "warning": 1, "minor": 2, "major": 3, "critical": 4}
-FIRING_EVENTS = frozenset({"AlertOpened"})
-ENDING_EVENTS = frozenset({"AlertResolved", "AlertClosed"})
+FIRING_EVENTS = frozenset({AlertOpened.TYPE})
+ENDING_EVENTS = frozenset({AlertResolved.TYPE, AlertClosed.TYPE})
 WEBHOOK_TYPES = {
-    "AlertOpened": "alert.opened",
-    "AlertResolved": "alert.resolved",
-    "AlertClosed": "alert.closed",
+    AlertOpened.TYPE: "alert.opened",
+    AlertResolved.TYPE: "alert.resolved",
+    AlertClosed.TYPE: "alert.closed",
 }
 ALERT_FIELDS = (
     "alert_id",
@@ -142,7 +143,7 @@ class Route:
     def _severity_ok(self, severity: str) -> bool:
         if self.severity_at_least is None:
             return True
-        return SEVERITY_RANK.get(severity, -1) >= SEVERITY_RANK.get(self.severity_at_least, 99)
+        return severity_at_least(severity, self.severity_at_least)
 
     @property
     def groups(self) -> bool:

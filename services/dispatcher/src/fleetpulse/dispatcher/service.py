@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from fleetpulse.common.contracts import AlertClosed, AlertOpened, AlertResolved, DeliveryScheduled
 from fleetpulse.common.eventstore import NewEvent, RecordedEvent, first_delivery, metadata
 from fleetpulse.common.matchers import alert_labels, matches_all
 from fleetpulse.dispatcher.domain import (
@@ -75,23 +76,27 @@ class Dispatcher:
         """Handle one alert event (at least once is fine: the inbox drops repeats)."""
         if event.type not in FIRING_EVENTS | ENDING_EVENTS:
             return
-        alert_id = str(event.data["alert_id"])
+        alert = event.decoded()
+        assert isinstance(alert, AlertOpened | AlertResolved | AlertClosed)
         async with self._store.pool.acquire() as conn, conn.transaction():
-            await self._store.lock_alert(conn, event.tenant_id, alert_id)
+            await self._store.lock_alert(conn, event.tenant_id, alert.alert_id)
             if not await first_delivery(conn, CONSUMER, str(event.event_id)):
                 return
-            if event.type in FIRING_EVENTS:
-                await self._on_firing(conn, event)
-            else:
-                await self._on_ending(conn, event)
+            match alert:
+                case AlertOpened():
+                    await self._on_firing(conn, event, alert)
+                case AlertResolved() | AlertClosed():
+                    await self._on_ending(conn, event, alert)
 
-    async def _on_firing(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    async def _on_firing(
+        self, conn: asyncpg.Connection, event: RecordedEvent, opened: AlertOpened
+    ) -> None:
         tenant, now = event.tenant_id, self._clock()
-        alert = await self._store.alert(conn, tenant, str(event.data["alert_id"]))
+        alert = await self._store.alert(conn, tenant, opened.alert_id)
         if alert is not None and alert["status"] in ENDED_STATUSES:
             return  # it ended before we saw it open: nothing fired, nothing to resolve
         member = {
-            **event.data,
+            **opened.to_data(),
             "alert_event_id": str(event.event_id),
             "correlation_id": event.metadata.get("correlation_id"),
             # a group flushes later, from the clock: the lead's trace goes on with it
@@ -233,20 +238,17 @@ class Dispatcher:
         payload = firing_payload(
             tenant, flush.members, flush.route, flush.group, now, repeat=repeat
         )
-        event = NewEvent(
-            "DeliveryScheduled",
-            {
-                "delivery_id": delivery_id,
-                "alert_id": lead["alert_id"],
-                "alert_event_id": lead["alert_event_id"],
-                "alert_event_type": "AlertOpened",
-                "integration_id": integration,
-                "route_id": flush.route.route_id,
-                "notification_type": flush.kind,
-                "payload": payload,
-            },
-            metadata=_metadata(causation, lead),
+        scheduled = DeliveryScheduled(
+            delivery_id=delivery_id,
+            alert_id=lead["alert_id"],
+            alert_event_id=lead["alert_event_id"],
+            alert_event_type=AlertOpened.TYPE,
+            integration_id=integration,
+            route_id=flush.route.route_id,
+            notification_type=flush.kind,
+            payload=payload,
         )
+        event = NewEvent.of(scheduled, _metadata(causation, lead))
         await self._store.schedule(conn, tenant, delivery_id, event)
         await self._store.record_firing(
             conn,
@@ -258,8 +260,10 @@ class Dispatcher:
             now,
         )
 
-    async def _on_ending(self, conn: asyncpg.Connection, event: RecordedEvent) -> None:
-        tenant, alert_id, now = event.tenant_id, str(event.data["alert_id"]), self._clock()
+    async def _on_ending(
+        self, conn: asyncpg.Connection, event: RecordedEvent, ended: AlertResolved | AlertClosed
+    ) -> None:
+        tenant, alert_id, now = event.tenant_id, ended.alert_id, self._clock()
         await self._store.leave_groups(conn, tenant, alert_id)
         await self._store.unhold(conn, tenant, alert_id)
         notified = await self._store.unresolved_notifications(conn, tenant, alert_id)
@@ -269,24 +273,21 @@ class Dispatcher:
         payload = ending_payload(tenant, event.type, event.data, _alert_summary(alert), now)
         for row in notified:
             delivery_id = delivery_id_for(str(event.event_id), row["integration_id"])
+            scheduled = DeliveryScheduled(
+                delivery_id=delivery_id,
+                alert_id=alert_id,
+                alert_event_id=str(event.event_id),
+                alert_event_type=ended.TYPE,
+                integration_id=row["integration_id"],
+                route_id=row["route_id"],
+                notification_type="resolved",
+                payload=payload,
+            )
             await self._store.schedule(
                 conn,
                 tenant,
                 delivery_id,
-                NewEvent(
-                    "DeliveryScheduled",
-                    {
-                        "delivery_id": delivery_id,
-                        "alert_id": alert_id,
-                        "alert_event_id": str(event.event_id),
-                        "alert_event_type": event.type,
-                        "integration_id": row["integration_id"],
-                        "route_id": row["route_id"],
-                        "notification_type": "resolved",
-                        "payload": payload,
-                    },
-                    metadata=metadata(actor=ACTOR, causation=event),
-                ),
+                NewEvent.of(scheduled, metadata(actor=ACTOR, causation=event)),
             )
             await self._store.record_resolved(
                 conn, tenant, alert_id, row["integration_id"], delivery_id

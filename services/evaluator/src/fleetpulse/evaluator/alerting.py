@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
+from msgspec.structs import replace
 
+from fleetpulse.common.contracts import UNSET, AlertOpened, AlertResolved, SeverityName
 from fleetpulse.common.errors import ConcurrencyError
 from fleetpulse.common.eventstore import (
     NO_STREAM,
@@ -41,49 +43,46 @@ def _iso(at: datetime) -> str:
     return at.isoformat()
 
 
-def opened_data(decision: OpenAlert) -> dict[str, Any]:
+def opened_event(decision: OpenAlert) -> AlertOpened:
     rule = decision.rule
-    data: dict[str, Any] = {
-        "alert_id": decision.alert_id,
-        "fingerprint": rule.fingerprint(decision.device_id),
-        "rule_id": rule.rule_id,
-        "rule_name": rule.name,
-        "device_id": decision.device_id,
-        "severity": rule.severity,
-        "opened_at": _iso(decision.opened_at),
-        "reason": decision.reason,
-        "kind": rule.kind,
-    }
+    common = AlertOpened(
+        alert_id=decision.alert_id,
+        fingerprint=rule.fingerprint(decision.device_id),
+        rule_id=rule.rule_id,
+        rule_name=rule.name,
+        device_id=decision.device_id,
+        severity=cast(SeverityName, rule.severity),
+        opened_at=_iso(decision.opened_at),
+        reason=decision.reason,
+        kind=rule.kind,
+    )
     if rule.kind == "threshold":
-        data |= {
-            "metric": rule.metric,
-            "value": decision.value,
-            "threshold": rule.threshold,
-            "operator": rule.operator,
-        }
-    elif rule.kind == "condition":
+        return replace(
+            common,
+            metric=rule.metric,
+            value=decision.value,
+            threshold=rule.threshold,
+            operator=rule.operator,
+        )
+    if rule.kind == "condition":
         # {condition label: measured}; ``value`` stays a scalar (the webhook contract)
-        data["values"] = decision.value
-    return data
+        return replace(common, values=decision.value)
+    return common
 
 
-def resolved_data(decision: ResolveAlert) -> dict[str, Any]:
-    rule = decision.rule
-    data: dict[str, Any] = {
-        "alert_id": decision.alert_id,
-        "resolved_at": _iso(decision.resolved_at),
-        "fingerprint": rule.fingerprint(decision.device_id),
-        "rule_id": rule.rule_id,
-        "device_id": decision.device_id,
-        "severity": rule.severity,
-    }
-    if isinstance(decision.value, dict):
-        data["values"] = decision.value  # a condition rule's measured values
-    elif decision.value is not None:
-        data["value"] = decision.value
-    if decision.reason is not None:
-        data["reason"] = decision.reason
-    return data
+def resolved_event(decision: ResolveAlert) -> AlertResolved:
+    rule, value = decision.rule, decision.value
+    return AlertResolved(
+        alert_id=decision.alert_id,
+        resolved_at=_iso(decision.resolved_at),
+        fingerprint=rule.fingerprint(decision.device_id),
+        rule_id=rule.rule_id,
+        device_id=decision.device_id,
+        severity=cast(SeverityName, rule.severity),
+        values=value if isinstance(value, dict) else UNSET,  # a condition rule's values
+        value=UNSET if value is None or isinstance(value, dict) else value,
+        reason=UNSET if decision.reason is None else decision.reason,
+    )
 
 
 def _metadata(traceparent: str | None) -> dict[str, Any]:
@@ -94,7 +93,7 @@ def _metadata(traceparent: str | None) -> dict[str, Any]:
 
 
 class PostgresAlertLog:
-    """Appends ``AlertOpened``/``AlertResolved`` with the alerts projection applied inline."""
+    """Appends :class:`AlertOpened` / :class:`AlertResolved` with the alerts projection applied inline."""
 
     def __init__(
         self, store: PostgresEventStore, projection: AlertsProjection | None = None
@@ -102,8 +101,8 @@ class PostgresAlertLog:
         self._units = UnitsOfWork(store, [projection or AlertsProjection()])
 
     async def open(self, conn: asyncpg.Connection, decision: OpenAlert) -> bool:
-        """Append ``AlertOpened``; False when an alert is already open for the fingerprint."""
-        event = NewEvent("AlertOpened", opened_data(decision), _metadata(decision.traceparent))
+        """Append :class:`AlertOpened`; False when an alert is already open for the fingerprint."""
+        event = NewEvent.of(opened_event(decision), _metadata(decision.traceparent))
         stream = stream_id("alert", decision.rule.tenant_id, decision.alert_id)
         try:
             await self._append(conn, stream, event, decision.rule.tenant_id, NO_STREAM)
@@ -112,10 +111,10 @@ class PostgresAlertLog:
         return True
 
     async def resolve(self, conn: asyncpg.Connection, decision: ResolveAlert) -> bool:
-        """Append ``AlertResolved`` unless the alert is no longer open (closed meanwhile)."""
+        """Append :class:`AlertResolved` unless the alert is no longer open (closed meanwhile)."""
         tenant = decision.rule.tenant_id
         stream = stream_id("alert", tenant, decision.alert_id)
-        event = NewEvent("AlertResolved", resolved_data(decision), _metadata(decision.traceparent))
+        event = NewEvent.of(resolved_event(decision), _metadata(decision.traceparent))
         try:
             return await _RESOLVE_RETRY.call(
                 partial(self._resolve_once, conn, stream, event, tenant, decision.alert_id)

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from fleetpulse.common.contracts import AlertOpened, AlertResolved
 from fleetpulse.common.db import translated
 from fleetpulse.common.errors import TransactionConflictError, TransientError
 from fleetpulse.common.observability import meter, tracer
@@ -393,14 +394,14 @@ class Evaluator:
                 await self._open(conn, key, decision, outcome)
             elif await self._alert_log.resolve(conn, decision):
                 outcome.resolved.append(decision)
-                _alerts.add(1, {"type": "AlertResolved", "severity": decision.rule.severity})
+                _alerts.add(1, {"type": AlertResolved.TYPE, "severity": decision.rule.severity})
 
     async def _open(
         self, conn: asyncpg.Connection, key: DeviceKey, decision: OpenAlert, outcome: Outcome
     ) -> None:
         if await self._alert_log.open(conn, decision):
             outcome.opened.append(decision)
-            _alerts.add(1, {"type": "AlertOpened", "severity": decision.rule.severity})
+            _alerts.add(1, {"type": AlertOpened.TYPE, "severity": decision.rule.severity})
             return
         fingerprint = decision.rule.fingerprint(key[1])
         adopted = await self._states.adopt_alert(conn, key, decision.rule.rule_id, fingerprint)

@@ -20,6 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from fleetpulse.common.contracts.constants import METRIC_PATTERN
+
 PARTITION_COLUMNS = ("tenant_id", "date")
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -73,7 +75,7 @@ _MAPS = {  # file column -> (JSON type, SQL type, known metrics of that type sta
     "other_metrics": ("number", "float8", pa.float64()),
     "other_flags": ("boolean", "boolean", pa.bool_()),
 }
-_SAFE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_SAFE_NAME = re.compile(METRIC_PATTERN)
 
 
 def _checked(name: str) -> str:

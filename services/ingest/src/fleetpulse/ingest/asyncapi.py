@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from fleetpulse.common.contracts.constants import ID_PATTERN, METRIC_PATTERN
 from fleetpulse.ingest.domain import (
     MAX_ABS_VALUE,
     MAX_BATCH_READINGS,
@@ -21,7 +22,7 @@ from fleetpulse.ingest.domain import (
     MAX_PAYLOAD_BYTES,
 )
 
-METRIC_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+METRIC_NAME = METRIC_PATTERN
 TOPIC = "tenant/{tenant_id}/device/{device_id}/{kind}"
 MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME)]
 MetricValue = Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)] | bool
@@ -81,7 +82,7 @@ def build_document() -> dict[str, Any]:
         "Ingest consumes with the shared subscription $share/ingest/tenant/+/device/+/# and "
         f"acknowledges after commit. UTF-8 JSON payloads of at most {MAX_PAYLOAD_BYTES} bytes.",
     )
-    ids = r"^[A-Za-z0-9_-]{1,64}$"
+    ids = ID_PATTERN
 
     @broker.subscriber(
         TOPIC.replace("{kind}", "telemetry"),

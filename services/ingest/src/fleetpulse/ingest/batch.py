@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from fleetpulse.common.contracts.records import encode_record
 from fleetpulse.ingest.domain import (
     Accepted,
     Reason,
@@ -297,15 +298,15 @@ class Batch:
 def _evaluator_record(record: Record, received_us: int) -> dict[str, Any]:
     """One evaluator-queue record; ``received_at`` (when the broker delivered it to ingest) is
     the evaluator's liveness clock, ``ts`` its device-time reading order."""
-    return {
-        "type": record.kind,
-        "tenant_id": record.tenant_id,
-        "device_id": record.device_id,
-        "ts": iso_from_us(record.time_us),
-        "seq": record.seq,
-        "metrics": record.metrics,
-        "received_at": iso_from_us(received_us),
-    }
+    return encode_record(
+        record.kind,
+        record.tenant_id,
+        record.device_id,
+        iso_from_us(record.time_us),
+        record.seq,
+        record.metrics,
+        iso_from_us(received_us),
+    )
 
 
 __all__ = ["Batch", "Envelope", "QuarantineThrottle", "Reason"]

@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from fleetpulse.common.contracts.constants import ID_PATTERN, METRIC_PATTERN
+
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_BATCH_READINGS = 500
 MAX_METRICS = 64
@@ -27,8 +29,8 @@ MAX_METRICS = 64
 MAX_ABS_VALUE = 1e100
 QUARANTINE_PAYLOAD_BYTES = 4 * 1024
 DETAIL_CHARS = 500
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
-_METRIC = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ID = re.compile(ID_PATTERN)
+_METRIC = re.compile(METRIC_PATTERN)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Kind = Literal["reading", "heartbeat"]
@@ -137,9 +139,9 @@ def topic_owner(topic: str) -> tuple[str | None, str | None]:
     unless a valid id), so a message on a wrong topic under a device's prefix is the tenant's
     to see in its quarantine (the broker lets a device publish only under its own prefix)."""
     parts = topic.split("/", 4)
-    if len(parts) < 2 or parts[0] != "tenant" or not _ID.match(parts[1]):
+    if len(parts) < 2 or parts[0] != "tenant" or not _ID.fullmatch(parts[1]):
         return None, None
-    if len(parts) < 4 or parts[2] != "device" or not _ID.match(parts[3]):
+    if len(parts) < 4 or parts[2] != "device" or not _ID.fullmatch(parts[3]):
         return parts[1], None
     return parts[1], parts[3]
 
@@ -149,7 +151,7 @@ def _parse_topic(topic: str) -> DeviceTopic | None:
     if len(parts) != 5 or parts[0] != "tenant" or parts[2] != "device":
         return None
     kind = TOPIC_KINDS.get(parts[4])
-    if kind is None or not _ID.match(parts[1]) or not _ID.match(parts[3]):
+    if kind is None or not _ID.fullmatch(parts[1]) or not _ID.fullmatch(parts[3]):
         return None
     return DeviceTopic(parts[1], parts[3], kind)
 

@@ -14,10 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from fleetpulse.common.contracts import (
+    UNSET,
+    AlertAcknowledged,
+    AlertClosed,
+    AlertSilenced,
+    DeviceCredentialsIssued,
+    DeviceCredentialsRotated,
+    DeviceDecommissioned,
+    DeviceRegistered,
+    DeviceUpdated,
+    ProvisioningProfileClaimed,
+)
+from fleetpulse.common.contracts.constants import ID_PATTERN as ID_PATTERN
+from fleetpulse.common.contracts.constants import OPEN_STATUSES
 from fleetpulse.common.eventstore import NewEvent
-
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-OPEN_STATUSES = ("open", "acknowledged")
 
 
 class DomainError(Exception):
@@ -87,41 +98,37 @@ def device_registered(
     now: datetime,
     profile_id: str | None = None,
 ) -> NewEvent:
-    data: dict[str, Any] = {
-        "device_id": device_id,
-        "name": name,
-        "tags": dict(tags),
-        "registered_at": iso(now),
-    }
-    if profile_id is not None:
-        data["profile_id"] = profile_id
-    return NewEvent("DeviceRegistered", data)
+    registered = DeviceRegistered(
+        device_id=device_id,
+        name=name,
+        tags=dict(tags),
+        registered_at=iso(now),
+        profile_id=UNSET if profile_id is None else profile_id,
+    )
+    return NewEvent.of(registered)
 
 
 def credentials_issued(tenant_id: str, device_id: str, credentials_version: int) -> NewEvent:
     username = device_username(tenant_id, device_id)
-    return NewEvent(
-        "DeviceCredentialsIssued",
-        {
-            "device_id": device_id,
-            "username": username,
-            "client_id": username,
-            "credentials_version": credentials_version,
-        },
+    issued = DeviceCredentialsIssued(
+        device_id=device_id,
+        username=username,
+        client_id=username,
+        credentials_version=credentials_version,
     )
+    return NewEvent.of(issued)
 
 
 def credentials_rotated(device_id: str, credentials_version: int) -> NewEvent:
-    return NewEvent(
-        "DeviceCredentialsRotated",
-        {"device_id": device_id, "credentials_version": credentials_version},
+    return NewEvent.of(
+        DeviceCredentialsRotated(device_id=device_id, credentials_version=credentials_version)
     )
 
 
 def decommission(device_id: str, status: str, now: datetime) -> NewEvent:
     if status == "decommissioned":
         raise ConflictError(f"device {device_id} is already decommissioned")
-    return NewEvent("DeviceDecommissioned", {"device_id": device_id, "decommissioned_at": iso(now)})
+    return NewEvent.of(DeviceDecommissioned(device_id=device_id, decommissioned_at=iso(now)))
 
 
 def device_updated(
@@ -133,7 +140,7 @@ def device_updated(
     changed = {k: v for k, v in changes.items() if current.get(k) != v}
     if not changed:
         return None
-    return NewEvent("DeviceUpdated", {"device_id": device_id, **changed})
+    return NewEvent.of(DeviceUpdated.from_data({"device_id": device_id, **changed}))
 
 
 def require_active(device_id: str, status: str) -> None:
@@ -147,22 +154,20 @@ def require_active(device_id: str, status: str) -> None:
 def acknowledge(alert_id: str, status: str, by: str, now: datetime) -> NewEvent:
     if status != "open":
         raise ConflictError(f"alert {alert_id} is {status}; only an open alert can be acknowledged")
-    return NewEvent(
-        "AlertAcknowledged", {"alert_id": alert_id, "acknowledged_at": iso(now), "by": by}
-    )
+    return NewEvent.of(AlertAcknowledged(alert_id=alert_id, acknowledged_at=iso(now), by=by))
 
 
 def silence(alert_id: str, status: str, by: str, now: datetime, duration_s: int) -> NewEvent:
     if status not in OPEN_STATUSES:
         raise ConflictError(f"alert {alert_id} is {status}; only an open alert can be silenced")
     until = now + timedelta(seconds=duration_s)
-    return NewEvent("AlertSilenced", {"alert_id": alert_id, "until": iso(until), "by": by})
+    return NewEvent.of(AlertSilenced(alert_id=alert_id, until=iso(until), by=by))
 
 
 def close(alert_id: str, status: str, by: str, now: datetime) -> NewEvent:
     if status == "closed":
         raise ConflictError(f"alert {alert_id} is already closed")
-    return NewEvent("AlertClosed", {"alert_id": alert_id, "closed_at": iso(now), "by": by})
+    return NewEvent.of(AlertClosed(alert_id=alert_id, closed_at=iso(now), by=by))
 
 
 # --- provisioning profiles -----------------------------------------------------------------
@@ -201,7 +206,6 @@ def check_claim(profile: ProfileState, secret: str, now: datetime) -> None:
 
 
 def profile_claimed(profile_id: str, device_id: str, now: datetime) -> NewEvent:
-    return NewEvent(
-        "ProvisioningProfileClaimed",
-        {"profile_id": profile_id, "device_id": device_id, "claimed_at": iso(now)},
+    return NewEvent.of(
+        ProvisioningProfileClaimed(profile_id=profile_id, device_id=device_id, claimed_at=iso(now))
     )

@@ -18,6 +18,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from fleetpulse.common import matchers as labels
+from fleetpulse.common.contracts import InhibitRuleCreated, InhibitRuleDeleted
 from fleetpulse.common.eventstore import NO_STREAM, NewEvent, PostgresEventStore
 from fleetpulse.common.eventstore.model import stream_id
 from fleetpulse.common.projections.silences import InhibitRulesProjection
@@ -82,17 +83,15 @@ def inhibit_rule_created(rule_id: str, body: InhibitRuleIn, created_by: str) -> 
         equal = [labels.label_name(n, f"body.equal[{i}]") for i, n in enumerate(body.equal)]
     except labels.MatcherError as error:
         raise InvalidError(error.field, error.detail) from None
-    return NewEvent(
-        "InhibitRuleCreated",
-        {
-            "inhibit_rule_id": rule_id,
-            "name": body.name,
-            "source_matchers": [m.as_dict() for m in source],
-            "target_matchers": [m.as_dict() for m in target],
-            "equal": equal,
-            "created_by": created_by,
-        },
+    created = InhibitRuleCreated(
+        inhibit_rule_id=rule_id,
+        name=body.name,
+        source_matchers=[m.as_dict() for m in source],
+        target_matchers=[m.as_dict() for m in target],
+        equal=equal,
+        created_by=created_by,
     )
+    return NewEvent.of(created)
 
 
 class InhibitBook:
@@ -109,7 +108,7 @@ class InhibitBook:
         return row
 
     async def delete(self, tenant_id: str, rule_id: str, actor: str) -> None:
-        event = NewEvent("InhibitRuleDeleted", {"inhibit_rule_id": rule_id})
+        event = NewEvent.of(InhibitRuleDeleted(inhibit_rule_id=rule_id))
         await self._write(tenant_id, rule_id, lambda _row: event, None, actor)
 
     async def _write(

@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from fleetpulse.common.contracts import DeviceRegistered
+from fleetpulse.common.contracts.constants import ID_PATTERN, METRIC_PATTERN
 from fleetpulse.common.rules.conditions import (
     Condition,
     InvalidConditionError,
@@ -24,7 +26,6 @@ from fleetpulse.common.rules.conditions import (
 from fleetpulse.common.templates import MAX_OUTPUT, MAX_SOURCE_CHARS, NotificationTemplateError
 from fleetpulse.common.templates import validate as validate_template
 from fleetpulse.common.windows import MAX_DURATION_S, WindowError, window
-from fleetpulse.provision_api.domain import ID_PATTERN
 
 T = TypeVar("T")
 
@@ -76,7 +77,7 @@ Name = Annotated[Line, StringConstraints(min_length=1, max_length=200)]
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 TagValue = Annotated[Line, StringConstraints(max_length=256)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=32)]
-Metric = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Metric = Annotated[str, StringConstraints(pattern=METRIC_PATTERN)]
 AttributeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 AttributeValue = (
     Annotated[Line, StringConstraints(max_length=256)]
@@ -103,7 +104,7 @@ class Page(BaseModel, Generic[T]):
 
 class EventOut(BaseModel):
     event_id: str
-    type: str = Field(examples=["DeviceRegistered"])
+    type: str = Field(examples=[DeviceRegistered.TYPE])
     version: int
     position: int
     data: dict[str, Any]

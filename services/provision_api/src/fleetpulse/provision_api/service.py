@@ -14,6 +14,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from fleetpulse.common.contracts import (
+    IntegrationCreated,
+    IntegrationDisabled,
+    IntegrationUpdated,
+    ProvisioningProfileCreated,
+    ProvisioningProfileRevoked,
+    RouteCreated,
+    RouteDeleted,
+    RouteUpdated,
+    RuleCreated,
+    RuleDeleted,
+    RuleUpdated,
+    TenantCreated,
+)
 from fleetpulse.common.crypto import SecretBox, seal_values
 from fleetpulse.common.eventstore import NO_STREAM, NewEvent, metadata, stream_id
 from fleetpulse.common.webhooks import generate_secret, headers_owner, secret_owner
@@ -88,7 +102,7 @@ class Commands:
         expected: int,
         actor: str,
     ) -> None:
-        if not any(e.type == "TenantCreated" for e in events):
+        if not any(e.type == TenantCreated.TYPE for e in events):
             await self._require_tenant(unit, tenant_id)  # every write, whatever the token says
         await unit.append(
             stream, _stamped(events, actor), tenant_id=tenant_id, expected_version=expected
@@ -109,14 +123,10 @@ class Commands:
                 "SELECT 1 FROM tenants WHERE tenant_id = $1", body.tenant_id
             ):
                 raise ConflictError(f"tenant {body.tenant_id} already exists")
-            event = NewEvent(
-                "TenantCreated",
-                {
-                    "tenant_id": body.tenant_id,
-                    "name": body.name,
-                    "created_at": domain.iso(self._clock()),
-                },
+            created = TenantCreated(
+                tenant_id=body.tenant_id, name=body.name, created_at=domain.iso(self._clock())
             )
+            event = NewEvent.of(created)
             await self._append(unit, stream, [event], body.tenant_id, NO_STREAM, actor)
             return await self._row(
                 unit, "tenant", "SELECT * FROM tenants WHERE tenant_id = $1", body.tenant_id
@@ -267,14 +277,21 @@ class Commands:
     async def create_rule(self, tenant_id: str, body: schemas.RuleIn, actor: str) -> Row:
         rule_id = domain.new_id("rule")
         data = {"rule_id": rule_id, **body.model_dump(mode="json", exclude_none=True)}
-        return await self._create("rule", tenant_id, rule_id, NewEvent("RuleCreated", data), actor)
+        return await self._create(
+            "rule", tenant_id, rule_id, NewEvent.of(RuleCreated.from_data(data)), actor
+        )
 
     async def update_rule(
         self, tenant_id: str, rule_id: str, body: schemas.RuleIn, if_match: int | None, actor: str
     ) -> Row:
         data = {"rule_id": rule_id, **body.model_dump(mode="json", exclude_none=True)}
         return await self._update(
-            "rule", tenant_id, rule_id, if_match, actor, lambda _row: NewEvent("RuleUpdated", data)
+            "rule",
+            tenant_id,
+            rule_id,
+            if_match,
+            actor,
+            lambda _row: NewEvent.of(RuleUpdated.from_data(data)),
         )
 
     async def delete_rule(
@@ -286,7 +303,7 @@ class Commands:
             rule_id,
             if_match,
             actor,
-            lambda _row: NewEvent("RuleDeleted", {"rule_id": rule_id}),
+            lambda _row: NewEvent.of(RuleDeleted(rule_id=rule_id)),
             reread=False,
         )
 
@@ -305,7 +322,11 @@ class Commands:
             secret = generate_secret()
             data["secret_sealed"] = self._box.seal(secret, secret_owner(tenant_id, integration_id))
         row = await self._create(
-            "integration", tenant_id, integration_id, NewEvent("IntegrationCreated", data), actor
+            "integration",
+            tenant_id,
+            integration_id,
+            NewEvent.of(IntegrationCreated.from_data(data)),
+            actor,
         )
         return row, secret
 
@@ -324,9 +345,8 @@ class Commands:
                 raise InvalidError(
                     "body.kind", f"an integration's kind cannot change (it is {row['kind']})"
                 )
-            return NewEvent(
-                "IntegrationUpdated", self._integration_data(tenant_id, integration_id, body)
-            )
+            data = self._integration_data(tenant_id, integration_id, body)
+            return NewEvent.of(IntegrationUpdated.from_data(data))
 
         return await self._update("integration", tenant_id, integration_id, if_match, actor, event)
 
@@ -361,10 +381,10 @@ class Commands:
         def event(row: Row) -> NewEvent:
             if row["status"] == "disabled":
                 raise ConflictError(f"integration {integration_id} is already disabled")
-            return NewEvent(
-                "IntegrationDisabled",
-                {"integration_id": integration_id, "reason": f"disabled by {actor}"},
+            disabled = IntegrationDisabled(
+                integration_id=integration_id, reason=f"disabled by {actor}"
             )
+            return NewEvent.of(disabled)
 
         return await self._update("integration", tenant_id, integration_id, if_match, actor, event)
 
@@ -375,7 +395,7 @@ class Commands:
         data = {"route_id": route_id, **body.model_dump(mode="json")}
         data["match"] = body.match.model_dump(mode="json", exclude_none=True)
         return await self._create(
-            "route", tenant_id, route_id, NewEvent("RouteCreated", data), actor
+            "route", tenant_id, route_id, NewEvent.of(RouteCreated.from_data(data)), actor
         )
 
     async def update_route(
@@ -390,7 +410,7 @@ class Commands:
             route_id,
             if_match,
             actor,
-            lambda _row: NewEvent("RouteUpdated", data),
+            lambda _row: NewEvent.of(RouteUpdated.from_data(data)),
         )
 
     async def delete_route(
@@ -402,7 +422,7 @@ class Commands:
             route_id,
             if_match,
             actor,
-            lambda _row: NewEvent("RouteDeleted", {"route_id": route_id}),
+            lambda _row: NewEvent.of(RouteDeleted(route_id=route_id)),
             reread=False,
         )
 
@@ -464,7 +484,11 @@ class Commands:
             "tags": body.tags,
         }
         row = await self._create(
-            "profile", tenant_id, profile_id, NewEvent("ProvisioningProfileCreated", data), actor
+            "profile",
+            tenant_id,
+            profile_id,
+            NewEvent.of(ProvisioningProfileCreated.from_data(data)),
+            actor,
         )
         return row, secret
 
@@ -474,7 +498,7 @@ class Commands:
         def event(row: Row) -> NewEvent:
             if row["status"] == "revoked":
                 raise ConflictError(f"provisioning profile {profile_id} is already revoked")
-            return NewEvent("ProvisioningProfileRevoked", {"profile_id": profile_id})
+            return NewEvent.of(ProvisioningProfileRevoked(profile_id=profile_id))
 
         return await self._update("profile", tenant_id, profile_id, if_match, actor, event)
 

@@ -18,6 +18,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from fleetpulse.common import matchers as labels
+from fleetpulse.common.contracts import SilenceCreated, SilenceExpired
 from fleetpulse.common.eventstore import (
     NO_STREAM,
     NewEvent,
@@ -116,25 +117,22 @@ def silence_created(silence_id: str, body: SilenceIn, created_by: str, now: date
         raise InvalidError("body.ends_at", "must be in the future")
     if body.ends_at - starts_at > MAX_DURATION:
         raise InvalidError("body.ends_at", "a silence lasts at most 366 days")
-    return NewEvent(
-        "SilenceCreated",
-        {
-            "silence_id": silence_id,
-            "matchers": [m.as_dict() for m in parsed],
-            "starts_at": iso(starts_at),
-            "ends_at": iso(body.ends_at),
-            "created_by": created_by,
-            "comment": body.comment,
-        },
+    created = SilenceCreated(
+        silence_id=silence_id,
+        matchers=[m.as_dict() for m in parsed],
+        starts_at=iso(starts_at),
+        ends_at=iso(body.ends_at),
+        created_by=created_by,
+        comment=body.comment,
     )
+    return NewEvent.of(created)
 
 
 def silence_expired(row: Row, by: str, now: datetime) -> NewEvent:
     if state_of(row, now) == "expired":
         raise ConflictError(f"silence {row['silence_id']} already expired")
-    return NewEvent(
-        "SilenceExpired", {"silence_id": row["silence_id"], "ends_at": iso(now), "expired_by": by}
-    )
+    expired = SilenceExpired(silence_id=row["silence_id"], ends_at=iso(now), expired_by=by)
+    return NewEvent.of(expired)
 
 
 async def write_one(

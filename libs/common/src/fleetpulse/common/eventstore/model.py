@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from fleetpulse.common.contracts.events import Event, decode_event
 from fleetpulse.common.observability import inject_context
 
 JsonObject = dict[str, Any]
@@ -23,6 +24,13 @@ class NewEvent:
     data: JsonObject
     metadata: JsonObject = field(default_factory=dict)
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    @classmethod
+    def of(
+        cls, event: Event, metadata: JsonObject | None = None, event_id: uuid.UUID | None = None
+    ) -> NewEvent:
+        """The storage envelope of a contract event (its ``type`` and ``to_data()``)."""
+        return cls(event.TYPE, event.to_data(), metadata or {}, event_id or uuid.uuid4())
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,10 @@ class RecordedEvent:
             metadata=row["metadata"],
             recorded_at=row["recorded_at"],
         )
+
+    def decoded(self) -> Event:
+        """The contract struct of this event (:func:`~fleetpulse.common.contracts.decode_event`)."""
+        return decode_event(self.type, self.data)
 
 
 def stream_id(kind: str, tenant_id: str, entity_id: str | None = None) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from fleetpulse.common.contracts import DeliveryScheduled
 from fleetpulse.common.messaging.errors import ResourceNotFoundError, error_code, queue_missing
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ _QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
 
 #: SNS filter policies of the platform's subscribed queues (on the ``type`` attribute).
 DISPATCHER_FILTER: dict[str, Any] = {"type": [{"prefix": "Alert"}]}
-DELIVERIES_FILTER: dict[str, Any] = {"type": ["DeliveryScheduled"]}
+DELIVERIES_FILTER: dict[str, Any] = {"type": [DeliveryScheduled.TYPE]}
 
 
 @dataclass(frozen=True, slots=True)

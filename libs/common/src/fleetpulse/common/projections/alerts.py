@@ -17,16 +17,28 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
+from fleetpulse.common.contracts.constants import OPEN_STATUSES as OPEN_STATUSES
+from fleetpulse.common.contracts.constants import fingerprint as fingerprint
+from fleetpulse.common.contracts.events import (
+    UNSET,
+    AlertAcknowledged,
+    AlertClosed,
+    AlertOpened,
+    AlertResolved,
+    AlertSilenced,
+    UnsetType,
+    or_none,
+)
 from fleetpulse.common.errors import FleetPulseError
 from fleetpulse.common.eventstore.model import RecordedEvent
 from fleetpulse.common.eventstore.projection import HandlerProjection
 
 Handler = Callable[[asyncpg.Connection, RecordedEvent], Awaitable[None]]
 
-OPEN_STATUSES = ("open", "acknowledged")
 ONE_OPEN_INDEX = "alerts_one_open_per_fingerprint"
 
 
@@ -41,19 +53,26 @@ class AlertAlreadyOpenError(FleetPulseError):
         self.fingerprint = fingerprint
 
 
-def _at(event: RecordedEvent, key: str) -> datetime:
-    value = event.data.get(key)
+def _at(event: RecordedEvent, value: str | UnsetType) -> datetime:
+    """The event's timestamp, or when it was recorded."""
     if isinstance(value, str):
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     return event.recorded_at
 
 
-_OPENED_DETAILS = ("rule_name", "metric", "value", "threshold", "reason")
+def _details(opened: AlertOpened) -> dict[str, Any]:
+    present = {
+        "rule_name": opened.rule_name,
+        "metric": opened.metric,
+        "value": opened.value,
+        "threshold": opened.threshold,
+        "reason": opened.reason,
+    }
+    return {key: value for key, value in present.items() if value is not UNSET}
 
 
 async def _opened(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    data = event.data
-    details = {key: data[key] for key in _OPENED_DETAILS if key in data}
+    data = AlertOpened.from_data(event.data)
     try:
         await conn.execute(
             """
@@ -63,22 +82,23 @@ async def _opened(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             ON CONFLICT (tenant_id, alert_id) DO NOTHING
             """,
             event.tenant_id,
-            data["alert_id"],
-            data["fingerprint"],
-            data["rule_id"],
-            data["device_id"],
-            data["severity"],
-            _at(event, "opened_at"),
-            details,
+            data.alert_id,
+            data.fingerprint,
+            data.rule_id,
+            data.device_id,
+            data.severity,
+            _at(event, data.opened_at),
+            _details(data),
             event.version,
         )
     except asyncpg.UniqueViolationError as exc:
         if getattr(exc, "constraint_name", None) == ONE_OPEN_INDEX:
-            raise AlertAlreadyOpenError(data["fingerprint"]) from exc
+            raise AlertAlreadyOpenError(data.fingerprint) from exc
         raise
 
 
 async def _acknowledged(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = AlertAcknowledged.from_data(event.data)
     await conn.execute(
         """
         UPDATE alerts SET
@@ -89,14 +109,15 @@ async def _acknowledged(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
         event.tenant_id,
-        event.data["alert_id"],
-        _at(event, "acknowledged_at"),
-        event.data.get("by"),
+        data.alert_id,
+        _at(event, data.acknowledged_at),
+        or_none(data.by),
         event.version,
     )
 
 
 async def _silenced(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = AlertSilenced.from_data(event.data)
     await conn.execute(
         """
         UPDATE alerts SET
@@ -106,14 +127,15 @@ async def _silenced(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
         event.tenant_id,
-        event.data["alert_id"],
-        _at(event, "until"),
-        event.data.get("by"),
+        data.alert_id,
+        _at(event, data.until),
+        or_none(data.by),
         event.version,
     )
 
 
 async def _resolved(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = AlertResolved.from_data(event.data)
     await conn.execute(
         """
         UPDATE alerts SET
@@ -126,15 +148,16 @@ async def _resolved(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
         event.tenant_id,
-        event.data["alert_id"],
-        _at(event, "resolved_at"),
-        event.data.get("value"),
+        data.alert_id,
+        _at(event, data.resolved_at),
+        or_none(data.value),
         event.version,
-        event.data.get("reason"),
+        or_none(data.reason),
     )
 
 
 async def _closed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = AlertClosed.from_data(event.data)
     await conn.execute(
         """
         UPDATE alerts SET
@@ -145,19 +168,19 @@ async def _closed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         WHERE tenant_id = $1 AND alert_id = $2 AND version < $5
         """,
         event.tenant_id,
-        event.data["alert_id"],
-        _at(event, "closed_at"),
-        event.data.get("by"),
+        data.alert_id,
+        _at(event, data.closed_at),
+        or_none(data.by),
         event.version,
     )
 
 
 HANDLERS: dict[str, Handler] = {
-    "AlertOpened": _opened,
-    "AlertAcknowledged": _acknowledged,
-    "AlertSilenced": _silenced,
-    "AlertResolved": _resolved,
-    "AlertClosed": _closed,
+    AlertOpened.TYPE: _opened,
+    AlertAcknowledged.TYPE: _acknowledged,
+    AlertSilenced.TYPE: _silenced,
+    AlertResolved.TYPE: _resolved,
+    AlertClosed.TYPE: _closed,
 }
 
 

@@ -16,6 +16,29 @@ from typing import Any
 
 import asyncpg
 
+from fleetpulse.common.contracts.events import (
+    UNSET,
+    DeviceCredentialsIssued,
+    DeviceCredentialsRotated,
+    DeviceDecommissioned,
+    DeviceRegistered,
+    DeviceUpdated,
+    IntegrationCreated,
+    IntegrationDisabled,
+    IntegrationUpdated,
+    ProvisioningProfileClaimed,
+    ProvisioningProfileCreated,
+    ProvisioningProfileRevoked,
+    RouteCreated,
+    RouteDeleted,
+    RouteUpdated,
+    RuleCreated,
+    RuleDeleted,
+    RuleUpdated,
+    TenantCreated,
+    UnsetType,
+    or_none,
+)
 from fleetpulse.common.eventstore.model import RecordedEvent
 from fleetpulse.common.eventstore.projection import HandlerProjection
 
@@ -34,15 +57,15 @@ RULE_DEFINITION_FIELDS = (
 )
 
 
-def _at(event: RecordedEvent, key: str) -> datetime:
+def _at(event: RecordedEvent, value: str | UnsetType | None) -> datetime:
     """A timestamp from the event's data (ISO-8601), or when the event was recorded."""
-    value = event.data.get(key)
     if isinstance(value, str):
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     return event.recorded_at
 
 
 async def _tenant_created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = TenantCreated.from_data(event.data)
     await conn.execute(
         """
         INSERT INTO tenants (tenant_id, name, created_at, version) VALUES ($1, $2, $3, $4)
@@ -50,13 +73,14 @@ async def _tenant_created(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         WHERE tenants.version < EXCLUDED.version
         """,
         event.tenant_id,
-        event.data["name"],
-        _at(event, "created_at"),
+        data.name,
+        _at(event, data.created_at),
         event.version,
     )
 
 
 async def _device_registered(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = DeviceRegistered.from_data(event.data)
     await conn.execute(
         """
         INSERT INTO devices (tenant_id, device_id, name, tags, registered_at, updated_at, version)
@@ -64,30 +88,38 @@ async def _device_registered(conn: asyncpg.Connection, event: RecordedEvent) -> 
         ON CONFLICT (tenant_id, device_id) DO NOTHING
         """,
         event.tenant_id,
-        event.data["device_id"],
-        event.data.get("name"),
-        event.data.get("tags") or {},
-        _at(event, "registered_at"),
+        data.device_id,
+        or_none(data.name),
+        data.tags or {},
+        _at(event, data.registered_at),
         event.recorded_at,
         event.version,
     )
 
 
 async def _device_credentials(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    match event.decoded():
+        case DeviceCredentialsIssued(device_id=device_id, credentials_version=version):
+            pass
+        case DeviceCredentialsRotated(device_id=device_id, credentials_version=version):
+            pass
+        case other:
+            raise TypeError(f"not a credentials event: {type(other).__name__}")
     await conn.execute(
         """
         UPDATE devices SET credentials_version = $3, updated_at = $4, version = $5
         WHERE tenant_id = $1 AND device_id = $2 AND version < $5
         """,
         event.tenant_id,
-        event.data["device_id"],
-        int(event.data["credentials_version"]),
+        device_id,
+        int(version),
         event.recorded_at,
         event.version,
     )
 
 
 async def _device_decommissioned(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = DeviceDecommissioned.from_data(event.data)
     await conn.execute(
         """
         UPDATE devices SET status = 'decommissioned', decommissioned_at = $3, updated_at = $4,
@@ -95,8 +127,8 @@ async def _device_decommissioned(conn: asyncpg.Connection, event: RecordedEvent)
         WHERE tenant_id = $1 AND device_id = $2 AND version < $5
         """,
         event.tenant_id,
-        event.data["device_id"],
-        _at(event, "decommissioned_at"),
+        data.device_id,
+        _at(event, data.decommissioned_at),
         event.recorded_at,
         event.version,
     )
@@ -104,7 +136,7 @@ async def _device_decommissioned(conn: asyncpg.Connection, event: RecordedEvent)
 
 async def _device_updated(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     """Only the fields the event carries change (``name`` may be null: cleared)."""
-    data = event.data
+    data = DeviceUpdated.from_data(event.data)
     await conn.execute(
         """
         UPDATE devices SET name = CASE WHEN $3 THEN $4 ELSE name END,
@@ -113,19 +145,19 @@ async def _device_updated(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         WHERE tenant_id = $1 AND device_id = $2 AND version < $7
         """,
         event.tenant_id,
-        data["device_id"],
-        "name" in data,
-        data.get("name"),
-        data.get("tags"),
+        data.device_id,
+        data.name is not UNSET,
+        or_none(data.name),
+        or_none(data.tags),
         event.recorded_at,
         event.version,
-        data.get("attributes"),
+        or_none(data.attributes),
     )
 
 
 async def _profile_created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    data = event.data
-    expires_at = _at(event, "expires_at") if data.get("expires_at") else None
+    data = ProvisioningProfileCreated.from_data(event.data)
+    expires_at = _at(event, data.expires_at) if data.expires_at else None
     await conn.execute(
         """
         INSERT INTO provisioning_profiles (tenant_id, profile_id, name, provision_key, secret_hash,
@@ -134,13 +166,13 @@ async def _profile_created(conn: asyncpg.Connection, event: RecordedEvent) -> No
         ON CONFLICT (tenant_id, profile_id) DO NOTHING
         """,
         event.tenant_id,
-        data["profile_id"],
-        data["name"],
-        data["provision_key"],
-        data["secret_hash"],
-        data.get("device_limit"),
+        data.profile_id,
+        data.name,
+        data.provision_key,
+        data.secret_hash,
+        or_none(data.device_limit),
         expires_at,
-        data.get("tags") or {},
+        data.tags or {},
         event.recorded_at,
         event.version,
     )
@@ -153,7 +185,7 @@ async def _profile_claimed(conn: asyncpg.Connection, event: RecordedEvent) -> No
         WHERE tenant_id = $1 AND profile_id = $2 AND version < $3
         """,
         event.tenant_id,
-        event.data["profile_id"],
+        ProvisioningProfileClaimed.from_data(event.data).profile_id,
         event.version,
     )
 
@@ -165,7 +197,7 @@ async def _profile_revoked(conn: asyncpg.Connection, event: RecordedEvent) -> No
         WHERE tenant_id = $1 AND profile_id = $2 AND version < $3
         """,
         event.tenant_id,
-        event.data["profile_id"],
+        ProvisioningProfileRevoked.from_data(event.data).profile_id,
         event.version,
     )
 
@@ -175,8 +207,16 @@ def rule_definition(data: dict[str, Any]) -> dict[str, Any]:
     return {key: data[key] for key in RULE_DEFINITION_FIELDS if data.get(key) is not None}
 
 
+def _definition(rule: RuleCreated | RuleUpdated) -> dict[str, Any]:
+    """:func:`rule_definition` of a decoded rule event."""
+    present = {key: getattr(rule, key) for key in RULE_DEFINITION_FIELDS}
+    return {key: value for key, value in present.items() if value not in (None, UNSET)}
+
+
 async def _rule_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    data = event.data
+    data = event.decoded()
+    if not isinstance(data, RuleCreated | RuleUpdated):
+        raise TypeError(f"not a rule definition: {event.type}")
     await conn.execute(
         """
         INSERT INTO rules (tenant_id, rule_id, name, kind, severity, definition, device_selector,
@@ -192,20 +232,22 @@ async def _rule_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> None
         WHERE rules.version < EXCLUDED.version
         """,
         event.tenant_id,
-        data["rule_id"],
-        data["name"],
-        data["kind"],
-        data["severity"],
-        rule_definition(data),
-        data.get("device_selector") or {},
+        data.rule_id,
+        data.name,
+        data.kind,
+        data.severity,
+        _definition(data),
+        data.device_selector or {},
         event.recorded_at,
         event.version,
-        data.get("enabled", True) is not False,  # events before ``enabled`` existed: enabled
+        data.enabled is not False,  # events before ``enabled`` existed (UNSET): enabled
     )
 
 
 async def _integration_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    data = event.data
+    data = event.decoded()
+    if not isinstance(data, IntegrationCreated | IntegrationUpdated):
+        raise TypeError(f"not an integration definition: {event.type}")
     await conn.execute(
         """
         INSERT INTO integrations (tenant_id, integration_id, name, kind, config, secret_sealed,
@@ -218,17 +260,18 @@ async def _integration_upserted(conn: asyncpg.Connection, event: RecordedEvent) 
         WHERE integrations.version < EXCLUDED.version
         """,
         event.tenant_id,
-        data["integration_id"],
-        data["name"],
-        data["kind"],
-        data["config"],
-        data.get("secret_sealed"),
+        data.integration_id,
+        data.name,
+        data.kind,
+        data.config,
+        or_none(data.secret_sealed),
         event.recorded_at,
         event.version,
     )
 
 
 async def _integration_disabled(conn: asyncpg.Connection, event: RecordedEvent) -> None:
+    data = IntegrationDisabled.from_data(event.data)
     await conn.execute(
         """
         UPDATE integrations SET status = 'disabled', disabled_reason = $3, updated_at = $4,
@@ -236,15 +279,17 @@ async def _integration_disabled(conn: asyncpg.Connection, event: RecordedEvent) 
         WHERE tenant_id = $1 AND integration_id = $2 AND version < $5
         """,
         event.tenant_id,
-        event.data["integration_id"],
-        event.data.get("reason"),
+        data.integration_id,
+        or_none(data.reason),
         event.recorded_at,
         event.version,
     )
 
 
 async def _route_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    data = event.data
+    data = event.decoded()
+    if not isinstance(data, RouteCreated | RouteUpdated):
+        raise TypeError(f"not a route definition: {event.type}")
     await conn.execute(
         """
         INSERT INTO routes (tenant_id, route_id, name, integration_id, match, group_by,
@@ -261,22 +306,24 @@ async def _route_upserted(conn: asyncpg.Connection, event: RecordedEvent) -> Non
         WHERE routes.version < EXCLUDED.version
         """,
         event.tenant_id,
-        data["route_id"],
-        data["name"],
-        data["integration_id"],
-        data.get("match") or {},
-        data.get("group_by") or [],
-        int(data.get("group_wait_s") or 0),
-        data.get("repeat_interval_s"),
+        data.route_id,
+        data.name,
+        data.integration_id,
+        data.match or {},
+        data.group_by or [],
+        int(data.group_wait_s or 0),
+        or_none(data.repeat_interval_s),
         event.recorded_at,
         event.version,
-        data.get("group_interval_s"),
+        or_none(data.group_interval_s),
     )
 
 
-def _deleted(kind: str, table: str, key: str) -> Handler:
+def _deleted(
+    kind: str, table: str, key: str, contract: type[RuleDeleted | RouteDeleted]
+) -> Handler:
     async def handle(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-        entity_id = event.data[key]
+        entity_id = getattr(contract.from_data(event.data), key)
         await conn.execute(
             """
             INSERT INTO catalog_tombstones (tenant_id, kind, entity_id, version, deleted_at)
@@ -299,24 +346,24 @@ def _deleted(kind: str, table: str, key: str) -> Handler:
 
 
 HANDLERS: dict[str, Handler] = {
-    "TenantCreated": _tenant_created,
-    "DeviceRegistered": _device_registered,
-    "DeviceCredentialsIssued": _device_credentials,
-    "DeviceCredentialsRotated": _device_credentials,
-    "DeviceDecommissioned": _device_decommissioned,
-    "DeviceUpdated": _device_updated,
-    "ProvisioningProfileCreated": _profile_created,
-    "ProvisioningProfileClaimed": _profile_claimed,
-    "ProvisioningProfileRevoked": _profile_revoked,
-    "RuleCreated": _rule_upserted,
-    "RuleUpdated": _rule_upserted,
-    "RuleDeleted": _deleted("rule", "rules", "rule_id"),
-    "IntegrationCreated": _integration_upserted,
-    "IntegrationUpdated": _integration_upserted,
-    "IntegrationDisabled": _integration_disabled,
-    "RouteCreated": _route_upserted,
-    "RouteUpdated": _route_upserted,
-    "RouteDeleted": _deleted("route", "routes", "route_id"),
+    TenantCreated.TYPE: _tenant_created,
+    DeviceRegistered.TYPE: _device_registered,
+    DeviceCredentialsIssued.TYPE: _device_credentials,
+    DeviceCredentialsRotated.TYPE: _device_credentials,
+    DeviceDecommissioned.TYPE: _device_decommissioned,
+    DeviceUpdated.TYPE: _device_updated,
+    ProvisioningProfileCreated.TYPE: _profile_created,
+    ProvisioningProfileClaimed.TYPE: _profile_claimed,
+    ProvisioningProfileRevoked.TYPE: _profile_revoked,
+    RuleCreated.TYPE: _rule_upserted,
+    RuleUpdated.TYPE: _rule_upserted,
+    RuleDeleted.TYPE: _deleted("rule", "rules", "rule_id", RuleDeleted),
+    IntegrationCreated.TYPE: _integration_upserted,
+    IntegrationUpdated.TYPE: _integration_upserted,
+    IntegrationDisabled.TYPE: _integration_disabled,
+    RouteCreated.TYPE: _route_upserted,
+    RouteUpdated.TYPE: _route_upserted,
+    RouteDeleted.TYPE: _deleted("route", "routes", "route_id", RouteDeleted),
 }
 
 

@@ -16,6 +16,13 @@ from datetime import datetime
 
 import asyncpg
 
+from fleetpulse.common.contracts.events import (
+    DeliveryAbandoned,
+    DeliveryAttempted,
+    DeliveryScheduled,
+    DeliverySucceeded,
+    or_none,
+)
 from fleetpulse.common.errors import FleetPulseError
 from fleetpulse.common.eventstore.model import RecordedEvent
 from fleetpulse.common.eventstore.projection import HandlerProjection
@@ -39,13 +46,14 @@ class DeliveryAlreadyScheduledError(FleetPulseError):
 
 
 def _time(value: object) -> datetime | None:
+    """An ISO-8601 timestamp; None for none (``UNSET``, null or empty)."""
     if isinstance(value, str) and value:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     return None
 
 
 async def _scheduled(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    data = event.data
+    data = DeliveryScheduled.from_data(event.data)
     try:
         await conn.execute(
             """
@@ -55,21 +63,19 @@ async def _scheduled(conn: asyncpg.Connection, event: RecordedEvent) -> None:
             ON CONFLICT (tenant_id, delivery_id) DO NOTHING
             """,
             event.tenant_id,
-            data["delivery_id"],
-            data["alert_id"],
-            data["alert_event_id"],
-            data["integration_id"],
-            data.get("route_id"),
-            data.get("notification_type"),
-            _time(data.get("not_before")) or event.recorded_at,
+            data.delivery_id,
+            data.alert_id,
+            data.alert_event_id,
+            data.integration_id,
+            or_none(data.route_id),
+            or_none(data.notification_type),
+            _time(data.not_before) or event.recorded_at,
             event.version,
         )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != ONCE_PER_EVENT:
             raise
-        raise DeliveryAlreadyScheduledError(
-            data["alert_event_id"], data["integration_id"]
-        ) from None
+        raise DeliveryAlreadyScheduledError(data.alert_event_id, data.integration_id) from None
 
 
 _INSERT_ATTEMPT = """
@@ -87,41 +93,48 @@ _UPDATE_COMPLETED = """
     UPDATE deliveries SET status = $3, completed_at = $4, next_attempt_at = NULL, version = $5
     WHERE tenant_id = $1 AND delivery_id = $2 AND version < $5
 """
-_COMPLETED_STATUS = {"DeliverySucceeded": "succeeded", "DeliveryAbandoned": "abandoned"}
+_COMPLETED_STATUS = {DeliverySucceeded.TYPE: "succeeded", DeliveryAbandoned.TYPE: "abandoned"}
 
 
 def _attempt_row(event: RecordedEvent) -> tuple[object, ...]:
-    data = event.data
+    data = DeliveryAttempted.from_data(event.data)
     return (
         event.tenant_id,
-        data["delivery_id"],
-        data["attempt"],
-        _time(data.get("attempted_at")) or event.recorded_at,
-        data.get("status_code"),
-        data.get("latency_ms"),
-        data.get("error"),
+        data.delivery_id,
+        data.attempt,
+        _time(data.attempted_at) or event.recorded_at,
+        or_none(data.status_code),
+        or_none(data.latency_ms),
+        or_none(data.error),
     )
 
 
 def _attempted_row(event: RecordedEvent) -> tuple[object, ...]:
-    data = event.data
+    data = DeliveryAttempted.from_data(event.data)
     return (
         event.tenant_id,
-        data["delivery_id"],
-        data["attempt"],
-        data.get("status_code"),
-        data.get("error"),
-        _time(data.get("next_attempt_at")),
+        data.delivery_id,
+        data.attempt,
+        or_none(data.status_code),
+        or_none(data.error),
+        _time(data.next_attempt_at),
         event.version,
     )
 
 
 def _completed_row(event: RecordedEvent) -> tuple[object, ...]:
+    match event.decoded():
+        case DeliverySucceeded(delivery_id=delivery_id, completed_at=completed_at):
+            status = "succeeded"
+        case DeliveryAbandoned(delivery_id=delivery_id, completed_at=completed_at):
+            status = "abandoned"
+        case other:
+            raise TypeError(f"not a completion: {type(other).__name__}")
     return (
         event.tenant_id,
-        event.data["delivery_id"],
-        _COMPLETED_STATUS[event.type],
-        _time(event.data.get("completed_at")) or event.recorded_at,
+        delivery_id,
+        status,
+        _time(completed_at) or event.recorded_at,
         event.version,
     )
 
@@ -136,10 +149,10 @@ async def _completed(conn: asyncpg.Connection, event: RecordedEvent) -> None:
 
 
 HANDLERS: dict[str, Handler] = {
-    "DeliveryScheduled": _scheduled,
-    "DeliveryAttempted": _attempted,
-    "DeliverySucceeded": _completed,
-    "DeliveryAbandoned": _completed,
+    DeliveryScheduled.TYPE: _scheduled,
+    DeliveryAttempted.TYPE: _attempted,
+    DeliverySucceeded.TYPE: _completed,
+    DeliveryAbandoned.TYPE: _completed,
 }
 
 
@@ -155,9 +168,9 @@ class DeliveriesProjection(HandlerProjection):
         :meth:`apply` one by one, provided each stream's events come in version order and the
         batch holds no ``DeliveryScheduled`` after a later event of its stream."""
         for event in events:
-            if event.type == "DeliveryScheduled":
+            if event.type == DeliveryScheduled.TYPE:
                 await _scheduled(conn, event)
-        attempted = [e for e in events if e.type == "DeliveryAttempted"]
+        attempted = [e for e in events if e.type == DeliveryAttempted.TYPE]
         completed = [e for e in events if e.type in _COMPLETED_STATUS]
         if attempted:
             await conn.executemany(_INSERT_ATTEMPT, [_attempt_row(e) for e in attempted])

@@ -14,6 +14,14 @@ from typing import ClassVar
 
 import asyncpg
 
+from fleetpulse.common.contracts.events import (
+    InhibitRuleCreated,
+    InhibitRuleDeleted,
+    SilenceCreated,
+    SilenceExpired,
+    or_default,
+    or_none,
+)
 from fleetpulse.common.eventstore.model import RecordedEvent
 from fleetpulse.common.eventstore.projection import EventHandler, HandlerProjection
 
@@ -23,7 +31,7 @@ def _instant(value: str) -> datetime:
 
 
 async def _created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    data = event.data
+    data = SilenceCreated.from_data(event.data)
     await conn.execute(
         """
         INSERT INTO silences (tenant_id, silence_id, matchers, starts_at, ends_at, created_by,
@@ -32,12 +40,12 @@ async def _created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         ON CONFLICT (tenant_id, silence_id) DO NOTHING
         """,
         event.tenant_id,
-        data["silence_id"],
-        data["matchers"],
-        _instant(data["starts_at"]),
-        _instant(data["ends_at"]),
-        data["created_by"],
-        data.get("comment", ""),
+        data.silence_id,
+        data.matchers,
+        _instant(data.starts_at),
+        _instant(data.ends_at),
+        data.created_by,
+        or_default(data.comment, ""),
         event.recorded_at,
         event.version,
     )
@@ -45,6 +53,7 @@ async def _created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
 
 async def _expired(conn: asyncpg.Connection, event: RecordedEvent) -> None:
     """Expired early at ``ends_at``; a silence that had not started ends before it starts."""
+    data = SilenceExpired.from_data(event.data)
     await conn.execute(
         """
         UPDATE silences SET ends_at = $3, starts_at = least(starts_at, $3), expired_by = $4,
@@ -52,9 +61,9 @@ async def _expired(conn: asyncpg.Connection, event: RecordedEvent) -> None:
         WHERE tenant_id = $1 AND silence_id = $2 AND version < $5
         """,
         event.tenant_id,
-        event.data["silence_id"],
-        _instant(event.data["ends_at"]),
-        event.data.get("expired_by"),
+        data.silence_id,
+        _instant(data.ends_at),
+        or_none(data.expired_by),
         event.version,
     )
 
@@ -63,13 +72,13 @@ class SilencesProjection(HandlerProjection):
     name: str = "silences"
     tables: tuple[str, ...] = ("silences",)
     handlers: ClassVar[Mapping[str, EventHandler]] = {
-        "SilenceCreated": _created,
-        "SilenceExpired": _expired,
+        SilenceCreated.TYPE: _created,
+        SilenceExpired.TYPE: _expired,
     }
 
 
 async def _inhibit_created(conn: asyncpg.Connection, event: RecordedEvent) -> None:
-    data = event.data
+    data = InhibitRuleCreated.from_data(event.data)
     await conn.execute(
         """
         INSERT INTO inhibit_rules (tenant_id, inhibit_rule_id, name, source_matchers,
@@ -78,12 +87,12 @@ async def _inhibit_created(conn: asyncpg.Connection, event: RecordedEvent) -> No
         ON CONFLICT (tenant_id, inhibit_rule_id) DO NOTHING
         """,
         event.tenant_id,
-        data["inhibit_rule_id"],
-        data.get("name", ""),
-        data["source_matchers"],
-        data["target_matchers"],
-        data.get("equal", []),
-        data["created_by"],
+        data.inhibit_rule_id,
+        or_default(data.name, ""),
+        data.source_matchers,
+        data.target_matchers,
+        or_default(data.equal, []),
+        data.created_by,
         event.recorded_at,
         event.version,
     )
@@ -94,7 +103,7 @@ async def _inhibit_deleted(conn: asyncpg.Connection, event: RecordedEvent) -> No
         "UPDATE inhibit_rules SET deleted_at = $3, version = $4"
         " WHERE tenant_id = $1 AND inhibit_rule_id = $2 AND version < $4",
         event.tenant_id,
-        event.data["inhibit_rule_id"],
+        InhibitRuleDeleted.from_data(event.data).inhibit_rule_id,
         event.recorded_at,
         event.version,
     )
@@ -104,8 +113,8 @@ class InhibitRulesProjection(HandlerProjection):
     name: str = "inhibit_rules"
     tables: tuple[str, ...] = ("inhibit_rules",)
     handlers: ClassVar[Mapping[str, EventHandler]] = {
-        "InhibitRuleCreated": _inhibit_created,
-        "InhibitRuleDeleted": _inhibit_deleted,
+        InhibitRuleCreated.TYPE: _inhibit_created,
+        InhibitRuleDeleted.TYPE: _inhibit_deleted,
     }
 
 

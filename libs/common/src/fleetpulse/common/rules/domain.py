@@ -34,6 +34,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from fleetpulse.common.contracts.constants import SEVERITIES as SEVERITIES
+from fleetpulse.common.contracts.constants import fingerprint as alert_fingerprint
+from fleetpulse.common.contracts.constants import severity_rank as severity_rank
+from fleetpulse.common.contracts.records import Record as Record
 from fleetpulse.common.rules.conditions import (
     Condition,
     InvalidConditionError,
@@ -48,7 +52,6 @@ Value = float | int | bool
 Status = Literal["pending", "firing"]
 IdFactory = Callable[[], str]
 
-SEVERITIES = ("critical", "major", "minor", "warning", "info")
 # ``value <op> bound`` as a bound method of the bound: one C call on the hot path.
 _BOUND_TESTS: dict[str, str] = {
     "gt": "__lt__",
@@ -68,11 +71,6 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 RULE_KINDS = ("threshold", "no_data", "condition")
 MATCHES = ("all", "any")
-
-
-def severity_rank(severity: str) -> int:
-    """0 for ``critical`` up to 4 for ``info``: a lower rank is more severe."""
-    return SEVERITIES.index(severity)
 
 
 def new_alert_id() -> str:
@@ -157,7 +155,7 @@ class Rule:
         return timedelta(seconds=self.timeout_s)
 
     def fingerprint(self, device_id: str) -> str:
-        return f"{self.tenant_id}:{self.rule_id}:{device_id}"
+        return alert_fingerprint(self.tenant_id, self.rule_id, device_id)
 
     def holds(
         self,
@@ -213,20 +211,6 @@ def rule_from_catalog(
         )
     except (TypeError, ValueError, KeyError, InvalidConditionError) as exc:
         raise InvalidRuleError(str(exc)) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A reading (``metrics``) or a heartbeat (no metrics) of one device."""
-
-    tenant_id: str
-    device_id: str
-    ts: datetime
-    metrics: Mapping[str, Value] = field(default_factory=dict)
-    kind: str = "reading"
-    traceparent: str | None = None
-    received_at: datetime | None = None
-    """When the platform received it (liveness); ``None``: when the evaluator got it."""
 
 
 @dataclass(frozen=True, slots=True)

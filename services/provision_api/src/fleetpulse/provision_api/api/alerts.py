@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
+from fleetpulse.common.contracts.constants import ID_PATTERN
 from fleetpulse.common.eventstore import stream_id
 from fleetpulse.provision_api import domain, schemas
 from fleetpulse.provision_api.api.deps import (
@@ -21,7 +22,6 @@ from fleetpulse.provision_api.api.deps import (
     problems,
 )
 from fleetpulse.provision_api.api.devices import event_out
-from fleetpulse.provision_api.domain import ID_PATTERN
 from fleetpulse.provision_api.history import AsOf, as_of_instant, read_as_of, recorded_until
 
 alerts = APIRouter(prefix="/alerts", tags=["alerts"])

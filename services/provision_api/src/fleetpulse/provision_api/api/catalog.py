@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
+from fleetpulse.common.contracts.constants import ID_PATTERN
 from fleetpulse.provision_api import schemas
 from fleetpulse.provision_api.api.deps import (
     Cursor,
@@ -17,7 +18,6 @@ from fleetpulse.provision_api.api.deps import (
     etag,
     problems,
 )
-from fleetpulse.provision_api.domain import ID_PATTERN
 from fleetpulse.provision_api.history import AsOf, as_of_instant, read_as_of
 from fleetpulse.provision_api.queries import rule_view
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
+from fleetpulse.common.contracts.constants import ID_PATTERN, METRIC_PATTERN
 from fleetpulse.common.eventstore import RecordedEvent, stream_id
 from fleetpulse.provision_api import schemas
 from fleetpulse.provision_api.api.deps import (
@@ -19,7 +20,7 @@ from fleetpulse.provision_api.api.deps import (
     etag,
     problems,
 )
-from fleetpulse.provision_api.domain import ID_PATTERN, InvalidError, topic_prefix
+from fleetpulse.provision_api.domain import InvalidError, topic_prefix
 from fleetpulse.provision_api.history import AsOf, as_of_instant, read_as_of
 from fleetpulse.provision_api.service import Registered
 
@@ -232,7 +233,7 @@ async def device_telemetry(
     device_id: DeviceId,
     caller: Viewer,
     wired: Wired,
-    metric: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = None,
+    metric: Annotated[str | None, Query(pattern=METRIC_PATTERN)] = None,
     time_from: Annotated[
         schemas.Moment | None, Query(alias="from", description="default: to - 24h")
     ] = None,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
+from fleetpulse.common.contracts.constants import ID_PATTERN
 from fleetpulse.provision_api import schemas
 from fleetpulse.provision_api.api.deps import (
     Cursor,
@@ -19,7 +20,7 @@ from fleetpulse.provision_api.api.deps import (
     problems,
 )
 from fleetpulse.provision_api.api.devices import with_credentials
-from fleetpulse.provision_api.domain import ID_PATTERN, DomainError, UnauthenticatedError
+from fleetpulse.provision_api.domain import DomainError, UnauthenticatedError
 from fleetpulse.provision_api.problems import MEDIA_TYPE, ProblemError
 
 log = logging.getLogger(__name__)

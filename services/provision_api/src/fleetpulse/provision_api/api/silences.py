@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
+from fleetpulse.common.contracts.constants import ID_PATTERN
 from fleetpulse.provision_api.api.deps import (
     Cursor,
     Limit,
@@ -15,7 +16,6 @@ from fleetpulse.provision_api.api.deps import (
     Wired,
     problems,
 )
-from fleetpulse.provision_api.domain import ID_PATTERN
 from fleetpulse.provision_api.inhibition import InhibitBook, InhibitRule, InhibitRuleIn
 from fleetpulse.provision_api.schemas import Page
 from fleetpulse.provision_api.silences import Silence, SilenceBook, SilenceIn, SilenceState
