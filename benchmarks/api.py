@@ -161,8 +161,8 @@ async def serve_api() -> None:
 
     from fleetpulse.common.settings import load_settings
     from fleetpulse.provision_api.app import create_app
+    from fleetpulse.provision_api.bootstrap import bootstrap, uvicorn_config
     from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
-    from fleetpulse.provision_api.main import bootstrap, uvicorn_config
     from fleetpulse.provision_api.settings import Settings
 
     settings = await load_settings(Settings)

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from fleetpulse.common.mqtt import MqttEndpoint, aiomqtt_client
-from fleetpulse.ingest.service import Ingest, bootstrap, run_ingest
+from fleetpulse.ingest.bootstrap import Ingest, bootstrap, run_ingest
 from fleetpulse.ingest.settings import Settings
 from fleetpulse.testing.mosquitto import MosquittoBroker, unique_username
 

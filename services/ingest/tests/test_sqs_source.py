@@ -13,7 +13,7 @@ import orjson
 
 from fleetpulse.common.aws import AwsConfig
 from fleetpulse.common.messaging import unpack_records
-from fleetpulse.ingest.service import bootstrap, run_ingest
+from fleetpulse.ingest.bootstrap import bootstrap, run_ingest
 from fleetpulse.ingest.settings import Settings
 from fleetpulse.ingest.sqs_source import unwrap
 from fleetpulse.testing.moto import receive_all

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fleetpulse.common.crypto import SecretBox
 from fleetpulse.provision_api.app import create_app
+from fleetpulse.provision_api.bootstrap import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.provision_api.credentials import CredentialIssuer, InMemoryCredentialIssuer
-from fleetpulse.provision_api.main import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.provision_api.settings import Settings
 from fleetpulse.testing.ports import free_port
 

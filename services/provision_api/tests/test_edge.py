@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from fleetpulse.provision_api.app import EdgeLimits, create_app
+from fleetpulse.provision_api.bootstrap import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
 from fleetpulse.provision_api.edge import RequestLimits, TrustedProxies, client_source
-from fleetpulse.provision_api.main import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.testing.ports import free_port
 
 from .conftest import TestIssuer, make_settings

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from fleetpulse.provision_api.app import create_app
+from fleetpulse.provision_api.bootstrap import bootstrap
 from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
-from fleetpulse.provision_api.main import bootstrap
 from fleetpulse.provision_api.settings import Settings
 
 from .conftest import TestIssuer, make_settings

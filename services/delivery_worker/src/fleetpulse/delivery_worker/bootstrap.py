@@ -33,7 +33,7 @@ from fleetpulse.common.messaging import (
     redeclare_platform,
     resolve_platform,
 )
-from fleetpulse.common.runtime import ServiceContext, run
+from fleetpulse.common.runtime import ServiceContext
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
 from fleetpulse.delivery_worker.channels.base import Channel
 from fleetpulse.delivery_worker.channels.email import EmailChannel, SmtpConfig
@@ -48,10 +48,6 @@ log = logging.getLogger(__name__)
 NAME = "fleetpulse-delivery-worker"
 MAX_DELAY_S = 900
 DLQ_SUFFIX = "-dlq"
-
-
-def main() -> None:
-    run(NAME, Settings, serve)
 
 
 class Requeuer:
@@ -203,4 +199,4 @@ async def _ping(pool: asyncpg.Pool) -> bool:
     return bool(await pool.fetchval("SELECT 1"))
 
 
-__all__ = ["App", "Requeuer", "bootstrap", "main", "message_handler", "serve"]
+__all__ = ["App", "Requeuer", "bootstrap", "message_handler", "serve"]

@@ -30,17 +30,13 @@ from fleetpulse.common.messaging import (
     redeclare_platform,
     resolve_platform,
 )
-from fleetpulse.common.runtime import ServiceContext, run
+from fleetpulse.common.runtime import ServiceContext
 from fleetpulse.dispatcher.service import Dispatcher
 from fleetpulse.dispatcher.settings import Settings
 from fleetpulse.dispatcher.store import PostgresDispatchStore
 
 log = logging.getLogger(__name__)
 NAME = "fleetpulse-dispatcher"
-
-
-def main() -> None:
-    run(NAME, Settings, serve)
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from fleetpulse.common.messaging import (
     redeclare_platform,
     resolve_platform,
 )
-from fleetpulse.common.runtime import ServiceContext, run
+from fleetpulse.common.runtime import ServiceContext
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
 from fleetpulse.evaluator.coalescer import Coalescer
@@ -130,8 +130,4 @@ async def serve(context: ServiceContext[Settings]) -> None:
         await pool.close()
 
 
-def main() -> None:
-    run(NAME, Settings, serve)
-
-
-__all__: list[Any] = ["Application", "bootstrap", "main", "serve"]
+__all__: list[Any] = ["Application", "bootstrap", "serve"]

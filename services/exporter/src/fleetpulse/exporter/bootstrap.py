@@ -7,10 +7,8 @@ finishes the range in flight; a range cut short is rewritten by the next run).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fleetpulse.common.aws import aws_client
 from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
-from fleetpulse.common.runtime import ServiceContext, run
+from fleetpulse.common.runtime import ServiceContext
 from fleetpulse.exporter.exporter import Exporter, ExportOptions
 from fleetpulse.exporter.files import Coalescing
 from fleetpulse.exporter.lake import S3ObjectStore
@@ -30,13 +28,6 @@ from fleetpulse.exporter.store import PostgresExportStore
 log = logging.getLogger(__name__)
 NAME = "fleetpulse-exporter"
 RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, BotoCoreError, ClientError)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=NAME, description=__doc__.splitlines()[0])
-    parser.add_argument("--once", action="store_true", help="export once and exit")
-    args = parser.parse_args(argv)
-    run(NAME, Settings, functools.partial(serve, once=args.once))
 
 
 @asynccontextmanager

@@ -28,7 +28,7 @@ from fleetpulse.common.messaging import (
 from fleetpulse.common.mqtt import MqttEndpoint
 from fleetpulse.common.projections.alerts import AlertsProjection
 from fleetpulse.common.projections.catalog import CatalogProjection
-from fleetpulse.common.runtime import ServiceContext, run
+from fleetpulse.common.runtime import ServiceContext
 from fleetpulse.provision_api.api.deps import Services
 from fleetpulse.provision_api.app import EdgeLimits, create_app
 from fleetpulse.provision_api.auth import JwksCache, TokenVerifier, http_fetch
@@ -227,7 +227,3 @@ async def _until(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
     if task.done() and not stop.is_set():
         stop.set()
         task.result()
-
-
-def main() -> None:
-    run("fleetpulse-provision-api", Settings, serve)
