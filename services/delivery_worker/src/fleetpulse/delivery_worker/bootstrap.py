@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,84 +27,26 @@ from fleetpulse.common.messaging import (
     OutboxRelay,
     SnsPublisher,
     SqsConsumer,
-    SqsMessage,
-    message_to_event,
     queue_ref,
     redeclare_platform,
     resolve_platform,
 )
 from fleetpulse.common.runtime import ServiceContext
+from fleetpulse.delivery_worker.adapters import Requeuer
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
 from fleetpulse.delivery_worker.channels.base import Channel
 from fleetpulse.delivery_worker.channels.email import EmailChannel, SmtpConfig
 from fleetpulse.delivery_worker.channels.mqtt import MqttChannel
 from fleetpulse.delivery_worker.channels.sns import SnsChannel
 from fleetpulse.delivery_worker.channels.webhook import WebhookChannel
-from fleetpulse.delivery_worker.service import DeadLetter, DeliveryWorker, Requeue
+from fleetpulse.delivery_worker.entrypoints import message_handler
+from fleetpulse.delivery_worker.service import DeliveryWorker
 from fleetpulse.delivery_worker.settings import Settings
 from fleetpulse.delivery_worker.store import PostgresDeliveryStore
 
 log = logging.getLogger(__name__)
 NAME = "fleetpulse-delivery-worker"
-MAX_DELAY_S = 900
 DLQ_SUFFIX = "-dlq"
-
-
-class Requeuer:
-    """Sends a delivery message again, later, or to the DLQ (the SQS side of a retry)."""
-
-    def __init__(self, sqs: Any, queue_url: str, dlq_url: str) -> None:
-        self._sqs = sqs
-        self._queue_url = queue_url
-        self._dlq_url = dlq_url
-
-    async def later(self, message: SqsMessage, delay_s: float) -> None:
-        delay = max(0, min(MAX_DELAY_S, round(delay_s)))
-        await self._send(self._queue_url, message, DelaySeconds=delay)
-
-    async def dead_letter(self, message: SqsMessage, reason: str) -> None:
-        await self._send(self._dlq_url, message, reason=reason)
-
-    async def _send(
-        self, url: str, message: SqsMessage, reason: str | None = None, **extra: Any
-    ) -> None:
-        attributes = {
-            **message.attributes,
-            **({"abandoned_reason": reason[:250]} if reason else {}),
-        }
-        await self._sqs.send_message(
-            QueueUrl=url,
-            MessageBody=message.body,
-            MessageAttributes={
-                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v
-            },
-            **extra,
-        )
-
-
-def message_handler(
-    worker: DeliveryWorker, requeuer: Requeuer
-) -> Callable[[SqsMessage], Awaitable[None]]:
-    """The SQS entrypoint: decode, let the worker decide, carry the decision out.
-
-    If sending the message on fails, the handler raises and the original comes back after its
-    visibility timeout (the worker then finds the delivery not yet due, or due, and goes on).
-    """
-
-    async def handle(message: SqsMessage) -> None:
-        try:
-            event = message_to_event(message.body)
-        except ValueError as exc:
-            log.error("dead-lettering a message that is not an event", extra={"error": str(exc)})
-            await requeuer.dead_letter(message, f"not an event: {exc}")
-            return
-        outcome = await worker.handle(event)
-        if isinstance(outcome, Requeue):
-            await requeuer.later(message, outcome.delay_s)
-        elif isinstance(outcome, DeadLetter):
-            await requeuer.dead_letter(message, outcome.reason)
-
-    return handle
 
 
 @dataclass(slots=True)

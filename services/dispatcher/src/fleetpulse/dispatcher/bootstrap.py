@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -25,12 +24,11 @@ from fleetpulse.common.messaging import (
     OutboxRelay,
     SnsPublisher,
     SqsConsumer,
-    SqsMessage,
-    message_to_event,
     redeclare_platform,
     resolve_platform,
 )
 from fleetpulse.common.runtime import ServiceContext
+from fleetpulse.dispatcher.entrypoints import message_handler
 from fleetpulse.dispatcher.service import Dispatcher
 from fleetpulse.dispatcher.settings import Settings
 from fleetpulse.dispatcher.store import PostgresDispatchStore
@@ -46,21 +44,6 @@ class App:
     dispatcher: Dispatcher
     consumer: SqsConsumer
     relay: OutboxRelay
-
-
-def message_handler(dispatcher: Dispatcher) -> Any:
-    """The SQS entrypoint: decode the envelope and hand the event to the dispatcher."""
-
-    async def handle(message: SqsMessage) -> None:
-        try:
-            event = message_to_event(message.body)
-        except ValueError as exc:
-            # not ours to drop: fail it, so the queue's redrive policy moves it to the DLQ
-            log.error("refusing a message that is not an event", extra={"error": str(exc)})
-            raise
-        await dispatcher.handle(event)
-
-    return handle
 
 
 @asynccontextmanager
