@@ -3,7 +3,7 @@
 Retries are scheduled by sending the message again with ``DelaySeconds`` (at most 15 minutes;
 a longer wait takes several hops, each finding the delivery not yet due and sending it on)
 rather than by stretching its visibility: every hop is a fresh message with a receive count of
-one, so the queue's ``maxReceiveCount`` (shared with the rest of the platform, and meant for
+one, so the queue's ``maxReceiveCount`` (``QUEUES`` in ``common/messaging/resources.py``, meant for
 poison messages) never cuts a day-long schedule short. An exhausted delivery is appended as
 ``DeliveryAbandoned`` and its message is sent to ``{prefix}deliveries-dlq`` explicitly.
 """
@@ -11,7 +11,6 @@ poison messages) never cuts a day-long schedule short. An exhausted delivery is 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,19 +18,13 @@ from typing import Any
 
 import asyncpg
 
-from fleetpulse.common.aws import aws_client
 from fleetpulse.common.crypto import SecretBox
-from fleetpulse.common.db import create_pool
 from fleetpulse.common.eventstore import PostgresEventStore
-from fleetpulse.common.messaging import (
-    OutboxRelay,
-    SnsPublisher,
-    SqsConsumer,
-    queue_ref,
-    redeclare_platform,
-    resolve_platform,
-)
-from fleetpulse.common.runtime import ServiceContext
+from fleetpulse.common.health import database_ready
+from fleetpulse.common.messaging import OutboxRelay, SqsConsumer, queue_ref
+from fleetpulse.common.messaging.resources import DLQ_SUFFIX
+from fleetpulse.common.platform import platform
+from fleetpulse.common.runtime import ServiceContext, run_loops
 from fleetpulse.delivery_worker.adapters import Requeuer
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
 from fleetpulse.delivery_worker.channels.base import Channel
@@ -44,9 +37,10 @@ from fleetpulse.delivery_worker.service import DeliveryWorker
 from fleetpulse.delivery_worker.settings import Settings
 from fleetpulse.delivery_worker.store import PostgresDeliveryStore
 
-log = logging.getLogger(__name__)
 NAME = "fleetpulse-delivery-worker"
-DLQ_SUFFIX = "-dlq"
+#: The consumer's receive visibility (extended while a handler runs); a dead worker's messages
+#: come back after a minute rather than after the queue's five.
+RECEIVE_VISIBILITY_S = 60
 
 
 @dataclass(slots=True)
@@ -55,6 +49,10 @@ class App:
     consumer: SqsConsumer
     relay: OutboxRelay
     channels: dict[str, Channel]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and relay until ``stop``; the first loop to fail fails both."""
+        await run_loops([self.consumer.run(stop), self.relay.run(stop)])
 
 
 def build_channels(settings: Settings, sns: Any) -> dict[str, Channel]:
@@ -98,47 +96,31 @@ def build_worker(
 
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[App]:
-    pool = await create_pool(
-        settings.database_url, max_size=settings.db_pool_size, application_name=NAME
-    )
-    try:
-        async with aws_client("sqs", settings.aws) as sqs, aws_client("sns", settings.aws) as sns:
-            prefix, auto_create = settings.queue_prefix, settings.auto_create
-            resources = await resolve_platform(sqs, sns, prefix, auto_create=auto_create)
-            dlq = await queue_ref(sqs, resources.deliveries.name + DLQ_SUFFIX)
-            channels = build_channels(settings, sns)
-            worker = build_worker(settings, pool, channels)
-            consumer = SqsConsumer(
-                sqs,
-                resources.deliveries.url,
-                message_handler(worker, Requeuer(sqs, resources.deliveries.url, dlq.url)),
-                concurrency=settings.concurrency,
-                visibility_timeout_s=60,
-                name="delivery-worker",
-                on_missing_queue=redeclare_platform(sqs, sns, prefix, auto_create=auto_create),
-            )
-            relay = OutboxRelay(
-                PostgresEventStore(pool),
-                SnsPublisher(sns, resources.domain_events_arn),
-                dsn=settings.database_url,
-            )
-            try:
-                yield App(pool, consumer, relay, channels)
-            finally:
-                for channel in channels.values():
-                    await channel.close()
-    finally:
-        await pool.close()
+    """Wire the adapters: the platform, the channels, the worker, its consumer and the relay."""
+    async with platform(settings, NAME) as base:
+        deliveries = base.resources.deliveries
+        dlq = await queue_ref(base.sqs, deliveries.name + DLQ_SUFFIX)
+        channels = build_channels(settings, base.sns)
+        worker = build_worker(settings, base.pool, channels)
+        consumer = base.consumer(
+            deliveries,
+            message_handler(worker, Requeuer(base.sqs, deliveries.url, dlq.url)),
+            concurrency=settings.concurrency,
+            visibility_timeout_s=RECEIVE_VISIBILITY_S,
+            name="delivery-worker",
+        )
+        try:
+            yield App(base.pool, consumer, base.relay(), channels)
+        finally:
+            for channel in channels.values():
+                await channel.close()
 
 
 async def serve(context: ServiceContext[Settings]) -> None:
     async with bootstrap(context.settings) as app:
-        context.health.add_check("db", lambda: _ping(app.pool))
-        await asyncio.gather(app.consumer.run(context.shutdown), app.relay.run(context.shutdown))
+        pool = app.pool
+        context.health.add_check("db", lambda: database_ready(pool))
+        await app.run(context.shutdown)
 
 
-async def _ping(pool: asyncpg.Pool) -> bool:
-    return bool(await pool.fetchval("SELECT 1"))
-
-
-__all__ = ["App", "Requeuer", "bootstrap", "message_handler", "serve"]
+__all__ = ["App", "bootstrap", "serve"]

@@ -9,7 +9,6 @@ silences and inhibit rules hold, in ``dispatch_held``) and the outbox relay.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,17 +16,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from fleetpulse.common.aws import aws_client
-from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
-from fleetpulse.common.eventstore import PostgresEventStore
-from fleetpulse.common.messaging import (
-    OutboxRelay,
-    SnsPublisher,
-    SqsConsumer,
-    redeclare_platform,
-    resolve_platform,
-)
-from fleetpulse.common.runtime import ServiceContext
+from fleetpulse.common.db import TRANSIENT_ERRORS
+from fleetpulse.common.health import database_ready
+from fleetpulse.common.messaging import OutboxRelay, SqsConsumer
+from fleetpulse.common.platform import platform
+from fleetpulse.common.runtime import ServiceContext, run_loops, sleep_until_stopped
 from fleetpulse.dispatcher.entrypoints import message_handler
 from fleetpulse.dispatcher.service import Dispatcher
 from fleetpulse.dispatcher.settings import Settings
@@ -45,33 +38,29 @@ class App:
     consumer: SqsConsumer
     relay: OutboxRelay
 
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume, flush groups and relay until ``stop``; the first loop to fail fails all."""
+        await run_loops(
+            [
+                self.consumer.run(stop),
+                flush_groups(self.dispatcher, stop, self.settings.group_poll_s),
+                self.relay.run(stop),
+            ]
+        )
+
 
 @asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[App]:
-    """Wire the adapters: pool, event store, SQS/SNS clients, resources, consumer, relay."""
-    pool = await create_pool(
-        settings.database_url, max_size=settings.db_pool_size, application_name=NAME
-    )
-    try:
-        async with aws_client("sqs", settings.aws) as sqs, aws_client("sns", settings.aws) as sns:
-            prefix, auto_create = settings.queue_prefix, settings.auto_create
-            resources = await resolve_platform(sqs, sns, prefix, auto_create=auto_create)
-            events = PostgresEventStore(pool)
-            dispatcher = Dispatcher(PostgresDispatchStore(events))
-            consumer = SqsConsumer(
-                sqs,
-                resources.dispatcher.url,
-                message_handler(dispatcher),
-                concurrency=settings.concurrency,
-                name="dispatcher",
-                on_missing_queue=redeclare_platform(sqs, sns, prefix, auto_create=auto_create),
-            )
-            relay = OutboxRelay(
-                events, SnsPublisher(sns, resources.domain_events_arn), dsn=settings.database_url
-            )
-            yield App(settings, pool, dispatcher, consumer, relay)
-    finally:
-        await pool.close()
+    """Wire the adapters: the platform (pool, event store, clients, resources), consumer, relay."""
+    async with platform(settings, NAME) as base:
+        dispatcher = Dispatcher(PostgresDispatchStore(base.events))
+        consumer = base.consumer(
+            base.resources.dispatcher,
+            message_handler(dispatcher),
+            concurrency=settings.concurrency,
+            name="dispatcher",
+        )
+        yield App(settings, base.pool, dispatcher, consumer, base.relay())
 
 
 async def flush_groups(dispatcher: Dispatcher, stop: asyncio.Event, poll_s: float) -> None:
@@ -85,19 +74,11 @@ async def flush_groups(dispatcher: Dispatcher, stop: asyncio.Event, poll_s: floa
                 pass
         except TRANSIENT_ERRORS as exc:
             log.warning("group flush failed; retrying", extra={"error": type(exc).__name__})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), poll_s)
+        await sleep_until_stopped(stop, poll_s)
 
 
 async def serve(context: ServiceContext[Settings]) -> None:
     async with bootstrap(context.settings) as app:
-        context.health.add_check("db", lambda: _ping(app.pool))
-        await asyncio.gather(
-            app.consumer.run(context.shutdown),
-            flush_groups(app.dispatcher, context.shutdown, context.settings.group_poll_s),
-            app.relay.run(context.shutdown),
-        )
-
-
-async def _ping(pool: asyncpg.Pool) -> bool:
-    return bool(await pool.fetchval("SELECT 1"))
+        pool = app.pool
+        context.health.add_check("db", lambda: database_ready(pool))
+        await app.run(context.shutdown)

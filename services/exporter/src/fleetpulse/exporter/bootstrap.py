@@ -1,24 +1,24 @@
-"""``fleetpulse-exporter``: the event log and telemetry to S3 as Parquet, for Athena.
+"""``fleetpulse-exporter``'s wiring: the event log and telemetry to S3 as Parquet, for Athena.
 
-``fleetpulse-exporter`` runs an export every ``FLEETPULSE_EXPORT_INTERVAL_S`` until SIGTERM (it
-finishes the range in flight; a range cut short is rewritten by the next run).
-``fleetpulse-exporter --once`` runs one export and exits (an ECS scheduled task).
+The app exports every ``FLEETPULSE_EXPORT_INTERVAL_S`` until SIGTERM (it finishes the range in
+flight; a range cut short is rewritten by the next run), or once with ``--once``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fleetpulse.common.aws import aws_client
 from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
-from fleetpulse.common.runtime import ServiceContext
+from fleetpulse.common.health import database_ready
+from fleetpulse.common.runtime import ServiceContext, run_loops, sleep_until_stopped
 from fleetpulse.exporter.exporter import Exporter, ExportOptions
 from fleetpulse.exporter.files import Coalescing
 from fleetpulse.exporter.lake import S3ObjectStore
@@ -30,8 +30,19 @@ NAME = "fleetpulse-exporter"
 RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, BotoCoreError, ClientError)
 
 
+@dataclass(slots=True)
+class App:
+    settings: Settings
+    pool: asyncpg.Pool
+    exporter: Exporter
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Export every ``export_interval_s`` until ``stop``."""
+        await run_loops([export_forever(self.exporter, stop, self.settings.export_interval_s)])
+
+
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Exporter]]:
+async def bootstrap(settings: Settings) -> AsyncIterator[App]:
     """Wire the pool, the S3 client and the exporter."""
     pool = await create_pool(
         settings.database_url, max_size=settings.db_pool_size, application_name=NAME
@@ -50,18 +61,19 @@ async def bootstrap(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Exp
             store = PostgresExportStore(
                 pool, max_events=settings.export_max_events, coalescing=coalescing
             )
-            yield pool, Exporter(store, lake, options)
+            yield App(settings, pool, Exporter(store, lake, options))
     finally:
         await pool.close()
 
 
 async def serve(context: ServiceContext[Settings], *, once: bool = False) -> None:
-    async with bootstrap(context.settings) as (pool, exporter):
-        context.health.add_check("db", lambda: _ping(pool))
+    async with bootstrap(context.settings) as app:
+        pool = app.pool
+        context.health.add_check("db", lambda: database_ready(pool))
         if once:
-            await exporter.export_all()
+            await app.exporter.export_all()
             return
-        await export_forever(exporter, context.shutdown, context.settings.export_interval_s)
+        await app.run(context.shutdown)
 
 
 async def export_forever(exporter: Exporter, stop: asyncio.Event, interval_s: float) -> None:
@@ -71,9 +83,4 @@ async def export_forever(exporter: Exporter, stop: asyncio.Event, interval_s: fl
             await exporter.export_all(stop)
         except RETRYABLE as exc:
             log.warning("export failed; retrying next interval", extra={"error": repr(exc)})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
-
-
-async def _ping(pool: asyncpg.Pool) -> bool:
-    return bool(await pool.fetchval("SELECT 1"))
+        await sleep_until_stopped(stop, interval_s)

@@ -7,9 +7,11 @@ from fleetpulse.common.messaging.outbox import OutboxRelay
 from fleetpulse.common.messaging.resources import (
     DELIVERIES_FILTER,
     DISPATCHER_FILTER,
+    QUEUES,
     PlatformNames,
     PlatformResources,
     QueueRef,
+    QueueSpec,
     declare_platform,
     declare_queue,
     declare_topic,
@@ -35,6 +37,7 @@ from fleetpulse.common.messaging.sqs import (
 __all__ = [
     "DELIVERIES_FILTER",
     "DISPATCHER_FILTER",
+    "QUEUES",
     "MessageHandler",
     "MessagingError",
     "OutboxRelay",
@@ -42,6 +45,7 @@ __all__ = [
     "PlatformResources",
     "PublishError",
     "QueueRef",
+    "QueueSpec",
     "ResourceNotFoundError",
     "RetryLater",
     "SnsMessage",
