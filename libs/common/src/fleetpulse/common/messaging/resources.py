@@ -236,20 +236,23 @@ def _policy_document(raw: str | None, queue_arn: str) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Id": f"{queue_arn}/policy", "Statement": []}
 
 
+async def declare_platform_queue(sqs: SQSClient, prefix: str, key: str) -> QueueRef:
+    """Declare ``{prefix}{key}`` as :data:`QUEUES` says (with its DLQ and redrive policy)."""
+    spec = QUEUES[key]
+    return await declare_queue(
+        sqs,
+        f"{prefix}{key}",
+        dlq=spec.dlq,
+        max_receive_count=spec.max_receive_count,
+        visibility_timeout_s=spec.visibility_timeout_s,
+    )
+
+
 async def declare_platform(sqs: SQSClient, sns: SNSClient, prefix: str) -> PlatformResources:
     """Declare every queue of :data:`QUEUES` (with its DLQ), the domain-events topic and the
     filtered subscriptions (dispatcher: ``type`` Alert*, deliveries: ``type`` DeliveryScheduled)."""
     names = queue_names(prefix)
-    queues = {
-        key: await declare_queue(
-            sqs,
-            f"{prefix}{key}",
-            dlq=spec.dlq,
-            max_receive_count=spec.max_receive_count,
-            visibility_timeout_s=spec.visibility_timeout_s,
-        )
-        for key, spec in QUEUES.items()
-    }
+    queues = {key: await declare_platform_queue(sqs, prefix, key) for key in QUEUES}
     topic = await declare_topic(sns, names.domain_events)
     await subscribe_queue(sns, sqs, topic, queues["dispatcher"], DISPATCHER_FILTER)
     await subscribe_queue(sns, sqs, topic, queues["deliveries"], DELIVERIES_FILTER)
