@@ -166,8 +166,8 @@ async def serve_api() -> None:
     from fleetpulse.provision_api.settings import Settings
 
     settings = await load_settings(Settings)
-    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as (services, _store):
-        await uvicorn.Server(uvicorn_config(create_app(services), settings)).serve()
+    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as booted:
+        await uvicorn.Server(uvicorn_config(create_app(booted.services), settings)).serve()
 
 
 # --- load --------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""``fleetpulse-provision-api``: the HTTP API on uvicorn (uvloop), wired in :func:`bootstrap`."""
+"""``fleetpulse-provision-api``: the HTTP API on uvicorn (uvloop), wired in :func:`bootstrap`.
+
+:meth:`App.run` serves HTTP and runs the catalog projection and the outbox relay beside it, as
+one task group (the first to fail fails the service).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 import httpx
@@ -18,6 +23,7 @@ from fleetpulse.common.crypto import SecretBox
 from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
 from fleetpulse.common.errors import ConfigurationError
 from fleetpulse.common.eventstore import EventNotifications, PostgresEventStore, ProjectionRunner
+from fleetpulse.common.health import database_ready
 from fleetpulse.common.messaging import (
     OutboxRelay,
     SnsPublisher,
@@ -28,7 +34,7 @@ from fleetpulse.common.messaging import (
 from fleetpulse.common.mqtt import MqttEndpoint
 from fleetpulse.common.projections.alerts import AlertsProjection
 from fleetpulse.common.projections.catalog import CatalogProjection
-from fleetpulse.common.runtime import ServiceContext
+from fleetpulse.common.runtime import ServiceContext, run_loops
 from fleetpulse.provision_api.api.deps import Services
 from fleetpulse.provision_api.app import EdgeLimits, create_app
 from fleetpulse.provision_api.auth import JwksCache, TokenVerifier, http_fetch
@@ -44,6 +50,36 @@ from fleetpulse.provision_api.settings import Settings
 from fleetpulse.provision_api.writer import CommandWriter
 
 log = logging.getLogger(__name__)
+NAME = "fleetpulse-provision-api"
+
+
+@dataclass(slots=True)
+class App:
+    settings: Settings
+    services: Services
+    store: PostgresEventStore
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve HTTP, follow the catalog and relay until ``stop``; then let requests finish."""
+        settings = self.settings
+        asgi = instrumented(
+            create_app(
+                self.services, edge_limits(settings), cors_origins=settings.cors_origin_list
+            ),
+            settings,
+        )
+        server = ApiServer(uvicorn_config(asgi, settings))
+        async with (
+            EventNotifications(settings.database_url) as notifications,
+            outbox_relay(settings, self.store) as relay,
+        ):
+            loops = [
+                serve_http(server, stop, self.services.stopping),
+                ProjectionRunner(self.store, CatalogProjection()).run(stop, notifications),
+            ]
+            if relay is not None:
+                loops.append(relay.run(stop))
+            await run_loops(loops)
 
 
 @asynccontextmanager
@@ -68,13 +104,13 @@ async def credential_issuer(settings: Settings) -> AsyncIterator[CredentialIssue
 @asynccontextmanager
 async def bootstrap(
     settings: Settings, *, issuer: CredentialIssuer | None = None
-) -> AsyncIterator[tuple[Services, PostgresEventStore]]:
+) -> AsyncIterator[App]:
     """Wire every adapter; ``issuer`` replaces the configured credentials backend (tests)."""
     pool = await create_pool(
         settings.database_url,
         min_size=2,
         max_size=settings.db_pool_size,
-        application_name="fleetpulse-provision-api",
+        application_name=NAME,
     )
     try:
         async with httpx.AsyncClient(timeout=5.0) as http, contextlib.AsyncExitStack() as stack:
@@ -117,17 +153,17 @@ async def bootstrap(
                 readiness=lambda: _failing(pool),
                 stream_poll_s=settings.stream_poll_s,
             )
-            yield services, store
+            yield App(settings, services, store)
     finally:
         await pool.close()
 
 
 async def _failing(pool: asyncpg.Pool) -> list[str]:
     try:
-        await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=2.0)
+        ready = await asyncio.wait_for(database_ready(pool), timeout=2.0)
     except TRANSIENT_ERRORS:
         return ["database"]
-    return []
+    return [] if ready else ["database"]
 
 
 def edge_limits(settings: Settings) -> EdgeLimits:
@@ -176,30 +212,20 @@ def instrumented(app: FastAPI, settings: Settings) -> FastAPI:
 
 
 async def serve(context: ServiceContext[Settings]) -> None:
-    settings = context.settings
-    async with bootstrap(settings) as (services, store):
+    async with bootstrap(context.settings) as app:
+        services = app.services
         context.health.add_check("database", lambda: _ready(services))
-        app = instrumented(
-            create_app(services, edge_limits(settings), cors_origins=settings.cors_origin_list),
-            settings,
-        )
-        server = ApiServer(uvicorn_config(app, settings))
-        async with (
-            EventNotifications(settings.database_url) as notifications,
-            outbox_relay(settings, store) as relay,
-        ):
-            background = [
-                ProjectionRunner(store, CatalogProjection()).run(context.shutdown, notifications)
-            ]
-            if relay is not None:
-                background.append(relay.run(context.shutdown))
-            workers = [asyncio.create_task(job) for job in background]
-            serving = asyncio.create_task(server.serve())
-            await _until(context.shutdown, serving)
-            services.stopping.set()
-            server.should_exit = True
-            await serving
-            await asyncio.gather(*workers)
+        await app.run(context.shutdown)
+
+
+async def serve_http(server: uvicorn.Server, stop: asyncio.Event, stopping: asyncio.Event) -> None:
+    """Serve until ``stop``, then tell streams (``stopping``) and uvicorn to finish; a server
+    that ends by itself sets ``stop`` and fails with its error."""
+    serving = asyncio.create_task(server.serve())
+    await _until(stop, serving)
+    stopping.set()
+    server.should_exit = True
+    await serving
 
 
 @asynccontextmanager
