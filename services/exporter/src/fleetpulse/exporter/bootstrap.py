@@ -7,27 +7,24 @@ flight; a range cut short is rewritten by the next run), or once with ``--once``
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
-from botocore.exceptions import BotoCoreError, ClientError
 
 from fleetpulse.common.aws import aws_client
-from fleetpulse.common.db import TRANSIENT_ERRORS, create_pool
+from fleetpulse.common.db import create_pool
 from fleetpulse.common.health import database_ready
-from fleetpulse.common.runtime import ServiceContext, run_loops, sleep_until_stopped
+from fleetpulse.common.runtime import ServiceContext, run_loops
+from fleetpulse.exporter.entrypoints import export_forever
 from fleetpulse.exporter.exporter import Exporter, ExportOptions
 from fleetpulse.exporter.files import Coalescing
 from fleetpulse.exporter.lake import S3ObjectStore
 from fleetpulse.exporter.settings import Settings
 from fleetpulse.exporter.store import PostgresExportStore
 
-log = logging.getLogger(__name__)
 NAME = "fleetpulse-exporter"
-RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, BotoCoreError, ClientError)
 
 
 @dataclass(slots=True)
@@ -74,13 +71,3 @@ async def serve(context: ServiceContext[Settings], *, once: bool = False) -> Non
             await app.exporter.export_all()
             return
         await app.run(context.shutdown)
-
-
-async def export_forever(exporter: Exporter, stop: asyncio.Event, interval_s: float) -> None:
-    """Export every ``interval_s`` until ``stop``; failures are logged and retried next time."""
-    while not stop.is_set():
-        try:
-            await exporter.export_all(stop)
-        except RETRYABLE as exc:
-            log.warning("export failed; retrying next interval", extra={"error": repr(exc)})
-        await sleep_until_stopped(stop, interval_s)

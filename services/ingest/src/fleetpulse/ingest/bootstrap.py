@@ -21,13 +21,12 @@ from fleetpulse.common.mqtt import MqttEndpoint
 from fleetpulse.common.runtime import ServiceContext, run_loops, sleep_until_stopped
 from fleetpulse.ingest.batch import QuarantineThrottle
 from fleetpulse.ingest.domain import RateLimiter, TimeWindow, Validator
+from fleetpulse.ingest.entrypoints import MqttSource, SqsSource
 from fleetpulse.ingest.forwarder import DiscardingForwarder, ReadingsForwarder, SqsReadingsForwarder
 from fleetpulse.ingest.metrics import IngestMetrics
-from fleetpulse.ingest.mqtt_source import MqttSource
 from fleetpulse.ingest.pipeline import Pipeline, PipelineConfig
 from fleetpulse.ingest.registry import DeviceRegistry
 from fleetpulse.ingest.settings import Settings
-from fleetpulse.ingest.sqs_source import SqsSource
 from fleetpulse.ingest.store import RETRYABLE, PostgresTelemetryStore
 
 log = logging.getLogger(__name__)

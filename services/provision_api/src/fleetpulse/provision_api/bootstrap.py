@@ -36,12 +36,12 @@ from fleetpulse.common.projections.alerts import AlertsProjection
 from fleetpulse.common.projections.catalog import CatalogProjection
 from fleetpulse.common.runtime import ServiceContext, run_loops
 from fleetpulse.provision_api.api.deps import Services
-from fleetpulse.provision_api.app import EdgeLimits, create_app
 from fleetpulse.provision_api.auth import JwksCache, TokenVerifier, http_fetch
 from fleetpulse.provision_api.credentials import CredentialIssuer
 from fleetpulse.provision_api.credentials.iot_core import IotCoreCredentialIssuer
 from fleetpulse.provision_api.credentials.mosquitto import DynsecAdmin, MosquittoCredentialIssuer
 from fleetpulse.provision_api.destinations import DestinationPolicy
+from fleetpulse.provision_api.entrypoints import EdgeLimits, create_app
 from fleetpulse.provision_api.http_protocol import BoundedHttpToolsProtocol
 from fleetpulse.provision_api.queries import Connectivity, Queries
 from fleetpulse.provision_api.ratelimit import PostgresRateLimiter
