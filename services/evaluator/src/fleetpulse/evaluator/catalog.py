@@ -10,7 +10,6 @@ deadline sync and the end of alerts whose rule or device is gone).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from fleetpulse.common.rules.domain import (
     rule_from_catalog,
     severity_rank,
 )
+from fleetpulse.common.runtime import sleep_until_stopped
 
 log = logging.getLogger(__name__)
 DeviceKey = tuple[str, str]
@@ -155,8 +155,7 @@ class PostgresCatalogSource:
                     pending = False
             except TRANSIENT_ERRORS as exc:
                 log.warning("catalog refresh failed; retrying", extra={"error": type(exc).__name__})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), refresh_s)
+            await sleep_until_stopped(stop, refresh_s)
 
     async def _changed(self, name: str, query: str) -> bool:
         row = await self._pool.fetchrow(query)
