@@ -16,6 +16,7 @@ import asyncpg
 from fleetpulse.common.aws import aws_client
 from fleetpulse.common.db import create_pool
 from fleetpulse.common.errors import ConfigurationError
+from fleetpulse.common.health import database_ready
 from fleetpulse.common.messaging import QUEUES, SqsConsumer, declare_platform_queue
 from fleetpulse.common.mqtt import MqttEndpoint
 from fleetpulse.common.runtime import ServiceContext, run_loops, sleep_until_stopped
@@ -183,7 +184,8 @@ async def _queue_url(sqs: Any, prefix: str, key: str, create: bool) -> str:
 async def serve(context: ServiceContext[Settings]) -> None:
     async with bootstrap(context.settings) as app:
         await app.store.ensure_partitions()
-        context.health.add_check("db", app.store.ping)
+        pool = app.pool
+        context.health.add_check("db", lambda: database_ready(pool))
         if app.mqtt is not None:
             mqtt = app.mqtt
             context.health.add_check("mqtt", lambda: _true(mqtt.ready))
