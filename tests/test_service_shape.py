@@ -84,10 +84,11 @@ def helper_copies(tree: ast.Module) -> list[str]:
     ``health.database_ready``)."""
     found = []
     for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
         if _called_name(node) == "wait_for" and _waits_on_stop(node):
-            found.append(f"line {node.lineno}: sleeps until stopped by hand")
+            found.append(f"line {line}: sleeps until stopped by hand")
         if isinstance(node, ast.Constant) and node.value in PING_QUERIES:
-            found.append(f"line {node.lineno}: pings the database by hand")
+            found.append(f"line {line}: pings the database by hand")
     return found
 
 
