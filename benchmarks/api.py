@@ -161,13 +161,13 @@ async def serve_api() -> None:
 
     from fleetpulse.common.settings import load_settings
     from fleetpulse.provision_api.app import create_app
+    from fleetpulse.provision_api.bootstrap import bootstrap, uvicorn_config
     from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
-    from fleetpulse.provision_api.main import bootstrap, uvicorn_config
     from fleetpulse.provision_api.settings import Settings
 
     settings = await load_settings(Settings)
-    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as (services, _store):
-        await uvicorn.Server(uvicorn_config(create_app(services), settings)).serve()
+    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as booted:
+        await uvicorn.Server(uvicorn_config(create_app(booted.services), settings)).serve()
 
 
 # --- load --------------------------------------------------------------------------------------

@@ -42,13 +42,13 @@ from fleetpulse.common.projections.alerts import AlertsProjection
 from fleetpulse.common.projections.catalog import CatalogProjection
 from fleetpulse.common.projections.deliveries import DeliveriesProjection
 from fleetpulse.common.webhooks import generate_secret
-from fleetpulse.delivery_worker import main as worker_main
+from fleetpulse.delivery_worker import bootstrap as worker_main
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
 from fleetpulse.delivery_worker.channels.webhook import WebhookChannel
 from fleetpulse.delivery_worker.service import DeliveryWorker, Done
 from fleetpulse.delivery_worker.settings import Settings as WorkerSettings
 from fleetpulse.delivery_worker.store import PostgresDeliveryStore
-from fleetpulse.dispatcher import main as dispatcher_main
+from fleetpulse.dispatcher import bootstrap as dispatcher_main
 from fleetpulse.dispatcher.settings import Settings as DispatcherSettings
 from fleetpulse.testing.ports import free_port, wait_for_port
 from fleetpulse.testing.postgres import create_migrated_database, drop_database, unique_name

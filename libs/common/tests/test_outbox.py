@@ -86,7 +86,7 @@ async def until(predicate: Callable[[], Any], timeout_s: float = 15.0) -> None:
 
 @pytest.fixture
 async def platform(sqs_client: Any, sns_client: Any, queue_prefix: str) -> PlatformResources:
-    return await declare_platform(sqs_client, sns_client, queue_prefix, visibility_timeout_s=30)
+    return await declare_platform(sqs_client, sns_client, queue_prefix)
 
 
 def _relay(

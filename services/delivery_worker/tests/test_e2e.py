@@ -24,10 +24,10 @@ from fleetpulse.common.eventstore import NewEvent, PostgresEventStore, RecordedE
 from fleetpulse.common.projections.alerts import AlertsProjection
 from fleetpulse.common.projections.catalog import CatalogProjection
 from fleetpulse.common.webhooks import verify
-from fleetpulse.delivery_worker import main as worker_main
+from fleetpulse.delivery_worker import bootstrap as worker_main
 from fleetpulse.delivery_worker.settings import Settings as WorkerSettings
 
-dispatcher_main = pytest.importorskip("fleetpulse.dispatcher.main")
+dispatcher_main = pytest.importorskip("fleetpulse.dispatcher.bootstrap")
 DispatcherSettings = pytest.importorskip("fleetpulse.dispatcher.settings").Settings
 
 pytestmark = pytest.mark.slow

@@ -84,7 +84,7 @@ def evaluators(
 
 @pytest.fixture
 async def publisher(sqs_client: Any, sns_client: Any, queue_prefix: str) -> SqsBatchPublisher:
-    resources = await declare_platform(sqs_client, sns_client, queue_prefix, visibility_timeout_s=5)
+    resources = await declare_platform(sqs_client, sns_client, queue_prefix)
     return SqsBatchPublisher(sqs_client, resources.evaluator.url)
 
 

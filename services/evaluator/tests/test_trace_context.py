@@ -120,7 +120,7 @@ async def test_each_alert_keeps_the_trace_of_its_message_and_the_clock_starts_on
 ) -> None:
     spans_file, start = evaluator
     await _setup(db_pool, ["d1", "d2", "d3"])
-    resources = await declare_platform(sqs_client, sns_client, queue_prefix, visibility_timeout_s=5)
+    resources = await declare_platform(sqs_client, sns_client, queue_prefix)
     publisher = SqsBatchPublisher(sqs_client, resources.evaluator.url)
     await publisher.publish([_record("d1", temp_c=90)], {"traceparent": TRACE_A})
     await publisher.publish([_record("d2", temp_c=95)], {"traceparent": TRACE_B})

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from fleetpulse.common.mqtt import MqttEndpoint, aiomqtt_client
-from fleetpulse.ingest.service import Ingest, bootstrap, run_ingest
+from fleetpulse.ingest.bootstrap import App, bootstrap
 from fleetpulse.ingest.settings import Settings
 from fleetpulse.testing.mosquitto import MosquittoBroker, unique_username
 
@@ -75,11 +75,11 @@ def ingest_settings(database_url: str, mqtt_url: str, **overrides: Any) -> Setti
 
 
 @asynccontextmanager
-async def running_ingest(settings: Settings) -> AsyncIterator[Ingest]:
+async def running_ingest(settings: Settings) -> AsyncIterator[App]:
     stop = asyncio.Event()
     async with bootstrap(settings) as ingest:
         await ingest.store.ensure_partitions()
-        task = asyncio.create_task(run_ingest(ingest, stop))
+        task = asyncio.create_task(ingest.run(stop))
         assert ingest.mqtt is not None
         await wait_until(lambda: _true(ingest.mqtt is not None and ingest.mqtt.ready), 10)
         try:

@@ -13,7 +13,7 @@ import orjson
 
 from fleetpulse.common.aws import AwsConfig
 from fleetpulse.common.messaging import unpack_records
-from fleetpulse.ingest.service import bootstrap, run_ingest
+from fleetpulse.ingest.bootstrap import bootstrap
 from fleetpulse.ingest.settings import Settings
 from fleetpulse.ingest.sqs_source import unwrap
 from fleetpulse.testing.moto import receive_all
@@ -102,7 +102,7 @@ async def test_sqs_messages_land_once_committed_and_bad_ones_are_quarantined(
         locking = locker.transaction()
         await locking.start()
         await locker.execute("LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE")
-        task = asyncio.create_task(run_ingest(ingest, stop))
+        task = asyncio.create_task(ingest.run(stop))
         try:
             await wait_until(lambda: _in_flight(sqs_client, ingest_url, len(bodies)), timeout=10)
             await asyncio.sleep(0.5)

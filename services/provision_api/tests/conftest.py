@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fleetpulse.common.crypto import SecretBox
 from fleetpulse.provision_api.app import create_app
+from fleetpulse.provision_api.bootstrap import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.provision_api.credentials import CredentialIssuer, InMemoryCredentialIssuer
-from fleetpulse.provision_api.main import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.provision_api.settings import Settings
 from fleetpulse.testing.ports import free_port
 
@@ -165,8 +165,8 @@ async def api(
     settings: Settings, credentials: CredentialIssuer
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the app in process (ASGI), wired to a fresh database."""
-    async with bootstrap(settings, issuer=credentials) as (services, _store):
-        transport = httpx.ASGITransport(app=create_app(services), client=("10.0.0.7", 40000))
+    async with bootstrap(settings, issuer=credentials) as booted:
+        transport = httpx.ASGITransport(app=create_app(booted.services), client=("10.0.0.7", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
             yield client
 
@@ -187,8 +187,8 @@ async def live_api(settings: Settings, credentials: CredentialIssuer) -> AsyncIt
     """The app on a real uvicorn socket: its base URL."""
     port = free_port()
     live = settings.model_copy(update={"api_host": "127.0.0.1", "api_port": port})
-    async with bootstrap(live, issuer=credentials) as (services, _store):
-        server = ApiServer(uvicorn_config(create_app(services), live))
+    async with bootstrap(live, issuer=credentials) as booted:
+        server = ApiServer(uvicorn_config(create_app(booted.services), live))
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.02)

@@ -19,8 +19,8 @@ import pytest
 
 from fleetpulse.common.crypto import SecretBox
 from fleetpulse.provision_api.app import create_app
+from fleetpulse.provision_api.bootstrap import bootstrap
 from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
-from fleetpulse.provision_api.main import bootstrap
 from fleetpulse.provision_api.settings import Settings
 
 from .conftest import TestIssuer, make_settings
@@ -237,8 +237,8 @@ async def test_cors_allows_only_the_configured_console_origin(
 ) -> None:
     settings = make_settings(database_url, oidc, cors_origins="https://console.example.com/")
     assert settings.cors_origin_list == ["https://console.example.com"]
-    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as (services, _):
-        app = create_app(services, cors_origins=settings.cors_origin_list)
+    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as booted:
+        app = create_app(booted.services, cors_origins=settings.cors_origin_list)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
             preflight = {

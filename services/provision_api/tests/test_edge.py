@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from fleetpulse.provision_api.app import EdgeLimits, create_app
+from fleetpulse.provision_api.bootstrap import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
 from fleetpulse.provision_api.edge import RequestLimits, TrustedProxies, client_source
-from fleetpulse.provision_api.main import ApiServer, bootstrap, uvicorn_config
 from fleetpulse.testing.ports import free_port
 
 from .conftest import TestIssuer, make_settings
@@ -44,10 +44,10 @@ def test_the_source_is_the_right_most_untrusted_hop(
 
 
 async def replica(stack: AsyncExitStack, settings: object) -> httpx.AsyncClient:
-    services, _ = await stack.enter_async_context(
+    booted = await stack.enter_async_context(
         bootstrap(settings, issuer=InMemoryCredentialIssuer())  # type: ignore[arg-type]
     )
-    app = create_app(services, EdgeLimits(forwarded_allow_ips="*"))
+    app = create_app(booted.services, EdgeLimits(forwarded_allow_ips="*"))
     transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 40000))  # the load balancer
     return await stack.enter_async_context(
         httpx.AsyncClient(transport=transport, base_url="http://api.test")
@@ -81,8 +81,8 @@ async def test_an_unexpected_error_answers_500_and_keeps_the_connection(
 ) -> None:
     port = free_port()
     settings = make_settings(database_url, oidc, api_host="127.0.0.1", api_port=port)
-    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as (services, _):
-        app = create_app(services)
+    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as booted:
+        app = create_app(booted.services)
 
         async def broken() -> None:
             raise OverflowError("date value out of range")
@@ -176,8 +176,8 @@ async def test_request_heads_are_bounded_by_the_http_parser(
     settings = make_settings(
         database_url, oidc, api_host="127.0.0.1", api_port=port, max_header_bytes=16384
     )
-    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as (services, _):
-        server = ApiServer(uvicorn_config(create_app(services), settings))
+    async with bootstrap(settings, issuer=InMemoryCredentialIssuer()) as booted:
+        server = ApiServer(uvicorn_config(create_app(booted.services), settings))
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.02)

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from fleetpulse.provision_api.app import create_app
+from fleetpulse.provision_api.bootstrap import bootstrap
 from fleetpulse.provision_api.credentials import InMemoryCredentialIssuer
-from fleetpulse.provision_api.main import bootstrap
 from fleetpulse.provision_api.settings import Settings
 
 from .conftest import TestIssuer, make_settings
@@ -125,8 +125,8 @@ class client_for:  # noqa: N801 - used as a context manager like a function
 
     async def __aenter__(self) -> httpx.AsyncClient:
         self._boot = bootstrap(self.settings, issuer=InMemoryCredentialIssuer())
-        services, _ = await self._boot.__aenter__()
-        transport = httpx.ASGITransport(app=create_app(services), client=("10.0.0.7", 40000))
+        booted = await self._boot.__aenter__()
+        transport = httpx.ASGITransport(app=create_app(booted.services), client=("10.0.0.7", 40000))
         self._client = httpx.AsyncClient(transport=transport, base_url="http://api.test")
         return self._client
 

@@ -11,7 +11,7 @@ import pytest
 
 from fleetpulse.common.messaging import declare_queue, declare_topic, queue_names, subscribe_queue
 from fleetpulse.common.runtime import ServiceContext
-from fleetpulse.provision_api.main import serve
+from fleetpulse.provision_api.bootstrap import serve
 from fleetpulse.testing.mosquitto import MosquittoBroker
 from fleetpulse.testing.moto import receive_all
 from fleetpulse.testing.ports import free_port

@@ -7,9 +7,21 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 log = logging.getLogger(__name__)
+
+
+class Queryable(Protocol):
+    """An asyncpg pool or connection, as far as the readiness ping needs one."""
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+async def database_ready(pool: Queryable) -> bool:
+    """The readiness ping of a service's database: one round trip."""
+    return bool(await pool.fetchval("SELECT 1"))
 
 
 class Health:

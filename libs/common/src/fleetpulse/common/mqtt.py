@@ -27,6 +27,7 @@ import aiomqtt
 from pydantic import SecretStr
 
 from fleetpulse.common.retry import equal_jitter
+from fleetpulse.common.runtime import sleep_until_stopped
 
 __all__ = [
     "Backoff",
@@ -189,7 +190,7 @@ async def run_with_reconnect(
             log.warning(
                 "mqtt connection lost; retrying", extra={"error": str(exc), "delay_s": delay}
             )
-            await _sleep_unless(stop, delay)
+            await sleep_until_stopped(stop, delay)
 
 
 async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
@@ -205,8 +206,3 @@ async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
                 await task
     if not task.cancelled():
         task.result()
-
-
-async def _sleep_unless(stop: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -4,6 +4,10 @@ A service's console script calls ``run("fleetpulse-x", Settings, main)``. ``main
 validated settings, a ``shutdown`` event set on SIGTERM/SIGINT and a :class:`Health` registry; it
 must stop taking new work once ``shutdown`` is set, finish what is in flight and return. If it has
 not returned ``grace_s`` seconds after the signal it is cancelled; a second signal cancels at once.
+
+Two helpers every service's loops share: :func:`sleep_until_stopped` (a pause that ends early at
+shutdown) and :func:`run_loops` (a service's loops as one task group: the first to fail cancels
+the others and fails the service, fast).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -42,6 +46,21 @@ class ServiceContext(Generic[S]):
     settings: S
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     health: Health = field(default_factory=Health)
+
+
+async def sleep_until_stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile; True when stopped."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+async def run_loops(loops: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run a service's loops under one :class:`asyncio.TaskGroup`: returns when all returned;
+    the first that raises cancels the others and its error fails the service."""
+    async with asyncio.TaskGroup() as group:
+        for loop in loops:
+            group.create_task(loop)
 
 
 def run(
@@ -141,7 +160,7 @@ async def _wait_with_deadline(
 def _outcome(context: ServiceContext[S], task: asyncio.Task[None]) -> int:
     if task.cancelled():
         return EXIT_OK if context.shutdown.is_set() else EXIT_FAILED
-    exc = task.exception()
+    exc = _sole(task.exception())
     if exc is None:
         log.info("service stopped")
         return EXIT_OK
@@ -149,3 +168,10 @@ def _outcome(context: ServiceContext[S], task: asyncio.Task[None]) -> int:
         return _configuration_failed(context.name, exc)
     log.error("service failed", exc_info=exc)
     return EXIT_FAILED
+
+
+def _sole(exc: BaseException | None) -> BaseException | None:
+    """The one error inside the (nested) groups a task group raises, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

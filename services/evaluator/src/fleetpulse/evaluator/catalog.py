@@ -10,7 +10,6 @@ deadline sync and the end of alerts whose rule or device is gone).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from fleetpulse.common.rules.domain import (
     rule_from_catalog,
     severity_rank,
 )
+from fleetpulse.common.runtime import sleep_until_stopped
 
 log = logging.getLogger(__name__)
 DeviceKey = tuple[str, str]
@@ -151,8 +151,7 @@ class PostgresCatalogSource:
             except TransientError as exc:
                 error = type(exc.__cause__ or exc).__name__
                 log.warning("catalog refresh failed; retrying", extra={"error": error})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), refresh_s)
+            await sleep_until_stopped(stop, refresh_s)
 
     async def _changed(self, name: str, query: str) -> bool:
         row = await self._pool.fetchrow(query)

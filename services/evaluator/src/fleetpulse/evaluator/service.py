@@ -18,7 +18,6 @@ device keeps its open alert, judged by the new condition from the next value on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -55,6 +54,7 @@ from fleetpulse.common.rules.domain import (
     reconcile,
     silence_due,
 )
+from fleetpulse.common.runtime import sleep_until_stopped
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog
 from fleetpulse.evaluator.store import (
@@ -216,8 +216,7 @@ class Evaluator:
                 log.warning(
                     "clock tick failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"}
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+            await sleep_until_stopped(stop, interval_s)
 
     async def _evaluate(
         self, conn: asyncpg.Connection, by_device: Mapping[DeviceKey, Sequence[Record]]

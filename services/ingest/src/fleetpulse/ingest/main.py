@@ -1,9 +1,12 @@
-"""Console script ``fleetpulse-ingest``."""
+"""``fleetpulse-ingest``: the process entry.
+
+The wiring is in :mod:`fleetpulse.ingest.bootstrap`.
+"""
 
 from __future__ import annotations
 
 from fleetpulse.common.runtime import run
-from fleetpulse.ingest.service import serve
+from fleetpulse.ingest.bootstrap import serve
 from fleetpulse.ingest.settings import Settings
 
 

@@ -8,13 +8,13 @@ cache, so a decommissioning is seen within about ``poll_s`` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import datetime, timedelta
 
 import asyncpg
 
+from fleetpulse.common.runtime import sleep_until_stopped
 from fleetpulse.ingest.domain import DeviceStatus
 from fleetpulse.ingest.store import RETRYABLE
 
@@ -79,5 +79,4 @@ class DeviceRegistry:
                 await self.poll()
             except RETRYABLE as exc:
                 log.warning("registry poll failed", extra={"error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
+            await sleep_until_stopped(stop, poll_s)

@@ -10,7 +10,10 @@ Bodies accepted (``infra/terraform/iot.tf`` sends the first):
 
 A body that is none of those (not JSON, no topic, bad base64, ...) is quarantined as
 ``BAD_JSON`` under topic ``sqs:{queue name}`` with the reason in ``detail``. Messages are deleted
-only after their batch committed (the pipeline acknowledges through :meth:`SqsSource._delete`).
+only after their batch committed: the source is a handler on the shared
+:class:`~fleetpulse.common.messaging.SqsConsumer` (visibility extension, missing-queue recovery,
+backoff), and its handler returns, so the consumer deletes the message, only once the pipeline
+acknowledged it through :meth:`SqsSource._acknowledge`.
 """
 
 from __future__ import annotations
@@ -18,16 +21,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from fleetpulse.common.messaging import SqsMessage
 from fleetpulse.ingest.batch import Envelope
 from fleetpulse.ingest.pipeline import Pipeline, now_us
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,45 +81,43 @@ def _received_us(value: Any) -> int | None:
 
 
 class SqsSource:
-    def __init__(self, sqs: Any, queue_url: str, pipeline: Pipeline, *, wait_s: int = 10) -> None:
-        self._sqs = sqs
-        self._queue_url = queue_url
-        self._bad_topic = f"sqs:{queue_url.rstrip('/').rsplit('/', 1)[-1]}"
+    """The ``{prefix}ingest`` entrypoint: unwrap, submit to the pipeline, wait for the commit.
+
+    Parameters:
+        pipeline: where envelopes go; the source registers as ``"sqs"`` with it.
+        queue_name: names the quarantine topic of bodies that are not IoT rule messages.
+        window: most messages unacknowledged at a time (the consumer's concurrency).
+    """
+
+    def __init__(self, pipeline: Pipeline, queue_name: str, *, window: int) -> None:
         self._pipeline = pipeline
-        self._wait_s = wait_s
-        pipeline.register_source("sqs", self._delete)
+        self._bad_topic = f"sqs:{queue_name}"
+        self._committed: dict[str, asyncio.Future[None]] = {}
+        pipeline.register_source("sqs", self._acknowledge, window=window)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                answer = await self._sqs.receive_message(
-                    QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self._wait_s
-                )
-            except Exception as exc:  # network / throttling: back off, nothing was taken
-                log.warning("sqs receive failed", extra={"error": str(exc)})
-                await asyncio.sleep(1.0)
-                continue
-            for message in answer.get("Messages", []):
-                await self._pipeline.submit(self._envelope(message))
+    async def handle(self, message: SqsMessage) -> None:
+        """Returns once the batch holding ``message`` committed (never before: no ack)."""
+        committed = asyncio.get_running_loop().create_future()
+        self._committed[message.receipt_handle] = committed
+        try:
+            await self._pipeline.submit(self._envelope(message))
+            await committed
+        finally:
+            self._committed.pop(message.receipt_handle, None)
 
-    def _envelope(self, message: dict[str, Any]) -> Envelope:
-        m = unwrap(message["Body"])
+    def _envelope(self, message: SqsMessage) -> Envelope:
+        m = unwrap(message.body)
         return Envelope(
             "sqs",
             m.topic if m.topic is not None else self._bad_topic,
             m.payload,
             m.received_us or now_us(),
-            message["ReceiptHandle"],
+            message.receipt_handle,
             m.defect,
         )
 
-    async def _delete(self, handles: list[Any]) -> None:
-        for start in range(0, len(handles), 10):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": h}
-                for i, h in enumerate(handles[start : start + 10])
-            ]
-            try:
-                await self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
-            except Exception as exc:  # not deleted: SQS redelivers, the write is idempotent
-                log.warning("sqs delete failed", extra={"error": str(exc)})
+    async def _acknowledge(self, handles: list[Any]) -> None:
+        for handle in handles:
+            committed = self._committed.get(handle)
+            if committed is not None and not committed.done():
+                committed.set_result(None)

@@ -209,10 +209,6 @@ class PostgresTelemetryStore:
             done = await conn.fetchval("SELECT fleetpulse_telemetry_housekeeping($1)", keep_days)
             return {str(k): int(v) for k, v in done.items()}
 
-    async def ping(self) -> bool:
-        async with self._pool.acquire() as conn:
-            return bool(await conn.fetchval("SELECT true"))
-
 
 def _row_count(status: str) -> int:
     """Rows an INSERT wrote, from its command tag (``INSERT 0 n``)."""

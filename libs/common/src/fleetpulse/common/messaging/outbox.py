@@ -41,6 +41,7 @@ from fleetpulse.common.messaging.envelope import event_to_message
 from fleetpulse.common.messaging.errors import MessagingError, aws_errors
 from fleetpulse.common.messaging.sns import SnsMessage, SnsPublisher
 from fleetpulse.common.observability import meter
+from fleetpulse.common.runtime import sleep_until_stopped
 
 log = logging.getLogger(__name__)
 _published_counter = meter("fleetpulse.messaging").create_counter(
@@ -124,7 +125,7 @@ class OutboxRelay:
                             "attempt": failures,
                         },
                     )
-                    await _sleep_unless(stop, backoff_s(failures, 0.5, 30.0))
+                    await sleep_until_stopped(stop, backoff_s(failures, 0.5, 30.0))
 
     async def _session(self, stop: asyncio.Event, notifications: EventNotifications) -> None:
         """One database session: wait to become leader, then publish until stopped."""
@@ -137,7 +138,7 @@ class OutboxRelay:
                     log.info("outbox relay is leader", extra={"relay": self._name})
                     await self._publish_until(stop, conn, notifications)
                     return
-                await _sleep_unless(stop, self._lock_retry_s)
+                await sleep_until_stopped(stop, self._lock_retry_s)
         finally:
             self._is_leader = False
             with contextlib.suppress(Exception):
@@ -175,11 +176,6 @@ async def _hold_as_lease(conn: asyncpg.Connection, lease_s: float) -> None:
         f" SET tcp_keepalives_idle = {probe_s}; SET tcp_keepalives_interval = {probe_s};"
         " SET tcp_keepalives_count = 3"
     )
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def _until_stop_or(stop: asyncio.Event, awaitable: Awaitable[None]) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -30,6 +31,29 @@ _QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
 #: SNS filter policies of the platform's subscribed queues (on the ``type`` attribute).
 DISPATCHER_FILTER: dict[str, Any] = {"type": [{"prefix": "Alert"}]}
 DELIVERIES_FILTER: dict[str, Any] = {"type": [DeliveryScheduled.TYPE]}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """How one platform queue is declared: its visibility timeout and, with its DLQ, how many
+    receives a message gets before SQS moves it there."""
+
+    visibility_timeout_s: int
+    max_receive_count: int
+    dlq: bool = True
+
+
+#: The one declaration of the platform's work queues, keyed by name without the prefix. Services
+#: (``AUTO_CREATE``), ``make dev`` and the tests declare from it; ``infra/terraform/main.tf``
+#: (``local.queues``) holds the same values, which ``tests/test_service_shape.py`` checks.
+QUEUES: Mapping[str, QueueSpec] = MappingProxyType(
+    {
+        "ingest": QueueSpec(visibility_timeout_s=60, max_receive_count=5),
+        "evaluator": QueueSpec(visibility_timeout_s=60, max_receive_count=5),
+        "dispatcher": QueueSpec(visibility_timeout_s=60, max_receive_count=5),
+        "deliveries": QueueSpec(visibility_timeout_s=300, max_receive_count=10),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,31 +237,29 @@ def _policy_document(raw: str | None, queue_arn: str) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Id": f"{queue_arn}/policy", "Statement": []}
 
 
-async def declare_platform(
-    sqs: SQSClient,
-    sns: SNSClient,
-    prefix: str,
-    *,
-    max_receive_count: int = 5,
-    visibility_timeout_s: int = 30,
-) -> PlatformResources:
-    """Declare every queue (with its DLQ), the domain-events topic and the filtered
-    subscriptions (dispatcher: ``type`` Alert*, deliveries: ``type`` DeliveryScheduled)."""
+async def declare_platform_queue(sqs: SQSClient, prefix: str, key: str) -> QueueRef:
+    """Declare ``{prefix}{key}`` as :data:`QUEUES` says (with its DLQ and redrive policy)."""
+    spec = QUEUES[key]
+    return await declare_queue(
+        sqs,
+        f"{prefix}{key}",
+        dlq=spec.dlq,
+        max_receive_count=spec.max_receive_count,
+        visibility_timeout_s=spec.visibility_timeout_s,
+    )
+
+
+async def declare_platform(sqs: SQSClient, sns: SNSClient, prefix: str) -> PlatformResources:
+    """Declare every queue of :data:`QUEUES` (with its DLQ), the domain-events topic and the
+    filtered subscriptions (dispatcher: ``type`` Alert*, deliveries: ``type`` DeliveryScheduled)."""
     names = queue_names(prefix)
-    queues = [
-        await declare_queue(
-            sqs,
-            name,
-            max_receive_count=max_receive_count,
-            visibility_timeout_s=visibility_timeout_s,
-        )
-        for name in (names.ingest, names.evaluator, names.dispatcher, names.deliveries)
-    ]
-    ingest, evaluator, dispatcher, deliveries = queues
+    queues = {key: await declare_platform_queue(sqs, prefix, key) for key in QUEUES}
     topic = await declare_topic(sns, names.domain_events)
-    await subscribe_queue(sns, sqs, topic, dispatcher, DISPATCHER_FILTER)
-    await subscribe_queue(sns, sqs, topic, deliveries, DELIVERIES_FILTER)
-    return PlatformResources(ingest, evaluator, dispatcher, deliveries, topic)
+    await subscribe_queue(sns, sqs, topic, queues["dispatcher"], DISPATCHER_FILTER)
+    await subscribe_queue(sns, sqs, topic, queues["deliveries"], DELIVERIES_FILTER)
+    return PlatformResources(
+        queues["ingest"], queues["evaluator"], queues["dispatcher"], queues["deliveries"], topic
+    )
 
 
 async def platform_resources(sqs: SQSClient, sns: SNSClient, prefix: str) -> PlatformResources:
@@ -253,31 +275,19 @@ async def platform_resources(sqs: SQSClient, sns: SNSClient, prefix: str) -> Pla
 
 
 async def resolve_platform(
-    sqs: SQSClient,
-    sns: SNSClient,
-    prefix: str,
-    *,
-    auto_create: bool,
-    visibility_timeout_s: int = 30,
+    sqs: SQSClient, sns: SNSClient, prefix: str, *, auto_create: bool
 ) -> PlatformResources:
     """:func:`declare_platform` with ``AUTO_CREATE``, else :func:`platform_resources`."""
     if auto_create:
-        return await declare_platform(sqs, sns, prefix, visibility_timeout_s=visibility_timeout_s)
+        return await declare_platform(sqs, sns, prefix)
     return await platform_resources(sqs, sns, prefix)
 
 
 def redeclare_platform(
-    sqs: SQSClient,
-    sns: SNSClient,
-    prefix: str,
-    *,
-    auto_create: bool,
-    visibility_timeout_s: int = 30,
+    sqs: SQSClient, sns: SNSClient, prefix: str, *, auto_create: bool
 ) -> Callable[[], Awaitable[PlatformResources]] | None:
     """A consumer's ``on_missing_queue``: declare everything again with ``AUTO_CREATE`` (an
     emulator restarted empty); None otherwise (Terraform owns the resources)."""
     if not auto_create:
         return None
-    return functools.partial(
-        declare_platform, sqs, sns, prefix, visibility_timeout_s=visibility_timeout_s
-    )
+    return functools.partial(declare_platform, sqs, sns, prefix)

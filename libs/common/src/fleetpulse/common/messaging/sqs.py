@@ -25,6 +25,7 @@ from fleetpulse.common.errors import ExternalError
 from fleetpulse.common.messaging._batching import backoff_s, chunk, send_with_retry
 from fleetpulse.common.messaging.errors import AWS_ERRORS, aws_errors, queue_missing
 from fleetpulse.common.observability import extract_context, inject_context, meter, tracer
+from fleetpulse.common.runtime import sleep_until_stopped
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -186,7 +187,7 @@ class SqsConsumer:
                 )
                 if queue_missing(exc):
                     await self._declare_queue_again()
-                await _sleep_unless(stop, backoff_s(failures, 0.5, 20.0))
+                await sleep_until_stopped(stop, backoff_s(failures, 0.5, 20.0))
                 continue
             failures = 0
             for message in messages:
@@ -376,11 +377,6 @@ async def _first_of(stop: asyncio.Event, *awaitables: asyncio.Future[Any]) -> No
         await asyncio.wait({stopped, *awaitables}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 class SqsBatchPublisher:

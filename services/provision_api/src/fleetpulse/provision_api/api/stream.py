@@ -9,7 +9,6 @@ client reconnects with a fresh token) or when the API shuts down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from fleetpulse.common.eventstore import RecordedEvent
+from fleetpulse.common.runtime import sleep_until_stopped
 from fleetpulse.provision_api.api.deps import Viewer, Wired, problems
 from fleetpulse.provision_api.domain import InvalidError
 from fleetpulse.provision_api.queries import Queries
@@ -80,8 +80,7 @@ async def frames(
         if time.monotonic() - last_sent >= HEARTBEAT_S:
             last_sent = time.monotonic()
             yield ": heartbeat\n\n"
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), poll_s)
+        await sleep_until_stopped(stopping, poll_s)
 
 
 @events.get(

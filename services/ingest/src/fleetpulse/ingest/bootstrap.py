@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,17 +16,18 @@ import asyncpg
 from fleetpulse.common.aws import aws_client
 from fleetpulse.common.db import create_pool
 from fleetpulse.common.errors import ConfigurationError
+from fleetpulse.common.health import database_ready
+from fleetpulse.common.messaging import QUEUES, SqsConsumer, declare_platform_queue
 from fleetpulse.common.mqtt import MqttEndpoint
-from fleetpulse.common.runtime import ServiceContext
+from fleetpulse.common.runtime import ServiceContext, run_loops, sleep_until_stopped
 from fleetpulse.ingest.batch import QuarantineThrottle
 from fleetpulse.ingest.domain import RateLimiter, TimeWindow, Validator
+from fleetpulse.ingest.entrypoints import MqttSource, SqsSource
 from fleetpulse.ingest.forwarder import DiscardingForwarder, ReadingsForwarder, SqsReadingsForwarder
 from fleetpulse.ingest.metrics import IngestMetrics
-from fleetpulse.ingest.mqtt_source import MqttSource
 from fleetpulse.ingest.pipeline import Pipeline, PipelineConfig
 from fleetpulse.ingest.registry import DeviceRegistry
 from fleetpulse.ingest.settings import Settings
-from fleetpulse.ingest.sqs_source import SqsSource
 from fleetpulse.ingest.store import RETRYABLE, PostgresTelemetryStore
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ HOUSEKEEPING_EVERY_S = 300.0
 
 
 @dataclass(slots=True)
-class Ingest:
+class App:
     settings: Settings
     pool: asyncpg.Pool
     store: PostgresTelemetryStore
@@ -43,7 +45,30 @@ class Ingest:
     pipeline: Pipeline
     metrics: IngestMetrics
     mqtt: MqttSource | None
-    sqs: SqsSource | None
+    sqs: SqsConsumer | None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run sources, pipeline and housekeeping until ``stop``; drain, acknowledge, return.
+        The first loop to fail cancels the others (the pipeline's end still releases the
+        sources) and fails the service."""
+        drained = asyncio.Event()
+
+        async def pipeline() -> None:
+            try:
+                await self.pipeline.run(stop)
+            finally:
+                drained.set()
+
+        loops = [
+            pipeline(),
+            self.registry.follow(stop, self.settings.registry_poll_ms / 1000),
+            _housekeeping(self, stop),
+        ]
+        if self.mqtt is not None:
+            loops.append(self.mqtt.run(stop, drained))
+        if self.sqs is not None:
+            loops.append(self.sqs.run(stop))
+        await run_loops(loops)
 
 
 def mqtt_endpoint(settings: Settings) -> MqttEndpoint:
@@ -84,7 +109,7 @@ def build_pipeline(
 
 
 @asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[Ingest]:
+async def bootstrap(settings: Settings) -> AsyncIterator[App]:
     endpoint = mqtt_endpoint(settings) if "mqtt" in settings.source_names else None
     async with AsyncExitStack() as stack:
         pool = await create_pool(
@@ -112,9 +137,8 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Ingest]:
             )
         sqs_source = None
         if "sqs" in settings.source_names:
-            url = await _queue_url(sqs, f"{settings.queue_prefix}ingest", settings.auto_create)
-            sqs_source = SqsSource(sqs, url, pipeline, wait_s=settings.sqs_wait_s)
-        yield Ingest(settings, pool, store, registry, pipeline, metrics, mqtt, sqs_source)
+            sqs_source = await _sqs_source(settings, sqs, pipeline)
+        yield App(settings, pool, store, registry, pipeline, metrics, mqtt, sqs_source)
 
 
 async def _sqs_client(settings: Settings, stack: AsyncExitStack) -> Any:
@@ -126,50 +150,53 @@ async def _sqs_client(settings: Settings, stack: AsyncExitStack) -> Any:
 async def _forwarder(settings: Settings, sqs: Any) -> ReadingsForwarder:
     if not settings.forward_to_evaluator:
         return DiscardingForwarder()
-    url = await _queue_url(sqs, f"{settings.queue_prefix}evaluator", settings.auto_create)
+    url = await _queue_url(sqs, settings.queue_prefix, "evaluator", settings.auto_create)
     return SqsReadingsForwarder(sqs, url)
 
 
-async def _queue_url(sqs: Any, name: str, create: bool) -> str:
+async def _sqs_source(settings: Settings, sqs: Any, pipeline: Pipeline) -> SqsConsumer:
+    """The ``{prefix}ingest`` queue (IoT Core's topic rule) on the shared consumer; a message is
+    deleted only once the batch holding it committed."""
+    prefix, auto_create = settings.queue_prefix, settings.auto_create
+    url = await _queue_url(sqs, prefix, "ingest", auto_create)
+    window = settings.batch_max_rows * settings.writers
+    source = SqsSource(pipeline, f"{prefix}ingest", window=window)
+    redeclare = functools.partial(declare_platform_queue, sqs, prefix, "ingest")
+    return SqsConsumer(
+        sqs,
+        url,
+        source.handle,
+        concurrency=window,
+        wait_time_s=settings.sqs_wait_s,
+        visibility_timeout_s=QUEUES["ingest"].visibility_timeout_s,
+        name="ingest",
+        on_missing_queue=redeclare if auto_create else None,
+    )
+
+
+async def _queue_url(sqs: Any, prefix: str, key: str, create: bool) -> str:
+    """Declare the platform queue ``key`` from the table with ``AUTO_CREATE``, else look it up."""
     if create:
-        return str((await sqs.create_queue(QueueName=name))["QueueUrl"])
-    return str((await sqs.get_queue_url(QueueName=name))["QueueUrl"])
+        return (await declare_platform_queue(sqs, prefix, key)).url
+    return str((await sqs.get_queue_url(QueueName=f"{prefix}{key}"))["QueueUrl"])
 
 
 async def serve(context: ServiceContext[Settings]) -> None:
-    async with bootstrap(context.settings) as ingest:
-        await ingest.store.ensure_partitions()
-        context.health.add_check("db", ingest.store.ping)
-        if ingest.mqtt is not None:
-            mqtt = ingest.mqtt
+    async with bootstrap(context.settings) as app:
+        await app.store.ensure_partitions()
+        pool = app.pool
+        context.health.add_check("db", lambda: database_ready(pool))
+        if app.mqtt is not None:
+            mqtt = app.mqtt
             context.health.add_check("mqtt", lambda: _true(mqtt.ready))
-        await run_ingest(ingest, context.shutdown)
+        await app.run(context.shutdown)
 
 
 async def _true(value: bool) -> bool:
     return value
 
 
-async def run_ingest(ingest: Ingest, stop: asyncio.Event) -> None:
-    """Run sources, pipeline and housekeeping until ``stop``; drain, acknowledge, return."""
-    drained = asyncio.Event()
-    background = [
-        asyncio.create_task(ingest.registry.follow(stop, ingest.settings.registry_poll_ms / 1000)),
-        asyncio.create_task(_housekeeping(ingest, stop)),
-    ]
-    sources = []
-    if ingest.mqtt is not None:
-        sources.append(asyncio.create_task(ingest.mqtt.run(stop, drained)))
-    if ingest.sqs is not None:
-        sources.append(asyncio.create_task(ingest.sqs.run(stop)))
-    try:
-        await ingest.pipeline.run(stop)
-    finally:
-        drained.set()
-        await asyncio.gather(*sources, *background, return_exceptions=True)
-
-
-async def _housekeeping(ingest: Ingest, stop: asyncio.Event) -> None:
+async def _housekeeping(ingest: App, stop: asyncio.Event) -> None:
     last_partitions = asyncio.get_running_loop().time()
     last_rollup: float | None = None
     while not stop.is_set():
@@ -178,8 +205,7 @@ async def _housekeeping(ingest: Ingest, stop: asyncio.Event) -> None:
         ):
             last_rollup = asyncio.get_running_loop().time()
             await _telemetry_housekeeping(ingest)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), STATS_EVERY_S)
+        await sleep_until_stopped(stop, STATS_EVERY_S)
         stats = ingest.metrics.stats
         log.info(
             "ingest stats",
@@ -198,7 +224,7 @@ async def _housekeeping(ingest: Ingest, stop: asyncio.Event) -> None:
                 last_partitions = asyncio.get_running_loop().time()
 
 
-async def _telemetry_housekeeping(ingest: Ingest) -> None:
+async def _telemetry_housekeeping(ingest: App) -> None:
     """Retention and rollups (plain PostgreSQL); a failure is logged and retried next round."""
     try:
         done = await ingest.store.housekeeping(ingest.settings.telemetry_keep_days)
