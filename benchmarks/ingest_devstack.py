@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import parser, report
-from ingest import DEVICES, TENANT, batched_messages, publish_all, wait_rows
+from _common import parser, process_tree, report
+from ingest import DEVICES, TENANT, CpuMeter, batched_messages, publish_all, wait_rows
 
 from fleetpulse.devstack import services
 from fleetpulse.devstack.broker import Acl, dynsec_control, user_commands
@@ -33,6 +34,22 @@ from fleetpulse.devstack.stack import private_stack
 from fleetpulse.testing.postgres import server_url, unique_name
 
 PUBLISHER = "bench-publisher"
+
+
+def _stack_cpu() -> dict[str, float]:
+    """CPU seconds so far of each process the stack runs (this script's descendants), by name."""
+    out: dict[str, float] = {}
+    for process in process_tree(os.getpid())[1:]:
+        try:
+            cmd = process.cmdline()
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        name = next((Path(a).name for a in cmd if "fleetpulse-" in a or "mosquitto" in a), None)
+        if name is None:
+            name = "moto" if any("moto" in a for a in cmd) else Path(cmd[0]).name if cmd else "?"
+        out[name] = out.get(name, 0.0) + times.user + times.system
+    return out
 
 
 class _Broker:
@@ -54,15 +71,40 @@ async def measure(stack: services.StackConfig, args: argparse.Namespace) -> dict
         await asyncio.sleep(2.5)  # ingest's registry poll (1 s) sees them
         messages = batched_messages(args.batched, int(time.time() * 1000) - 3_600_000)
         broker = _Broker(stack.host, stack.ports.mqtt)
+        meters = {
+            app: CpuMeter(pool, app, None) for app in ("fleetpulse-ingest", "fleetpulse-evaluator")
+        }
+        for meter in meters.values():
+            await meter.start()
+        before = _stack_cpu()
         started = time.perf_counter()
         await publish_all(broker, PUBLISHER, messages, args.publishers)
         ended = await wait_rows(pool, args.batched * 100)
+        after = _stack_cpu()
+        backends = {app: (await meter.stop())[0] for app, meter in meters.items()}
     finally:
         await pool.close()
     seconds = ended - started
+    readings = args.batched * 100
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    print(f"  wall {seconds:.1f}s; load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1]):
+        if cpu >= 0.05:
+            print(
+                f"  CPU {name}: {cpu:.1f}s ({cpu / readings * 1e6:.1f} us/reading)", file=sys.stderr
+            )
+    for app, cpu in backends.items():
+        print(
+            f"  CPU database backends of {app}: {cpu:.1f}s ({cpu / readings * 1e6:.1f} us/reading)",
+            file=sys.stderr,
+        )
     return {
-        "dev stack batched(100): readings/s": args.batched * 100 / seconds,
+        "dev stack batched(100): readings/s": readings / seconds,
         "dev stack batched(100): messages/s": args.batched / seconds,
+        "dev stack: ingest CPU us/reading": spent.get("fleetpulse-ingest", 0.0) / readings * 1e6,
+        "dev stack: ingest's database CPU us/reading": backends["fleetpulse-ingest"]
+        / readings
+        * 1e6,
     }
 
 

@@ -70,6 +70,7 @@ def build_pipeline(
         settings.batch_max_ms,
         settings.writers,
         settings.max_pending_messages,
+        settings.committed_batches,
     )
     pipeline = Pipeline(
         validator=validator,
