@@ -6,9 +6,13 @@ config, one ingest with one plain persistent subscription, forwarding to the eva
 100-reading messages published by ``--publishers`` raw QoS 1 publishers; readings/s = stored
 readings / time from the first publish until the last row is in ``telemetry``.
 ``--max-inflight`` overrides ingest's ``FLEETPULSE_MQTT_MAX_INFLIGHT`` (0: the behaviour before
-the window flush), so before/after run back to back on the same machine.
+the window flush) and ``--env NAME=value`` any other ingest setting, so variants run back to back
+on the same machine. Prints where the CPU went (each stack process, and the database backends of
+ingest and the evaluator) per stored reading, and the load average: on a shared machine the
+CPU figures are the comparable ones.
 
     uv run python benchmarks/ingest_devstack.py [--batched 3000] [--max-inflight 1000]
+        [--no-forward] [--env FLEETPULSE_COMMITTED_BATCHES=4]
 """
 
 from __future__ import annotations
@@ -118,7 +122,17 @@ def main() -> None:
     p.add_argument("--publishers", type=int, default=3)
     p.add_argument("--max-inflight", type=int, default=None)
     p.add_argument("--no-forward", action="store_true", help="ingest does not feed the evaluator")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="FLEETPULSE_X=value",
+        help="another ingest setting for this run (repeatable)",
+    )
     args = p.parse_args()
+    for assignment in args.env:
+        name, _, value = assignment.partition("=")
+        services.SINGLE_INGEST_ENV[name] = value
     if args.no_forward:
         services.SINGLE_INGEST_ENV["FLEETPULSE_FORWARD_TO_EVALUATOR"] = "false"
     if args.max_inflight is not None:
