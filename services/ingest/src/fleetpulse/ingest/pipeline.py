@@ -11,8 +11,8 @@ once: forwarding its readings and acknowledging its messages happen while the ne
 commits (up to ``completing`` committed batches at a time, acknowledged in the order the batches
 were collected), so a slow forward (the evaluator queue) never holds a write back. A source with
 an in-flight window (an MQTT connection: the broker sends at most ``window`` unacknowledged
-messages) ends the wait early: once a batch holds ``window // (writers + completing)`` of its
-messages and nothing more is buffered, the batch is written at once instead of waiting
+messages) ends the wait early: once a batch holds ``window // writers`` of its messages and
+nothing more is buffered, the batch is written at once instead of waiting
 out ``max_ms`` for messages the broker may not send before the acks; while it commits the next
 batch fills from the rest of the window, and its acks reopen the window. While messages keep
 coming the batch keeps filling up to ``max_rows`` (a broker that sends past the window costs
@@ -122,8 +122,7 @@ class Pipeline:
         ``window``: at most this many of the source's messages are unacknowledged at a time."""
         self._ackers[source] = acknowledge
         if window is not None:
-            in_flight = self._config.writers + self._config.completing
-            self._per_batch[source] = max(1, window // in_flight)
+            self._per_batch[source] = max(1, window // self._config.writers)
 
     def offer(self, envelope: Envelope) -> bool:
         """Buffer ``envelope`` unless full; ``False`` means full: see :meth:`when_space`."""

@@ -48,8 +48,7 @@ class Settings(ServiceSettings):
         ge=0,
         le=65_535,
         description="The broker's max_inflight_messages (per connection; MQTT 3.1.1 cannot "
-        "negotiate it): a batch holding this / (FLEETPULSE_WRITERS + "
-        "FLEETPULSE_COMMITTED_BATCHES) messages of one connection "
+        "negotiate it): a batch holding this / FLEETPULSE_WRITERS messages of one connection "
         "is written as soon as nothing more is buffered instead of waiting out "
         "FLEETPULSE_BATCH_MAX_MS, so the next batch fills while it commits. Higher than the "
         "broker's: a full window waits FLEETPULSE_BATCH_MAX_MS; lower: smaller batches when "
