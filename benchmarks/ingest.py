@@ -101,6 +101,65 @@ class Peak:
         return self.peak_mib
 
 
+class CpuMeter:
+    """CPU seconds (user + system) spent by other processes while a scenario runs: the
+    PostgreSQL backends of ``application_name`` in the benchmark's database and the broker.
+    Backends come and go (pool growth, reconnects): each pid's last sample counts."""
+
+    def __init__(self, pool: asyncpg.Pool, application_name: str, broker_pid: int | None) -> None:
+        self._pool, self._app, self._broker_pid = pool, application_name, broker_pid
+        self._start: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._procs: dict[int, psutil.Process] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _cpu(self, pid: int) -> float | None:
+        try:
+            process = self._procs.get(pid) or self._procs.setdefault(pid, psutil.Process(pid))
+            times = process.cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system
+
+    async def _pids(self) -> list[int]:
+        rows = await self._pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = $1",
+            self._app,
+        )
+        return [r["pid"] for r in rows]
+
+    async def _sample(self) -> None:
+        while True:
+            for pid in await self._pids():
+                cpu = self._cpu(pid)
+                if cpu is not None:
+                    self._start.setdefault(pid, cpu)
+                    self._last[pid] = cpu
+            await asyncio.sleep(0.1)
+
+    async def start(self) -> None:
+        for pid in await self._pids():
+            if (cpu := self._cpu(pid)) is not None:
+                self._start[pid] = self._last[pid] = cpu
+        self._broker0 = self._cpu(self._broker_pid) if self._broker_pid else None
+        self._task = asyncio.create_task(self._sample())
+
+    async def stop(self) -> tuple[float, float]:
+        """(database backends' CPU s, broker CPU s) since :meth:`start`."""
+        if self._task is not None:
+            self._task.cancel()
+        for pid in await self._pids():
+            if (cpu := self._cpu(pid)) is not None:
+                self._start.setdefault(pid, cpu)
+                self._last[pid] = cpu
+        db = sum(self._last[pid] - self._start[pid] for pid in self._last)
+        broker = 0.0
+        if self._broker_pid and self._broker0 is not None:
+            broker = (self._cpu(self._broker_pid) or self._broker0) - self._broker0
+        return db, broker
+
+
 async def publish_all(
     broker, user: str, messages: list[tuple[str, bytes]], publishers: int, rate: float | None = None
 ) -> float:
@@ -236,6 +295,8 @@ async def run_ingest_scenario(
     try:
         await wait_ready(port)
         peak = Peak(process.pid)
+        meter = CpuMeter(pool, "fleetpulse-ingest", broker.pid)
+        await meter.start()
         stop = asyncio.Event()
         prober = asyncio.create_task(probe(pool, broker, user, stop))
         try:
@@ -252,13 +313,16 @@ async def run_ingest_scenario(
             stop.set()
             latencies = await prober
             rss = peak.stop()
+            db_cpu, broker_cpu = await meter.stop()
     finally:
         stop_process(process)
     seconds = ended - started
     print(
         f"  ingest CPU {peak.cpu_s:.1f}s for {seconds:.1f}s wall "
         f"({peak.cpu_s / len(messages) * 1e6:.0f} us/message, "
-        f"{peak.cpu_s / readings * 1e6:.1f} us/reading); {len(latencies)} probes "
+        f"{peak.cpu_s / readings * 1e6:.1f} us/reading); database backends "
+        f"{db_cpu:.1f}s ({db_cpu / readings * 1e6:.1f} us/reading), broker {broker_cpu:.1f}s "
+        f"({broker_cpu / len(messages) * 1e6:.0f} us/message); {len(latencies)} probes "
         f"p50 {percentile(latencies, 0.5):.0f} ms p99 {percentile(latencies, 0.99):.0f} ms; "
         f"load average {os.getloadavg()[0]:.2f}",
         file=sys.stderr,

@@ -6,9 +6,13 @@ config, one ingest with one plain persistent subscription, forwarding to the eva
 100-reading messages published by ``--publishers`` raw QoS 1 publishers; readings/s = stored
 readings / time from the first publish until the last row is in ``telemetry``.
 ``--max-inflight`` overrides ingest's ``FLEETPULSE_MQTT_MAX_INFLIGHT`` (0: the behaviour before
-the window flush), so before/after run back to back on the same machine.
+the window flush) and ``--env NAME=value`` any other ingest setting, so variants run back to back
+on the same machine. Prints where the CPU went (each stack process, and the database backends of
+ingest and the evaluator) per stored reading, and the load average: on a shared machine the
+CPU figures are the comparable ones.
 
     uv run python benchmarks/ingest_devstack.py [--batched 3000] [--max-inflight 1000]
+        [--no-forward] [--env FLEETPULSE_COMMITTED_BATCHES=4]
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import time
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import parser, report
-from ingest import DEVICES, TENANT, batched_messages, publish_all, wait_rows
+from _common import parser, process_tree, report
+from ingest import DEVICES, TENANT, CpuMeter, batched_messages, publish_all, wait_rows
 
 from fleetpulse.devstack import services
 from fleetpulse.devstack.broker import Acl, dynsec_control, user_commands
@@ -33,6 +38,22 @@ from fleetpulse.devstack.stack import private_stack
 from fleetpulse.testing.postgres import server_url, unique_name
 
 PUBLISHER = "bench-publisher"
+
+
+def _stack_cpu() -> dict[str, float]:
+    """CPU seconds so far of each process the stack runs (this script's descendants), by name."""
+    out: dict[str, float] = {}
+    for process in process_tree(os.getpid())[1:]:
+        try:
+            cmd = process.cmdline()
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        name = next((Path(a).name for a in cmd if "fleetpulse-" in a or "mosquitto" in a), None)
+        if name is None:
+            name = "moto" if any("moto" in a for a in cmd) else Path(cmd[0]).name if cmd else "?"
+        out[name] = out.get(name, 0.0) + times.user + times.system
+    return out
 
 
 class _Broker:
@@ -54,15 +75,40 @@ async def measure(stack: services.StackConfig, args: argparse.Namespace) -> dict
         await asyncio.sleep(2.5)  # ingest's registry poll (1 s) sees them
         messages = batched_messages(args.batched, int(time.time() * 1000) - 3_600_000)
         broker = _Broker(stack.host, stack.ports.mqtt)
+        meters = {
+            app: CpuMeter(pool, app, None) for app in ("fleetpulse-ingest", "fleetpulse-evaluator")
+        }
+        for meter in meters.values():
+            await meter.start()
+        before = _stack_cpu()
         started = time.perf_counter()
         await publish_all(broker, PUBLISHER, messages, args.publishers)
         ended = await wait_rows(pool, args.batched * 100)
+        after = _stack_cpu()
+        backends = {app: (await meter.stop())[0] for app, meter in meters.items()}
     finally:
         await pool.close()
     seconds = ended - started
+    readings = args.batched * 100
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    print(f"  wall {seconds:.1f}s; load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1]):
+        if cpu >= 0.05:
+            print(
+                f"  CPU {name}: {cpu:.1f}s ({cpu / readings * 1e6:.1f} us/reading)", file=sys.stderr
+            )
+    for app, cpu in backends.items():
+        print(
+            f"  CPU database backends of {app}: {cpu:.1f}s ({cpu / readings * 1e6:.1f} us/reading)",
+            file=sys.stderr,
+        )
     return {
-        "dev stack batched(100): readings/s": args.batched * 100 / seconds,
+        "dev stack batched(100): readings/s": readings / seconds,
         "dev stack batched(100): messages/s": args.batched / seconds,
+        "dev stack: ingest CPU us/reading": spent.get("fleetpulse-ingest", 0.0) / readings * 1e6,
+        "dev stack: ingest's database CPU us/reading": backends["fleetpulse-ingest"]
+        / readings
+        * 1e6,
     }
 
 
@@ -76,7 +122,17 @@ def main() -> None:
     p.add_argument("--publishers", type=int, default=3)
     p.add_argument("--max-inflight", type=int, default=None)
     p.add_argument("--no-forward", action="store_true", help="ingest does not feed the evaluator")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="FLEETPULSE_X=value",
+        help="another ingest setting for this run (repeatable)",
+    )
     args = p.parse_args()
+    for assignment in args.env:
+        name, _, value = assignment.partition("=")
+        services.SINGLE_INGEST_ENV[name] = value
     if args.no_forward:
         services.SINGLE_INGEST_ENV["FLEETPULSE_FORWARD_TO_EVALUATOR"] = "false"
     if args.max_inflight is not None:

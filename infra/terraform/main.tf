@@ -98,6 +98,10 @@ locals {
         FLEETPULSE_SOURCES          = var.enable_iot_core ? "mqtt,sqs" : "mqtt"
         FLEETPULSE_MQTT_SHARE_GROUP = ""
         FLEETPULSE_MQTT_CONNECTIONS = "1"
+
+        # committed batches forwarded to SQS and acknowledged (in order) while the next ones
+        # are written: SQS latency, not the one connection, would hold the writes back
+        FLEETPULSE_COMMITTED_BATCHES = "4"
       }
       secrets = {
         FLEETPULSE_DATABASE_URL = { secret = "database_url", key = "" }

@@ -38,3 +38,11 @@ async def test_a_group_that_is_not_one_topic_level_is_refused(group: str) -> Non
     with pytest.raises(ConfigurationError) as caught:
         await settings(FLEETPULSE_MQTT_SHARE_GROUP=group)
     assert caught.value.setting == "FLEETPULSE_MQTT_SHARE_GROUP"
+
+
+@pytest.mark.parametrize("value", ["0", "17", "two"])
+async def test_a_bad_committed_batches_names_the_setting(value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        await settings(FLEETPULSE_COMMITTED_BATCHES=value)
+    assert caught.value.setting == "FLEETPULSE_COMMITTED_BATCHES"
+    assert "\n" not in str(caught.value)

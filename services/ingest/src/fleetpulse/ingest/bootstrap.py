@@ -95,6 +95,7 @@ def build_pipeline(
         settings.batch_max_ms,
         settings.writers,
         settings.max_pending_messages,
+        settings.committed_batches,
     )
     pipeline = Pipeline(
         validator=validator,

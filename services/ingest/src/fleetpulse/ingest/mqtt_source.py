@@ -11,10 +11,11 @@ not new telemetry: they are counted as duplicates and acknowledged, never stored
 message published while ingest is subscribed arrives with RETAIN 0 and is stored once). Each
 connection holds at most the broker's ``max_inflight_messages``
 unacknowledged messages (MQTT 3.1.1 cannot negotiate it; ``max_inflight`` tells the pipeline
-the broker's value): once a batch holds half of a connection's window and nothing more is
-buffered, the pipeline writes it at once, so while batch N commits batch N+1 fills from the
-other half, and batch N's acks reopen the window (acknowledging per committed batch, in any
-order, is what MQTT allows for QoS 1). Without it a single connection waited ``batch_max_ms``
+the broker's value): once a batch holds its share of a connection's window (window /
+writers) and nothing more is buffered, the pipeline writes it at once, so while
+batch N commits batch N+1 fills from the rest, and batch N's acks reopen the window
+(acknowledged per committed batch, in the order the batches were collected). Without it a
+single connection waited ``batch_max_ms``
 for messages the broker would not send before the acks. (Mosquitto 2.0.11, measured: it holds
 the window until the first PUBACK, after which each PUBACK releases up to a whole window of
 queued messages, so under load it rarely binds there.) When the pipeline's buffer is full a

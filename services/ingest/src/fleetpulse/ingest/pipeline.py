@@ -6,9 +6,13 @@ submit(envelope)``. So when writes slow down the sources stop pulling (and the b
 window stops sending). The collector takes messages in chunks, looks up unknown devices once per
 chunk, and validates without a coroutine per message. A batch flushes at
 ``max_rows`` readings or ``max_ms`` after its first message; ``writers`` batches are written
-concurrently. A source with an in-flight window (an MQTT connection: the broker sends at most
-``window`` unacknowledged messages) ends the wait early: once a batch holds ``window // writers``
-of its messages and nothing more is buffered, the batch is written at once instead of waiting
+concurrently, each on its own pool connection. A committed batch leaves its database slot at
+once: forwarding its readings and acknowledging its messages happen while the next batch
+commits (up to ``completing`` committed batches at a time, acknowledged in the order the batches
+were collected), so a slow forward (the evaluator queue) never holds a write back. A source with
+an in-flight window (an MQTT connection: the broker sends at most ``window`` unacknowledged
+messages) ends the wait early: once a batch holds ``window // writers`` of its messages and
+nothing more is buffered, the batch is written at once instead of waiting
 out ``max_ms`` for messages the broker may not send before the acks; while it commits the next
 batch fills from the rest of the window, and its acks reopen the window. While messages keep
 coming the batch keeps filling up to ``max_rows`` (a broker that sends past the window costs
@@ -46,6 +50,15 @@ Acknowledge = Callable[[list[Any]], Awaitable[None]]
 CHUNK = 256
 
 
+_Turn = asyncio.Event
+
+
+def _done_turn() -> _Turn:
+    turn = _Turn()
+    turn.set()
+    return turn
+
+
 class TelemetryStore(Protocol):
     async def write(self, batch: Batch) -> Written: ...
 
@@ -56,6 +69,8 @@ class PipelineConfig:
     max_ms: int = 100
     writers: int = 2
     max_pending: int = 20_000
+    #: committed batches being forwarded and acknowledged while ``writers`` write the next ones
+    completing: int = 2
 
 
 def now_us() -> int:
@@ -86,7 +101,12 @@ class Pipeline:
         self._space_callbacks: list[Callable[[], None]] = []
         # resume a paused source only when a quarter of the buffer is free: no pause/resume churn
         self._resume_below = config.max_pending - max(1, config.max_pending // 4)
-        self._batches: asyncio.Queue[Batch | None] = asyncio.Queue(config.writers)
+        self._batches: asyncio.Queue[tuple[Batch, _Turn, _Turn] | None] = asyncio.Queue(
+            config.writers
+        )
+        # a batch holds a database slot only while it is written (see the module docstring)
+        self._db_slots = asyncio.Semaphore(config.writers)
+        self._last_turn: _Turn = _done_turn()
         self._ackers: dict[Hashable, Acknowledge] = {}
         self._per_batch: dict[Hashable, int] = {}
         self._tracer = tracer("fleetpulse.ingest")
@@ -133,12 +153,17 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Batch until ``stop`` is set and nothing is pending, then let the writers finish."""
-        writers = [asyncio.create_task(self._writer()) for _ in range(self._config.writers)]
+        workers = self._config.writers + self._config.completing
+        writers = [asyncio.create_task(self._writer()) for _ in range(workers)]
         try:
             while not (stop.is_set() and not self._pending):
                 batch = await self._collect(stop)
                 if batch is not None:
-                    await self._batches.put(batch)
+                    # acknowledgements go out in collection order: each batch waits for the
+                    # one before it (``previous``) and then opens the turn of the next (``own``)
+                    previous, own = self._last_turn, _Turn()
+                    self._last_turn = own
+                    await self._batches.put((batch, previous, own))
         finally:
             for _ in writers:
                 await self._batches.put(None)
@@ -222,14 +247,20 @@ class Pipeline:
         )
 
     async def _writer(self) -> None:
-        while (batch := await self._batches.get()) is not None:
-            with self._tracer.start_as_current_span("ingest.batch") as span:
-                span.set_attribute("messages", len(batch.envelopes))
-                span.set_attribute("readings", len(batch.times))
-                await self._complete(batch)
+        while (item := await self._batches.get()) is not None:
+            batch, previous, own = item
+            try:
+                with self._tracer.start_as_current_span("ingest.batch") as span:
+                    span.set_attribute("messages", len(batch.envelopes))
+                    span.set_attribute("readings", len(batch.times))
+                    await self._complete(batch, previous)
+            finally:
+                own.set()  # even after a failure (the service stops): later batches go on
 
-    async def _complete(self, batch: Batch) -> None:
-        for part, written, commit_ms in await self._write_isolating(batch):
+    async def _complete(self, batch: Batch, previous: _Turn) -> None:
+        async with self._db_slots:
+            committed = await self._write_isolating(batch)
+        for part, written, commit_ms in committed:
             records = part.evaluator_records(written.stored)
             if records:
                 await self._forwarder.forward(records)
@@ -243,6 +274,7 @@ class Pipeline:
                 commit_ms=commit_ms,
                 lag_ms=(now_us() - part.first_received_us) / 1000,
             )
+        await previous.wait()
         await self._acknowledge(batch)
 
     async def _write_isolating(self, batch: Batch) -> list[tuple[Batch, Written, float]]:

@@ -63,7 +63,22 @@ class Settings(ServiceSettings):
         le=60_000,
         description="Flush a batch at most this many ms after its first message",
     )
-    writers: int = Field(default=2, ge=1, le=16, description="Batches written concurrently")
+    writers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Batches written concurrently, each in its own transaction (pool connection)",
+    )
+    committed_batches: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Committed batches whose readings are being forwarded to the evaluator and "
+        "whose messages acknowledged while FLEETPULSE_WRITERS write the next ones: a slow "
+        "forward does not hold a write back. Acknowledged in the order the batches were "
+        "collected, each only after its own commit and forward (no loss when ingest or the "
+        "broker stops)",
+    )
     max_pending_messages: int = Field(
         default=20_000,
         ge=100,

@@ -115,7 +115,14 @@ def shared_env(config: StackConfig) -> dict[str, str]:
 #: One ingest, so a plain persistent subscription: Mosquitto 2.0 restores it after a broker
 #: restart (it drops $share subscriptions from its persistence, losing what devices publish
 #: before ingest reconnects; tests/e2e/test_faults_dev.py::test_broker_restart_while_ingest_is_offline).
-SINGLE_INGEST_ENV = {"FLEETPULSE_MQTT_SHARE_GROUP": "", "FLEETPULSE_MQTT_CONNECTIONS": "1"}
+#: One connection is not what limits it (issue 17, benchmarks/ingest_devstack.py): the forward to
+#: the evaluator queue is, so four committed batches are forwarded and acknowledged (in order)
+#: while the next ones are written (services/ingest/tests/test_broker_restart.py: no loss).
+SINGLE_INGEST_ENV = {
+    "FLEETPULSE_MQTT_SHARE_GROUP": "",
+    "FLEETPULSE_MQTT_CONNECTIONS": "1",
+    "FLEETPULSE_COMMITTED_BATCHES": "4",
+}
 
 
 def service_env(config: StackConfig, spec: ServiceSpec) -> dict[str, str]:
