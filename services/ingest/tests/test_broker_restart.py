@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from fleetpulse.ingest.service import Ingest, bootstrap, run_ingest
+from fleetpulse.ingest.bootstrap import App, bootstrap
 from fleetpulse.ingest.settings import Settings
 from fleetpulse.testing.mosquitto import MosquittoBroker
 
@@ -41,12 +41,12 @@ class GatedForwarder:
 
 
 @asynccontextmanager
-async def ingest_with(settings: Settings, forwarder: GatedForwarder) -> AsyncIterator[Ingest]:
+async def ingest_with(settings: Settings, forwarder: GatedForwarder) -> AsyncIterator[App]:
     stop = asyncio.Event()
     async with bootstrap(settings) as ingest:
         ingest.pipeline._forwarder = forwarder
         await ingest.store.ensure_partitions()
-        task = asyncio.create_task(run_ingest(ingest, stop))
+        task = asyncio.create_task(ingest.run(stop))
         try:
             yield ingest
         finally:
