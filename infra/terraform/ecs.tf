@@ -367,7 +367,10 @@ locals {
     "log_timestamp_format %Y-%m-%dT%H:%M:%S",
     # = ingest's FLEETPULSE_MQTT_MAX_INFLIGHT (default 1000): half a window per batch
     "max_inflight_messages 1000",
-    "max_queued_messages 10000",
+    # ingest's one persistent session queues here while ingest is down or behind: a deeper
+    # queue is what "a broker or ingest restart loses nothing" rests on (messages past it are
+    # dropped by the broker)
+    "max_queued_messages 1000000",
     "",
   ])
 

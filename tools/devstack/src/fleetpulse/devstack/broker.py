@@ -66,7 +66,7 @@ def config_text(port: int, workdir: Path, dynsec_file: Path) -> str:
         f"plugin {DYNSEC_PLUGIN}",
         f"plugin_opt_config_file {dynsec_file}",
         "max_inflight_messages 1000",
-        "max_queued_messages 100000",
+        "max_queued_messages 1000000",
         "persistence true",
         f"persistence_location {workdir}/",
         "log_dest stderr",
