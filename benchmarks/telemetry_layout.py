@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -245,21 +246,22 @@ def columns(batch: Batch, device_keys: dict[str, int], metric_ids: dict[str, int
     n_t, n_k, n_i, n_v, n_s, n_r = [], [], [], [], [], []
     records = []
     wide: list[list[str]] = [[] for _ in range(WIDE)]
-    for reading, key, seq, received in zip(
-        batch.readings, keys, batch.seqs, batch.received, strict=True
+    for time_us, metrics_json, key, seq, received in zip(
+        batch.times, batch.metrics, keys, batch.seqs, batch.received, strict=True
     ):
-        r_ids = [metric_ids[name] for name in reading.metrics]
-        r_vals = [float(v) for v in reading.metrics.values()]
+        metrics = msgspec.json.decode(metrics_json, type=dict[str, float | bool])
+        r_ids = [metric_ids[name] for name in metrics]
+        r_vals = [float(v) for v in metrics.values()]
         ids.append(int_array(r_ids))
         values.append("{" + ",".join(map(repr, r_vals)) + "}")
         for i, v in zip(r_ids, r_vals, strict=True):
-            n_t.append(reading.time_us)
+            n_t.append(time_us)
             n_k.append(key)
             n_i.append(i)
             n_v.append(v)
             n_s.append(seq)
             n_r.append(received)
-        records.append((key, utc(reading.time_us), seq, r_ids, r_vals, utc(received)))
+        records.append((key, utc(time_us), seq, r_ids, r_vals, utc(received)))
         by_id = dict(zip(r_ids, r_vals, strict=True))
         for k in range(WIDE):
             wide[k].append(repr(by_id[k + 1]) if k + 1 in by_id else "NULL")

@@ -102,8 +102,8 @@ async def test_a_queue_that_vanished_is_declared_again(sqs_client: Any, queue_pr
 
     async def declare_again() -> None:
         nonlocal declared
-        declared += 1
         await _queue(sqs_client, name)
+        declared += 1  # counted once the queue exists again, so "after" has a queue to go to
 
     seen: list[str] = []
 

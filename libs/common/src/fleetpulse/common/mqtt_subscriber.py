@@ -328,6 +328,17 @@ class MqttSubscriber:
             await asyncio.wait_for(stop.wait(), delay)
 
     async def _connect(self) -> _Protocol:
+        protocol, transport = await self._open()
+        try:
+            await self._handshake(protocol, transport)
+            await self._subscribe(protocol, transport)
+        except BaseException:
+            transport.abort()
+            raise
+        self.subscribed.set()
+        return protocol
+
+    async def _open(self) -> tuple[_Protocol, asyncio.Transport]:
         loop = asyncio.get_running_loop()
         self._epoch = (self._epoch + 1) & 0xFFFF or 1
         epoch = self._epoch
@@ -343,32 +354,29 @@ class MqttSubscriber:
             self._connect_timeout,
         )
         assert protocol.transport is not None
-        try:
-            protocol.transport.write(self._connect_packet())
-            code = await asyncio.wait_for(asyncio.shield(protocol.connack), self._connect_timeout)
-            if code == _LOST:
-                raise ConnectionError("connection closed before CONNACK")
-            if code:
-                raise SubscriberError(
-                    f"CONNACK refused: {_CONNACK_ERRORS.get(code, f'code {code}')}"
-                )
-            # the broker may redeliver the session's unacknowledged messages right after
-            # CONNACK: their tokens are this connection's, so acks go here from now on
-            self._protocol = protocol
-            if self._stopping:
-                protocol.pause()
-            body = _U16.pack(1) + _string(self._filter) + b"\x01"
-            protocol.transport.write(_packet(_SUBSCRIBE, body))
-            granted = await asyncio.wait_for(asyncio.shield(protocol.suback), self._connect_timeout)
-            if granted == _LOST:
-                raise ConnectionError("connection closed before SUBACK")
-            if granted == 0x80:
-                raise SubscriberError(f"SUBSCRIBE {self._filter!r} refused by the broker")
-        except BaseException:
-            protocol.transport.abort()
-            raise
-        self.subscribed.set()
-        return protocol
+        return protocol, protocol.transport
+
+    async def _handshake(self, protocol: _Protocol, transport: asyncio.Transport) -> None:
+        transport.write(self._connect_packet())
+        code = await asyncio.wait_for(asyncio.shield(protocol.connack), self._connect_timeout)
+        if code == _LOST:
+            raise ConnectionError("connection closed before CONNACK")
+        if code:
+            raise SubscriberError(f"CONNACK refused: {_CONNACK_ERRORS.get(code, f'code {code}')}")
+        # the broker may redeliver the session's unacknowledged messages right after
+        # CONNACK: their tokens are this connection's, so acks go here from now on
+        self._protocol = protocol
+        if self._stopping:
+            protocol.pause()
+
+    async def _subscribe(self, protocol: _Protocol, transport: asyncio.Transport) -> None:
+        body = _U16.pack(1) + _string(self._filter) + b"\x01"
+        transport.write(_packet(_SUBSCRIBE, body))
+        granted = await asyncio.wait_for(asyncio.shield(protocol.suback), self._connect_timeout)
+        if granted == _LOST:
+            raise ConnectionError("connection closed before SUBACK")
+        if granted == 0x80:
+            raise SubscriberError(f"SUBSCRIBE {self._filter!r} refused by the broker")
 
     def _connect_packet(self) -> bytes:
         flags = 0x00 if not self._clean_session else 0x02

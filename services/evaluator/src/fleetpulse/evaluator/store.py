@@ -109,6 +109,34 @@ def _columns(keys: Iterable[DeviceKey]) -> tuple[list[str], list[str]]:
     return [k[0] for k in ordered], [k[1] for k in ordered]
 
 
+_ADVANCE_DEVICES = """
+    INSERT INTO evaluator_devices AS d (tenant_id, device_id, last_seen, marks,
+        last_heartbeat_at, last_reading_at, prev_seen)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[],
+        $5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) ORDER BY 1, 2
+    ON CONFLICT (tenant_id, device_id) DO UPDATE SET
+        prev_seen = d.last_seen,
+        -- EXCLUDED.prev_seen carries the batch's oldest reading, EXCLUDED.marks is NULL
+        -- when every tracked metric is in the batch at its newest reading.
+        prev_marks = CASE WHEN EXCLUDED.prev_seen <= d.last_seen
+                          THEN coalesce(d.marks, '{}'::jsonb) END,
+        last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+        marks = CASE
+            WHEN EXCLUDED.last_seen IS NULL THEN d.marks
+            WHEN EXCLUDED.marks IS NOT NULL
+            THEN evaluator_merge_marks(d.marks, d.last_seen, EXCLUDED.marks)
+            WHEN d.marks IS NULL OR d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
+            THEN NULL
+            ELSE evaluator_raise_marks(d.marks, EXCLUDED.last_seen) END,
+        last_heartbeat_at = greatest(d.last_heartbeat_at, EXCLUDED.last_heartbeat_at),
+        last_reading_at = CASE
+            WHEN d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
+            THEN greatest(d.last_reading_at, EXCLUDED.last_reading_at)
+            ELSE d.last_reading_at END
+    RETURNING d.tenant_id, d.device_id, d.prev_seen, d.prev_marks, (xmax = 0) AS inserted
+"""
+
+
 class PostgresRuleStateStore:
     """Reads and writes inside the caller's transaction (every method takes its ``conn``)."""
 
@@ -125,32 +153,7 @@ class PostgresRuleStateStore:
         keys = sorted(advances)
         items = [advances[k] for k in keys]
         rows = await conn.fetch(
-            """
-            INSERT INTO evaluator_devices AS d (tenant_id, device_id, last_seen, marks,
-                last_heartbeat_at, last_reading_at, prev_seen)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[],
-                $5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) ORDER BY 1, 2
-            ON CONFLICT (tenant_id, device_id) DO UPDATE SET
-                prev_seen = d.last_seen,
-                -- EXCLUDED.prev_seen carries the batch's oldest reading, EXCLUDED.marks is NULL
-                -- when every tracked metric is in the batch at its newest reading.
-                prev_marks = CASE WHEN EXCLUDED.prev_seen <= d.last_seen
-                                  THEN coalesce(d.marks, '{}'::jsonb) END,
-                last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
-                marks = CASE
-                    WHEN EXCLUDED.last_seen IS NULL THEN d.marks
-                    WHEN EXCLUDED.marks IS NOT NULL
-                    THEN evaluator_merge_marks(d.marks, d.last_seen, EXCLUDED.marks)
-                    WHEN d.marks IS NULL OR d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
-                    THEN NULL
-                    ELSE evaluator_raise_marks(d.marks, EXCLUDED.last_seen) END,
-                last_heartbeat_at = greatest(d.last_heartbeat_at, EXCLUDED.last_heartbeat_at),
-                last_reading_at = CASE
-                    WHEN d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
-                    THEN greatest(d.last_reading_at, EXCLUDED.last_reading_at)
-                    ELSE d.last_reading_at END
-            RETURNING d.tenant_id, d.device_id, d.prev_seen, d.prev_marks, (xmax = 0) AS inserted
-            """,
+            _ADVANCE_DEVICES,
             [k[0] for k in keys],
             [k[1] for k in keys],
             [a.marks.newest for a in items],

@@ -295,6 +295,21 @@ class RuleMemory:
     samples: tuple[Samples, ...]
 
 
+def _remember(
+    rule: Rule, memory: RuleMemory | None, ts: datetime, fresh: Mapping[str, Value]
+) -> RuleMemory:
+    """The rule's memory with the ``fresh`` values at ``ts`` fed to each condition's samples;
+    a memory of an older rule version starts over."""
+    if memory is None or memory.rule_version != rule.version:
+        memory = RuleMemory(rule.version, tuple(() for _ in rule.conditions))
+    samples = list(memory.samples)
+    for i, condition in enumerate(rule.conditions):
+        value = fresh.get(condition.metric)
+        if value is not None:
+            samples[i] = condition.feed(samples[i], ts, float(value))
+    return RuleMemory(rule.version, tuple(samples))
+
+
 def on_values(
     rule: Rule,
     state: RuleState | None,
@@ -310,14 +325,7 @@ def on_values(
     condition decides as :func:`on_value` does. A memory of an older rule version starts over."""
     if fresh.keys().isdisjoint(rule.condition_metrics):
         return state, memory, None
-    if memory is None or memory.rule_version != rule.version:
-        memory = RuleMemory(rule.version, tuple(() for _ in rule.conditions))
-    samples = list(memory.samples)
-    for i, condition in enumerate(rule.conditions):
-        value = fresh.get(condition.metric)
-        if value is not None:
-            samples[i] = condition.feed(samples[i], ts, float(value))
-    memory = RuleMemory(rule.version, tuple(samples))
+    memory = _remember(rule, memory, ts, fresh)
     firing = state is not None and state.status == "firing"
     if state is not None and firing and ts < state.since:
         return state, memory, None
@@ -549,59 +557,76 @@ def _apply(
     """The hot loop: apply records oldest first (most readings of most devices change nothing).
 
     A reading newer than the newest one so far is newer than every metric's mark (marks only
-    ever hold reading times), so only older ones look their metrics' marks up."""
-    by_metric, no_data, general = plan.by_metric, plan.no_data, plan.general
-    states, seen = outcome.states, outcome.seen
-    marks, newest = seen.metrics, seen.newest
+    ever hold reading times), so only older ones look their metrics' marks up. A heartbeat
+    and a newest-so-far reading are alive (they advance liveness); other readings only feed
+    their metrics that are newer than the metric's mark."""
+    seen = outcome.seen
+    newest = seen.newest
     for record in ordered:
         ts = record.ts
-        if clock is not None and states:
+        if clock is not None and outcome.states:
             tick_pending(plan, outcome, record.device_id, ts - clock, new_id)
+        advanced = alive = False
         if record.kind == "heartbeat":
-            advanced, alive = False, True
+            alive = True
         elif newest is None or ts > newest:
             newest, advanced, alive = ts, True, True
+        fresh = _apply_values(plan, record, outcome, advanced, new_id)
+        if alive:
+            _apply_alive(plan, record, outcome, received_at)
         else:
-            advanced = alive = False
-        fresh = False
-        fresh_values: dict[str, Value] | None = {} if general else None
-        metrics = record.metrics
-        for metric, rules in by_metric:
-            value = metrics.get(metric)
-            if value is None:
-                continue
-            if not advanced:
-                mark = marks.get(metric)
-                if mark is not None and ts <= mark:
-                    continue  # a duplicate or a late value of this metric
-            marks[metric] = ts
-            fresh = True
-            if fresh_values is not None:
-                fresh_values[metric] = value
-            for rule in rules:
-                state = states.get(rule.rule_id) if states else None
-                if state is None and rule.breached_by(value) is not True:
-                    continue
-                new_state, decision = on_value(rule, state, record.device_id, ts, value, new_id)
-                _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
-        if fresh_values:
-            _apply_general(plan, record, fresh_values, outcome, new_id)
-        if not alive:
             outcome.applied += fresh
-            continue
-        outcome.applied += 1
-        at = record.received_at or received_at or ts
-        if outcome.alive_at is None or at > outcome.alive_at:
-            outcome.alive_at = at
-        if states and no_data:
-            for rule in no_data:
-                state = states.get(rule.rule_id)
-                if state is not None:
-                    new_state, decision = on_seen(rule, state, record.device_id, at)
-                    _record_step(
-                        outcome, rule.rule_id, state, new_state, decision, record.traceparent
-                    )
     seen.newest = newest
+
+
+def _apply_values(
+    plan: RulePlan, record: Record, outcome: DeviceOutcome, advanced: bool, new_id: IdFactory
+) -> bool:
+    """Feed the record's values to the metric rules and the general rules; True when any value
+    was newer than its metric's mark (``advanced``: newer than every mark)."""
+    states, marks = outcome.states, outcome.seen.metrics
+    ts, metrics = record.ts, record.metrics
+    fresh = False
+    fresh_values: dict[str, Value] | None = {} if plan.general else None
+    for metric, rules in plan.by_metric:
+        value = metrics.get(metric)
+        if value is None:
+            continue
+        if not advanced:
+            mark = marks.get(metric)
+            if mark is not None and ts <= mark:
+                continue  # a duplicate or a late value of this metric
+        marks[metric] = ts
+        fresh = True
+        if fresh_values is not None:
+            fresh_values[metric] = value
+        for rule in rules:
+            state = states.get(rule.rule_id) if states else None
+            if state is None and rule.breached_by(value) is not True:
+                continue
+            new_state, decision = on_value(rule, state, record.device_id, ts, value, new_id)
+            _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
+    if fresh_values:
+        _apply_general(plan, record, fresh_values, outcome, new_id)
+    return fresh
+
+
+def _apply_alive(
+    plan: RulePlan, record: Record, outcome: DeviceOutcome, received_at: datetime | None
+) -> None:
+    """The device was heard at the record's receive time: liveness and ``no_data`` rules."""
+    outcome.applied += 1
+    at = record.received_at or received_at or record.ts
+    if outcome.alive_at is None or at > outcome.alive_at:
+        outcome.alive_at = at
+    states = outcome.states
+    if not (states and plan.no_data):
+        return
+    for rule in plan.no_data:
+        state = states.get(rule.rule_id)
+        if state is not None:
+            new_state, decision = on_seen(rule, state, record.device_id, at)
+            _record_step(outcome, rule.rule_id, state, new_state, decision, record.traceparent)
 
 
 def tick_pending(
