@@ -9,6 +9,9 @@ driver's exception stays reachable as ``__cause__``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import TracebackType
+
 
 class FleetPulseError(Exception):
     """Base of every error raised by fleetpulse.common."""
@@ -66,11 +69,46 @@ class DataRejectedError(PermanentError):
     """The statement's data is refused (SQLSTATE class 22 or 23): other rows may pass."""
 
 
+class ErrorTranslation:
+    """A context manager that re-raises a foreign failure (one of ``foreign``) as the error
+    ``translate`` gives for it, the original chained as ``__cause__``; anything else passes.
+
+    A class instance rather than a generator context manager, because it wraps hot paths
+    (each alert append); :data:`fleetpulse.common.db.translated` and
+    :data:`fleetpulse.common.messaging.errors.aws_errors` are the two instances."""
+
+    __slots__ = ("_foreign", "_translate")
+
+    def __init__(
+        self,
+        foreign: tuple[type[BaseException], ...],
+        translate: Callable[[BaseException], BaseException],
+    ) -> None:
+        self._foreign = foreign
+        self._translate = translate
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, self._foreign):
+            return
+        ours = self._translate(exc)
+        if ours is not exc:
+            raise ours from exc
+
+
 __all__ = [
     "ConcurrencyConflict",
     "ConcurrencyError",
     "ConfigurationError",
     "DataRejectedError",
+    "ErrorTranslation",
     "ExternalError",
     "FleetPulseError",
     "PermanentError",

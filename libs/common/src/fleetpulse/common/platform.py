@@ -12,10 +12,11 @@ A service's ``bootstrap()`` opens :func:`platform` and adds its own handlers and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import asyncpg
 from pydantic import SecretStr
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 from fleetpulse.common.aws import AwsConfig, aws_client
 from fleetpulse.common.db import create_pool
 from fleetpulse.common.eventstore import PostgresEventStore
+from fleetpulse.common.health import database_ready
 from fleetpulse.common.messaging import (
     MessageHandler,
     OutboxRelay,
@@ -33,6 +35,8 @@ from fleetpulse.common.messaging import (
     redeclare_platform,
     resolve_platform,
 )
+from fleetpulse.common.runtime import ServiceContext
+from fleetpulse.common.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -105,4 +109,32 @@ async def platform(
         await pool.close()
 
 
-__all__ = ["Platform", "PlatformSettings", "platform"]
+class PooledApp(Protocol):
+    """A service's app as :func:`serve_app` runs it: its database pool and ``run(stop)``."""
+
+    @property
+    def pool(self) -> asyncpg.Pool: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+A = TypeVar("A", bound=PooledApp)
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve_app(
+    bootstrap: Callable[[S], AbstractAsyncContextManager[A]],
+) -> Callable[[ServiceContext[S]], Coroutine[Any, Any, None]]:
+    """The ``serve`` of a queue-driven service: bootstrap its app, report the database on the
+    readiness probe, run until the process is told to stop."""
+
+    async def serve(context: ServiceContext[S]) -> None:
+        async with bootstrap(context.settings) as app:
+            pool = app.pool
+            context.health.add_check("db", lambda: database_ready(pool))
+            await app.run(context.shutdown)
+
+    return serve
+
+
+__all__ = ["Platform", "PlatformSettings", "PooledApp", "platform", "serve_app"]

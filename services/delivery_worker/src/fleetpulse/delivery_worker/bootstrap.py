@@ -20,11 +20,10 @@ import asyncpg
 
 from fleetpulse.common.crypto import SecretBox
 from fleetpulse.common.eventstore import PostgresEventStore
-from fleetpulse.common.health import database_ready
 from fleetpulse.common.messaging import OutboxRelay, SqsConsumer, queue_ref
 from fleetpulse.common.messaging.resources import DLQ_SUFFIX
-from fleetpulse.common.platform import platform
-from fleetpulse.common.runtime import ServiceContext, run_loops
+from fleetpulse.common.platform import platform, serve_app
+from fleetpulse.common.runtime import run_loops
 from fleetpulse.delivery_worker.adapters import Requeuer
 from fleetpulse.delivery_worker.breaker import CircuitBreakers
 from fleetpulse.delivery_worker.channels.base import Channel
@@ -116,11 +115,8 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
                 await channel.close()
 
 
-async def serve(context: ServiceContext[Settings]) -> None:
-    async with bootstrap(context.settings) as app:
-        pool = app.pool
-        context.health.add_check("db", lambda: database_ready(pool))
-        await app.run(context.shutdown)
+#: The process's ``serve``: the app above, with the database on the readiness probe.
+serve = serve_app(bootstrap)
 
 
 __all__ = ["App", "bootstrap", "serve"]

@@ -18,10 +18,9 @@ import asyncpg
 
 from fleetpulse.common.db import translated
 from fleetpulse.common.errors import TransientError
-from fleetpulse.common.health import database_ready
 from fleetpulse.common.messaging import OutboxRelay, SqsConsumer
-from fleetpulse.common.platform import platform
-from fleetpulse.common.runtime import ServiceContext, run_loops, sleep_until_stopped
+from fleetpulse.common.platform import platform, serve_app
+from fleetpulse.common.runtime import run_loops, sleep_until_stopped
 from fleetpulse.dispatcher.entrypoints import message_handler
 from fleetpulse.dispatcher.service import Dispatcher
 from fleetpulse.dispatcher.settings import Settings
@@ -80,8 +79,5 @@ async def flush_groups(dispatcher: Dispatcher, stop: asyncio.Event, poll_s: floa
         await sleep_until_stopped(stop, poll_s)
 
 
-async def serve(context: ServiceContext[Settings]) -> None:
-    async with bootstrap(context.settings) as app:
-        pool = app.pool
-        context.health.add_check("db", lambda: database_ready(pool))
-        await app.run(context.shutdown)
+#: The process's ``serve``: the app above, with the database on the readiness probe.
+serve = serve_app(bootstrap)

@@ -16,10 +16,9 @@ from typing import Any
 
 import asyncpg
 
-from fleetpulse.common.health import database_ready
 from fleetpulse.common.messaging import OutboxRelay, SqsConsumer
-from fleetpulse.common.platform import platform
-from fleetpulse.common.runtime import ServiceContext, run_loops
+from fleetpulse.common.platform import platform, serve_app
+from fleetpulse.common.runtime import run_loops
 from fleetpulse.evaluator.alerting import PostgresAlertLog
 from fleetpulse.evaluator.catalog import Catalog, PostgresCatalogSource
 from fleetpulse.evaluator.coalescer import Coalescer
@@ -84,11 +83,8 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
         yield App(settings, base.pool, evaluator, source, consumer, relay)
 
 
-async def serve(context: ServiceContext[Settings]) -> None:
-    async with bootstrap(context.settings) as app:
-        pool = app.pool
-        context.health.add_check("db", lambda: database_ready(pool))
-        await app.run(context.shutdown)
+#: The process's ``serve``: the app above, with the database on the readiness probe.
+serve = serve_app(bootstrap)
 
 
 __all__ = ["App", "bootstrap", "serve"]

@@ -14,20 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fleetpulse.common.contracts import (
-    IntegrationCreated,
-    IntegrationDisabled,
-    IntegrationUpdated,
-    ProvisioningProfileCreated,
-    ProvisioningProfileRevoked,
-    RouteCreated,
-    RouteDeleted,
-    RouteUpdated,
-    RuleCreated,
-    RuleDeleted,
-    RuleUpdated,
-    TenantCreated,
-)
+from fleetpulse.common import contracts
 from fleetpulse.common.crypto import SecretBox, seal_values
 from fleetpulse.common.eventstore import NO_STREAM, NewEvent, metadata, stream_id
 from fleetpulse.common.webhooks import generate_secret, headers_owner, secret_owner
@@ -102,7 +89,7 @@ class Commands:
         expected: int,
         actor: str,
     ) -> None:
-        if not any(e.type == TenantCreated.TYPE for e in events):
+        if not any(e.type == contracts.TenantCreated.TYPE for e in events):
             await self._require_tenant(unit, tenant_id)  # every write, whatever the token says
         await unit.append(
             stream, _stamped(events, actor), tenant_id=tenant_id, expected_version=expected
@@ -123,7 +110,7 @@ class Commands:
                 "SELECT 1 FROM tenants WHERE tenant_id = $1", body.tenant_id
             ):
                 raise ConflictError(f"tenant {body.tenant_id} already exists")
-            created = TenantCreated(
+            created = contracts.TenantCreated(
                 tenant_id=body.tenant_id, name=body.name, created_at=domain.iso(self._clock())
             )
             event = NewEvent.of(created)
@@ -278,7 +265,7 @@ class Commands:
         rule_id = domain.new_id("rule")
         data = {"rule_id": rule_id, **body.model_dump(mode="json", exclude_none=True)}
         return await self._create(
-            "rule", tenant_id, rule_id, NewEvent.of(RuleCreated.from_data(data)), actor
+            "rule", tenant_id, rule_id, NewEvent.of(contracts.RuleCreated.from_data(data)), actor
         )
 
     async def update_rule(
@@ -291,7 +278,7 @@ class Commands:
             rule_id,
             if_match,
             actor,
-            lambda _row: NewEvent.of(RuleUpdated.from_data(data)),
+            lambda _row: NewEvent.of(contracts.RuleUpdated.from_data(data)),
         )
 
     async def delete_rule(
@@ -303,7 +290,7 @@ class Commands:
             rule_id,
             if_match,
             actor,
-            lambda _row: NewEvent.of(RuleDeleted(rule_id=rule_id)),
+            lambda _row: NewEvent.of(contracts.RuleDeleted(rule_id=rule_id)),
             reread=False,
         )
 
@@ -325,7 +312,7 @@ class Commands:
             "integration",
             tenant_id,
             integration_id,
-            NewEvent.of(IntegrationCreated.from_data(data)),
+            NewEvent.of(contracts.IntegrationCreated.from_data(data)),
             actor,
         )
         return row, secret
@@ -346,7 +333,7 @@ class Commands:
                     "body.kind", f"an integration's kind cannot change (it is {row['kind']})"
                 )
             data = self._integration_data(tenant_id, integration_id, body)
-            return NewEvent.of(IntegrationUpdated.from_data(data))
+            return NewEvent.of(contracts.IntegrationUpdated.from_data(data))
 
         return await self._update("integration", tenant_id, integration_id, if_match, actor, event)
 
@@ -381,7 +368,7 @@ class Commands:
         def event(row: Row) -> NewEvent:
             if row["status"] == "disabled":
                 raise ConflictError(f"integration {integration_id} is already disabled")
-            disabled = IntegrationDisabled(
+            disabled = contracts.IntegrationDisabled(
                 integration_id=integration_id, reason=f"disabled by {actor}"
             )
             return NewEvent.of(disabled)
@@ -395,7 +382,7 @@ class Commands:
         data = {"route_id": route_id, **body.model_dump(mode="json")}
         data["match"] = body.match.model_dump(mode="json", exclude_none=True)
         return await self._create(
-            "route", tenant_id, route_id, NewEvent.of(RouteCreated.from_data(data)), actor
+            "route", tenant_id, route_id, NewEvent.of(contracts.RouteCreated.from_data(data)), actor
         )
 
     async def update_route(
@@ -410,7 +397,7 @@ class Commands:
             route_id,
             if_match,
             actor,
-            lambda _row: NewEvent.of(RouteUpdated.from_data(data)),
+            lambda _row: NewEvent.of(contracts.RouteUpdated.from_data(data)),
         )
 
     async def delete_route(
@@ -422,7 +409,7 @@ class Commands:
             route_id,
             if_match,
             actor,
-            lambda _row: NewEvent.of(RouteDeleted(route_id=route_id)),
+            lambda _row: NewEvent.of(contracts.RouteDeleted(route_id=route_id)),
             reread=False,
         )
 
@@ -487,7 +474,7 @@ class Commands:
             "profile",
             tenant_id,
             profile_id,
-            NewEvent.of(ProvisioningProfileCreated.from_data(data)),
+            NewEvent.of(contracts.ProvisioningProfileCreated.from_data(data)),
             actor,
         )
         return row, secret
@@ -498,7 +485,7 @@ class Commands:
         def event(row: Row) -> NewEvent:
             if row["status"] == "revoked":
                 raise ConflictError(f"provisioning profile {profile_id} is already revoked")
-            return NewEvent.of(ProvisioningProfileRevoked(profile_id=profile_id))
+            return NewEvent.of(contracts.ProvisioningProfileRevoked(profile_id=profile_id))
 
         return await self._update("profile", tenant_id, profile_id, if_match, actor, event)
 

@@ -28,13 +28,12 @@ data errors :class:`~fleetpulse.common.errors.DataRejectedError` and the rest
 
 from __future__ import annotations
 
-from types import TracebackType
-
 import asyncpg
 from asyncpg.exceptions import _base as _asyncpg_base
 
 from fleetpulse.common.errors import (
     DataRejectedError,
+    ErrorTranslation,
     ExternalError,
     PermanentError,
     TransactionConflictError,
@@ -110,30 +109,9 @@ def translate(exc: BaseException) -> BaseException:
     return PermanentError(message, code=code)
 
 
-class _Translated:
-    """``with translated:`` re-raises a database failure as our own error (cause chained)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or not isinstance(exc, DATABASE_ERRORS):
-            return
-        ours = translate(exc)
-        if ours is not exc:
-            raise ours from exc
-
-
 #: The adapter edge: ``with translated: await conn.execute(...)``. A class instance, not a
 #: generator context manager, because it wraps hot paths (each alert append).
-translated = _Translated()
+translated = ErrorTranslation(DATABASE_ERRORS, translate)
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:

@@ -8,8 +8,6 @@ credentials, an invalid parameter), with the AWS error code as ``code``.
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -20,6 +18,7 @@ from botocore.exceptions import (
 )
 
 from fleetpulse.common.errors import (
+    ErrorTranslation,
     ExternalError,
     FleetPulseError,
     PermanentError,
@@ -116,26 +115,5 @@ def translate_aws(exc: BaseException) -> BaseException:
     return kind(message, code=error_code(exc) or type(exc).__name__)
 
 
-class _AwsErrors:
-    """``with aws_errors:`` re-raises an AWS failure as our own error (cause chained)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None or not isinstance(exc, AWS_ERRORS):
-            return
-        ours = translate_aws(exc)
-        if ours is not exc:
-            raise ours from exc
-
-
 #: The adapter edge of AWS calls: ``with aws_errors: await client.send_message(...)``.
-aws_errors = _AwsErrors()
+aws_errors = ErrorTranslation(AWS_ERRORS, translate_aws)
