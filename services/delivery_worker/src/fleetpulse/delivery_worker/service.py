@@ -210,19 +210,16 @@ class DeliveryWorker:
                 integration_id=integration.integration_id, reason=decision.reason
             )
             disable = NewEvent.of(disabled, meta)
-        try:
-            await self._store.record(
-                AttemptRecord(
-                    event.tenant_id,
-                    delivery_id,
-                    version,
-                    events,
-                    release=decision.verdict is Verdict.RETRY,
-                    disable=disable,
-                    integration_id=integration.integration_id,
-                )
-            )
-        except ConcurrencyError:
+        record = AttemptRecord(
+            event.tenant_id,
+            delivery_id,
+            version,
+            events,
+            release=decision.verdict is Verdict.RETRY,
+            disable=disable,
+            integration_id=integration.integration_id,
+        )
+        if not await self._stored(record):
             log.warning("delivery moved on during an attempt", extra={"delivery_id": delivery_id})
             return Requeue(1.0)
         if disable is not None:
@@ -234,18 +231,18 @@ class DeliveryWorker:
     ) -> Outcome:
         delivery_id = _scheduled(event).delivery_id
         meta = metadata(actor=ACTOR, causation=event)
+        abandoned = NewEvent.of(_abandoned(delivery_id, attempts, reason, self._clock()), meta)
+        record = AttemptRecord(event.tenant_id, delivery_id, version, [abandoned])
+        return Done() if await self._stored(record) else Requeue(1.0)
+
+    async def _stored(self, record: AttemptRecord) -> bool:
+        """Record the attempt's events; False when the delivery moved on meanwhile (another
+        worker recorded first: the message is requeued and re-read)."""
         try:
-            await self._store.record(
-                AttemptRecord(
-                    event.tenant_id,
-                    delivery_id,
-                    version,
-                    [NewEvent.of(_abandoned(delivery_id, attempts, reason, self._clock()), meta)],
-                )
-            )
+            await self._store.record(record)
         except ConcurrencyError:
-            return Requeue(1.0)
-        return Done()
+            return False
+        return True
 
 
 def _scheduled(event: RecordedEvent) -> DeliveryScheduled:

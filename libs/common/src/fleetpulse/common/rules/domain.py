@@ -27,7 +27,6 @@ noticed it first. While firing, the condition is tested against ``clear_threshol
 
 from __future__ import annotations
 
-import operator
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,6 +38,7 @@ from fleetpulse.common.contracts.constants import fingerprint as alert_fingerpri
 from fleetpulse.common.contracts.constants import severity_rank as severity_rank
 from fleetpulse.common.contracts.records import Record as Record
 from fleetpulse.common.rules.conditions import (
+    COMPARE,
     Condition,
     InvalidConditionError,
     Samples,
@@ -61,14 +61,8 @@ _BOUND_TESTS: dict[str, str] = {
     "eq": "__eq__",
     "ne": "__ne__",
 }
-OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-    "eq": operator.eq,
-    "ne": operator.ne,
-}
+#: Comparison operators by name (the same table conditions use).
+OPERATORS = COMPARE
 RULE_KINDS = ("threshold", "no_data", "condition")
 MATCHES = ("all", "any")
 
