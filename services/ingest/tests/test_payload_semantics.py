@@ -298,11 +298,12 @@ async def test_a_row_postgres_refuses_is_isolated_and_ingest_goes_on(
     reading of a batch of good ones: the good ones are stored, the bad message quarantined
     STORAGE_REJECTED, and acknowledgements go on (the broker does not redeliver)."""
     await db_pool.execute(
-        "ALTER TABLE telemetry ADD CONSTRAINT no_poison CHECK (NOT metrics ? 'poison')"
+        "ALTER TABLE telemetry_readings ADD CONSTRAINT no_poison "
+        "CHECK (NOT -666 = ANY (metric_values))"
     )
     base = now_ms() - 10_000
     good = [b'{"ts": %d, "metrics": {"a": %d}}' % (base + i, i) for i in range(30)]
-    poison = b'{"ts": %d, "metrics": {"poison": 1}}' % (base + 100)
+    poison = b'{"ts": %d, "metrics": {"poison": -666}}' % (base + 100)
     messages = [*good[:17], poison, *good[17:]]
     settings = ingest_settings(database_url, mqtt_url, batch_max_ms=500, mqtt_connections=1)
     async with running_ingest(settings) as ingest:

@@ -26,8 +26,8 @@ BEGIN
     IF current_setting('fleetpulse.test_dropping', true) = 'on' THEN
         RETURN NULL;
     END IF;
-    IF EXISTS (SELECT 1 FROM telemetry t WHERE t.tenant_id = NEW.tenant_id
-               AND t.device_id = NEW.device_id AND t.time = NEW.time) THEN
+    IF EXISTS (SELECT 1 FROM telemetry_readings t
+               WHERE t.device_key = NEW.device_key AND t.time = NEW.time) THEN
         PERFORM set_config('fleetpulse.test_dropping', 'on', true);
     END IF;
     RETURN NEW;
@@ -38,9 +38,9 @@ BEGIN
     PERFORM set_config('fleetpulse.test_dropping', 'off', true);
     RETURN NULL;
 END $$;
-CREATE TRIGGER test_lossy_row BEFORE INSERT ON telemetry
+CREATE TRIGGER test_lossy_row BEFORE INSERT ON telemetry_readings
     FOR EACH ROW EXECUTE FUNCTION test_lossy_row();
-CREATE TRIGGER test_lossy_end AFTER INSERT ON telemetry
+CREATE TRIGGER test_lossy_end AFTER INSERT ON telemetry_readings
     FOR EACH STATEMENT EXECUTE FUNCTION test_lossy_end();
 """
 
@@ -70,9 +70,9 @@ async def test_rows_lost_after_a_conflict_are_stored_by_a_second_pass(
         await control.start()
         await conn.execute("UPDATE test_lossy SET active = true")
         status = await conn.execute(
-            "INSERT INTO telemetry (time, tenant_id, device_id, metrics) "
-            "SELECT t, 'acme', 'd0', '{}' FROM unnest($1::timestamptz[]) t "
-            "ON CONFLICT DO NOTHING",
+            "INSERT INTO telemetry_readings (time, device_key, metric_ids, metric_values) "
+            "SELECT t, k.device_key, '{}', '{}' FROM unnest($1::timestamptz[]) t, device_keys k "
+            "WHERE k.tenant_id = 'acme' AND k.device_id = 'd0' ON CONFLICT DO NOTHING",
             [day, day + timedelta(seconds=1)],
         )
         await control.rollback()

@@ -1,8 +1,10 @@
-"""PostgreSQL adapter: one transaction per batch, array inserts idempotent on the telemetry key."""
+"""PostgreSQL adapter: one transaction per batch; binary COPY of the readings, idempotent on the
+telemetry key (device key, time)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -10,6 +12,17 @@ import asyncpg
 from fleetpulse.common.db import TRANSIENT_ERRORS
 from fleetpulse.ingest.batch import MINUTE_US, Batch, Stored
 from fleetpulse.ingest.domain import epoch_us
+from fleetpulse.ingest.rows import (
+    COLUMNS,
+    HEADER,
+    TRAILER,
+    MetricKey,
+    Shape,
+    ShapeKey,
+    metric_keys,
+    pack_row,
+    shape_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -17,59 +30,39 @@ log = logging.getLogger(__name__)
 # the one classification of fleetpulse.common.db.errors. Anything else is permanent.
 RETRYABLE: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
 
-# The key and number columns travel as PostgreSQL array literals in one text parameter each:
-# asyncpg's array encoder runs two ``isinstance(x, collections.abc.*)`` checks per element
-# (~13% of ingest CPU on 100-reading batches); the literal costs one ``str.join``. Safe because
-# tenant and device ids match ``^[A-Za-z0-9_-]{1,64}$`` (quoted, so an id "NULL" stays text).
-INSERT_TELEMETRY = """
-INSERT INTO telemetry (time, tenant_id, device_id, seq, metrics, received_at)
-SELECT fleetpulse_ts_us(u.t), u.tn, u.d, u.s, u.m::jsonb, fleetpulse_ts_us(u.r)
-FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[], $4::text::bigint[],
-            $5::text[], $6::text::bigint[])
-     AS u(t, tn, d, s, m, r)
-ON CONFLICT (tenant_id, device_id, time) DO NOTHING
+# A batch's readings go into telemetry_readings by binary COPY (fleetpulse.ingest.rows): no
+# conflict check per row. A unique violation (a redelivery, or a device resending a time)
+# undoes the COPY to a savepoint, and the batch goes through a temporary staging table into
+# ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: set-wise, learning which readings were stored.
+STAGING = "fleetpulse_telemetry_staging"
+CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS fleetpulse_telemetry_staging
+    (LIKE telemetry_readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+INSERT_FROM_STAGING = """
+INSERT INTO telemetry_readings (time, received_at, ingest_xid, seq, device_key, metric_ids, metric_values)
+SELECT time, received_at, ingest_xid, seq, device_key, metric_ids, metric_values FROM fleetpulse_telemetry_staging
+ON CONFLICT (device_key, time) DO NOTHING
+RETURNING device_key, time
 """
 
-# Run when INSERT_TELEMETRY met conflicts: inserts what is still missing, set-wise and without a
-# conflict (the first of equal keys in the batch wins, as with ON CONFLICT). TimescaleDB has had
-# bugs where ON CONFLICT DO NOTHING into a compressed chunk stopped at the first conflict and
-# the statement's later rows were lost while reported as not inserted (counted as duplicates
-# here); this second pass stores them. Nothing is missing normally: it inserts 0 rows.
-INSERT_MISSING_TELEMETRY = """
-INSERT INTO telemetry (time, tenant_id, device_id, seq, metrics, received_at)
-SELECT DISTINCT ON (u.tn, u.d, u.t)
-       fleetpulse_ts_us(u.t), u.tn, u.d, u.s, u.m::jsonb, fleetpulse_ts_us(u.r)
-FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[], $4::text::bigint[],
-            $5::text[], $6::text::bigint[]) WITH ORDINALITY AS u(t, tn, d, s, m, r, n)
-LEFT JOIN LATERAL (  -- LIMIT keeps this a per-row key lookup, never a scan of the table
-    SELECT true AS stored FROM telemetry x
-    WHERE x.tenant_id = u.tn AND x.device_id = u.d AND x.time = fleetpulse_ts_us(u.t) LIMIT 1
-) AS x ON true
-WHERE x.stored IS NULL
-ORDER BY u.tn, u.d, u.t, u.n
-ON CONFLICT (tenant_id, device_id, time) DO NOTHING
+# Run when INSERT_FROM_STAGING met conflicts: inserts what is still missing, without a conflict.
+# TimescaleDB has had bugs where ON CONFLICT DO NOTHING into a compressed chunk stopped at the
+# first conflict and the statement's later rows were lost while reported as not inserted
+# (counted as duplicates here); this second pass stores them. Normally it inserts 0 rows.
+INSERT_MISSING_FROM_STAGING = """
+INSERT INTO telemetry_readings (time, received_at, ingest_xid, seq, device_key, metric_ids, metric_values)
+SELECT time, received_at, ingest_xid, seq, device_key, metric_ids, metric_values FROM fleetpulse_telemetry_staging s
+WHERE NOT EXISTS (SELECT FROM telemetry_readings r
+                  WHERE r.device_key = s.device_key AND r.time = s.time)
+ON CONFLICT (device_key, time) DO NOTHING
+RETURNING device_key, time
 """
 
-
-def int_array(values: list[int]) -> str:
-    return "{" + ",".join(map(str, values)) + "}"
-
-
-def nullable_int_array(values: list[int | None]) -> str:
-    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
-
-
-def id_array(values: list[str]) -> str:
-    """Only for contract ids (no quote, backslash, comma or brace can occur)."""
-    return '{"' + '","'.join(values) + '"}'
-
-
-# Only on the rare write that met duplicates: which of the batch's readings were inserted (first
-# stored wins, so the others are not history and must not reach the latest state or the
-# evaluator)? The write is redone with RETURNING after rolling back to a savepoint. (A lookup by
-# ``xmin`` would be cheaper but fails on TimescaleDB's compressed chunks: "transparent
-# decompression only supports tableoid system column".)
-RETURNING_KEYS = "RETURNING tenant_id, device_id, time\n"
+# Keys and ids are assigned once, in their own short transaction before the batch's (a device
+# registered through the API already has one): see migration 0700.
+DEVICE_KEYS = "SELECT tenant_id, device_id, device_key FROM fleetpulse_device_keys($1, $2)"
+METRIC_IDS = "SELECT name, is_bool, metric_id FROM fleetpulse_metric_ids($1, $2)"
 
 UPSERT_DEVICE_STATE = """
 INSERT INTO device_state AS s (tenant_id, device_id, last_seen, last_reading_at, last_heartbeat,
@@ -123,66 +116,134 @@ class Written:
     stored: Stored = None
 
 
+class Interned:
+    """Device keys and metric ids this process has learned (assigned once, never changed), and
+    how each metric shape packs. Bounded: a full map is dropped and learned again."""
+
+    MAX_DEVICES = 1_000_000
+    MAX_METRICS = 100_000
+    MAX_SHAPES = 10_000
+
+    def __init__(self) -> None:
+        self.devices: dict[tuple[str, str], int] = {}
+        self.metrics: dict[MetricKey, int] = {}
+        self.shapes: dict[ShapeKey, Shape] = {}
+
+    def missing_devices(self, batch: Batch) -> list[tuple[str, str]]:
+        if len(self.devices) > self.MAX_DEVICES:
+            self.devices.clear()
+        return [d for d in batch.device_times if d not in self.devices]
+
+    def missing_metrics(self, keys: set[ShapeKey]) -> list[MetricKey]:
+        if len(self.metrics) > self.MAX_METRICS:
+            self.metrics.clear()
+        wanted = {m for key in keys for m in metric_keys(key)}
+        return [m for m in wanted if m not in self.metrics]
+
+    def add_shapes(self, keys: set[ShapeKey]) -> None:
+        if len(self.shapes) + len(keys) > self.MAX_SHAPES:
+            self.shapes.clear()
+        for key in keys:
+            self.shapes[key] = Shape.of([self.metrics[m] for m in metric_keys(key)])
+
+
 class PostgresTelemetryStore:
     """Writes a :class:`Batch` atomically (first stored wins on the telemetry key)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._interned = Interned()
 
     async def write(self, batch: Batch) -> Written:
-        async with self._pool.acquire() as conn, conn.transaction():
-            written = await self._telemetry(conn, batch)
-            duplicates = written.duplicates + batch.duplicates_in_batch
-            if batch.seen:
-                await conn.execute(UPSERT_DEVICE_STATE, *batch.device_state_columns(written.stored))
-            if batch.quarantine:
-                await conn.execute(
-                    INSERT_QUARANTINE, *map(list, zip(*batch.quarantine, strict=True))
-                )
-            if batch.quarantine_counts:
-                await conn.execute(UPSERT_QUARANTINE_COUNTS, *batch.quarantine_count_columns())
-            if duplicates or batch.retained:  # a retained re-send is counted as a duplicate
-                minute = batch.first_received_us // MINUTE_US * MINUTE_US
-                await conn.execute(UPSERT_DUPLICATES, minute, duplicates + batch.retained)
+        async with self._pool.acquire() as conn:
+            data = await self._copy_data(conn, batch)
+            async with conn.transaction():
+                written = await self._telemetry(conn, batch, data)
+                duplicates = written.duplicates + batch.duplicates_in_batch
+                if batch.seen:
+                    await conn.execute(
+                        UPSERT_DEVICE_STATE, *batch.device_state_columns(written.stored)
+                    )
+                if batch.quarantine:
+                    await conn.execute(
+                        INSERT_QUARANTINE, *map(list, zip(*batch.quarantine, strict=True))
+                    )
+                if batch.quarantine_counts:
+                    await conn.execute(UPSERT_QUARANTINE_COUNTS, *batch.quarantine_count_columns())
+                if duplicates or batch.retained:  # a retained re-send is counted as a duplicate
+                    minute = batch.first_received_us // MINUTE_US * MINUTE_US
+                    await conn.execute(UPSERT_DUPLICATES, minute, duplicates + batch.retained)
         return Written(duplicates, written.stored)
 
-    async def _telemetry(self, conn: asyncpg.Connection, batch: Batch) -> Written:
+    async def _copy_data(self, conn: asyncpg.Connection, batch: Batch) -> bytes | None:
+        """The batch's readings as binary COPY data (``None``: no readings), after learning the
+        keys and metric ids it needs (committed on their own, before the batch's transaction)."""
         if not batch.times:
+            return None
+        interned = self._interned
+        shapes = [shape_key(m) for m in batch.metrics]
+        await self._learn(conn, interned.missing_devices(batch), set(shapes))
+        devices, packs = interned.devices, interned.shapes
+        rows = [
+            pack_row(packs[shape], t, r, seq, devices[(tenant, device)], m.values())
+            for shape, t, r, seq, tenant, device, m in zip(
+                shapes, batch.times, batch.received, batch.seqs, batch.tenants, batch.devices,
+                batch.metrics, strict=True,
+            )
+        ]  # fmt: skip
+        return b"".join([HEADER, *rows, TRAILER])
+
+    async def _learn(
+        self, conn: asyncpg.Connection, devices: list[tuple[str, str]], shapes: set[ShapeKey]
+    ) -> None:
+        interned = self._interned
+        if devices:
+            tenants, ids = [d[0] for d in devices], [d[1] for d in devices]
+            for row in await conn.fetch(DEVICE_KEYS, tenants, ids):
+                interned.devices[(row["tenant_id"], row["device_id"])] = row["device_key"]
+        new_shapes = {s for s in shapes if s not in interned.shapes}
+        if not new_shapes:
+            return
+        metrics = interned.missing_metrics(new_shapes)
+        if metrics:
+            names, bools = [m[0] for m in metrics], [m[1] for m in metrics]
+            for row in await conn.fetch(METRIC_IDS, names, bools):
+                interned.metrics[(row["name"], row["is_bool"])] = row["metric_id"]
+        interned.add_shapes(new_shapes)
+
+    async def _telemetry(
+        self, conn: asyncpg.Connection, batch: Batch, data: bytes | None
+    ) -> Written:
+        if data is None:
             return Written(0)
-        columns = (
-            int_array(batch.times),
-            id_array(batch.tenants),
-            id_array(batch.devices),
-            nullable_int_array(batch.seqs),
-            batch.metrics,
-            int_array(batch.received),
-        )
         attempt = conn.transaction()  # a savepoint, undone when the batch met a same-time clash
         await attempt.start()
-        if _row_count(await conn.execute(INSERT_TELEMETRY, *columns)) == len(batch.times):
-            await attempt.commit()
-            return Written(0)
-        await attempt.rollback()
-        return await self._telemetry_returning(conn, columns, len(batch.times))
+        try:
+            await _copy(conn, "telemetry_readings", data)
+        except asyncpg.UniqueViolationError:
+            await attempt.rollback()
+            return await self._through_staging(conn, batch, data)
+        await attempt.commit()
+        return Written(0)
 
-    async def _telemetry_returning(
-        self, conn: asyncpg.Connection, columns: tuple[object, ...], size: int
+    async def _through_staging(
+        self, conn: asyncpg.Connection, batch: Batch, data: bytes
     ) -> Written:
-        """The batch met duplicates: insert again, learning which keys this write stored."""
-        rows = await conn.fetch(INSERT_TELEMETRY + RETURNING_KEYS, *columns)
+        """The batch met stored readings: insert what is new, learning which keys it stored."""
+        await conn.execute(CREATE_STAGING)
+        await _copy(conn, STAGING, data)
+        size = len(batch.times)
+        rows = await conn.fetch(INSERT_FROM_STAGING)
         if len(rows) < size:
-            rows += await self._store_missed(conn, columns)
-        stored = {(r["tenant_id"], r["device_id"], epoch_us(r["time"])) for r in rows}
+            rows += await self._store_missed(conn)
+        owners = {self._interned.devices[d]: d for d in batch.device_times}
+        stored = {(*owners[r["device_key"]], epoch_us(r["time"])) for r in rows}
         return Written(size - len(stored), stored)
 
-    async def _store_missed(
-        self, conn: asyncpg.Connection, columns: tuple[object, ...]
-    ) -> list[asyncpg.Record]:
+    async def _store_missed(self, conn: asyncpg.Connection) -> list[asyncpg.Record]:
         """Second, conflict-free pass for rows an ``ON CONFLICT DO NOTHING`` lost after a conflict
         (a TimescaleDB compressed-chunk bug class); returns the keys it stored."""
-        missed: list[asyncpg.Record] = await conn.fetch(
-            INSERT_MISSING_TELEMETRY + RETURNING_KEYS, *columns
-        )
+        missed: list[asyncpg.Record] = await conn.fetch(INSERT_MISSING_FROM_STAGING)
         if missed:
             log.warning(
                 "telemetry rows lost by ON CONFLICT DO NOTHING were stored by a second pass",
@@ -210,6 +271,8 @@ class PostgresTelemetryStore:
             return {str(k): int(v) for k, v in done.items()}
 
 
-def _row_count(status: str) -> int:
-    """Rows an INSERT wrote, from its command tag (``INSERT 0 n``)."""
-    return int(status.rsplit(" ", 1)[1])
+async def _copy(conn: asyncpg.Connection, table: str, data: bytes) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+
+    await conn.copy_to_table(table, source=chunks(), columns=list(COLUMNS), format="binary")

@@ -44,11 +44,18 @@ RETURNS TABLE (name text, is_bool boolean, metric_id int) LANGUAGE sql AS $$
          ON m.name = u.n AND m.is_bool = u.b;
 $$;
 
+-- A float8 as a JSON number written as a float (1.0, not 1), as ingest stored it before 0700.
+CREATE FUNCTION fleetpulse_float8_json(v float8) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN v::text ~ '^-?[0-9]+$' THEN (v::text || '.0')::jsonb ELSE to_jsonb(v) END
+$$;
+
 -- {"name": number | boolean}: a reading's metrics as the device sent them.
 CREATE FUNCTION fleetpulse_metrics_json(ids int[], vals float8[]) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT coalesce(jsonb_object_agg(m.name, CASE WHEN m.is_bool THEN to_jsonb(u.v <> 0)
-                                                  ELSE to_jsonb(u.v) END), '{}'::jsonb)
+                                                  ELSE fleetpulse_float8_json(u.v) END),
+                    '{}'::jsonb)
     FROM unnest(ids, vals) AS u(id, v) JOIN metric_names m ON m.metric_id = u.id
 $$;
 
