@@ -191,7 +191,7 @@ async def publish_all(
 
 
 async def rows(pool: asyncpg.Pool) -> int:
-    return int(await pool.fetchval("SELECT count(*) FROM telemetry"))
+    return int(await pool.fetchval("SELECT count(*) FROM telemetry_readings"))
 
 
 async def wait_rows(pool: asyncpg.Pool, expected: int, timeout: float = 300) -> float:
@@ -274,7 +274,7 @@ async def run_ingest_scenario(
     processes: list[subprocess.Popen],
     rate: float | None = None,
 ):
-    await pool.execute("TRUNCATE telemetry, device_state")
+    await pool.execute("TRUNCATE telemetry_readings, device_state")
     port = free_port()
     env = {
         **os.environ,
@@ -374,7 +374,7 @@ async def run_naive(
     publishers: int,
     processes: list[subprocess.Popen],
 ) -> float:
-    await pool.execute("TRUNCATE telemetry")
+    await pool.execute("TRUNCATE telemetry_readings")
     process = subprocess.Popen(  # noqa: ASYNC220
         [
             sys.executable,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 #: Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 PG_EPOCH_US = 946_684_800_000_000
@@ -27,16 +28,19 @@ _FLOAT8_OID = 701
 
 #: A metric as interned: its name and whether the device sent a boolean.
 MetricKey = tuple[str, bool]
-#: What makes two readings pack alike: metric names and booleanness, in payload order.
-ShapeKey = tuple[tuple[str, ...], tuple[bool, ...]]
+#: What makes two readings pack alike: metric names and value types (float or bool), in
+#: payload order.
+ShapeKey = tuple[tuple[str, ...], tuple[type, ...]]
+#: Length words of float8 array elements, zipped with a reading's values (64 metrics at most).
+_EIGHTS = (8,) * 256
 
 
 def shape_key(metrics: Mapping[str, float | bool]) -> ShapeKey:
-    return tuple(metrics), tuple([v.__class__ is bool for v in metrics.values()])
+    return tuple(metrics), tuple(map(type, metrics.values()))
 
 
 def metric_keys(key: ShapeKey) -> list[MetricKey]:
-    return list(zip(*key, strict=True))
+    return [(name, kind is bool) for name, kind in zip(*key, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ def pack_row(
     shape: Shape, time_us: int, received_us: int, seq: int | None, key: int, values: Iterable[float]
 ) -> bytes:
     """One reading's row (``values`` in the shape's order; a boolean packs as 1.0/0.0)."""
-    pairs = [x for v in values for x in (8, v)]
+    pairs = chain.from_iterable(zip(_EIGHTS, values, strict=False))  # too many: pack refuses
     if seq is None:
         return shape.without_seq.pack(
             6, 8, time_us - PG_EPOCH_US, 8, received_us - PG_EPOCH_US, -1, 4, key,
