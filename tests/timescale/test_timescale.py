@@ -330,6 +330,7 @@ async def before_layout() -> AsyncIterator[tuple[asyncpg.Connection, dict[str, o
             (now - 2 * HOUR, "d1", None, '{"temp": -3.0, "door_open": 1}'),  # same name, number
             (now - 2 * HOUR, "d2", 7, '{"temp": 1e300, "note": "left open"}'),  # string dropped
             (now - 2 * HOUR + timedelta(seconds=1), "d2", 8, "{}"),
+            (now - 40 * DAY, "d2", 40, '{"temp": 40.0}'),  # older than the refresh windows
         ] + [
             (old_day + timedelta(minutes=i), f"d{i % 2 + 1}", i, f'{{"temp": {i}.25}}')
             for i in range(6)
@@ -347,7 +348,7 @@ async def before_layout() -> AsyncIterator[tuple[asyncpg.Connection, dict[str, o
         compressed = await conn.fetch(
             "SELECT compress_chunk(c) FROM show_chunks('telemetry', older_than => interval '7 days') c"
         )
-        assert len(compressed) == 1
+        assert len(compressed) == 2
         await _refresh(conn, "telemetry_hourly", "telemetry_metrics_hourly")
         before = {
             "tenant": tenant,
@@ -370,7 +371,7 @@ async def test_layout_migration_keeps_every_reading(
     conn, before = before_layout
     tenant = before["tenant"]
     old = before["view"]
-    assert isinstance(old, list) and len(old) == 11
+    assert isinstance(old, list) and len(old) == 12
     assert all(r[5] is not None for r in old)  # rows written after 0600 carry their ingest xid
     expected = [
         (*r[:4], {k: v for k, v in r[4].items() if k != "note"}, r[5])  # only the string goes
@@ -421,12 +422,16 @@ async def test_layout_migration_keeps_every_reading(
         ("policy_refresh_continuous_aggregate", "telemetry_metrics_hourly_by_key"),
         ("policy_retention", "telemetry_readings"),
     ]
+    assert await conn.fetchval(
+        "SELECT count(*) FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'fleetpulse_backfill_telemetry_rollups'"
+    )
     # the copied chunk past 7 days is compressed again, the recent one is not
     chunks = await conn.fetch(
         "SELECT range_start, is_compressed FROM timescaledb_information.chunks "
         "WHERE hypertable_name = 'telemetry_readings' ORDER BY range_start"
     )
-    assert [c["is_compressed"] for c in chunks] == [True, False]
+    assert [c["is_compressed"] for c in chunks] == [True, True, False]
 
 
 async def test_layout_migration_rollup_views_answer_as_before(
@@ -435,13 +440,32 @@ async def test_layout_migration_rollup_views_answer_as_before(
     conn, before = before_layout
     tenant = before["tenant"]
     hourly, metrics = before["rollups"]  # type: ignore[misc]
-    assert len(hourly) == 5 and len(metrics) == 8  # positive control: the old caggs had rows
+    assert len(hourly) == 6 and len(metrics) == 9  # positive control: the old caggs had rows
     door = [m for m in metrics if m[2] == "door_open"]
     assert [(m[4], m[5], m[7]) for m in door] == [(0.0, 1.0, 2), (1.0, 1.0, 1)]
     assert await _rollups(conn, tenant) == (hourly, metrics)  # real time: nothing materialized
-    await _refresh(conn, "telemetry_hourly_by_key", "telemetry_metrics_hourly_by_key")
-    assert await conn.fetchval("SELECT count(*) FROM telemetry_metrics_hourly_by_key") >= 8
+    # the scheduler's runs, policies first: the 32-day windows leave the 40-day-old hour out,
+    # and real time no longer covers it; the one-off backfill job materializes it
+    for cagg in ("telemetry_hourly_by_key", "telemetry_metrics_hourly_by_key"):
+        job = await conn.fetchval(
+            "SELECT job_id FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_name = $1",
+            cagg,
+        )
+        await conn.execute(f"CALL run_job({int(job)})")
+    forty = before["now"] - 40 * DAY  # type: ignore[operator]
+    recent = [h for h in hourly if h[0] != forty], [m for m in metrics if m[3] != forty]
+    assert (len(recent[0]), len(recent[1])) == (5, 8)
+    assert await _rollups(conn, tenant) == recent
+    backfill = await conn.fetchval(
+        "SELECT job_id FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'fleetpulse_backfill_telemetry_rollups'"
+    )
+    await conn.execute(f"CALL run_job({int(backfill)})")
     assert await _rollups(conn, tenant) == (hourly, metrics)  # materialized: the same
+    assert not await conn.fetchval(  # the job deleted itself
+        "SELECT count(*) FROM timescaledb_information.jobs WHERE job_id = $1", backfill
+    )
 
 
 async def test_layout_migration_view_writes_new_rows(

@@ -260,3 +260,19 @@ FROM telemetry_metrics_hourly_by_key h
 JOIN device_keys k ON k.device_key = h.device_key
 JOIN metric_names n ON n.metric_id = h.metric_id
 GROUP BY k.tenant_id, k.device_id, n.name, h.bucket;
+
+-- The caggs start empty, and a refresh policy never looks further back than 32 days: once it
+-- has run, real-time aggregation only covers hours after what it materialized, so the copied
+-- history older than that would drop out of the rollups. A refresh cannot run inside this
+-- migration's transaction; a one-off job materializes the whole history instead (a few minutes
+-- after the migration, at most what the old caggs held) and then deletes itself.
+CREATE PROCEDURE fleetpulse_backfill_telemetry_rollups(job_id int, config jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    CALL refresh_continuous_aggregate('telemetry_hourly_by_key', NULL, now() - interval '1 minute');
+    COMMIT;
+    CALL refresh_continuous_aggregate('telemetry_metrics_hourly_by_key', NULL, now() - interval '1 hour');
+    COMMIT;
+    PERFORM delete_job(job_id);
+END $$;
+SELECT add_job('fleetpulse_backfill_telemetry_rollups', interval '1 day', initial_start => now());
