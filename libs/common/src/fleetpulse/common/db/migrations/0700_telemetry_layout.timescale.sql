@@ -247,19 +247,32 @@ SELECT add_continuous_aggregate_policy('telemetry_metrics_hourly_by_key',
     start_offset => interval '32 days', end_offset => interval '1 hour',
     schedule_interval => interval '15 minutes');
 
--- The old names and columns for the API and tools. A name sent both as a number and as a
--- boolean has two ids; the old rollup had one row per name, so the view folds them together.
+-- The old names and columns for the API and tools. LATERAL, so that a query for one device
+-- reaches both halves of the real-time aggregate with that device's key: with a plain join the
+-- not yet materialized half would aggregate the raw rows of every device and only then join.
 CREATE VIEW telemetry_hourly AS
 SELECT h.bucket, k.tenant_id, k.device_id, h.readings
-FROM telemetry_hourly_by_key h JOIN device_keys k ON k.device_key = h.device_key;
+FROM device_keys k
+CROSS JOIN LATERAL (
+    -- one row per hour already: the GROUP BY keeps the subquery (and the key inside it) from
+    -- being flattened into a join, and unlike OFFSET 0 lets a filter on bucket reach the cagg
+    SELECT c.bucket, sum(c.readings)::bigint AS readings
+    FROM telemetry_hourly_by_key c WHERE c.device_key = k.device_key
+    GROUP BY c.bucket
+) AS h;
 
+-- A name sent both as a number and as a boolean has two ids; the old rollup had one row per
+-- name, so the view folds them together.
 CREATE VIEW telemetry_metrics_hourly AS
-SELECT k.tenant_id, k.device_id, n.name AS metric, h.bucket,
-       min(h.min) AS min, max(h.max) AS max, sum(h.sum) AS sum, sum(h.count)::bigint AS count
-FROM telemetry_metrics_hourly_by_key h
-JOIN device_keys k ON k.device_key = h.device_key
-JOIN metric_names n ON n.metric_id = h.metric_id
-GROUP BY k.tenant_id, k.device_id, n.name, h.bucket;
+SELECT k.tenant_id, k.device_id, h.metric, h.bucket, h.min, h.max, h.sum, h.count
+FROM device_keys k
+CROSS JOIN LATERAL (
+    SELECT n.name AS metric, c.bucket, min(c.min) AS min, max(c.max) AS max, sum(c.sum) AS sum,
+           sum(c.count)::bigint AS count
+    FROM telemetry_metrics_hourly_by_key c JOIN metric_names n ON n.metric_id = c.metric_id
+    WHERE c.device_key = k.device_key
+    GROUP BY n.name, c.bucket
+) AS h;
 
 -- The caggs start empty, and a refresh policy never looks further back than 32 days: once it
 -- has run, real-time aggregation only covers hours after what it materialized, so the copied
