@@ -387,6 +387,7 @@ async def test_layout_migration_keeps_every_reading(
         "door_open": ("bool", True),
         "rpm": ("number", 1200.0),
     }
+    assert isinstance(d1["rpm"], float)  # read back as ingest wrote numbers: 1200.0, not 1200
     keys = await conn.fetch(
         "SELECT device_id FROM device_keys WHERE tenant_id = $1 ORDER BY device_id", tenant
     )
