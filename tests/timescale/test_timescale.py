@@ -11,6 +11,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -273,6 +274,20 @@ async def test_metric_rollup_is_a_continuous_aggregate_the_api_reads(pool: async
 
 # ---------------------------------------------------------------- 0700: the keyed layout
 LAYOUT = 700
+Rows = list[tuple[object, ...]]
+
+
+@dataclass(frozen=True)
+class OldLayout:
+    """A database just migrated to 0700, and what it read before: one tenant's rows through the
+    old `telemetry` table and its old continuous aggregates."""
+
+    conn: asyncpg.Connection
+    tenant: str
+    now: datetime
+    view: Rows
+    hourly: Rows
+    metrics: Rows
 
 
 def _typed(metrics: dict[str, object]) -> dict[str, tuple[str, object]]:
@@ -280,7 +295,7 @@ def _typed(metrics: dict[str, object]) -> dict[str, tuple[str, object]]:
     return {k: ("bool" if isinstance(v, bool) else "number", v) for k, v in metrics.items()}
 
 
-async def _read_view(conn: asyncpg.Connection, tenant: str) -> list[tuple[object, ...]]:
+async def _read_view(conn: asyncpg.Connection, tenant: str) -> Rows:
     rows = await conn.fetch(
         "SELECT time, tenant_id, device_id, seq, metrics, ingest_xid FROM telemetry "
         "WHERE tenant_id = $1 ORDER BY device_id, time",
@@ -289,7 +304,7 @@ async def _read_view(conn: asyncpg.Connection, tenant: str) -> list[tuple[object
     return [(*r[:4], _typed(r["metrics"]), r["ingest_xid"]) for r in rows]
 
 
-async def _rollups(conn: asyncpg.Connection, tenant: str) -> tuple[list[object], list[object]]:
+async def _rollups(conn: asyncpg.Connection, tenant: str) -> tuple[Rows, Rows]:
     hourly = await conn.fetch(
         "SELECT bucket, tenant_id, device_id, readings FROM telemetry_hourly "
         "WHERE tenant_id = $1 ORDER BY device_id, bucket",
@@ -309,7 +324,7 @@ async def _refresh(conn: asyncpg.Connection, *caggs: str) -> None:
 
 
 @pytest.fixture(scope="module")
-async def before_layout() -> AsyncIterator[tuple[asyncpg.Connection, dict[str, object]]]:
+async def before_layout() -> AsyncIterator[OldLayout]:
     """Its own harness server, migrated up to (not including) 0700, with old-layout rows: numbers,
     booleans, a name seen as both, a string (not carried over), rows in a compressed chunk, and
     the old continuous aggregates refreshed over all of them."""
@@ -350,31 +365,24 @@ async def before_layout() -> AsyncIterator[tuple[asyncpg.Connection, dict[str, o
         )
         assert len(compressed) == 2
         await _refresh(conn, "telemetry_hourly", "telemetry_metrics_hourly")
-        before = {
-            "tenant": tenant,
-            "now": now,
-            "old_day": old_day,
-            "view": await _read_view(conn, tenant),
-            "rollups": await _rollups(conn, tenant),
-        }
+        view = await _read_view(conn, tenant)
+        hourly, metrics = await _rollups(conn, tenant)
         applied = await _apply_missing(conn, load_migrations(variant), variant)
         assert [m.version for m in applied] == [LAYOUT]
-        yield conn, before
+        yield OldLayout(conn, tenant, now, view, hourly, metrics)
     finally:
         await conn.close()
         server.stop()
 
 
 async def test_layout_migration_keeps_every_reading(
-    before_layout: tuple[asyncpg.Connection, dict[str, object]],
+    before_layout: OldLayout,
 ) -> None:
-    conn, before = before_layout
-    tenant = before["tenant"]
-    old = before["view"]
-    assert isinstance(old, list) and len(old) == 12
+    conn, tenant, old = before_layout.conn, before_layout.tenant, before_layout.view
+    assert len(old) == 12
     assert all(r[5] is not None for r in old)  # rows written after 0600 carry their ingest xid
-    expected = [
-        (*r[:4], {k: v for k, v in r[4].items() if k != "note"}, r[5])  # only the string goes
+    expected = [  # the same, but for the string metric: only numbers and booleans move
+        (*r[:4], {k: v for k, v in r[4].items() if k != "note"}, r[5])  # type: ignore[attr-defined]
         for r in old
     ]
     assert await _read_view(conn, tenant) == expected
@@ -436,11 +444,10 @@ async def test_layout_migration_keeps_every_reading(
 
 
 async def test_layout_migration_rollup_views_answer_as_before(
-    before_layout: tuple[asyncpg.Connection, dict[str, object]],
+    before_layout: OldLayout,
 ) -> None:
-    conn, before = before_layout
-    tenant = before["tenant"]
-    hourly, metrics = before["rollups"]  # type: ignore[misc]
+    conn, tenant = before_layout.conn, before_layout.tenant
+    hourly, metrics = before_layout.hourly, before_layout.metrics
     assert len(hourly) == 6 and len(metrics) == 9  # positive control: the old caggs had rows
     door = [m for m in metrics if m[2] == "door_open"]
     assert [(m[4], m[5], m[7]) for m in door] == [(0.0, 1.0, 2), (1.0, 1.0, 1)]
@@ -454,7 +461,7 @@ async def test_layout_migration_rollup_views_answer_as_before(
             cagg,
         )
         await conn.execute(f"CALL run_job({int(job)})")
-    forty = before["now"] - 40 * DAY  # type: ignore[operator]
+    forty = before_layout.now - 40 * DAY
     recent = [h for h in hourly if h[0] != forty], [m for m in metrics if m[3] != forty]
     assert (len(recent[0]), len(recent[1])) == (5, 8)
     assert await _rollups(conn, tenant) == recent
@@ -470,10 +477,9 @@ async def test_layout_migration_rollup_views_answer_as_before(
 
 
 async def test_layout_migration_view_writes_new_rows(
-    before_layout: tuple[asyncpg.Connection, dict[str, object]],
+    before_layout: OldLayout,
 ) -> None:
-    conn, before = before_layout
-    tenant, now = before["tenant"], before["now"]
+    conn, tenant, now = before_layout.conn, before_layout.tenant, before_layout.now
     inserted = await conn.execute(
         "INSERT INTO telemetry (time, tenant_id, device_id, metrics) "
         "VALUES ($1, $2, 'd1', '{\"temp\": 5}'), ($3, $2, 'd1', '{\"temp\": 6}')",
@@ -490,6 +496,16 @@ async def test_layout_migration_view_writes_new_rows(
         now - HOUR,
     )
     assert [r["metrics"]["temp"] for r in rows] == [21.5, 6.0]
+    # a device registered after the migration gets its key at registration
+    await conn.execute(
+        "INSERT INTO devices (tenant_id, device_id, registered_at, updated_at, version) "
+        "VALUES ($1, 'new', now(), now(), 1)",
+        tenant,
+    )
+    keys = await conn.fetch(
+        "SELECT device_id FROM device_keys WHERE tenant_id = $1 ORDER BY device_id", tenant
+    )
+    assert [k["device_id"] for k in keys] == ["d1", "d2", "new", "registered-only"]
 
 
 async def test_binary_copy_of_a_duplicate_key_raises_unique_violation(pool: asyncpg.Pool) -> None:
