@@ -119,7 +119,7 @@ EXCEPTION WHEN OTHERS THEN
     RAISE NOTICE 'chunk skipping unavailable (%): the exporter scans compressed chunks', SQLERRM;
 END $$;
 
--- 0002's function named 'telemetry', which becomes a view below.
+-- 0002's body dropped chunks of 'telemetry', which becomes a view below.
 CREATE OR REPLACE FUNCTION fleetpulse_drop_telemetry_partitions(keep_days int)
 RETURNS int LANGUAGE sql AS $$
     SELECT count(*)::int FROM drop_chunks('telemetry_readings', make_interval(days => keep_days))
@@ -223,9 +223,10 @@ CREATE TRIGGER devices_assign_key AFTER INSERT ON devices
     FOR EACH ROW EXECUTE FUNCTION fleetpulse_assign_device_key();
 
 -- ------------------------------------------------------------------------------- rollups
--- Continuous aggregates on the keys (a cagg cannot group by the names of a joined table and stay
--- cheap to refresh), real-time, with 0500's windows: 32 days back, because readings are accepted
--- up to 30 days late and a late one is folded in only while a refresh window covers its hour.
+-- Continuous aggregates on the keys: int group keys keep the materialized rows small, and the
+-- views below join the names at read time. Real-time, with 0500's windows: 32 days back, because
+-- readings are accepted up to 30 days late and a late one is folded in only while a refresh
+-- window covers its hour.
 CREATE MATERIALIZED VIEW telemetry_hourly_by_key
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
     SELECT time_bucket(interval '1 hour', time) AS bucket, device_key, count(*) AS readings
@@ -277,8 +278,9 @@ CROSS JOIN LATERAL (
 -- The caggs start empty, and a refresh policy never looks further back than 32 days: once it
 -- has run, real-time aggregation only covers hours after what it materialized, so the copied
 -- history older than that would drop out of the rollups. A refresh cannot run inside this
--- migration's transaction; a one-off job materializes the whole history instead (a few minutes
--- after the migration, at most what the old caggs held) and then deletes itself.
+-- migration's transaction, so a one-off job materializes the whole history instead (the
+-- scheduler starts it right after the migration commits) and then deletes itself. Should a
+-- policy run come first, hours older than 32 days are missing from the rollups until it has run.
 CREATE PROCEDURE fleetpulse_backfill_telemetry_rollups(job_id int, config jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN
