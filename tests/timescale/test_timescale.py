@@ -635,3 +635,49 @@ async def test_rollup_views_read_one_device_by_its_key(pool: asyncpg.Pool) -> No
         # the aggregated rows on it ("*SELECT* 2".device_key = k.device_key)
         raw = plan[plan.index("telemetry_readings") :]
         assert "Cond: ((device_key = k.device_key)" in raw, plan
+
+
+# The 0700 contract (LAYOUT): the same names and columns as the plain variant, in this order.
+CONTRACT_COLUMNS = {
+    "device_keys": "device_key int4, tenant_id text, device_id text",
+    "metric_names": "metric_id int4, name text, is_bool bool",
+    "telemetry_readings": "time timestamptz, received_at timestamptz, ingest_xid int8, "
+    "seq int8, device_key int4, metric_ids _int4, metric_values _float8",
+    "telemetry": "time timestamptz, tenant_id text, device_id text, seq int8, metrics jsonb, "
+    "received_at timestamptz, ingest_xid int8",
+    "telemetry_hourly": "bucket timestamptz, tenant_id text, device_id text, readings int8",
+    "telemetry_metrics_hourly": "tenant_id text, device_id text, metric text, "
+    "bucket timestamptz, min float8, max float8, sum numeric, count int8",
+    "telemetry_hourly_by_key": "bucket timestamptz, device_key int4, readings int8",
+    "telemetry_metrics_hourly_by_key": "device_key int4, metric_id int4, bucket timestamptz, "
+    "min float8, max float8, sum numeric, count int8",
+}
+
+
+async def test_layout_names_and_columns_are_the_contract(pool: asyncpg.Pool) -> None:
+    rows = await pool.fetch(
+        "SELECT table_name, string_agg(column_name || ' ' || udt_name, ', ' "
+        "ORDER BY ordinal_position) AS columns FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = ANY($1::text[]) GROUP BY 1",
+        list(CONTRACT_COLUMNS),
+    )
+    assert {r["table_name"]: r["columns"] for r in rows} == CONTRACT_COLUMNS
+    functions = await pool.fetch(
+        "SELECT proname, pg_get_function_identity_arguments(oid) AS args, "
+        "pg_get_function_result(oid) AS result FROM pg_proc "
+        "WHERE proname = ANY($1::text[]) ORDER BY 1",
+        ["fleetpulse_device_keys", "fleetpulse_metric_ids", "fleetpulse_metrics_json"],
+    )
+    assert [tuple(f) for f in functions] == [
+        (
+            "fleetpulse_device_keys",
+            "tenants text[], devices text[]",
+            "TABLE(tenant_id text, device_id text, device_key integer)",
+        ),
+        (
+            "fleetpulse_metric_ids",
+            "names text[], bools boolean[]",
+            "TABLE(name text, is_bool boolean, metric_id integer)",
+        ),
+        ("fleetpulse_metrics_json", "ids integer[], vals double precision[]", "jsonb"),
+    ]
