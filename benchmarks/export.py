@@ -44,13 +44,23 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
 
 
 async def fill(pool: object, store: PostgresEventStore, readings: int, events: int) -> None:
+    # into the stored layout directly (migration 0700): keys for the 20 devices, ids for the metrics
     await pool.execute(  # type: ignore[attr-defined]
         """
-        INSERT INTO telemetry (time, tenant_id, device_id, seq, metrics)
-        SELECT now() - interval '2 days' + i * interval '100 ms', 't' || (i % 2), 'd' || (i % 10), i,
-               jsonb_build_object('temperature_c', i % 40, 'humidity_pct', i % 100,
-                                  'door_open', i % 2 = 0, 'vibration_g', (i % 9) / 10.0)
-        FROM generate_series(1, $1) AS i
+        WITH keys AS (
+            SELECT * FROM fleetpulse_device_keys(
+                ARRAY(SELECT 't' || (i % 2) FROM generate_series(0, 19) AS i),
+                ARRAY(SELECT 'd' || (i % 10) FROM generate_series(0, 19) AS i))
+        ), ids AS (
+            SELECT array_agg(metric_id ORDER BY name) AS ids FROM fleetpulse_metric_ids(
+                '{door_open,humidity_pct,temperature_c,vibration_g}', '{true,false,false,false}')
+        )
+        INSERT INTO telemetry_readings (time, seq, device_key, metric_ids, metric_values)
+        SELECT now() - interval '2 days' + i * interval '100 ms', i, k.device_key, ids.ids,
+               ARRAY[(i % 2 = 0)::int, i % 100, i % 40, (i % 9) / 10.0]::float8[]
+        FROM generate_series(1, $1) AS i, ids
+        JOIN keys k ON true
+        WHERE k.tenant_id = 't' || (i % 2) AND k.device_id = 'd' || (i % 10)
         """,
         readings,
     )
