@@ -199,7 +199,7 @@ async def stream_readings(
         if not keys or not named:
             return
         columns = ", ".join(
-            f"(SELECT u.v FROM unnest(metric_ids, metric_values) AS u(id, v)"
+            f"(SELECT u.v FROM unnest(metric_ids, metric_values) AS u(id, v)"  # noqa: S608
             f" WHERE u.id = ANY(${4 + i}::int[]) LIMIT 1)"
             for i in range(len(metrics))
         )
