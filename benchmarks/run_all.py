@@ -65,21 +65,29 @@ def markdown(results: dict[str, dict[str, float]], baseline: dict[str, dict[str,
     return "\n".join(lines) + "\n" + (layout_section(layouts) if layouts else "")
 
 
+# the rows of benchmarks/telemetry_layout.py the ratios are taken against
+BEFORE_STORE = "before 0700: store write (telemetry + device state)"
+BEFORE_STATEMENT = "before 0700: telemetry statement only"
+
+
 def layout_section(figures: dict[str, float]) -> str:
     """The telemetry layouts side by side: one row per layout, one column per measure."""
     rows: dict[str, dict[str, float]] = {}
     for key, value in figures.items():
         layout, _, measure = key.rpartition(": ")
         rows.setdefault(layout, {})[measure] = value
-    base = rows.get("today: telemetry statement only", {}).get("DB CPU us/reading")
-    head = [label for _, label in LAYOUT_MEASURES] + ["DB CPU vs today"]
+    base = rows.get(BEFORE_STORE, {}).get("DB CPU us/reading")
+    statement = rows.get(BEFORE_STATEMENT, {}).get("DB CPU us/reading")
+    head = [label for _, label in LAYOUT_MEASURES] + ["DB CPU vs before", "vs statement"]
     lines = [
         "",
         "## Telemetry layouts side by side (`make bench-layout`, issue 17)",
         "",
         "Database CPU is the backend process's user+system CPU; bytes at rest are table + "
         "indexes per stored reading (plain PostgreSQL), and on TimescaleDB (PGlite harness) "
-        "before and after compressing every chunk. See `benchmarks/telemetry_layout.py`.",
+        "before and after compressing every chunk. DB CPU ratios are relative to the layout "
+        f"before migration 0700: `{BEFORE_STORE}` and `{BEFORE_STATEMENT}`. "
+        "See `benchmarks/telemetry_layout.py`.",
         "",
         "| layout | " + " | ".join(head) + " |",
         "| --- |" + " ---: |" * len(head),
@@ -90,6 +98,7 @@ def layout_section(figures: dict[str, float]) -> str:
         cells = [f"{measures[m]:,.1f}" if m in measures else "" for m, _ in LAYOUT_MEASURES]
         cpu = measures.get("DB CPU us/reading")
         cells.append(f"{cpu / base:.2f}" if cpu and base else "")
+        cells.append(f"{cpu / statement:.2f}" if cpu and statement else "")
         lines.append(f"| {layout} | " + " | ".join(cells) + " |")
     timescale = {k: v for k, v in rows.items() if k.startswith("TimescaleDB")}
     if timescale:

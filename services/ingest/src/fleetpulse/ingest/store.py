@@ -20,7 +20,6 @@ from fleetpulse.ingest.rows import (
     Shape,
     ShapeKey,
     metric_keys,
-    pack_row,
     shape_key,
 )
 
@@ -180,18 +179,21 @@ class PostgresTelemetryStore:
         keys and metric ids it needs (committed on their own, before the batch's transaction)."""
         if not batch.times:
             return None
-        interned = self._interned
-        shapes = [shape_key(m) for m in batch.metrics]
-        await self._learn(conn, interned.missing_devices(batch), set(shapes))
-        devices, packs = interned.devices, interned.shapes
-        rows = [
-            pack_row(packs[shape], t, r, seq, devices[(tenant, device)], m.values())
-            for shape, t, r, seq, tenant, device, m in zip(
-                shapes, batch.times, batch.received, batch.seqs, batch.tenants, batch.devices,
-                batch.metrics, strict=True,
-            )
-        ]  # fmt: skip
-        return b"".join([HEADER, *rows, TRAILER])
+        groups: dict[tuple[ShapeKey, bool], list[int]] = {}
+        for i, (metrics, seq) in enumerate(zip(batch.metrics, batch.seqs, strict=True)):
+            groups.setdefault((shape_key(metrics), seq is None), []).append(i)
+        await self._learn(conn, self._interned.missing_devices(batch), {g[0] for g in groups})
+        return b"".join([HEADER, *(self._pack(batch, *g, i) for g, i in groups.items()), TRAILER])
+
+    def _pack(self, batch: Batch, shape: ShapeKey, no_seq: bool, rows: list[int]) -> bytes:
+        devices, t, d, m = self._interned.devices, batch.tenants, batch.devices, batch.metrics
+        return self._interned.shapes[shape].pack(
+            [batch.times[i] for i in rows],
+            [batch.received[i] for i in rows],
+            None if no_seq else [batch.seqs[i] for i in rows],
+            [devices[(t[i], d[i])] for i in rows],
+            [m[i].values() for i in rows],
+        )
 
     async def _learn(
         self, conn: asyncpg.Connection, devices: list[tuple[str, str]], shapes: set[ShapeKey]
