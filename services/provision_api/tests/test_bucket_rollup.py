@@ -50,7 +50,9 @@ async def test_whole_hours_come_from_the_rollup_the_rest_from_raw(db_pool: async
 
     # proof of which source answers: the raw rows of the first two hours go (as retention does)
     await db_pool.execute(
-        "DELETE FROM telemetry WHERE tenant_id = 'acme' AND time < $1", h0 + 2 * HOUR
+        "DELETE FROM telemetry_readings r USING device_keys k WHERE r.device_key = k.device_key"
+        " AND k.tenant_id = 'acme' AND r.time < $1",
+        h0 + 2 * HOUR,
     )
     hourly = await _buckets(db_pool, *window, HOUR)
     assert hourly == before  # whole hours: the rollup still has them

@@ -7,6 +7,7 @@ import base64
 import logging
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 
@@ -287,6 +288,35 @@ async def test_deliveries_quarantine_and_telemetry(
     ).json()
     assert [r["metrics"] for r in raw["readings"]] == [{"temp_c": float(i)} for i in range(4)]
     assert raw["next_cursor"]
+    rest = (
+        await api.get(
+            "/api/v1/devices/d1/telemetry",
+            params={**window, "metric": "temp_c", "cursor": raw["next_cursor"]},
+            headers=viewer,
+        )
+    ).json()
+    assert [r["metrics"] for r in rest["readings"]] == [{"temp_c": float(i)} for i in range(4, 10)]
+    everything = (
+        await api.get("/api/v1/devices/d1/telemetry", params=window, headers=viewer)
+    ).json()["readings"]
+    assert everything[:2] == [  # booleans come back as booleans, numbers as floats
+        {
+            "time": base.isoformat().replace("+00:00", "Z"),
+            "seq": None,
+            "metrics": {"temp_c": 0.0, "door_open": True},
+        },
+        {
+            "time": (base + timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
+            "seq": None,
+            "metrics": {"temp_c": 1.0, "door_open": False},
+        },
+    ]
+    door = (
+        await api.get(
+            "/api/v1/devices/d1/telemetry", params={**window, "metric": "door_open"}, headers=viewer
+        )
+    ).json()["readings"]
+    assert [r["metrics"] for r in door[:2]] == [{"door_open": True}, {"door_open": False}]
     bucketed = await api.get(
         "/api/v1/devices/d1/telemetry",
         params={**window, "metric": "temp_c", "bucket": "5m"},
@@ -316,8 +346,9 @@ async def test_bucketed_telemetry_never_overflows_into_a_500(
 ) -> None:
     """Issue 12 item 6, kind: VALUE OVERFLOWS STORAGE OR QUERIES. Readings stored before ingest
     bounded values (two ``{"big": 1e308}`` in one hour) made ``avg`` overflow float8 -> 500 and
-    a dropped connection. The aggregate is computed without overflow; a value the database
-    cannot compute at all is a 422 problem document."""
+    a dropped connection. The aggregate is computed without overflow, up to the largest float8;
+    a value beyond float8 (jsonb held ``1e400`` before 0700) is refused at insert since 0700,
+    so no stored value can make the query fail."""
     pool = event_store.pool
     await api.post("/api/v1/devices", json={"device_id": "d1"}, headers=oidc.headers())
     base = datetime(2026, 1, 1, tzinfo=UTC)
@@ -337,13 +368,38 @@ async def test_bucketed_telemetry_never_overflows_into_a_500(
         (-1.7e308, 1.7e308, pytest.approx(-1.7e308 / 3), 3),
         (5.0, 5.0, 5.0, 1),
     ]
-    # jsonb holds numbers float8 cannot: the query cannot be computed -> a problem, not a 500
-    await pool.execute(
-        "INSERT INTO telemetry (time, tenant_id, device_id, metrics) "
-        "VALUES ($1, 'acme', 'd1', '{\"big\": 1e400}'::jsonb)",
-        base + timedelta(minutes=150),
+    # the largest float8s are stored and read back, raw and bucketed (numeric sums): no 500
+    insert = (
+        "INSERT INTO telemetry (time, tenant_id, device_id, metrics) VALUES ($1, 'acme', 'd1', $2)"
     )
-    refused = await api.get("/api/v1/devices/d1/telemetry", params=params, headers=viewer)
-    assert refused.status_code == 422, refused.text
-    assert refused.headers["content-type"] == "application/problem+json"
-    assert "22003" in refused.json()["detail"]
+    top = 1.7976931348623157e308
+    await pool.executemany(
+        insert, [(base + timedelta(minutes=m), {"big": top}) for m in (150, 151)]
+    )
+    extreme = await api.get("/api/v1/devices/d1/telemetry", params=params, headers=viewer)
+    assert extreme.status_code == 200, extreme.text
+    assert [(b["min"], b["max"], b["avg"], b["count"]) for b in extreme.json()["buckets"]][-1] == (
+        5.0,
+        top,
+        pytest.approx(5.0 / 3 + top / 3 * 2),
+        3,
+    )
+    raw = await api.get(
+        "/api/v1/devices/d1/telemetry", params={**window, "metric": "big"}, headers=viewer
+    )
+    assert raw.status_code == 200, raw.text
+    assert [r["metrics"]["big"] for r in raw.json()["readings"]][-2:] == [top, top]
+    # beyond float8 (jsonb holds 1e400) the telemetry view's trigger refuses it at insert
+    with pytest.raises(asyncpg.InvalidParameterValueError, match='"big"') as refused:
+        await pool.execute(
+            "INSERT INTO telemetry (time, tenant_id, device_id, metrics) "
+            "VALUES ($1, 'acme', 'd1', '{\"big\": 1e400}'::jsonb)",
+            base + timedelta(minutes=170),
+        )
+    assert refused.value.sqlstate == "22023"
+    accepted = await pool.execute(  # positive control: the same insert with a float8 value
+        "INSERT INTO telemetry (time, tenant_id, device_id, metrics) "
+        "VALUES ($1, 'acme', 'd1', '{\"big\": 1e300}'::jsonb)",
+        base + timedelta(minutes=170),
+    )
+    assert accepted == "INSERT 0 1"

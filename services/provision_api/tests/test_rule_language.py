@@ -407,6 +407,12 @@ async def test_preview_is_tenant_scoped_bounded_and_refuses_what_it_cannot_repla
         "readings": 0,
         "devices": 0,
     }
+    await register(api, oidc.headers("globex"), "d1")  # the same device id, another tenant
+    same_id = await api.post(
+        "/api/v1/rules/preview", json={"rule": HOT, **window}, headers=oidc.headers("globex")
+    )
+    assert same_id.json()["counts"]["devices"] == 1
+    assert same_id.json()["counts"]["readings"] == 0
     narrowed = await api.post(
         "/api/v1/rules/preview",
         json={"rule": HOT, **window, "device_selector": {"device_ids": ["other"]}},

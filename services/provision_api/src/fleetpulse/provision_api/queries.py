@@ -367,6 +367,9 @@ class Queries:
         return [dict(r) for r in rows]
 
     # --- telemetry -----------------------------------------------------------------------
+    # Readings live in ``telemetry_readings`` under the device's key (looked up by tenant and
+    # device: tenant isolation), metrics as parallel arrays of ``metric_names`` ids and float8
+    # values; a name can exist twice (number and boolean), a boolean is stored as 1.0/0.0.
     async def readings(
         self,
         tenant_id: str,
@@ -379,23 +382,14 @@ class Queries:
     ) -> PageResult:
         after = decode_cursor(cursor, datetime)
         rows = await self._pool.fetch(
-            """
-            SELECT time, seq,
-                   CASE WHEN $3::text IS NULL THEN metrics
-                        ELSE jsonb_build_object($3::text, metrics -> $3::text) END AS metrics
-            FROM telemetry
-            WHERE tenant_id = $1 AND device_id = $2 AND time >= $4 AND time < $5
-              AND ($3::text IS NULL OR metrics ? $3::text)
-              AND ($6::timestamptz IS NULL OR time > $6)
-            ORDER BY time LIMIT $7
-            """,
+            READINGS if metric is None else METRIC_READINGS,
             tenant_id,
             device_id,
-            metric,
             start,
             end,
             after[0] if after else None,
             limit + 1,
+            *(() if metric is None else (metric,)),
         )
         return page([dict(r) for r in rows], limit, lambda r: (r["time"],))
 
@@ -430,17 +424,15 @@ class Queries:
                   AND h.bucket >= span.lo AND h.bucket < span.hi
                 GROUP BY 1
                 UNION ALL
-                SELECT {binning.format(t="r.time")}, min(r.v), max(r.v), sum(r.v::numeric),
-                       count(r.v)
-                FROM (SELECT time, CASE jsonb_typeof(metrics -> $3)
-                                     WHEN 'number' THEN (metrics ->> $3)::double precision
-                                     WHEN 'boolean' THEN CASE WHEN (metrics -> $3)::boolean
-                                                              THEN 1.0 ELSE 0.0 END
-                                   END AS v
-                      FROM telemetry
-                      WHERE tenant_id = $1 AND device_id = $2 AND time >= $4 AND time < $5
-                        AND metrics ? $3) AS r, span
-                WHERE NOT (r.time >= span.lo AND r.time < span.hi)
+                SELECT {binning.format(t="r.time")}, min(u.v), max(u.v), sum(u.v::numeric),
+                       count(u.v)
+                FROM telemetry_readings r
+                CROSS JOIN LATERAL unnest(r.metric_ids, r.metric_values) AS u(id, v)
+                JOIN metric_names m ON m.metric_id = u.id, span
+                WHERE r.device_key = (SELECT device_key FROM device_keys
+                                      WHERE tenant_id = $1 AND device_id = $2)
+                  AND r.time >= $4 AND r.time < $5 AND m.name = $3
+                  AND NOT (r.time >= span.lo AND r.time < span.hi)
                 GROUP BY 1
             )
             SELECT bucket, min(min) AS min, max(max) AS max,
@@ -465,6 +457,28 @@ class Queries:
                 "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
             )
         )
+
+
+# A device's readings in [$3, $4) after the keyset cursor $5, oldest first (the key's order).
+_READINGS = """
+    SELECT r.time, r.seq, {metrics} AS metrics
+    FROM telemetry_readings r{lateral}
+    WHERE r.device_key = (SELECT device_key FROM device_keys WHERE tenant_id = $1 AND device_id = $2)
+      AND r.time >= $3 AND r.time < $4 AND ($5::timestamptz IS NULL OR r.time > $5)
+    ORDER BY r.time LIMIT $6
+"""
+READINGS = _READINGS.format(
+    metrics="fleetpulse_metrics_json(r.metric_ids, r.metric_values)", lateral=""
+)
+# Only readings carrying metric $7 (as a number or a boolean), as {"$7": value}.
+METRIC_READINGS = _READINGS.format(
+    metrics="jsonb_build_object($7::text, CASE WHEN x.is_bool THEN to_jsonb(x.v <> 0)"
+    " ELSE fleetpulse_float8_json(x.v) END)",
+    lateral="""
+    CROSS JOIN LATERAL (
+        SELECT m.is_bool, u.v FROM unnest(r.metric_ids, r.metric_values) AS u(id, v)
+        JOIN metric_names m ON m.metric_id = u.id WHERE m.name = $7::text LIMIT 1) AS x""",
+)
 
 
 def rollup_span(start: datetime, end: datetime, width: timedelta) -> tuple[datetime, datetime]:

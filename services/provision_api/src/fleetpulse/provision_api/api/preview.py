@@ -175,31 +175,49 @@ async def stream_readings(
     end: datetime,
 ) -> AsyncIterator[list[Record]]:
     """The devices' readings in ``[start, end)`` that carry one of ``metrics``, each device's in
-    time order (devices are evaluated independently, so the scan follows the telemetry key
-    (tenant, device, time) and needs no sort), ``CHUNK`` at a time through a server-side cursor
-    in one read-only snapshot. Only the rule's metrics are read, as numbers (a boolean as 0/1,
-    which compares as the evaluator compares it)."""
+    time order (devices are evaluated independently, so the scan follows the readings' key
+    (device key, time) and needs no sort), ``CHUNK`` at a time through a server-side cursor
+    in one read-only snapshot. Only the rule's metrics are read, as numbers (a boolean as its
+    stored 0/1, which compares as the evaluator compares it)."""
     if not devices or not metrics:
         return
-    columns = ", ".join(
-        f"CASE jsonb_typeof(metrics -> ${5 + i}) WHEN 'number' THEN (metrics ->> ${5 + i})::float8"
-        f" WHEN 'boolean' THEN (metrics ->> ${5 + i})::boolean::int::float8 END"
-        for i in range(len(metrics))
-    )
-    query = f"""
-        SELECT device_id, time, {columns} FROM telemetry
-        WHERE tenant_id = $1 AND device_id = ANY($2::text[]) AND time >= $3 AND time < $4
-          AND metrics ?| ${5 + len(metrics)}::text[]
-        ORDER BY device_id, time
-    """  # noqa: S608 (only placeholders are interpolated)
     async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        cursor = await conn.cursor(query, tenant_id, devices, start, end, *metrics, metrics)
+        # the tenant's keys of the devices, and the ids of the names (a number and a boolean
+        # can share a name): the scan then reads telemetry_readings alone
+        keys = dict(
+            await conn.fetch(
+                "SELECT device_key, device_id FROM device_keys"
+                " WHERE tenant_id = $1 AND device_id = ANY($2::text[])",
+                tenant_id,
+                devices,
+            )
+        )
+        named = await conn.fetch(
+            "SELECT name, metric_id FROM metric_names WHERE name = ANY($1::text[])", metrics
+        )
+        ids = {m: [r["metric_id"] for r in named if r["name"] == m] for m in metrics}
+        if not keys or not named:
+            return
+        columns = ", ".join(
+            f"(SELECT u.v FROM unnest(metric_ids, metric_values) AS u(id, v)"  # noqa: S608
+            f" WHERE u.id = ANY(${4 + i}::int[]) LIMIT 1)"
+            for i in range(len(metrics))
+        )
+        query = f"""
+            SELECT device_key, time, {columns} FROM telemetry_readings
+            WHERE device_key = ANY($1::int[]) AND time >= $2 AND time < $3
+              AND metric_ids && ${4 + len(metrics)}::int[]
+            ORDER BY device_key, time
+        """  # noqa: S608 (only placeholders are interpolated)
+        every = [i for m in metrics for i in ids[m]]
+        args = (list(keys), start, end, *(ids[m] for m in metrics), every)
+        cursor = await conn.cursor(query, *args)
         # the next chunk is fetched (the server scans and sends it) while this one is evaluated
         pending = asyncio.ensure_future(cursor.fetch(CHUNK))
         try:
             while rows := await pending:
                 pending = asyncio.ensure_future(cursor.fetch(CHUNK))
-                yield [Record(tenant_id, r[0], r[1], _values(metrics, r)) for r in rows]
+                yield [Record(tenant_id, keys[r[0]], r[1], _values(metrics, r)) for r in rows]
         finally:
             if not pending.done():
                 pending.cancel()
