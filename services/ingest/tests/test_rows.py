@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from fleetpulse.ingest.rows import PG_EPOCH_US, Shape, metric_keys, shape_key
+from fleetpulse.ingest.rows import PG_EPOCH_US, Group, Shape, group_readings, metric_keys
 
 
 def _rows(data: bytes) -> list[list[bytes | None]]:
@@ -35,19 +35,19 @@ def _array(field: bytes, kind: str) -> list[float]:
     ]
 
 
-def test_a_reading_packs_as_the_columns_of_telemetry_readings() -> None:
+def test_readings_pack_as_the_columns_of_telemetry_readings() -> None:
     metrics: dict[str, float | bool] = {"temp": 21.5, "door": True, "rpm": 1200.0}
-    key = shape_key(metrics)
-    assert metric_keys(key) == [("temp", False), ("door", True), ("rpm", False)]
     other: dict[str, float | bool] = {"temp": -1.25, "door": False, "rpm": 0.0}
-    data = Shape.of([7, 3, 9]).pack(
-        [PG_EPOCH_US + 5, PG_EPOCH_US + 7],
-        [PG_EPOCH_US + 6, PG_EPOCH_US + 8],
-        [42, 43],
-        [11, 12],
-        [metrics.values(), other.values()],
+    groups = group_readings(
+        [
+            (PG_EPOCH_US + 5, PG_EPOCH_US + 6, 42, "acme", "d1", metrics),
+            (PG_EPOCH_US + 7, PG_EPOCH_US + 8, 43, "acme", "d2", other),
+        ],
+        {("acme", "d1"): 11, ("acme", "d2"): 12},
     )
-    first, second = _rows(data)
+    ((key, group),) = groups.items()
+    assert metric_keys(key) == [("temp", False), ("door", True), ("rpm", False)]
+    first, second = _rows(Shape.of([7, 3, 9], with_seq=True).pack(group))
     time, received, seq, device, ids, values = first
     assert struct.unpack("!q", time or b"") == (5,)
     assert struct.unpack("!q", received or b"") == (6,)
@@ -61,19 +61,27 @@ def test_a_reading_packs_as_the_columns_of_telemetry_readings() -> None:
 
 
 def test_no_seq_is_null_and_no_metrics_are_empty_arrays() -> None:
-    (fields,) = _rows(Shape.of([]).pack([PG_EPOCH_US], [PG_EPOCH_US], None, [1], [[]]))
+    groups = group_readings([(PG_EPOCH_US, PG_EPOCH_US, None, "t", "d", {})], {("t", "d"): 1})
+    ((key, group),) = groups.items()
+    (fields,) = _rows(Shape.of([], with_seq=not key[-1]).pack(group))
     assert fields[2] is None  # positive control above: a seq packs as 8 bytes
     assert _array(fields[4] or b"", "i") == [] and _array(fields[5] or b"", "d") == []
 
 
-def test_the_same_names_with_a_boolean_are_another_shape() -> None:
-    assert shape_key({"on": 1.0}) != shape_key({"on": True})
-    assert shape_key({"a": 1.0, "b": 2.0}) != shape_key({"b": 2.0, "a": 1.0})  # payload order
-    assert shape_key({"a": 1.0}) == shape_key({"a": 5.0})
+def test_readings_differing_in_names_order_types_or_seq_are_other_shapes() -> None:
+    reading = (PG_EPOCH_US, PG_EPOCH_US, None, "t", "d")
+    keys = {("t", "d"): 1}
+    alike = group_readings([(*reading, {"a": 1.0}), (*reading, {"a": 5.0})], keys)
+    assert [len(g.times) for g in alike.values()] == [2]  # control: one shape
+    differing = [{"on": 1.0}, {"on": True}, {"a": 1.0, "b": 2.0}, {"b": 2.0, "a": 1.0}]
+    assert len(group_readings([(*reading, m) for m in differing], keys)) == 4
+    with_seq = (PG_EPOCH_US, PG_EPOCH_US, 1, "t", "d", {"a": 1.0})
+    assert len(group_readings([(*reading, {"a": 1.0}), with_seq], keys)) == 2
 
 
-def test_a_reading_with_more_values_than_its_shape_is_refused() -> None:
-    shape = Shape.of([1])
-    assert _rows(shape.pack([PG_EPOCH_US], [PG_EPOCH_US], None, [1], [[1.0]]))  # control
-    with pytest.raises(ValueError, match="values"):
-        shape.pack([PG_EPOCH_US], [PG_EPOCH_US], None, [1], [[1.0, 2.0]])
+def test_a_group_with_other_values_than_its_shape_is_refused() -> None:
+    group = Group([PG_EPOCH_US], [PG_EPOCH_US], [None], [1], [1.0])
+    assert _rows(Shape.of([1], with_seq=False).pack(group))  # control
+    group.values.append(2.0)
+    with pytest.raises(ValueError, match="reshape"):
+        Shape.of([1], with_seq=False).pack(group)

@@ -19,8 +19,8 @@ from fleetpulse.ingest.rows import (
     MetricKey,
     Shape,
     ShapeKey,
+    group_readings,
     metric_keys,
-    shape_key,
 )
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,8 @@ class Interned:
         if len(self.shapes) + len(keys) > self.MAX_SHAPES:
             self.shapes.clear()
         for key in keys:
-            self.shapes[key] = Shape.of([self.metrics[m] for m in metric_keys(key)])
+            ids = [self.metrics[m] for m in metric_keys(key)]
+            self.shapes[key] = Shape.of(ids, with_seq=not key[-1])
 
 
 class PostgresTelemetryStore:
@@ -179,39 +180,34 @@ class PostgresTelemetryStore:
         keys and metric ids it needs (committed on their own, before the batch's transaction)."""
         if not batch.times:
             return None
-        groups: dict[tuple[ShapeKey, bool], list[int]] = {}
-        for i, (metrics, seq) in enumerate(zip(batch.metrics, batch.seqs, strict=True)):
-            groups.setdefault((shape_key(metrics), seq is None), []).append(i)
-        await self._learn(conn, self._interned.missing_devices(batch), {g[0] for g in groups})
-        return b"".join([HEADER, *(self._pack(batch, *g, i) for g, i in groups.items()), TRAILER])
-
-    def _pack(self, batch: Batch, shape: ShapeKey, no_seq: bool, rows: list[int]) -> bytes:
-        devices, t, d, m = self._interned.devices, batch.tenants, batch.devices, batch.metrics
-        return self._interned.shapes[shape].pack(
-            [batch.times[i] for i in rows],
-            [batch.received[i] for i in rows],
-            None if no_seq else [batch.seqs[i] for i in rows],
-            [devices[(t[i], d[i])] for i in rows],
-            [m[i].values() for i in rows],
-        )
-
-    async def _learn(
-        self, conn: asyncpg.Connection, devices: list[tuple[str, str]], shapes: set[ShapeKey]
-    ) -> None:
         interned = self._interned
+        await self._learn_devices(conn, interned.missing_devices(batch))
+        columns = zip(
+            batch.times, batch.received, batch.seqs, batch.tenants, batch.devices, batch.metrics,
+            strict=True,
+        )  # fmt: skip
+        groups = group_readings(columns, interned.devices)
+        await self._learn_shapes(conn, {key for key in groups if key not in interned.shapes})
+        packed = [interned.shapes[key].pack(group) for key, group in groups.items()]
+        return b"".join([HEADER, *packed, TRAILER])
+
+    async def _learn_devices(
+        self, conn: asyncpg.Connection, devices: list[tuple[str, str]]
+    ) -> None:
         if devices:
             tenants, ids = [d[0] for d in devices], [d[1] for d in devices]
             for row in await conn.fetch(DEVICE_KEYS, tenants, ids):
-                interned.devices[(row["tenant_id"], row["device_id"])] = row["device_key"]
-        new_shapes = {s for s in shapes if s not in interned.shapes}
-        if not new_shapes:
+                self._interned.devices[(row["tenant_id"], row["device_id"])] = row["device_key"]
+
+    async def _learn_shapes(self, conn: asyncpg.Connection, shapes: set[ShapeKey]) -> None:
+        if not shapes:
             return
-        metrics = interned.missing_metrics(new_shapes)
+        metrics = self._interned.missing_metrics(shapes)
         if metrics:
             names, bools = [m[0] for m in metrics], [m[1] for m in metrics]
             for row in await conn.fetch(METRIC_IDS, names, bools):
-                interned.metrics[(row["name"], row["is_bool"])] = row["metric_id"]
-        interned.add_shapes(new_shapes)
+                self._interned.metrics[(row["name"], row["is_bool"])] = row["metric_id"]
+        self._interned.add_shapes(shapes)
 
     async def _telemetry(
         self, conn: asyncpg.Connection, batch: Batch, data: bytes | None
