@@ -3,6 +3,7 @@ telemetry key (device key, time)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -153,10 +154,15 @@ class PostgresTelemetryStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._interned = Interned()
+        # Learning and packing run one batch at a time: a writer suspended while it learns a key
+        # must not find the maps cleared (bounded) under it by another writer before it packs.
+        # Packing is CPU in this event loop anyway; the COPYs still overlap.
+        self._packing = asyncio.Lock()
 
     async def write(self, batch: Batch) -> Written:
         async with self._pool.acquire() as conn:
-            data = await self._copy_data(conn, batch)
+            async with self._packing:
+                data = await self._copy_data(conn, batch)
             async with conn.transaction():
                 written = await self._telemetry(conn, batch, data)
                 duplicates = written.duplicates + batch.duplicates_in_batch
