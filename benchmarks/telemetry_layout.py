@@ -539,9 +539,9 @@ async def prepare(args: Any, store: PostgresTelemetryStore, pool: asyncpg.Pool) 
     copy_data: list[bytes] = []
     async with pool.acquire() as conn:
         for b in store_batches:
-            data = await store._copy_data(conn, b)  # the store's own encoding
-            assert data is not None
-            copy_data.append(data)
+            packed = await store._pack(conn, b)  # the store's own encoding
+            assert packed is not None
+            copy_data.append(packed.data)
     return Prepared(
         store_batches,
         [before_parameters(b) for b in store_batches],

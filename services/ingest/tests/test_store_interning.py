@@ -7,10 +7,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
 from fleetpulse.ingest.batch import Batch, Envelope, QuarantineThrottle
 from fleetpulse.ingest.domain import Accepted, Record
-from fleetpulse.ingest.store import PostgresTelemetryStore
+from fleetpulse.ingest.store import DEVICE_KEYS, PostgresTelemetryStore
 
 
 def _batch(devices: list[str]) -> Batch:
@@ -25,27 +26,20 @@ def _batch(devices: list[str]) -> Batch:
 
 
 async def test_a_writer_clearing_the_maps_does_not_fail_a_writer_still_learning(
-    db_pool: asyncpg.Pool,
+    db_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = PostgresTelemetryStore(db_pool)
     known = [f"known-{i}" for i in range(5)]
     await store.write(_batch(known))  # these devices' keys are now learned
-    learning, resume = asyncio.Event(), asyncio.Event()
-    learn = store._learn_devices
-
-    async def slow_learn(conn: asyncpg.Connection, devices: list[tuple[str, str]]) -> None:
-        if ("acme", "new-a") in devices:  # writer A: suspended while it learns its new device
-            learning.set()
-            await resume.wait()
-        await learn(conn, devices)
-
-    store._learn_devices = slow_learn  # type: ignore[method-assign]
+    # writer A's key lookup (it has a new device) takes 0.5 s in the database
+    monkeypatch.setattr(
+        "fleetpulse.ingest.store.DEVICE_KEYS",
+        DEVICE_KEYS + ", pg_sleep(CASE WHEN 'new-a' = ANY($2) THEN 0.5 ELSE 0 END)",
+    )
     a = asyncio.create_task(store.write(_batch([*known, "new-a"])))
-    await learning.wait()
-    store._interned.MAX_DEVICES = 0  # writer B's bound check clears the map
-    b = asyncio.create_task(store.write(_batch(["new-b1", "new-b2"])))
-    await asyncio.sleep(0.3)  # B gets every chance to run now
-    resume.set()
-    written = await asyncio.gather(a, b)
-    assert [w.duplicates for w in written] == [0, 0]
+    await asyncio.sleep(0.2)  # A has read the cache and waits for its new key
+    store._interned.MAX_DEVICES = 0  # so writer B's learning clears the cache
+    await store.write(_batch(["new-b1", "new-b2"]))
+    assert store._interned.devices.keys() == {("acme", "new-b1"), ("acme", "new-b2")}
+    assert (await a).duplicates == 0
     assert await db_pool.fetchval("SELECT count(*) FROM telemetry_readings") == 5 + 6 + 2

@@ -3,10 +3,10 @@ telemetry key (device key, time)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -118,7 +118,9 @@ class Written:
 
 class Interned:
     """Device keys and metric ids this process has learned (assigned once, never changed), and
-    how each metric shape packs. Bounded: a full map is dropped and learned again."""
+    how each metric shape packs: caches only. Each write resolves what it needs into maps of
+    its own, so a cache dropped (bounded: a full map is cleared and learned again) while another
+    write is waiting for a key never fails that write."""
 
     MAX_DEVICES = 1_000_000
     MAX_METRICS = 100_000
@@ -129,23 +131,28 @@ class Interned:
         self.metrics: dict[MetricKey, int] = {}
         self.shapes: dict[ShapeKey, Shape] = {}
 
-    def missing_devices(self, batch: Batch) -> list[tuple[str, str]]:
-        if len(self.devices) > self.MAX_DEVICES:
-            self.devices.clear()
-        return [d for d in batch.device_times if d not in self.devices]
+    def remember_devices(self, learned: dict[tuple[str, str], int]) -> None:
+        _remember(self.devices, learned, self.MAX_DEVICES)
 
-    def missing_metrics(self, keys: set[ShapeKey]) -> list[MetricKey]:
-        if len(self.metrics) > self.MAX_METRICS:
-            self.metrics.clear()
-        wanted = {m for key in keys for m in metric_keys(key)}
-        return [m for m in wanted if m not in self.metrics]
+    def remember_metrics(self, learned: dict[MetricKey, int]) -> None:
+        _remember(self.metrics, learned, self.MAX_METRICS)
 
-    def add_shapes(self, keys: set[ShapeKey]) -> None:
-        if len(self.shapes) + len(keys) > self.MAX_SHAPES:
-            self.shapes.clear()
-        for key in keys:
-            ids = [self.metrics[m] for m in metric_keys(key)]
-            self.shapes[key] = Shape.of(ids, with_seq=not key[-1])
+    def remember_shapes(self, built: dict[ShapeKey, Shape]) -> None:
+        _remember(self.shapes, built, self.MAX_SHAPES)
+
+
+def _remember(cache: dict[Any, Any], learned: dict[Any, Any], limit: int) -> None:
+    if len(cache) + len(learned) > limit:
+        cache.clear()
+    cache.update(learned)
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A batch's readings as binary COPY data, and the device keys they were packed with."""
+
+    data: bytes
+    keys: dict[tuple[str, str], int]
 
 
 class PostgresTelemetryStore:
@@ -154,17 +161,12 @@ class PostgresTelemetryStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._interned = Interned()
-        # Learning and packing run one batch at a time: a writer suspended while it learns a key
-        # must not find the maps cleared (bounded) under it by another writer before it packs.
-        # Packing is CPU in this event loop anyway; the COPYs still overlap.
-        self._packing = asyncio.Lock()
 
     async def write(self, batch: Batch) -> Written:
         async with self._pool.acquire() as conn:
-            async with self._packing:
-                data = await self._copy_data(conn, batch)
+            packed = await self._pack(conn, batch)
             async with conn.transaction():
-                written = await self._telemetry(conn, batch, data)
+                written = await self._telemetry(conn, batch, packed)
                 duplicates = written.duplicates + batch.duplicates_in_batch
                 if batch.seen:
                     await conn.execute(
@@ -181,66 +183,100 @@ class PostgresTelemetryStore:
                     await conn.execute(UPSERT_DUPLICATES, minute, duplicates + batch.retained)
         return Written(duplicates, written.stored)
 
-    async def _copy_data(self, conn: asyncpg.Connection, batch: Batch) -> bytes | None:
+    async def _pack(self, conn: asyncpg.Connection, batch: Batch) -> Packed | None:
         """The batch's readings as binary COPY data (``None``: no readings), after learning the
         keys and metric ids it needs (committed on their own, before the batch's transaction)."""
         if not batch.times:
             return None
-        interned = self._interned
-        await self._learn_devices(conn, interned.missing_devices(batch))
+        keys = await self._device_keys(conn, batch)
         columns = zip(
             batch.times, batch.received, batch.seqs, batch.tenants, batch.devices, batch.metrics,
             strict=True,
         )  # fmt: skip
-        groups = group_readings(columns, interned.devices)
-        await self._learn_shapes(conn, {key for key in groups if key not in interned.shapes})
-        packed = [interned.shapes[key].pack(group) for key, group in groups.items()]
-        return b"".join([HEADER, *packed, TRAILER])
+        groups = group_readings(columns, keys)
+        shapes = await self._shapes(conn, list(groups))
+        packed = [shapes[key].pack(group) for key, group in groups.items()]
+        return Packed(b"".join([HEADER, *packed, TRAILER]), keys)
 
-    async def _learn_devices(
-        self, conn: asyncpg.Connection, devices: list[tuple[str, str]]
-    ) -> None:
-        if devices:
-            tenants, ids = [d[0] for d in devices], [d[1] for d in devices]
-            for row in await conn.fetch(DEVICE_KEYS, tenants, ids):
-                self._interned.devices[(row["tenant_id"], row["device_id"])] = row["device_key"]
+    async def _device_keys(
+        self, conn: asyncpg.Connection, batch: Batch
+    ) -> dict[tuple[str, str], int]:
+        known, keys, missing = self._interned.devices, {}, []
+        for device in batch.device_times:
+            key = known.get(device)
+            if key is None:
+                missing.append(device)
+            else:
+                keys[device] = key
+        if missing:
+            rows = await conn.fetch(DEVICE_KEYS, [d[0] for d in missing], [d[1] for d in missing])
+            learned = {(r["tenant_id"], r["device_id"]): r["device_key"] for r in rows}
+            self._interned.remember_devices(learned)
+            keys.update(learned)
+        return keys
 
-    async def _learn_shapes(self, conn: asyncpg.Connection, shapes: set[ShapeKey]) -> None:
-        if not shapes:
-            return
-        metrics = self._interned.missing_metrics(shapes)
-        if metrics:
-            names, bools = [m[0] for m in metrics], [m[1] for m in metrics]
-            for row in await conn.fetch(METRIC_IDS, names, bools):
-                self._interned.metrics[(row["name"], row["is_bool"])] = row["metric_id"]
-        self._interned.add_shapes(shapes)
+    async def _shapes(
+        self, conn: asyncpg.Connection, wanted: list[ShapeKey]
+    ) -> dict[ShapeKey, Shape]:
+        known, shapes = self._interned.shapes, {}
+        new = []
+        for key in wanted:
+            shape = known.get(key)
+            if shape is None:
+                new.append(key)
+            else:
+                shapes[key] = shape
+        if new:
+            ids = await self._metric_ids(conn, {m for key in new for m in metric_keys(key)})
+            built = {k: Shape.of([ids[m] for m in metric_keys(k)], with_seq=not k[-1]) for k in new}
+            self._interned.remember_shapes(built)
+            shapes.update(built)
+        return shapes
+
+    async def _metric_ids(
+        self, conn: asyncpg.Connection, wanted: set[MetricKey]
+    ) -> dict[MetricKey, int]:
+        known, ids = self._interned.metrics, {}
+        missing = []
+        for metric in wanted:
+            metric_id = known.get(metric)
+            if metric_id is None:
+                missing.append(metric)
+            else:
+                ids[metric] = metric_id
+        if missing:
+            rows = await conn.fetch(METRIC_IDS, [m[0] for m in missing], [m[1] for m in missing])
+            learned = {(r["name"], r["is_bool"]): r["metric_id"] for r in rows}
+            self._interned.remember_metrics(learned)
+            ids.update(learned)
+        return ids
 
     async def _telemetry(
-        self, conn: asyncpg.Connection, batch: Batch, data: bytes | None
+        self, conn: asyncpg.Connection, batch: Batch, packed: Packed | None
     ) -> Written:
-        if data is None:
+        if packed is None:
             return Written(0)
         attempt = conn.transaction()  # a savepoint, undone when the batch met a same-time clash
         await attempt.start()
         try:
-            await _copy(conn, "telemetry_readings", data)
+            await _copy(conn, "telemetry_readings", packed.data)
         except asyncpg.UniqueViolationError:
             await attempt.rollback()
-            return await self._through_staging(conn, batch, data)
+            return await self._through_staging(conn, batch, packed)
         await attempt.commit()
         return Written(0)
 
     async def _through_staging(
-        self, conn: asyncpg.Connection, batch: Batch, data: bytes
+        self, conn: asyncpg.Connection, batch: Batch, packed: Packed
     ) -> Written:
         """The batch met stored readings: insert what is new, learning which keys it stored."""
         await conn.execute(CREATE_STAGING)
-        await _copy(conn, STAGING, data)
+        await _copy(conn, STAGING, packed.data)
         size = len(batch.times)
         rows = await conn.fetch(INSERT_FROM_STAGING)
         if len(rows) < size:
             rows += await self._store_missed(conn)
-        owners = {self._interned.devices[d]: d for d in batch.device_times}
+        owners = {key: device for device, key in packed.keys.items()}
         stored = {(*owners[r["device_key"]], epoch_us(r["time"])) for r in rows}
         return Written(size - len(stored), stored)
 
