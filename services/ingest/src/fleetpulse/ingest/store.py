@@ -4,9 +4,9 @@ telemetry key (device key, time)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -25,6 +25,8 @@ from fleetpulse.ingest.rows import (
 )
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
 
 # Errors after which the same write may succeed later (lost connection, server restarting, ...):
 # the one classification of fleetpulse.common.db.errors. Anything else is permanent.
@@ -141,6 +143,28 @@ class Interned:
         _remember(self.shapes, built, self.MAX_SHAPES)
 
 
+def _split(cache: Mapping[K, V], wanted: Iterable[K]) -> tuple[dict[K, V], list[K]]:
+    """What ``cache`` holds of ``wanted`` (a map of this write's own), and what it lacks."""
+    found: dict[K, V] = {}
+    missing: list[K] = []
+    for item in wanted:
+        value = cache.get(item)
+        if value is None:
+            missing.append(item)
+        else:
+            found[item] = value
+    return found, missing
+
+
+async def _learn(
+    conn: asyncpg.Connection, query: str, missing: list[tuple[str, Any]]
+) -> dict[tuple[str, Any], int]:
+    """Assigns (or reads) the ids of ``missing`` pairs: ``query`` takes the pairs' two columns as
+    arrays and returns rows ``(first, second, id)`` (DEVICE_KEYS, METRIC_IDS)."""
+    rows = await conn.fetch(query, [m[0] for m in missing], [m[1] for m in missing])
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
 def _remember(cache: dict[Any, Any], learned: dict[Any, Any], limit: int) -> None:
     if len(cache) + len(learned) > limit:
         cache.clear()
@@ -201,16 +225,9 @@ class PostgresTelemetryStore:
     async def _device_keys(
         self, conn: asyncpg.Connection, batch: Batch
     ) -> dict[tuple[str, str], int]:
-        known, keys, missing = self._interned.devices, {}, []
-        for device in batch.device_times:
-            key = known.get(device)
-            if key is None:
-                missing.append(device)
-            else:
-                keys[device] = key
+        keys, missing = _split(self._interned.devices, batch.device_times)
         if missing:
-            rows = await conn.fetch(DEVICE_KEYS, [d[0] for d in missing], [d[1] for d in missing])
-            learned = {(r["tenant_id"], r["device_id"]): r["device_key"] for r in rows}
+            learned = await _learn(conn, DEVICE_KEYS, missing)
             self._interned.remember_devices(learned)
             keys.update(learned)
         return keys
@@ -218,38 +235,17 @@ class PostgresTelemetryStore:
     async def _shapes(
         self, conn: asyncpg.Connection, wanted: list[ShapeKey]
     ) -> dict[ShapeKey, Shape]:
-        known, shapes = self._interned.shapes, {}
-        new = []
-        for key in wanted:
-            shape = known.get(key)
-            if shape is None:
-                new.append(key)
-            else:
-                shapes[key] = shape
+        shapes, new = _split(self._interned.shapes, wanted)
         if new:
-            ids = await self._metric_ids(conn, {m for key in new for m in metric_keys(key)})
+            ids, missing = _split(self._interned.metrics, {m for k in new for m in metric_keys(k)})
+            if missing:
+                learned = await _learn(conn, METRIC_IDS, missing)
+                self._interned.remember_metrics(learned)
+                ids.update(learned)
             built = {k: Shape.of([ids[m] for m in metric_keys(k)], with_seq=not k[-1]) for k in new}
             self._interned.remember_shapes(built)
             shapes.update(built)
         return shapes
-
-    async def _metric_ids(
-        self, conn: asyncpg.Connection, wanted: set[MetricKey]
-    ) -> dict[MetricKey, int]:
-        known, ids = self._interned.metrics, {}
-        missing = []
-        for metric in wanted:
-            metric_id = known.get(metric)
-            if metric_id is None:
-                missing.append(metric)
-            else:
-                ids[metric] = metric_id
-        if missing:
-            rows = await conn.fetch(METRIC_IDS, [m[0] for m in missing], [m[1] for m in missing])
-            learned = {(r["name"], r["is_bool"]): r["metric_id"] for r in rows}
-            self._interned.remember_metrics(learned)
-            ids.update(learned)
-        return ids
 
     async def _telemetry(
         self, conn: asyncpg.Connection, batch: Batch, packed: Packed | None
