@@ -26,14 +26,6 @@ import asyncpg
 from fleetpulse.ingest.store import PostgresTelemetryStore
 from fleetpulse.testing.timescale import start_timescale
 
-# The harness refuses 0600's enable_chunk_skipping unless timescaledb.enable_chunk_skipping is on,
-# and with it on PGlite crashes ("RuntimeError: unreachable") on the first telemetry insert; the
-# migration is the exporter's (ingest_xid): the migration stops there, and the tables measured
-# here are created by this script with an ``ingest_xid`` column each (as 0600/0700 define it).
-SKIPPED_MIGRATION_ERROR = (
-    "chunk skipping functionality disabled, enable it by first setting "
-    "timescaledb.enable_chunk_skipping to on"
-)
 TIMESCALE_BATCH = 200
 MIGRATE = [sys.executable, "-c", "from fleetpulse.common.db.migrate import main; main()"]
 # The pre-0700 layout as a hypertable (0002 + 0600's column), as the TimescaleDB variant had it.
@@ -49,44 +41,6 @@ BEFORE_DDL = [
         timescaledb.compress_orderby = 'time DESC')""",
 ]
 
-# TODO(i17-ts): 0700_telemetry_layout.timescale.sql is not on this branch, and the harness's
-# migration stops at 0600 (above) anyway: until both are fixed, the shipped layout's tables and
-# the store's two key functions are created here as LAYOUT.md defines them (hypertable of 1 day
-# chunks, segmentby device_key, orderby time DESC). Skipped when the migrated schema has them.
-SHIPPED_STANDIN_DDL = [
-    """CREATE TABLE device_keys (
-        device_key int GENERATED ALWAYS AS IDENTITY UNIQUE, tenant_id text NOT NULL,
-        device_id text NOT NULL, PRIMARY KEY (tenant_id, device_id))""",
-    """CREATE TABLE metric_names (
-        metric_id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL,
-        is_bool boolean NOT NULL, UNIQUE (name, is_bool))""",
-    """CREATE FUNCTION fleetpulse_device_keys(tenants text[], devices text[])
-    RETURNS TABLE (tenant_id text, device_id text, device_key int) LANGUAGE sql AS $$
-        INSERT INTO device_keys (tenant_id, device_id)
-        SELECT DISTINCT u.t, u.d FROM unnest(tenants, devices) AS u(t, d) ORDER BY 1, 2
-        ON CONFLICT DO NOTHING;
-        SELECT k.tenant_id, k.device_id, k.device_key
-        FROM device_keys k JOIN (SELECT DISTINCT * FROM unnest(tenants, devices)) AS u(t, d)
-             ON k.tenant_id = u.t AND k.device_id = u.d;
-    $$""",
-    """CREATE FUNCTION fleetpulse_metric_ids(names text[], bools boolean[])
-    RETURNS TABLE (name text, is_bool boolean, metric_id int) LANGUAGE sql AS $$
-        INSERT INTO metric_names (name, is_bool)
-        SELECT DISTINCT u.n, u.b FROM unnest(names, bools) AS u(n, b) ORDER BY 1, 2
-        ON CONFLICT DO NOTHING;
-        SELECT m.name, m.is_bool, m.metric_id
-        FROM metric_names m JOIN (SELECT DISTINCT * FROM unnest(names, bools)) AS u(n, b)
-             ON m.name = u.n AND m.is_bool = u.b;
-    $$""",
-    """CREATE TABLE telemetry_readings (
-        time timestamptz NOT NULL, received_at timestamptz NOT NULL DEFAULT now(),
-        ingest_xid bigint DEFAULT (pg_current_xact_id()::text::bigint), seq bigint,
-        device_key int NOT NULL, metric_ids int[] NOT NULL, metric_values float8[] NOT NULL,
-        CONSTRAINT telemetry_readings_key PRIMARY KEY (device_key, time))""",
-    "SELECT create_hypertable('telemetry_readings', 'time', chunk_time_interval => interval '1 day')",
-    """ALTER TABLE telemetry_readings SET (timescaledb.compress,
-        timescaledb.compress_segmentby = 'device_key', timescaledb.compress_orderby = 'time DESC')""",
-]
 CANDIDATE_DDL = [
     """CREATE TABLE key_float8 (
         device_key int NOT NULL, time timestamptz NOT NULL, seq bigint,
@@ -119,15 +73,6 @@ async def _compress(conn: asyncpg.Connection, table: str) -> None:
 
 
 async def _create_tables(conn: asyncpg.Connection) -> None:
-    if await conn.fetchval("SELECT to_regclass('telemetry_readings')") is None:
-        print(
-            "  TimescaleDB: no telemetry_readings after migrating (0700's TimescaleDB variant is "
-            "not merged): the benchmark creates the shipped layout itself",
-            file=sys.stderr,
-            flush=True,
-        )
-        for ddl in SHIPPED_STANDIN_DDL:
-            await conn.execute(ddl)
     for ddl in (*BEFORE_DDL, *CANDIDATE_DDL):
         await conn.execute(ddl)
 
@@ -139,16 +84,8 @@ def _migrate(url: str) -> None:
         text=True,
         timeout=300,
     )
-    output = done.stdout + done.stderr
-    if done.returncode and not output.rstrip().endswith(SKIPPED_MIGRATION_ERROR):
-        raise SystemExit(f"fleetpulse-migrate on TimescaleDB failed: {output}")
     if done.returncode:
-        print(
-            f"  TimescaleDB: {output.strip().splitlines()[-1]}; migrations stop there "
-            "(the measured tables are created by the benchmark)",
-            file=sys.stderr,
-            flush=True,
-        )
+        raise SystemExit(f"fleetpulse-migrate on TimescaleDB failed: {done.stdout}{done.stderr}")
 
 
 async def compressed_bytes(args: Any) -> dict[str, float]:
