@@ -12,13 +12,16 @@ import pytest
 import fleetpulse.common.messaging as messaging
 from fleetpulse.common.eventstore import RecordedEvent
 from fleetpulse.common.messaging import (
+    QUEUES,
     ResourceNotFoundError,
     SnsMessage,
     SnsPublisher,
     declare_platform,
+    declare_platform_queue,
     declare_queue,
     declare_topic,
     event_to_message,
+    guard_publishes,
     message_to_event,
     platform_resources,
     queue_names,
@@ -114,6 +117,45 @@ async def test_platform_routes_events_by_type(
     ]
     assert [message_to_event(m["Body"]).type for m in deliveries] == ["DeliveryScheduled"]
     assert await receive_all(sqs_client, platform.evaluator.url, quiet_s=0.2) == []
+
+
+async def _restart_empty(sqs: Any, sns: Any, prefix: str, arn: str) -> None:
+    """What a restarted emulator holds: nothing of the platform."""
+    for name in [*QUEUES, *(f"{key}-dlq" for key in QUEUES)]:
+        url = (await sqs.get_queue_url(QueueName=prefix + name))["QueueUrl"]
+        await sqs.delete_queue(QueueUrl=url)
+    await sns.delete_topic(TopicArn=arn)
+
+
+async def test_a_guarded_publish_waits_for_the_topic_to_have_its_subscriptions(
+    sqs_client: Any, sns_client: Any, queue_prefix: str
+) -> None:
+    """The emulator restarted empty and a consumer declaring the platform again has made the
+    queues and the topic, not yet the subscriptions: a plain publish is accepted and lost, a
+    guarded one declares the subscriptions first and reaches the queues."""
+    platform = await declare_platform(sqs_client, sns_client, queue_prefix)
+    arn = platform.domain_events_arn
+    await _restart_empty(sqs_client, sns_client, queue_prefix, arn)
+    for key in QUEUES:
+        await declare_platform_queue(sqs_client, queue_prefix, key)
+    assert await declare_topic(sns_client, queue_prefix + "domain-events") == arn
+    opened = [SnsMessage(*event_to_message(_event("AlertOpened")))]
+
+    await SnsPublisher(sns_client, arn).publish_batch(opened)
+    assert await receive_all(sqs_client, platform.dispatcher.url, quiet_s=0.5) == []
+
+    guard = guard_publishes(sqs_client, sns_client, queue_prefix, arn, auto_create=True)
+    guarded = SnsPublisher(sns_client, arn, before_publish=guard)
+    await guarded.publish_batch(opened)
+    received = await receive_all(sqs_client, platform.dispatcher.url, expected=1)
+    assert [message_to_event(m["Body"]).type for m in received] == ["AlertOpened"]
+
+    await _restart_empty(sqs_client, sns_client, queue_prefix, arn)  # topic gone too
+    scheduled = [SnsMessage(*event_to_message(_event("DeliveryScheduled")))]
+    await guarded.publish_batch(scheduled)
+    received = await receive_all(sqs_client, platform.deliveries.url, expected=1)
+    assert [message_to_event(m["Body"]).type for m in received] == ["DeliveryScheduled"]
+    assert guard_publishes(sqs_client, sns_client, queue_prefix, arn, auto_create=False) is None
 
 
 async def test_resubscribing_updates_the_filter_policy(

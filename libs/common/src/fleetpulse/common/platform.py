@@ -32,6 +32,7 @@ from fleetpulse.common.messaging import (
     QueueRef,
     SnsPublisher,
     SqsConsumer,
+    guard_publishes,
     redeclare_platform,
     resolve_platform,
 )
@@ -83,8 +84,13 @@ class Platform:
         )
 
     def relay(self) -> OutboxRelay:
-        """The leader-elected relay publishing committed events to ``{prefix}domain-events``."""
-        publisher = SnsPublisher(self.sns, self.resources.domain_events_arn)
+        """The leader-elected relay publishing committed events to ``{prefix}domain-events``
+        (with ``AUTO_CREATE``, each batch only once the topic has its subscriptions)."""
+        settings, arn = self.settings, self.resources.domain_events_arn
+        guard = guard_publishes(
+            self.sqs, self.sns, settings.queue_prefix, arn, auto_create=settings.auto_create
+        )
+        publisher = SnsPublisher(self.sns, arn, before_publish=guard)
         return OutboxRelay(self.events, publisher, dsn=self.settings.database_url)
 
 

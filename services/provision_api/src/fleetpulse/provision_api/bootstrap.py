@@ -28,6 +28,7 @@ from fleetpulse.common.messaging import (
     OutboxRelay,
     SnsPublisher,
     declare_topic,
+    guard_publishes,
     queue_names,
     topic_arn,
 )
@@ -237,10 +238,13 @@ async def outbox_relay(
     if not settings.outbox_relay:
         yield None
         return
-    async with aws_client("sns", settings.aws) as sns:
-        name = queue_names(settings.queue_prefix).domain_events
-        arn = await (declare_topic(sns, name) if settings.auto_create else topic_arn(sns, name))
-        yield OutboxRelay(store, SnsPublisher(sns, arn), dsn=settings.database_url)
+    prefix, auto_create = settings.queue_prefix, settings.auto_create
+    async with aws_client("sns", settings.aws) as sns, aws_client("sqs", settings.aws) as sqs:
+        name = queue_names(prefix).domain_events
+        arn = await (declare_topic(sns, name) if auto_create else topic_arn(sns, name))
+        guard = guard_publishes(sqs, sns, prefix, arn, auto_create=auto_create)
+        publisher = SnsPublisher(sns, arn, before_publish=guard)
+        yield OutboxRelay(store, publisher, dsn=settings.database_url)
 
 
 async def _ready(services: Services) -> bool:

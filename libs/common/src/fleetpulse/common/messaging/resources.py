@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.literals import QueueAttributeNameType
 
+log = logging.getLogger(__name__)
+
 DLQ_SUFFIX = "-dlq"
 DLQ_RETENTION_S = 14 * 24 * 3600
 _QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
@@ -31,6 +34,10 @@ _QUEUE_EXISTS = frozenset({"QueueAlreadyExists", "QueueNameExists"})
 #: SNS filter policies of the platform's subscribed queues (on the ``type`` attribute).
 DISPATCHER_FILTER: dict[str, Any] = {"type": [{"prefix": "Alert"}]}
 DELIVERIES_FILTER: dict[str, Any] = {"type": [DeliveryScheduled.TYPE]}
+#: The queues subscribed to ``{prefix}domain-events`` (key without the prefix -> filter policy).
+SUBSCRIPTIONS: Mapping[str, dict[str, Any]] = MappingProxyType(
+    {"dispatcher": DISPATCHER_FILTER, "deliveries": DELIVERIES_FILTER}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,12 +208,18 @@ def _subscribe_attributes(filter_policy: dict[str, Any] | None) -> dict[str, str
 
 
 async def _subscription_of(sns: SNSClient, topic_arn: str, queue_arn: str) -> str | None:
+    return (await _queue_subscriptions(sns, topic_arn)).get(queue_arn)
+
+
+async def _queue_subscriptions(sns: SNSClient, topic_arn: str) -> dict[str, str]:
+    """Queue ARN -> subscription ARN of the SQS subscriptions on ``topic_arn``."""
+    found: dict[str, str] = {}
     paginator = sns.get_paginator("list_subscriptions_by_topic")
     async for page in paginator.paginate(TopicArn=topic_arn):
         for subscription in page.get("Subscriptions", []):
-            if subscription.get("Endpoint") == queue_arn and subscription.get("Protocol") == "sqs":
-                return subscription.get("SubscriptionArn")
-    return None
+            if subscription.get("Protocol") == "sqs":
+                found[subscription.get("Endpoint", "")] = subscription.get("SubscriptionArn", "")
+    return found
 
 
 async def _allow_topic(sqs: SQSClient, queue: QueueRef, topic_arn: str) -> None:
@@ -255,8 +268,8 @@ async def declare_platform(sqs: SQSClient, sns: SNSClient, prefix: str) -> Platf
     names = queue_names(prefix)
     queues = {key: await declare_platform_queue(sqs, prefix, key) for key in QUEUES}
     topic = await declare_topic(sns, names.domain_events)
-    await subscribe_queue(sns, sqs, topic, queues["dispatcher"], DISPATCHER_FILTER)
-    await subscribe_queue(sns, sqs, topic, queues["deliveries"], DELIVERIES_FILTER)
+    for key, filter_policy in SUBSCRIPTIONS.items():
+        await subscribe_queue(sns, sqs, topic, queues[key], filter_policy)
     return PlatformResources(
         queues["ingest"], queues["evaluator"], queues["dispatcher"], queues["deliveries"], topic
     )
@@ -291,3 +304,36 @@ def redeclare_platform(
     if not auto_create:
         return None
     return functools.partial(declare_platform, sqs, sns, prefix)
+
+
+def guard_publishes(
+    sqs: SQSClient, sns: SNSClient, prefix: str, topic_arn: str, *, auto_create: bool
+) -> Callable[[], Awaitable[None]] | None:
+    """A publisher's ``before_publish`` with ``AUTO_CREATE``: :func:`declare_unless_subscribed`
+    on ``topic_arn``; None otherwise (Terraform owns the topic, which never loses them)."""
+    if not auto_create:
+        return None
+    return functools.partial(declare_unless_subscribed, sqs, sns, prefix, topic_arn)
+
+
+async def declare_unless_subscribed(
+    sqs: SQSClient, sns: SNSClient, prefix: str, topic_arn: str
+) -> None:
+    """Declare the platform again (:func:`declare_platform`) unless ``topic_arn`` exists with
+    every queue of :data:`SUBSCRIPTIONS` subscribed.
+
+    Why before each publish: an emulator that restarted empty is declared again by the first
+    consumer to notice, queues first, then the topic, then its subscriptions. A publish between
+    the topic and its subscriptions is accepted by a topic with no subscribers, and the message
+    is gone. Within one emulator's life subscriptions are only added, so finding them before a
+    publish means the publish reaches them. One ``ListSubscriptionsByTopic`` call (local only).
+    """
+    try:
+        subscribed = {arn.rsplit(":", 1)[-1] for arn in await _queue_subscriptions(sns, topic_arn)}
+    except ClientError as exc:
+        if error_code(exc) != "NotFound":
+            raise
+        subscribed = set()
+    if not {f"{prefix}{key}" for key in SUBSCRIPTIONS} <= subscribed:
+        log.warning("topic lacks its subscriptions; declaring the platform again")
+        await declare_platform(sqs, sns, prefix)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,12 +32,23 @@ class SnsPublisher:
         sns: an aiobotocore SNS client, owned by the caller.
         topic_arn: the destination topic.
         max_attempts: tries per batch before ``publish_batch`` gives up with ``PublishError``.
+        before_publish: awaited before each ``publish_batch`` (with ``AUTO_CREATE``, the check
+            that the topic still has its subscriptions: ``resources.guard_publishes``); what it
+            raises fails the call.
     """
 
-    def __init__(self, sns: SNSClient, topic_arn: str, *, max_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        sns: SNSClient,
+        topic_arn: str,
+        *,
+        max_attempts: int = 5,
+        before_publish: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
         self._max_attempts = max_attempts
+        self._before_publish = before_publish
 
     @property
     def topic_arn(self) -> str:
@@ -46,6 +57,8 @@ class SnsPublisher:
     async def publish_batch(self, messages: Sequence[SnsMessage]) -> None:
         """Publish every message (10 per call, calls in parallel); raises ``PublishError`` if
         some could not be published after retries."""
+        if self._before_publish is not None:
+            await self._before_publish()
         entries: list[PublishBatchRequestEntryTypeDef] = [
             _entry(str(i), m) for i, m in enumerate(messages)
         ]
