@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +16,7 @@ import orjson
 import pytest
 
 from fleetpulse.common.messaging import (
+    MAX_UNPACKED_BYTES,
     PublishError,
     QueueRef,
     RetryLater,
@@ -279,7 +283,8 @@ async def test_batch_publisher_splits_into_batches_under_the_size_limit(
 ) -> None:
     queue = await _queue(sqs_client, queue_prefix + "q", visibility_timeout_s=30)
     records = _readings(600)
-    sent = await SqsBatchPublisher(sqs_client, queue.url, max_message_bytes=4000).publish(records)
+    publisher = SqsBatchPublisher(sqs_client, queue.url, max_message_bytes=4000, gzip=False)
+    sent = await publisher.publish(records)
     assert sent > 10  # more than one SendMessageBatch call
     messages = await receive_all(sqs_client, queue.url, expected=sent)
     assert all(len(m["Body"].encode()) <= 4000 for m in messages)
@@ -310,3 +315,41 @@ def test_pack_and_unpack_round_trip() -> None:
     for bad in ("not json", '{"v": 2, "records": []}', '{"v": 1, "records": [1]}'):
         with pytest.raises(ValueError, match="packed body"):
             unpack_records(bad)
+
+
+def _varied(count: int) -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    return [
+        {**record, "metrics": {"temp_c": round(rng.uniform(15, 30), 2), "door_open": i % 3 == 0}}
+        for i, record in enumerate(_readings(count))
+    ]
+
+
+def test_gzip_bodies_round_trip_under_the_limit_and_carry_more_per_message() -> None:
+    records = _varied(5000)
+    plain = pack_records(records, max_bytes=20_000)
+    packed = pack_records(records, max_bytes=20_000, gzip=True)
+    assert all(body.startswith("H4sI") and len(body) <= 20_000 for body in packed)
+    assert [r for body in packed for r in unpack_records(body)] == records
+    assert [r for body in packed for r in unpack_records(body.encode())] == records
+    assert len(packed) * 4 <= len(plain), (len(packed), len(plain))
+    assert all(len(body) > 20_000 * 0.75 for body in packed[1:-1])  # full once the ratio is known
+
+    noise = [{"blob": base64.b64encode(random.Random(i).randbytes(600)).decode()} for i in range(9)]
+    mixed = pack_records(noise, max_bytes=1000, gzip=True)  # gzip does not shrink these
+    assert all(len(body) <= 1000 for body in mixed)
+    assert [r for body in mixed for r in unpack_records(body)] == noise
+
+
+def test_gzip_bodies_that_are_broken_or_inflate_too_far_are_refused() -> None:
+    body = pack_records(_varied(100), max_bytes=240_000, gzip=True)[0]
+    bomb = base64.b64encode(gzip.compress(b"{" + b" " * (MAX_UNPACKED_BYTES + 1) + b"}", 9))
+    cases = {
+        "truncated": body[: len(body) // 2 // 4 * 4],
+        "not base64": body[:-8] + "!!!!!!!!",
+        "inflates beyond": bomb.decode(),
+    }
+    for reason, bad in cases.items():
+        with pytest.raises(ValueError, match=reason.split()[0]):
+            unpack_records(bad)
+    assert len(unpack_records(body)) == 100  # the intact body, beside them

@@ -1,7 +1,8 @@
 """Accepted readings -> the ``{prefix}evaluator`` SQS queue, packed into few large messages.
 
-Body: ``{"v": 1, "records": [...]}`` (docs/foundation.md), each at most ~240 KiB, packed and sent
-by ``fleetpulse.common.messaging.SqsBatchPublisher``. Ports: :class:`ReadingsForwarder`; adapters :class:`SqsReadingsForwarder`
+Body: ``{"v": 1, "records": [...]}`` gzip-compressed and base64-encoded (docs/foundation.md,
+``fleetpulse.common.messaging.packing``), each at most ~240 KiB, packed and sent by
+``fleetpulse.common.messaging.SqsBatchPublisher``. Ports: :class:`ReadingsForwarder`; adapters :class:`SqsReadingsForwarder`
 and :class:`DiscardingForwarder` (forwarding disabled).
 """
 

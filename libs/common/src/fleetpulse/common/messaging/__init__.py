@@ -4,6 +4,7 @@ envelope and the outbox relay (events -> SNS ``{prefix}domain-events``)."""
 from fleetpulse.common.messaging.envelope import event_to_message, message_to_event
 from fleetpulse.common.messaging.errors import MessagingError, PublishError, ResourceNotFoundError
 from fleetpulse.common.messaging.outbox import OutboxRelay
+from fleetpulse.common.messaging.packing import MAX_UNPACKED_BYTES, pack_records, unpack_records
 from fleetpulse.common.messaging.resources import (
     DELIVERIES_FILTER,
     DISPATCHER_FILTER,
@@ -34,13 +35,12 @@ from fleetpulse.common.messaging.sqs import (
     SqsBatchPublisher,
     SqsConsumer,
     SqsMessage,
-    pack_records,
-    unpack_records,
 )
 
 __all__ = [
     "DELIVERIES_FILTER",
     "DISPATCHER_FILTER",
+    "MAX_UNPACKED_BYTES",
     "QUEUES",
     "SUBSCRIPTIONS",
     "MessageHandler",

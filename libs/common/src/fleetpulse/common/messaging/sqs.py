@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from opentelemetry.trace import SpanKind
 
 from fleetpulse.common.errors import ExternalError
 from fleetpulse.common.messaging._batching import backoff_s, chunk, send_with_retry
 from fleetpulse.common.messaging.errors import AWS_ERRORS, aws_errors, queue_missing
+from fleetpulse.common.messaging.packing import pack_records
 from fleetpulse.common.observability import extract_context, inject_context, meter, tracer
 from fleetpulse.common.runtime import sleep_until_stopped
 
@@ -40,9 +40,6 @@ if TYPE_CHECKING:
     )
 
 MAX_VISIBILITY_S = 43_200
-PACKED_VERSION = 1
-_PACK_HEAD = b'{"v":1,"records":['
-_PACK_TAIL = b"]}"
 
 log = logging.getLogger(__name__)
 _messages_counter = meter("fleetpulse.messaging").create_counter(
@@ -380,13 +377,14 @@ async def _first_of(stop: asyncio.Event, *awaitables: asyncio.Future[Any]) -> No
 
 
 class SqsBatchPublisher:
-    """Sends many small records as few packed messages (``{"v": 1, "records": [...]}``).
+    """Sends many small records as few packed messages (:mod:`~.packing`: gzip by default).
 
     Parameters:
         sqs: an aiobotocore SQS client, owned by the caller.
         queue_url: the destination queue.
         max_message_bytes: upper bound of one message (body plus attributes); SQS allows 256 KiB.
         max_attempts: tries per batch before :meth:`publish` gives up with ``PublishError``.
+        gzip: send the compressed form (``False``: plain JSON bodies).
     """
 
     def __init__(
@@ -396,11 +394,13 @@ class SqsBatchPublisher:
         *,
         max_message_bytes: int = 240_000,
         max_attempts: int = 5,
+        gzip: bool = True,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._max_message_bytes = max_message_bytes
         self._max_attempts = max_attempts
+        self._gzip = gzip
 
     async def publish(
         self, records: Sequence[Mapping[str, Any]], attributes: Mapping[str, str] | None = None
@@ -412,7 +412,7 @@ class SqsBatchPublisher:
         """
         message_attributes = _attribute_values({**inject_context(), **(attributes or {})})
         budget = self._max_message_bytes - _attributes_size(message_attributes)
-        bodies = pack_records(records, max_bytes=budget)
+        bodies = pack_records(records, max_bytes=budget, gzip=self._gzip)
         entries: list[SendMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "MessageBody": body, "MessageAttributes": message_attributes}
             for i, body in enumerate(bodies)
@@ -448,40 +448,3 @@ def _attributes_size(attributes: Mapping[str, MessageAttributeValueTypeDef]) -> 
         len(name) + len("String") + len(value.get("StringValue", "").encode())
         for name, value in attributes.items()
     )
-
-
-def pack_records(records: Sequence[Mapping[str, Any]], *, max_bytes: int = 240_000) -> list[str]:
-    """Pack records into as few ``{"v":1,"records":[...]}`` bodies as fit in ``max_bytes`` each."""
-    bodies: list[str] = []
-    current: list[bytes] = []
-    size = len(_PACK_HEAD) + len(_PACK_TAIL)
-    for record in records:
-        encoded = orjson.dumps(record)
-        if len(_PACK_HEAD) + len(encoded) + len(_PACK_TAIL) > max_bytes:
-            raise ValueError(f"a record of {len(encoded)} bytes does not fit in a message")
-        if current and size + 1 + len(encoded) > max_bytes:
-            bodies.append(_body(current))
-            current, size = [], len(_PACK_HEAD) + len(_PACK_TAIL)
-        size += len(encoded) + (1 if current else 0)
-        current.append(encoded)
-    if current:
-        bodies.append(_body(current))
-    return bodies
-
-
-def _body(encoded: list[bytes]) -> str:
-    return (_PACK_HEAD + b",".join(encoded) + _PACK_TAIL).decode()
-
-
-def unpack_records(body: str | bytes) -> list[dict[str, Any]]:
-    """The records of a packed body; raises ``ValueError`` on anything else."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"packed body is not JSON: {exc}") from None
-    if not isinstance(document, dict) or document.get("v") != PACKED_VERSION:
-        raise ValueError("packed body has no supported version")
-    records = document.get("records")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise ValueError("packed body has no list of records")
-    return records
