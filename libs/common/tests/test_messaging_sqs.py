@@ -334,6 +334,8 @@ def test_gzip_bodies_round_trip_under_the_limit_and_carry_more_per_message() -> 
     assert [r for body in packed for r in unpack_records(body.encode())] == records
     assert len(packed) * 4 <= len(plain), (len(packed), len(plain))
     assert all(len(body) > 20_000 * 0.75 for body in packed[1:-1])  # full once the ratio is known
+    (whole,) = pack_records(records, max_bytes=240_000, gzip=True)  # fits one: one body
+    assert unpack_records(whole) == records
 
     noise = [{"blob": base64.b64encode(random.Random(i).randbytes(600)).decode()} for i in range(9)]
     mixed = pack_records(noise, max_bytes=1000, gzip=True)  # gzip does not shrink these

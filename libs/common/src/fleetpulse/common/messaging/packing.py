@@ -39,7 +39,12 @@ def pack_records(
     records: Sequence[Mapping[str, Any]], *, max_bytes: int = 240_000, gzip: bool = False
 ) -> list[str]:
     """Pack ``records`` into as few bodies as fit in ``max_bytes`` each (JSON, or with ``gzip``
-    the compressed form); raises ``ValueError`` for a record that does not fit a JSON body."""
+    the compressed form); raises ``ValueError`` for a record that does not fit a JSON body
+    (with ``gzip``, unless all the records fit one compressed body: the common case, one call)."""
+    if gzip and records:
+        whole = _gzip(orjson.dumps({"v": PACKED_VERSION, "records": list(records)}))
+        if len(whole) <= max_bytes:
+            return [whole.decode()]
     encoded = [orjson.dumps(record) for record in records]
     for item in encoded:
         if len(_HEAD) + len(item) + len(_TAIL) > max_bytes:
