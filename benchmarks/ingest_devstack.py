@@ -4,7 +4,9 @@ A private dev stack (``fleetpulse.devstack.stack.private_stack``: every service,
 config, one ingest with one plain persistent subscription, forwarding to the evaluator on),
 ``--devices`` devices registered, a publisher user added to its broker, then ``--batched``
 100-reading messages published by ``--publishers`` raw QoS 1 publishers; readings/s = stored
-readings / time from the first publish until the last row is in ``telemetry``.
+readings / time from the first publish until the last row is in ``telemetry``; with forwarding
+on, also stored *and evaluated* readings/s: until the evaluator queue is seen empty (nothing
+waiting or in flight), with the evaluator's and moto's CPU per reading until then.
 ``--max-inflight`` overrides ingest's ``FLEETPULSE_MQTT_MAX_INFLIGHT`` (0: the behaviour before
 the window flush) and ``--env NAME=value`` any other ingest setting, so variants run back to back
 on the same machine. Prints where the CPU went (each stack process, and the database backends of
@@ -32,12 +34,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import parser, process_tree, report
 from ingest import DEVICES, TENANT, CpuMeter, batched_messages, publish_all, wait_rows
 
+from fleetpulse.common.aws import AwsConfig, aws_client
+from fleetpulse.common.messaging import queue_names
 from fleetpulse.devstack import services
 from fleetpulse.devstack.broker import Acl, dynsec_control, user_commands
 from fleetpulse.devstack.stack import private_stack
 from fleetpulse.testing.postgres import server_url, unique_name
 
 PUBLISHER = "bench-publisher"
+QUEUE_PREFIX = "fleetpulse-"  # the dev stack's FLEETPULSE_QUEUE_PREFIX
 
 
 def _stack_cpu() -> dict[str, float]:
@@ -86,10 +91,13 @@ async def measure(stack: services.StackConfig, args: argparse.Namespace) -> dict
         ended = await wait_rows(pool, args.batched * 100)
         after = _stack_cpu()
         backends = {app: (await meter.stop())[0] for app, meter in meters.items()}
+        evaluated = None if args.no_forward else await wait_evaluated(stack)
+        drained = _stack_cpu()
     finally:
         await pool.close()
     seconds = ended - started
     readings = args.batched * 100
+    figures = _evaluated_figures(readings, started, evaluated, before, drained)
     spent = {name: after[name] - before.get(name, 0.0) for name in after}
     print(f"  wall {seconds:.1f}s; load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
     for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1]):
@@ -103,12 +111,62 @@ async def measure(stack: services.StackConfig, args: argparse.Namespace) -> dict
             file=sys.stderr,
         )
     return {
+        **figures,
         "dev stack batched(100): readings/s": readings / seconds,
         "dev stack batched(100): messages/s": args.batched / seconds,
         "dev stack: ingest CPU us/reading": spent.get("fleetpulse-ingest", 0.0) / readings * 1e6,
         "dev stack: ingest's database CPU us/reading": backends["fleetpulse-ingest"]
         / readings
         * 1e6,
+    }
+
+
+async def wait_evaluated(stack: services.StackConfig, timeout_s: float = 300) -> float:
+    """When the evaluator queue was first seen empty (nothing waiting, nothing in flight) twice
+    in a row, 250 ms apart, after the rows are in: every forwarded reading evaluated."""
+    config = AwsConfig(endpoint_url=stack.moto_url, region=services.REGION)
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    deadline = time.perf_counter() + timeout_s
+    async with aws_client("sqs", config) as sqs:
+        url = (await sqs.get_queue_url(QueueName=queue_names(QUEUE_PREFIX).evaluator))["QueueUrl"]
+        empty_since = None
+        while time.perf_counter() < deadline:
+            attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names))[
+                "Attributes"
+            ]
+            if any(int(attributes[name]) for name in names):
+                empty_since = None
+            elif empty_since is not None:
+                return empty_since
+            else:
+                empty_since = time.perf_counter()
+            await asyncio.sleep(0.25)
+    raise TimeoutError("the evaluator queue did not drain")
+
+
+def _evaluated_figures(
+    readings: int,
+    started: float,
+    evaluated: float | None,
+    before: dict[str, float],
+    drained: dict[str, float],
+) -> dict[str, float]:
+    """Stored and evaluated readings/s, and each process's CPU per reading until then."""
+    if evaluated is None:
+        return {}
+    spent = {name: drained[name] - before.get(name, 0.0) for name in drained}
+    for name in ("fleetpulse-evaluator", "moto"):
+        print(
+            f"  CPU {name} until the evaluator queue drained: {spent.get(name, 0.0):.1f}s"
+            f" ({spent.get(name, 0.0) / readings * 1e6:.1f} us/reading)",
+            file=sys.stderr,
+        )
+    return {
+        "dev stack batched(100): stored and evaluated readings/s": readings / (evaluated - started),
+        "dev stack: evaluator CPU us/reading": spent.get("fleetpulse-evaluator", 0.0)
+        / readings
+        * 1e6,
+        "dev stack: moto CPU us/reading": spent.get("moto", 0.0) / readings * 1e6,
     }
 
 

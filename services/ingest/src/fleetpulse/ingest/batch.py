@@ -157,6 +157,7 @@ class Batch:
         records, received = verdict.records, envelope.received_us
         if not records:
             return
+        received_iso = iso_from_us(received) if self.forward else ""  # one per message
         first = records[0]  # one message, one topic: one device and one kind
         device = (first.tenant_id, first.device_id)
         seen = self.seen.get(device)
@@ -167,7 +168,7 @@ class Batch:
         if first.kind == "heartbeat":
             for record in records:
                 seen.last_heartbeat_us = max(seen.last_heartbeat_us or 0, record.time_us)
-                self._forward(record, None, received)
+                self._forward(record, None, received_iso)
             return
         times = self.device_times.get(device)
         if times is None:
@@ -179,11 +180,11 @@ class Batch:
             times.add(record.time_us)
             seen.add_reading(record.time_us, record.metrics)
             self._append_reading(record, received)
-            self._forward(record, record.time_us, received)
+            self._forward(record, record.time_us, received_iso)
 
-    def _forward(self, record: Record, time_us: int | None, received_us: int) -> None:
+    def _forward(self, record: Record, time_us: int | None, received_iso: str) -> None:
         if self.forward:
-            self.evaluator.append(_evaluator_record(record, received_us))
+            self.evaluator.append(_evaluator_record(record, received_iso))
             self.evaluator_times.append(time_us)
 
     def _append_reading(self, record: Record, received_us: int) -> None:
@@ -295,7 +296,7 @@ class Batch:
         )
 
 
-def _evaluator_record(record: Record, received_us: int) -> dict[str, Any]:
+def _evaluator_record(record: Record, received_iso: str) -> dict[str, Any]:
     """One evaluator-queue record; ``received_at`` (when the broker delivered it to ingest) is
     the evaluator's liveness clock, ``ts`` its device-time reading order."""
     return encode_record(
@@ -305,7 +306,7 @@ def _evaluator_record(record: Record, received_us: int) -> dict[str, Any]:
         iso_from_us(record.time_us),
         record.seq,
         record.metrics,
-        iso_from_us(received_us),
+        received_iso,
     )
 
 

@@ -65,12 +65,12 @@ def encode_record(
 
 def parse_ts(value: Any) -> datetime:
     """ISO-8601 (``Z`` or an offset; naive means UTC) or epoch milliseconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, str):  # what ingest sends: checked first, per record
+        ts = datetime.fromisoformat(value)
+        return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return datetime.fromtimestamp(value / 1000, UTC)
-    if not isinstance(value, str):
-        raise TypeError("ts must be a string or epoch milliseconds")
-    ts = datetime.fromisoformat(value)
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    raise TypeError("ts must be a string or epoch milliseconds")
 
 
 @functools.lru_cache(maxsize=256)
